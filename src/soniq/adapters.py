@@ -1,0 +1,120 @@
+"""Writing job rows on a caller's own connection, whatever driver it came from.
+
+Each adapter runs Soniq's named queries in the driver's placeholder style, inside
+whatever transaction the caller has open. Soniq never begins, commits or rolls back
+a caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from soniq.errors import UNSUPPORTED_CONNECTION, SoniqError
+from soniq.sql import QUERIES, Query
+
+Row = tuple[Any, ...]
+
+#: Columns written by ``enqueue_many``'s COPY, in order; ``scheduled_at`` is optional.
+COPY_COLUMNS = ("id", "job_name", "args", "queue", "priority", "max_attempts", "scheduled_at")
+
+
+class AsyncAdapter(ABC):
+    """Runs Soniq's queries on one async connection owned by someone else."""
+
+    @abstractmethod
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        """Execute ``query`` and return its rows as tuples (empty if it returns none)."""
+
+    @abstractmethod
+    async def copy_jobs(self, rows: Sequence[Row]) -> None:
+        """Bulk-write job rows whose values follow :data:`COPY_COLUMNS`.
+
+        Rows of six values leave ``scheduled_at`` to its default (the server's clock).
+        """
+
+
+class PsycopgAsyncAdapter(AsyncAdapter):
+    """A psycopg 3 ``AsyncConnection`` (the caller's, or one from Soniq's pool)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        # A cursor of our own keeps the caller's row_factory out of it.
+        async with self.conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(query.psycopg, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def copy_jobs(self, rows: Sequence[Row]) -> None:
+        async with (
+            self.conn.cursor() as cur,
+            cur.copy(_copy_query(rows).psycopg) as copy,
+        ):
+            for row in rows:
+                await copy.write_row(row)
+
+
+class AsyncpgAdapter(AsyncAdapter):
+    """An asyncpg ``Connection`` or pooled connection proxy (extra ``soniq[asyncpg]``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        records = await self.conn.fetch(query.dollar, *query.positional(params))
+        return [tuple(record) for record in records]
+
+    async def copy_jobs(self, rows: Sequence[Row]) -> None:
+        # asyncpg's binary COPY wants real UUIDs.
+        records = [(uuid.UUID(row[0]), *row[1:]) for row in rows]
+        await self.conn.copy_records_to_table(
+            "soniq_jobs", records=records, columns=list(COPY_COLUMNS[: len(rows[0])])
+        )
+
+
+def _copy_query(rows: Sequence[Row]) -> Query:
+    return QUERIES["copy_jobs_scheduled" if len(rows[0]) == len(COPY_COLUMNS) else "copy_jobs"]
+
+
+def async_adapter(conn: object) -> AsyncAdapter:
+    """The adapter for ``conn``, or a SoniqError saying what to pass instead."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        return PsycopgAsyncAdapter(conn)
+    if _is_asyncpg(conn):
+        return AsyncpgAdapter(conn)
+    if isinstance(conn, psycopg.Connection):
+        raise SoniqError(
+            UNSUPPORTED_CONNECTION,
+            "connection= is a blocking psycopg Connection, but this is the async API. "
+            "Use soniq_sync for blocking code, or pass a psycopg AsyncConnection.",
+            connection_type=_type_name(conn),
+        )
+    raise SoniqError(
+        UNSUPPORTED_CONNECTION,
+        f"connection= got a {_type_name(conn)}, which Soniq cannot write through. Pass a "
+        "psycopg AsyncConnection or an asyncpg Connection in an open transaction.",
+        connection_type=_type_name(conn),
+    )
+
+
+def _is_asyncpg(conn: object) -> bool:
+    module = type(conn).__module__
+    if not module.startswith("asyncpg"):
+        return False
+    try:
+        import asyncpg
+        from asyncpg.pool import PoolConnectionProxy
+    except ImportError:  # pragma: no cover - the object came from somewhere
+        return False
+    return isinstance(conn, (asyncpg.Connection, PoolConnectionProxy))
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,0 +1,436 @@
+"""The ``Soniq`` application: registration, the enqueue surface, inspection, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from psycopg.rows import dict_row
+from pydantic import BaseModel
+
+from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
+from soniq.backend import PostgresBackend, connect, normalise_database_url, require_url
+from soniq.enqueue import JobPlan, JobRow, Target, UnknownNameWarner, plan_job, run_at_to_datetime
+from soniq.errors import (
+    INVALID_ARGUMENT,
+    INVALID_JOB_ID,
+    INVALID_JOB_OPTION,
+    SCHEMA_MISSING,
+    SoniqError,
+)
+from soniq.migrations import apply_migrations, pending_migrations
+from soniq.registry import JobRegistry, RetryDelay, build_spec
+from soniq.settings import SoniqSettings
+from soniq.sql import QUERIES
+from soniq.task_ref import TaskRef
+from soniq.types import JobStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[..., Any]
+
+# How often a dedup race (the duplicate left the queue between our two statements)
+# is retried before giving up.
+_DEDUP_ATTEMPTS = 5
+
+
+class Soniq:
+    """A job queue on one PostgreSQL database: register handlers, enqueue, inspect.
+
+    ``database_url`` and any setting of :class:`~soniq.settings.SoniqSettings` may be
+    given as keywords; they override the ``SONIQ_*`` environment. Connections open
+    lazily on first use.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        enqueue_validation: str | None = None,
+        **settings: Any,
+    ) -> None:
+        if database_url is not None:
+            settings["database_url"] = database_url
+        if enqueue_validation is not None:
+            settings["enqueue_validation"] = enqueue_validation
+        self.settings = SoniqSettings.load(**settings)
+        if self.settings.database_url is not None:
+            normalise_database_url(self.settings.database_url)  # fail now, not at first use
+        self.registry = JobRegistry()
+        self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
+        self._warner = UnknownNameWarner()
+        self._backend: PostgresBackend | None = None
+        self._ready = False
+        self._init_lock = asyncio.Lock()
+
+    # -- registration ---------------------------------------------------------------
+
+    def job(
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        max_retries: int | None = None,
+        priority: int | None = None,
+        queue: str = "default",
+        unique: bool = False,
+        retry_delay: RetryDelay = 0,
+        retry_backoff: bool = False,
+        retry_max_delay: float | None = None,
+        timeout: float | None = None,
+        validate: type[BaseModel] | None = None,
+        args_model: type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as a job. Always call it: ``@app.job()``."""
+        if _func is not None:
+            raise SoniqError(
+                INVALID_JOB_OPTION,
+                "@app.job must be called: write @app.job() (with parentheses), "
+                f"above {getattr(_func, '__qualname__', _func)!r}.",
+            )
+        retries = _one_of("retries", retries, "max_retries", max_retries)
+        model = _one_of("validate", validate, "args_model", args_model)
+
+        def register(func: F) -> F:
+            spec = build_spec(
+                func,
+                name=name,
+                retries=self.settings.max_retries if retries is None else retries,
+                priority=self.settings.priority if priority is None else priority,
+                queue=queue,
+                unique=unique,
+                retry_delay=retry_delay,
+                retry_backoff=retry_backoff,
+                retry_max_delay=retry_max_delay,
+                timeout=timeout,
+                args_model=model,
+                name_pattern=self.settings.task_name_pattern,
+            )
+            self.registry.add(spec)
+            return func
+
+        return register
+
+    def before_job(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, attempt)`` before every job."""
+        self.hooks["before_job"].append(hook)
+        return hook
+
+    def after_job(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, duration_ms)`` after every successful job."""
+        self.hooks["after_job"].append(hook)
+        return hook
+
+    def on_error(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, error, attempt)`` when a job raises."""
+        self.hooks["on_error"].append(hook)
+        return hook
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def backend(self) -> PostgresBackend:
+        """Soniq's connection pool; ``async with app.backend.acquire() as conn``."""
+        if self._backend is None:
+            self._backend = PostgresBackend(require_url(self.settings), self.settings)
+        return self._backend
+
+    async def setup(self) -> list[str]:
+        """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
+
+        Returns the migration versions applied by this call.
+        """
+        async with await connect(require_url(self.settings), self.settings) as conn:
+            return await apply_migrations(conn)
+
+    async def ensure_initialized(self) -> None:
+        """Connect and check the schema; later calls return at once."""
+        if self._ready:
+            return
+        async with self._init_lock:
+            if self._ready:
+                return
+            url = require_url(self.settings)
+            async with await connect(url, self.settings) as conn:
+                pending = await pending_migrations(conn)
+            if pending:
+                raise SoniqError(
+                    SCHEMA_MISSING,
+                    f"The database is missing Soniq migrations {', '.join(pending)}. "
+                    "Run `soniq setup` (or `await app.setup()`) first.",
+                    pending=pending,
+                )
+            await self.backend.open()
+            self._ready = True
+
+    async def close(self) -> None:
+        """Close Soniq's connections. Safe to call twice; the app reopens on next use."""
+        backend, self._backend, self._ready = self._backend, None, False
+        if backend is not None:
+            await backend.close()
+
+    async def __aenter__(self) -> Soniq:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- enqueue --------------------------------------------------------------------
+
+    @overload
+    async def enqueue(
+        self,
+        target: str | TaskRef[Any],
+        *,
+        args: Mapping[str, Any] | BaseModel | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        scheduled_at: datetime | None = None,
+        unique: bool | None = None,
+        dedup_key: str | None = None,
+        connection: Any = None,
+    ) -> str: ...
+    @overload
+    async def enqueue(
+        self,
+        target: Callable[..., Any],
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        scheduled_at: datetime | None = None,
+        unique: bool | None = None,
+        dedup_key: str | None = None,
+        connection: Any = None,
+        **func_kwargs: Any,
+    ) -> str: ...
+    async def enqueue(
+        self,
+        target: Target,
+        *,
+        args: Mapping[str, Any] | BaseModel | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        scheduled_at: datetime | None = None,
+        unique: bool | None = None,
+        dedup_key: str | None = None,
+        connection: Any = None,
+        **func_kwargs: Any,
+    ) -> str:
+        """Queue one job and return its id.
+
+        ``target`` is a ``@app.job()`` function (its arguments as keywords), a task-name
+        string or a :class:`TaskRef` (arguments in ``args=``). With ``connection=``
+        the row is written in that connection's open transaction and commits with it.
+        """
+        plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
+        row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
+        if connection is not None:
+            return await _insert(async_adapter(connection), row)
+        await self.ensure_initialized()
+        async with self.backend.acquire() as conn:
+            return await _insert(PsycopgAsyncAdapter(conn), row)
+
+    async def schedule(
+        self,
+        target: Target,
+        run_at: datetime | timedelta | float,
+        *,
+        args: Mapping[str, Any] | BaseModel | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        unique: bool | None = None,
+        dedup_key: str | None = None,
+        connection: Any = None,
+        **func_kwargs: Any,
+    ) -> str:
+        """Queue a job to run at ``run_at``: an aware datetime, or seconds from now."""
+        return await self.enqueue(
+            target,
+            args=args,
+            priority=priority,
+            queue=queue,
+            scheduled_at=run_at_to_datetime(run_at),
+            unique=unique,
+            dedup_key=dedup_key,
+            connection=connection,
+            **func_kwargs,
+        )
+
+    async def enqueue_many(
+        self,
+        target: Target,
+        args_list: Iterable[Mapping[str, Any] | BaseModel],
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        scheduled_at: datetime | None = None,
+        unique: bool | None = None,
+        connection: Any = None,
+    ) -> list[str]:
+        """Queue one job per item of ``args_list``; return their ids in the same order.
+
+        All rows are checked before any is written, and they are written atomically
+        (with COPY unless deduplication needs row-by-row inserts).
+        """
+        items = list(args_list)
+        plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
+        rows = [plan.row(item) for item in items]
+        if not rows:
+            return []
+        if connection is not None:
+            return await _insert_many(async_adapter(connection), rows)
+        await self.ensure_initialized()
+        async with self.backend.acquire() as conn, conn.transaction():
+            return await _insert_many(PsycopgAsyncAdapter(conn), rows)
+
+    def _plan(
+        self,
+        target: object,
+        args: object,
+        func_kwargs: dict[str, Any],
+        priority: object,
+        queue: object,
+        scheduled_at: object,
+        unique: bool | None,
+    ) -> JobPlan:
+        return plan_job(
+            target,
+            has_args=args is not None,
+            has_kwargs=bool(func_kwargs),
+            priority=priority,
+            queue=queue,
+            scheduled_at=scheduled_at,
+            unique=unique,
+            registry=self.registry,
+            settings=self.settings,
+            warner=self._warner,
+        )
+
+    # -- inspection -----------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's full record, or None. A dead-lettered job has status 'dead_letter'."""
+        params = {"id": _job_id(job_id)}
+        rows = await self._fetch_dicts("get_job", params)
+        if not rows:
+            rows = await self._fetch_dicts("get_dead_letter_job", params)
+        return rows[0] if rows else None
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        queue: str | None = None,
+        job_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Job records, newest first, optionally filtered by status, queue and name."""
+        if status is not None:
+            try:
+                status = JobStatus(status).value
+            except ValueError:
+                raise SoniqError(
+                    INVALID_ARGUMENT,
+                    f"status must be one of {', '.join(s.value for s in JobStatus)}, "
+                    f"got {status!r}.",
+                ) from None
+        for label, value in (("limit", limit), ("offset", offset)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
+        return await self._fetch_dicts(
+            "list_jobs",
+            {
+                "status": status,
+                "queue": queue,
+                "job_name": job_name,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel a queued job; True if it was queued and is now cancelled."""
+        return bool(await self._fetch_dicts("cancel_job", {"id": _job_id(job_id)}))
+
+    async def get_result(self, job_id: str) -> Any:
+        """The return value of a finished job, or None if it has none (yet)."""
+        rows = await self._fetch_dicts("get_result", {"id": _job_id(job_id)})
+        return rows[0]["result"] if rows and rows[0]["status"] == "done" else None
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a job row whatever its status; True if one was deleted."""
+        return bool(await self._fetch_dicts("delete_job", {"id": _job_id(job_id)}))
+
+    async def get_queue_stats(self) -> list[dict[str, Any]]:
+        """Per-queue counts by status (and dead-lettered), sorted by queue name."""
+        stats = await self._fetch_dicts("queue_stats", {})
+        for row in stats:
+            row["total"] = sum(
+                row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
+            )
+        return stats
+
+    async def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        await self.ensure_initialized()
+        async with self.backend.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(QUERIES[query].psycopg, params)
+            return await cur.fetchall() if cur.description else []
+
+
+async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
+    """Insert one row; with a dedup key already queued, return that job's id instead."""
+    params = row.params()
+    for _ in range(_DEDUP_ATTEMPTS):
+        inserted = await adapter.fetch(QUERIES["insert_job"], params)
+        if inserted:
+            return str(inserted[0][0])
+        existing = await adapter.fetch(QUERIES["find_queued_duplicate"], params)
+        if existing:
+            return str(existing[0][0])
+    raise SoniqError(
+        INVALID_ARGUMENT,
+        f"Could not enqueue {row.job_name!r} with dedup key {row.dedup_key!r}: a duplicate "
+        "kept appearing and leaving the queue. Retry the call.",
+    )
+
+
+async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+    if any(row.dedup_key is not None for row in rows):
+        return [await _insert(adapter, row) for row in rows]
+    shared = (rows[0].scheduled_at,) if rows[0].scheduled_at is not None else ()
+    await adapter.copy_jobs(
+        [
+            (r.id, r.job_name, r.args_json, r.queue, r.priority, r.max_attempts, *shared)
+            for r in rows
+        ]
+    )
+    await adapter.fetch(QUERIES["notify_queues"], {"queues": sorted({r.queue for r in rows})})
+    return [row.id for row in rows]
+
+
+def _job_id(job_id: object) -> str:
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise SoniqError(
+            INVALID_JOB_ID, f"{job_id!r} is not a job id; job ids are UUID strings."
+        ) from None
+
+
+def _one_of(name_a: str, a: Any, name_b: str, b: Any) -> Any:
+    if a is not None and b is not None and a != b:
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{name_a}= and {name_b}= are aliases; pass only one of them.",
+        )
+    return a if a is not None else b

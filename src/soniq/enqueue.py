@@ -1,0 +1,374 @@
+"""Turning an ``enqueue(...)`` call into a checked job row, before any I/O.
+
+Everything that can be wrong with a call is found here, so a bad call never writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from soniq.errors import (
+    ARGS_CONFLICT,
+    ARGS_NOT_SERIALIZABLE,
+    INVALID_DEDUP_KEY,
+    INVALID_SCHEDULE,
+    INVALID_TARGET,
+    NAIVE_DATETIME,
+    TASK_ARGS_INVALID,
+    UNKNOWN_TASK_NAME,
+    SoniqError,
+)
+from soniq.naming import derive_task_name
+from soniq.registry import JobRegistry, JobSpec, check_priority, check_queue
+from soniq.settings import SoniqSettings
+from soniq.task_ref import TaskRef
+
+logger = logging.getLogger("soniq.enqueue")
+
+#: What ``enqueue`` accepts as its first argument.
+Target = Callable[..., Any] | str | TaskRef[Any]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One checked job, ready to insert."""
+
+    id: str
+    job_name: str
+    args_json: str
+    queue: str
+    priority: int
+    max_attempts: int
+    dedup_key: str | None
+    scheduled_at: datetime | None
+
+    def params(self) -> dict[str, Any]:
+        """The named parameters of the ``insert_job`` query."""
+        return {
+            "id": self.id,
+            "job_name": self.job_name,
+            "args": self.args_json,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "dedup_key": self.dedup_key,
+            "scheduled_at": self.scheduled_at,
+        }
+
+
+class UnknownNameWarner:
+    """Warns about an unregistered task name at most once per name per interval."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def warn(self, name: str) -> bool:
+        """Log the warning unless it was logged recently; return whether it was."""
+        now = self._clock()
+        last = self._last.get(name)
+        if last is not None and now - last < self._interval:
+            return False
+        self._last[name] = now
+        logger.warning(
+            "Enqueueing unregistered task %r (SONIQ_ENQUEUE_VALIDATION=warn); a worker "
+            "must register it or the job will be dead-lettered.",
+            name,
+            extra={"job_name": name},
+        )
+        return True
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    name: str
+    spec: JobSpec | None
+    model: type[BaseModel] | None
+    default_queue: str | None
+
+
+def resolve_target(
+    target: object,
+    *,
+    has_args: bool,
+    has_kwargs: bool,
+    registry: JobRegistry,
+    settings: SoniqSettings,
+    warner: UnknownNameWarner,
+) -> _Resolved:
+    """Work out the task name, local spec and args model for one of the three shapes."""
+    if isinstance(target, TaskRef):
+        _no_kwargs(has_kwargs, "a TaskRef")
+        spec = registry.get(target.name)
+        # The TaskRef is itself the declaration of a remote task, so strict mode
+        # does not ask for a local registration.
+        model = target.args_model or (spec.args_model if spec else None)
+        return _Resolved(target.name, spec, model, target.default_queue)
+    if isinstance(target, str):
+        _no_kwargs(has_kwargs, "a task name")
+        spec = registry.get(target)
+        if spec is None:
+            _unknown(target, settings, warner)
+        return _Resolved(target, spec, spec.args_model if spec else None, None)
+    if callable(target):
+        if has_args:
+            raise SoniqError(
+                ARGS_CONFLICT,
+                "args= is for task-name and TaskRef targets. For a function, pass its "
+                "arguments as keywords: enqueue(func, order_id=7).",
+            )
+        spec = registry.for_function(target)
+        if spec is None:
+            name = getattr(target, "__soniq_task_name__", None) or derive_task_name(target)
+            spec = registry.get(name)
+            if spec is None:
+                _unknown(name, settings, warner, func=target)
+            return _Resolved(name, spec, spec.args_model if spec else None, None)
+        return _Resolved(spec.name, spec, spec.args_model, None)
+    raise SoniqError(
+        INVALID_TARGET,
+        f"enqueue() takes a @app.job() function, a task-name string or a TaskRef, "
+        f"got {type(target).__name__}.",
+    )
+
+
+def _no_kwargs(has_kwargs: bool, what: str) -> None:
+    if has_kwargs:
+        raise SoniqError(
+            ARGS_CONFLICT,
+            f"When the target is {what}, pass the job's arguments as args={{...}}, "
+            "not as keyword arguments (they would collide with enqueue options).",
+        )
+
+
+def _unknown(
+    name: str,
+    settings: SoniqSettings,
+    warner: UnknownNameWarner,
+    func: Callable[..., Any] | None = None,
+) -> None:
+    mode = settings.enqueue_validation
+    if mode == "strict":
+        hint = (
+            f"Decorate {func.__qualname__} with @app.job() on this app"
+            if func is not None
+            else "Register it with @app.job(name=...), enqueue through a task_ref(), or set "
+            "SONIQ_ENQUEUE_VALIDATION=warn|none on a producer with no local handlers"
+        )
+        raise SoniqError(
+            UNKNOWN_TASK_NAME,
+            f"No job named {name!r} is registered on this app. {hint}.",
+            task_name=name,
+        )
+    if mode == "warn":
+        warner.warn(name)
+
+
+def normalise_args(args: object, name: str) -> dict[str, Any]:
+    """Accept a dict or a pydantic model as ``args=``; return a plain dict."""
+    if args is None:
+        return {}
+    if isinstance(args, BaseModel):
+        return args.model_dump(mode="json")
+    if isinstance(args, Mapping):
+        bad = [k for k in args if not isinstance(k, str)]
+        if bad:
+            raise SoniqError(
+                TASK_ARGS_INVALID,
+                f"Arguments for {name!r} must have string keys, got {bad[0]!r}.",
+                task_name=name,
+            )
+        return dict(args)
+    raise SoniqError(
+        TASK_ARGS_INVALID,
+        f"args= for {name!r} must be a dict (or a pydantic model), got {type(args).__name__}.",
+        task_name=name,
+    )
+
+
+def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
+    """Check ``args`` against the args model, else against the local handler's signature."""
+    if resolved.model is not None:
+        try:
+            resolved.model.model_validate(args)
+        except ValidationError as exc:
+            raise SoniqError(
+                TASK_ARGS_INVALID,
+                f"Arguments for {resolved.name!r} do not match "
+                f"{resolved.model.__name__}: {_summarise(exc)}. Fix the arguments.",
+                task_name=resolved.name,
+                errors=exc.errors(include_url=False),
+            ) from None
+        return
+    spec = resolved.spec
+    if spec is None:
+        return
+    params = [p for n, p in spec.signature.parameters.items() if n != spec.context_param]
+    try:
+        spec.signature.replace(parameters=params).bind(**args)
+    except TypeError as exc:
+        raise SoniqError(
+            TASK_ARGS_INVALID,
+            f"Arguments for {resolved.name!r} do not fit {spec.func.__qualname__}"
+            f"{spec.signature}: {exc}.",
+            task_name=resolved.name,
+        ) from None
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def dump_args(args: dict[str, Any], name: str) -> str:
+    """Serialise ``args`` as strict JSON, naming the first value that cannot be."""
+    try:
+        return json.dumps(args, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        pass
+    culprit = "?"
+    for key, value in args.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            culprit = f"{key}={value!r} ({type(value).__name__})"
+            break
+    raise SoniqError(
+        ARGS_NOT_SERIALIZABLE,
+        f"Arguments for {name!r} must be JSON-serialisable; {culprit} is not. Convert it "
+        "first (e.g. str(uuid), dt.isoformat(), float(decimal)); NaN and infinity are "
+        "not allowed either.",
+        task_name=name,
+    )
+
+
+def check_scheduled_at(value: object) -> datetime | None:
+    """Return an aware UTC datetime (or None); reject naive and non-datetime values."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise SoniqError(
+            INVALID_SCHEDULE,
+            f"scheduled_at must be a timezone-aware datetime, got {type(value).__name__}.",
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise SoniqError(
+            NAIVE_DATETIME,
+            f"scheduled_at {value.isoformat()} has no time zone. Pass an aware datetime, "
+            "e.g. datetime.now(timezone.utc) + timedelta(minutes=5).",
+        )
+    return value.astimezone(timezone.utc)
+
+
+def run_at_to_datetime(run_at: object) -> datetime:
+    """``schedule()``'s ``run_at``: an aware datetime, or seconds from now."""
+    if isinstance(run_at, (int, float)) and not isinstance(run_at, bool):
+        if not run_at >= 0 or run_at == float("inf"):
+            raise SoniqError(
+                INVALID_SCHEDULE,
+                f"run_at in seconds must be a finite number >= 0, got {run_at!r}.",
+            )
+        return datetime.now(timezone.utc) + timedelta(seconds=float(run_at))
+    if isinstance(run_at, timedelta):
+        return datetime.now(timezone.utc) + run_at
+    checked = check_scheduled_at(run_at)
+    if checked is None:
+        raise SoniqError(INVALID_SCHEDULE, "run_at is required: a datetime or seconds from now.")
+    return checked
+
+
+def dedup_key_for(args: dict[str, Any], unique: bool, key: object) -> str | None:
+    """The row's dedup key: the caller's ``dedup_key``, else an args hash when unique."""
+    if key is not None:
+        if not isinstance(key, str) or not key or len(key) > 1000:
+            raise SoniqError(
+                INVALID_DEDUP_KEY,
+                f"dedup_key must be a non-empty string of at most 1000 characters, got {key!r}.",
+            )
+        return key
+    if not unique:
+        return None
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "args:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What every row of one enqueue call shares: name, options and how to check args."""
+
+    resolved: _Resolved
+    by_keywords: bool
+    queue: str
+    priority: int
+    max_attempts: int
+    unique: bool
+    scheduled_at: datetime | None
+
+    def row(self, call_args: object, dedup_key: object = None) -> JobRow:
+        """Check one set of arguments and build its row."""
+        name = self.resolved.name
+        plain = normalise_args(call_args, name)
+        validate_args(self.resolved, plain)
+        return JobRow(
+            id=str(uuid.uuid4()),
+            job_name=name,
+            args_json=dump_args(plain, name),
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            dedup_key=dedup_key_for(plain, self.unique, dedup_key),
+            scheduled_at=self.scheduled_at,
+        )
+
+
+def plan_job(
+    target: object,
+    *,
+    has_args: bool,
+    has_kwargs: bool,
+    priority: object,
+    queue: object,
+    scheduled_at: object,
+    unique: bool | None,
+    registry: JobRegistry,
+    settings: SoniqSettings,
+    warner: UnknownNameWarner,
+) -> JobPlan:
+    """Resolve the target and check the options shared by all rows of a call."""
+    resolved = resolve_target(
+        target,
+        has_args=has_args,
+        has_kwargs=has_kwargs,
+        registry=registry,
+        settings=settings,
+        warner=warner,
+    )
+    spec = resolved.spec
+    where = f"enqueue({resolved.name!r})"
+    if priority is None:
+        priority = spec.priority if spec else settings.priority
+    if queue is None:
+        queue = spec.queue if spec else (resolved.default_queue or "default")
+    return JobPlan(
+        resolved=resolved,
+        by_keywords=not isinstance(target, (str, TaskRef)),
+        queue=check_queue(queue, where),
+        priority=check_priority(priority, where),
+        max_attempts=spec.max_attempts if spec else settings.max_retries + 1,
+        unique=(spec.unique if spec else False) if unique is None else bool(unique),
+        scheduled_at=check_scheduled_at(scheduled_at),
+    )

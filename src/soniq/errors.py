@@ -1,0 +1,63 @@
+"""Every error Soniq raises on purpose, with its stable code.
+
+Codes are part of the public contract: match on ``err.code``, never on the message.
+A message says what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Configuration
+INVALID_SETTING = "SONIQ_INVALID_SETTING"
+DATABASE_URL_MISSING = "SONIQ_DATABASE_URL_MISSING"
+INVALID_DATABASE_URL = "SONIQ_INVALID_DATABASE_URL"
+DATABASE_UNREACHABLE = "SONIQ_DATABASE_UNREACHABLE"
+SCHEMA_MISSING = "SONIQ_SCHEMA_MISSING"
+APP_CLOSED = "SONIQ_APP_CLOSED"
+
+# Registration and task names
+INVALID_TASK_NAME = "SONIQ_INVALID_TASK_NAME"
+DUPLICATE_TASK_NAME = "SONIQ_DUPLICATE_TASK_NAME"
+INVALID_JOB_OPTION = "SONIQ_INVALID_JOB_OPTION"
+
+# Enqueue
+UNKNOWN_TASK_NAME = "SONIQ_UNKNOWN_TASK_NAME"
+INVALID_TARGET = "SONIQ_INVALID_TARGET"
+TASK_ARGS_INVALID = "SONIQ_TASK_ARGS_INVALID"
+ARGS_NOT_SERIALIZABLE = "SONIQ_ARGS_NOT_SERIALIZABLE"
+ARGS_CONFLICT = "SONIQ_ARGS_CONFLICT"
+NAIVE_DATETIME = "SONIQ_NAIVE_DATETIME"
+INVALID_SCHEDULE = "SONIQ_INVALID_SCHEDULE"
+INVALID_PRIORITY = "SONIQ_INVALID_PRIORITY"
+INVALID_QUEUE = "SONIQ_INVALID_QUEUE"
+INVALID_DEDUP_KEY = "SONIQ_INVALID_DEDUP_KEY"
+UNSUPPORTED_CONNECTION = "SONIQ_UNSUPPORTED_CONNECTION"
+INVALID_JOB_ID = "SONIQ_INVALID_JOB_ID"
+INVALID_ARGUMENT = "SONIQ_INVALID_ARGUMENT"
+
+ALL_CODES: frozenset[str] = frozenset(
+    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
+)
+
+
+class SoniqError(Exception):
+    """An error Soniq raised on purpose.
+
+    ``code`` is a stable string such as ``"SONIQ_UNKNOWN_TASK_NAME"``; ``message`` is
+    for people. Extra context (the offending setting, task name, ...) is in
+    ``details``.
+    """
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.code, self.message, self.details))
+
+
+def _rebuild(code: str, message: str, details: dict[str, Any]) -> SoniqError:
+    return SoniqError(code, message, **details)

@@ -1,0 +1,188 @@
+"""The one settings model: every ``SONIQ_*`` variable, its default and its checks.
+
+Precedence, highest first: keyword arguments to ``Soniq(...)``, then ``SONIQ_*``
+environment variables, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from soniq.errors import INVALID_SETTING, SoniqError
+
+EnqueueValidation = Literal["strict", "warn", "none"]
+
+#: Explicit task names: lowercase ASCII segments joined by single dots.
+DEFAULT_TASK_NAME_PATTERN = r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$"
+
+# Variables read under a second name as well (the glossary says SONIQ_WORKER_CONCURRENCY).
+_ENV_ALIASES: dict[str, tuple[str, ...]] = {"concurrency": ("SONIQ_WORKER_CONCURRENCY",)}
+_LIST_FIELDS = frozenset({"jobs_modules", "queues"})
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return "SONIQ_" + field.upper()
+
+
+class SoniqSettings(BaseModel):
+    """All of Soniq's configuration. Build it with :meth:`load`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str | None = None
+    jobs_modules: tuple[str, ...] = ()
+    concurrency: int = 4
+    max_retries: int = 3
+    priority: int = 100
+    queues: tuple[str, ...] = ("default",)
+    job_timeout: float | None = 300.0
+    result_ttl: float = 300.0
+    poll_interval: float = 5.0
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 300.0
+    cleanup_interval: float = 300.0
+    error_retry_delay: float = 5.0
+    enqueue_validation: EnqueueValidation = "strict"
+    task_name_pattern: str = DEFAULT_TASK_NAME_PATTERN
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
+        """Read the environment, apply ``overrides``, validate, or raise SoniqError."""
+        env = os.environ if environ is None else environ
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise SoniqError(
+                INVALID_SETTING,
+                f"Unknown setting {unknown[0]!r}. Known settings: "
+                + ", ".join(sorted(cls.model_fields)),
+                setting=unknown[0],
+            )
+        values: dict[str, Any] = {}
+        for field in cls.model_fields:
+            if field in overrides:
+                values[field] = overrides[field]
+                continue
+            for name in (env_name(field), *_ENV_ALIASES.get(field, ())):
+                raw = env.get(name)
+                if raw is not None and raw.strip() != "":
+                    values[field] = _split(raw) if field in _LIST_FIELDS else raw.strip()
+                    break
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else ""
+            raise SoniqError(
+                INVALID_SETTING,
+                f"{_describe(field, overrides)}: {first['msg']}. "
+                f"Fix the value (got {values.get(field)!r}).",
+                setting=env_name(field) if field else None,
+            ) from None
+        settings._check_relations()
+        return settings
+
+    @field_validator("jobs_modules", "queues", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value) if isinstance(value, str) else value
+
+    @field_validator("job_timeout")
+    @classmethod
+    def _zero_disables(cls, value: float | None) -> float | None:
+        if value is not None and value < 0:
+            raise ValueError("must be 0 (disabled) or a positive number of seconds")
+        return None if value == 0 else value
+
+    @field_validator(
+        "poll_interval",
+        "heartbeat_interval",
+        "heartbeat_timeout",
+        "cleanup_interval",
+        "connect_timeout",
+    )
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("error_retry_delay", "result_ttl")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("concurrency", "pool_min_size", "pool_max_size")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("max_retries")
+    @classmethod
+    def _retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 or more")
+        return value
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be between 1 and 1000")
+        return value
+
+    @field_validator("enqueue_validation", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("task_name_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression ({exc})") from None
+        return value
+
+    def _check_relations(self) -> None:
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise SoniqError(
+                INVALID_SETTING,
+                f"SONIQ_HEARTBEAT_TIMEOUT ({self.heartbeat_timeout}) must be greater than "
+                f"SONIQ_HEARTBEAT_INTERVAL ({self.heartbeat_interval}), or live workers would "
+                "be declared dead. Raise the timeout or lower the interval.",
+                setting="SONIQ_HEARTBEAT_TIMEOUT",
+            )
+        if self.pool_max_size < self.pool_min_size:
+            raise SoniqError(
+                INVALID_SETTING,
+                f"SONIQ_POOL_MAX_SIZE ({self.pool_max_size}) is below SONIQ_POOL_MIN_SIZE "
+                f"({self.pool_min_size}). Raise the maximum or lower the minimum.",
+                setting="SONIQ_POOL_MAX_SIZE",
+            )
+
+
+def _describe(field: str, overrides: Mapping[str, Any]) -> str:
+    if not field:
+        return "Invalid settings"
+    if field in overrides:
+        return f"Setting {field}= ({env_name(field)})"
+    return env_name(field)
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]

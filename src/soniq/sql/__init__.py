@@ -1,0 +1,69 @@
+"""SQL kept in files: the named queries and the numbered migrations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One named SQL statement in psycopg's ``%(name)s`` style, with other styles derived."""
+
+    name: str
+    text: str
+
+    @cached_property
+    def psycopg(self) -> bytes:
+        """The text as psycopg takes it (bytes sidestep its LiteralString typing)."""
+        return self.text.encode()
+
+    @cached_property
+    def param_names(self) -> tuple[str, ...]:
+        """Distinct parameter names in order of first use: ``$1``, ``$2`` ... in that order."""
+        return tuple(dict.fromkeys(_PARAM.findall(self.text)))
+
+    @cached_property
+    def dollar(self) -> str:
+        """The text with ``$n`` placeholders (asyncpg)."""
+        index = {name: i + 1 for i, name in enumerate(self.param_names)}
+        return _PARAM.sub(lambda m: f"${index[m.group(1)]}", self.text).replace("%%", "%")
+
+    def positional(self, params: dict[str, object]) -> list[object]:
+        """Parameter values in ``$n`` order."""
+        return [params[name] for name in self.param_names]
+
+
+def _strip_comments(body: str) -> str:
+    lines = [ln for ln in body.splitlines() if not ln.lstrip().startswith("--")]
+    return "\n".join(lines).strip()
+
+
+def load_queries(text: str) -> dict[str, Query]:
+    """Split a queries file into named :class:`Query` objects."""
+    parts = _NAME.split(text)
+    return {
+        name: Query(name, _strip_comments(body))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+QUERIES: dict[str, Query] = load_queries(
+    resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
+)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """``(version, sql)`` for every migration file, in order."""
+    folder = resources.files(__package__).joinpath("migrations")
+    found = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return [(name.removesuffix(".sql"), text) for name, text in found]
