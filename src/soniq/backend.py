@@ -46,13 +46,20 @@ def normalise_database_url(url: object) -> str:
             "postgresql://user:password@host:5432/dbname.",
         )
     try:
-        conninfo.conninfo_to_dict(url)
+        parts = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise SoniqError(
             INVALID_DATABASE_URL,
-            f"The database URL does not parse ({exc}). Use "
+            f"The database URL does not parse ({str(exc).strip()}). Use "
             "postgresql://user:password@host:5432/dbname.",
         ) from None
+    port = str(parts.get("port") or "5432")
+    if not all(p.strip().isdigit() for p in port.split(",")):
+        raise SoniqError(
+            INVALID_DATABASE_URL,
+            f"The database URL's port {port!r} is not a number. Use "
+            "postgresql://user:password@host:5432/dbname.",
+        )
     return url
 
 

@@ -1,0 +1,161 @@
+"""`soniq setup`, app.setup(), and what happens when the database is missing or wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import anyio
+import psycopg
+import pytest
+
+from soniq import Soniq, SoniqError
+
+TABLES = {
+    "soniq_jobs",
+    "soniq_workers",
+    "soniq_dead_letter_jobs",
+    "soniq_recurring_jobs",
+    "soniq_migrations",
+}
+
+
+async def soniq_tables(url: str) -> set[str]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'soniq_%'"
+        )
+        return {row[0] for row in await cur.fetchall()}
+
+
+async def test_setup_creates_every_table_then_is_a_no_op(empty_database_url: str) -> None:
+    async with Soniq(database_url=empty_database_url) as app:
+        assert await app.setup() == ["0001_initial"]
+        assert await soniq_tables(empty_database_url) == TABLES
+        assert await app.setup() == []
+
+
+async def test_concurrent_setups_apply_each_migration_once(empty_database_url: str) -> None:
+    results: list[list[str]] = []
+
+    async def one() -> None:
+        results.append(await Soniq(database_url=empty_database_url).setup())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(one)
+    assert sorted(results) == [[], [], [], [], ["0001_initial"]]
+    async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+        cur = await conn.execute("SELECT count(*) FROM soniq_migrations")
+        assert await cur.fetchone() == (1,)
+
+
+async def test_claim_index_covers_only_queued_rows(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'soniq_jobs_claim_idx'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    assert "WHERE (status = 'queued'::text)" in row[0]
+
+
+async def test_use_before_setup_says_to_run_setup(empty_database_url: str) -> None:
+    async with Soniq(database_url=empty_database_url, enqueue_validation="none") as app:
+        with pytest.raises(SoniqError) as err:
+            await app.enqueue("reports.daily", args={})
+    assert err.value.code == "SONIQ_SCHEMA_MISSING"
+    assert "soniq setup" in err.value.message
+    assert await soniq_tables(empty_database_url) == set()
+
+
+async def test_unreachable_server_names_host_and_port() -> None:
+    app = Soniq(database_url="postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=2)
+    with pytest.raises(SoniqError) as err:
+        await app.ensure_initialized()
+    assert err.value.code == "SONIQ_DATABASE_UNREACHABLE"
+    assert "127.0.0.1:1" in err.value.message
+    assert "password" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://root@localhost/db",
+        "not a url at all",
+        "",
+        "postgresql://h/db?sslmode=bogus&=x",
+        "postgresql://h:port/db",
+    ],
+)
+def test_bad_database_url_is_rejected_at_construction(url: str) -> None:
+    with pytest.raises(SoniqError) as err:
+        Soniq(database_url=url)
+    assert err.value.code == "SONIQ_INVALID_DATABASE_URL"
+
+
+def test_sqlalchemy_style_url_is_accepted() -> None:
+    app = Soniq(database_url="postgresql+asyncpg://u@localhost:5432/db")
+    assert app.backend.url == "postgresql://u@localhost:5432/db"
+
+
+async def test_missing_url_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SONIQ_DATABASE_URL", raising=False)
+    app = Soniq()
+    with pytest.raises(SoniqError) as err:
+        await app.setup()
+    assert err.value.code == "SONIQ_DATABASE_URL_MISSING"
+    assert "SONIQ_DATABASE_URL" in err.value.message
+
+
+async def test_url_comes_from_environment(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SONIQ_DATABASE_URL", database_url)
+    async with Soniq() as app:
+        await app.ensure_initialized()
+        assert await app.get_queue_stats() == []
+
+
+def run_cli(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
+    if url is not None:
+        env["SONIQ_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "soniq", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_setup_is_idempotent(empty_database_url: str) -> None:
+    first = run_cli("setup", url=empty_database_url)
+    assert first.returncode == 0, first.stderr
+    assert "0001_initial" in first.stdout
+    second = run_cli("setup", url=empty_database_url)
+    assert second.returncode == 0, second.stderr
+    assert "up to date" in second.stdout
+
+
+def test_cli_setup_errors_are_one_line_without_traceback() -> None:
+    result = run_cli("setup", url="postgresql://postgres@127.0.0.1:1/x")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "SONIQ_DATABASE_UNREACHABLE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_setup_without_url_says_what_to_set() -> None:
+    result = run_cli("setup", url=None)
+    assert result.returncode == 1
+    assert "SONIQ_DATABASE_URL" in result.stderr
+
+
+def test_cli_version() -> None:
+    result = run_cli("--version", url=None)
+    assert result.returncode == 0
+    assert "soniq" in result.stdout
