@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
 from soniq.backend import PostgresBackend, connect, normalise_database_url, require_url
+from soniq.dead_letter import DeadLetterQueue
 from soniq.enqueue import JobPlan, JobRow, Target, UnknownNameWarner, plan_job, run_at_to_datetime
 from soniq.errors import (
     INVALID_ARGUMENT,
@@ -29,8 +31,14 @@ from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 
+if TYPE_CHECKING:
+    from soniq.worker import Worker
+
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[..., Any]
+
+# Every app created in this process; `soniq worker` finds the jobs modules' apps here.
+_INSTANCES: weakref.WeakSet[Soniq] = weakref.WeakSet()
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -65,6 +73,8 @@ class Soniq:
         self._backend: PostgresBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
+        self.dead_letter = DeadLetterQueue(self._fetch_dicts, _job_id)
+        _INSTANCES.add(self)
 
     # -- registration ---------------------------------------------------------------
 
@@ -172,6 +182,23 @@ class Soniq:
         backend, self._backend, self._ready = self._backend, None, False
         if backend is not None:
             await backend.close()
+
+    def worker(self) -> Worker:
+        """A :class:`~soniq.worker.Worker` for this app's jobs, hooks and settings."""
+        from soniq.worker import Worker
+
+        return Worker(self.backend, self.registry, self.settings, self.hooks)
+
+    async def run_worker(
+        self, concurrency: int = 4, run_once: bool = False, queues: list[str] | None = None
+    ) -> bool:
+        """Run a worker in this process until stopped (SIGINT/SIGTERM or cancellation).
+
+        With ``run_once`` it processes the jobs runnable now and returns. Returns True
+        if any job was processed.
+        """
+        await self.ensure_initialized()
+        return await self.worker().run(concurrency=concurrency, run_once=run_once, queues=queues)
 
     async def __aenter__(self) -> Soniq:
         return self

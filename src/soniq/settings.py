@@ -48,6 +48,7 @@ class SoniqSettings(BaseModel):
     heartbeat_timeout: float = 300.0
     cleanup_interval: float = 300.0
     error_retry_delay: float = 5.0
+    listen_notify: bool = True
     enqueue_validation: EnqueueValidation = "strict"
     task_name_pattern: str = DEFAULT_TASK_NAME_PATTERN
     pool_min_size: int = 1

@@ -34,3 +34,16 @@ class JobContext:
     worker_id: str | None = None
     scheduled_at: datetime | None = None
     created_at: datetime | None = None
+
+
+class Snooze(Exception):
+    """Raise (or return) ``Snooze(seconds)`` to run the job again later.
+
+    A snoozed job goes back to the queue without spending an attempt.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"Snooze needs seconds >= 0, got {seconds!r}")
+        super().__init__(f"snoozed for {seconds}s")
+        self.seconds = float(seconds)

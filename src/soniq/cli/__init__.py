@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -11,7 +12,9 @@ import click
 
 from soniq import __version__
 from soniq.app import Soniq
-from soniq.errors import SoniqError
+from soniq.cli.worker_app import app_for_worker, import_jobs_modules
+from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.settings import SoniqSettings
 
 T = TypeVar("T")
 
@@ -25,6 +28,13 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]], debug: bool) -> T:
             raise
         click.echo(f"soniq: error: {exc}", err=True)
         sys.exit(1)
+
+
+def _fail(exc: SoniqError, debug: bool) -> None:
+    if debug and "traceback" in exc.details:
+        click.echo(exc.details["traceback"], err=True)
+    click.echo(f"soniq: error: {exc}", err=True)
+    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,3 +68,47 @@ def setup(ctx: click.Context, database_url: str | None) -> None:
         click.echo(f"Applied migrations: {', '.join(applied)}")
     else:
         click.echo("Schema is up to date; nothing to apply.")
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Jobs in flight at once (default: $SONIQ_CONCURRENCY or 4).",
+)
+@click.option("--queues", help="Comma-separated queues to serve (default: all queues).")
+@click.option("--run-once", is_flag=True, help="Process the jobs runnable now, then exit.")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None, queues: str | None, run_once: bool) -> None:
+    """Run jobs: import $SONIQ_JOBS_MODULES and serve their @app.job() handlers."""
+    debug = ctx.obj["debug"]
+    try:
+        settings = SoniqSettings.load()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if not settings.jobs_modules:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                "SONIQ_JOBS_MODULES is empty, so the worker knows no jobs. Set it to the "
+                "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs.",
+            )
+        import_jobs_modules(settings.jobs_modules)
+        app = app_for_worker(Soniq())
+    except SoniqError as exc:
+        _fail(exc, debug)
+        return
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+
+    async def go() -> bool:
+        try:
+            return await app.run_worker(
+                concurrency=concurrency or app.settings.concurrency,
+                run_once=run_once,
+                queues=queue_list,
+            )
+        finally:
+            await app.close()
+
+    _run(go, debug)

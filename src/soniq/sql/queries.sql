@@ -95,3 +95,153 @@ ORDER BY 1
 -- name: schema_version
 SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
        to_regclass('soniq_jobs') IS NOT NULL AS has_jobs
+
+-- ---------------------------------------------------------------------------------
+-- Worker
+-- ---------------------------------------------------------------------------------
+
+-- name: claim_jobs
+-- Claim up to %(limit)s runnable jobs in priority order. SKIP LOCKED lets many
+-- workers claim side by side without waiting on each other. A claim counts as an
+-- attempt at once, and the new attempt number fences every later write.
+WITH picked AS (
+    SELECT id FROM soniq_jobs
+    WHERE status = 'queued'
+      AND scheduled_at <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s::int
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE soniq_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
+    started_at = now(), updated_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max_attempts,
+          j.scheduled_at, j.created_at
+
+-- name: complete_jobs
+-- One statement acknowledges a whole batch. Only the attempt that was claimed can
+-- complete: a row requeued (and maybe re-claimed) since then no longer matches.
+UPDATE soniq_jobs AS j
+SET status = 'done', result = d.result, finished_at = now(), updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
+WHERE j.id = d.id AND j.attempts = d.attempt AND j.status = 'processing'
+
+-- name: retry_job
+UPDATE soniq_jobs
+SET status = 'queued', worker_id = NULL, last_error = %(error)s, updated_at = now(),
+    scheduled_at = now() + make_interval(secs => %(delay)s::float8)
+WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+RETURNING id
+
+-- name: snooze_job
+-- Back to the queue without spending the attempt (also used for jobs interrupted by
+-- a graceful shutdown).
+UPDATE soniq_jobs
+SET status = 'queued', worker_id = NULL, attempts = attempts - 1, updated_at = now(),
+    scheduled_at = now() + make_interval(secs => %(delay)s::float8)
+WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+RETURNING id
+
+-- name: dead_letter_job
+-- Move, not copy: the row leaves soniq_jobs and enters the dead-letter table in one
+-- statement, so it is never in both or in neither.
+WITH moved AS (
+    DELETE FROM soniq_jobs
+    WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+    RETURNING *
+)
+INSERT INTO soniq_dead_letter_jobs
+    (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
+     traceback, original_created_at)
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
+       %(error)s, %(traceback)s, created_at
+FROM moved
+RETURNING id
+
+-- name: register_worker
+INSERT INTO soniq_workers (id, hostname, pid, queues, concurrency)
+VALUES (%(id)s::uuid, %(hostname)s, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = now()
+
+-- name: heartbeat
+UPDATE soniq_workers SET last_heartbeat = now() WHERE id = %(id)s::uuid RETURNING id
+
+-- name: deregister_worker
+DELETE FROM soniq_workers WHERE id = %(id)s::uuid
+
+-- name: recover_stale_workers
+-- Workers silent for longer than the timeout are dead: remove them, requeue their
+-- jobs, and dead-letter the jobs whose last allowed attempt died with them (so a job
+-- that kills its worker every time cannot loop forever). Jobs whose worker row is
+-- already gone are treated the same way.
+WITH dead AS (
+    DELETE FROM soniq_workers
+    WHERE last_heartbeat < now() - make_interval(secs => %(timeout)s::float8)
+    RETURNING id
+), lost AS (
+    SELECT j.id FROM soniq_jobs AS j
+    WHERE j.status = 'processing'
+      AND (j.worker_id IN (SELECT id FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM soniq_workers AS w WHERE w.id = j.worker_id))
+    FOR UPDATE OF j SKIP LOCKED
+), exhausted AS (
+    DELETE FROM soniq_jobs AS j USING lost
+    WHERE j.id = lost.id AND j.attempts >= j.max_attempts
+    RETURNING j.*
+), buried AS (
+    INSERT INTO soniq_dead_letter_jobs
+        (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
+         original_created_at)
+    SELECT id, job_name, args, queue, priority, attempts, max_attempts,
+           'Worker died during the final attempt.', last_error, created_at
+    FROM exhausted
+    RETURNING id
+), requeued AS (
+    UPDATE soniq_jobs AS j
+    SET status = 'queued', worker_id = NULL, updated_at = now(),
+        last_error = 'Worker stopped heartbeating during this attempt.'
+    FROM lost
+    WHERE j.id = lost.id AND j.attempts < j.max_attempts
+    RETURNING j.id, j.queue
+)
+SELECT (SELECT count(*) FROM dead)::int AS workers,
+       (SELECT count(*) FROM requeued)::int AS requeued,
+       (SELECT count(*) FROM buried)::int AS dead_lettered,
+       (SELECT pg_notify('soniq_new_job', queue) FROM requeued LIMIT 1) AS woke
+
+-- ---------------------------------------------------------------------------------
+-- Dead letters
+-- ---------------------------------------------------------------------------------
+
+-- name: dead_letter_list
+SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY dead_lettered_at DESC, id
+LIMIT %(limit)s::int OFFSET %(offset)s::int
+
+-- name: dead_letter_get
+SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
+
+-- name: dead_letter_replay
+-- A fresh queued row from the dead letter; the dead letter stays, counting replays.
+WITH src AS (
+    UPDATE soniq_dead_letter_jobs
+    SET resurrection_count = resurrection_count + 1, last_resurrected_at = now()
+    WHERE id = %(id)s::uuid
+    RETURNING job_name, args, queue, priority, max_attempts
+), ins AS (
+    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts)
+    SELECT %(new_id)s::uuid, job_name, args, queue, priority, max_attempts FROM src
+    RETURNING id, queue
+)
+SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins

@@ -1,0 +1,126 @@
+"""Writing job outcomes: finished jobs in batches, the rarer outcomes one by one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import psycopg
+
+from soniq.adapters import PsycopgAsyncAdapter
+from soniq.backend import PostgresBackend
+from soniq.sql import QUERIES
+from soniq.worker.runner import Bury, ClaimedJob, Done, Outcome, Requeue, Retry
+
+logger = logging.getLogger("soniq.worker")
+
+
+class Acknowledger:
+    """Records outcomes. ``Done`` goes into a batch written by one UPDATE per flush.
+
+    While a flush is in flight, newly finished jobs wait for the next one, so batches
+    grow with load on their own and an idle worker acknowledges at once.
+    """
+
+    def __init__(self, backend: PostgresBackend, retry_delay: float) -> None:
+        self.backend = backend
+        self.retry_delay = retry_delay
+        self._done: list[tuple[str, int, str | None]] = []
+        self._pending = asyncio.Event()
+
+    def done(self, job: ClaimedJob, result: str | None) -> None:
+        """Queue a finished job for the next batch."""
+        self._done.append((job.id, job.attempt, result))
+        self._pending.set()
+
+    async def run(self) -> None:
+        """Flush batches for as long as the worker runs (a background task)."""
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            await self.flush()
+
+    async def flush(self, give_up_after: float | None = None) -> None:
+        """Write every queued completion, retrying through database outages."""
+        loop = asyncio.get_running_loop()
+        deadline = None if give_up_after is None else loop.time() + give_up_after
+        while self._done:
+            batch, self._done = self._done, []
+            try:
+                async with self.backend.acquire() as conn:
+                    await PsycopgAsyncAdapter(conn).fetch(
+                        QUERIES["complete_jobs"],
+                        {
+                            "ids": [b[0] for b in batch],
+                            "attempts": [b[1] for b in batch],
+                            "results": [b[2] for b in batch],
+                        },
+                    )
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._done[:0] = batch  # keep them: nothing finished is forgotten
+                if deadline is not None and loop.time() >= deadline:
+                    logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
+                    return
+                logger.warning(
+                    "could not acknowledge %d jobs (%s); retrying in %.1fs",
+                    len(batch),
+                    exc,
+                    self.retry_delay,
+                )
+                await asyncio.sleep(self.retry_delay)
+
+    async def settle(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """Write a non-batched outcome (retry, dead-letter, requeue) for ``job``."""
+        if isinstance(outcome, Done):
+            self.done(job, outcome.result)
+            return
+        name, params = _statement(job, outcome)
+        while True:
+            try:
+                async with self.backend.acquire() as conn:
+                    written = await PsycopgAsyncAdapter(conn).fetch(QUERIES[name], params)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                logger.warning(
+                    "could not record %s for job %s (%s); retrying in %.1fs",
+                    name,
+                    job.id,
+                    exc,
+                    self.retry_delay,
+                    extra=job.log_extra(),
+                )
+                await asyncio.sleep(self.retry_delay)
+                continue
+            if not written:
+                logger.warning(
+                    "job %s attempt %d was taken over by another worker; its %s was dropped",
+                    job.id,
+                    job.attempt,
+                    name,
+                    extra=job.log_extra(),
+                )
+            elif isinstance(outcome, Bury):
+                logger.error(
+                    "job %s moved to the dead-letter queue: %s %s",
+                    job.job_name,
+                    outcome.reason,
+                    outcome.error or "",
+                    extra=job.log_extra(),
+                )
+            return
+
+
+def _statement(job: ClaimedJob, outcome: Outcome) -> tuple[str, dict[str, Any]]:
+    fence = {"id": job.id, "attempt": job.attempt}
+    if isinstance(outcome, Retry):
+        return "retry_job", {**fence, "delay": outcome.delay, "error": outcome.error}
+    if isinstance(outcome, Requeue):
+        return "snooze_job", {**fence, "delay": outcome.delay}
+    if isinstance(outcome, Bury):
+        return "dead_letter_job", {
+            **fence,
+            "reason": outcome.reason,
+            "error": outcome.error,
+            "traceback": outcome.traceback,
+        }
+    raise AssertionError(f"unexpected outcome {outcome!r}")

@@ -1,0 +1,91 @@
+"""A worker's presence in ``soniq_workers``, and recovery of workers that went silent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+import psycopg
+
+from soniq.adapters import PsycopgAsyncAdapter
+from soniq.backend import PostgresBackend
+from soniq.settings import SoniqSettings
+from soniq.sql import QUERIES
+
+logger = logging.getLogger("soniq.worker")
+
+
+class Liveness:
+    """Registers the worker, heartbeats, and periodically recovers stale workers."""
+
+    def __init__(
+        self,
+        backend: PostgresBackend,
+        settings: SoniqSettings,
+        worker_id: str,
+        queues: list[str] | None,
+        concurrency: int,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.worker_id = worker_id
+        self.identity: dict[str, Any] = {
+            "id": worker_id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": queues,
+            "concurrency": concurrency,
+        }
+
+    async def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        async with self.backend.acquire() as conn:
+            return await PsycopgAsyncAdapter(conn).fetch(QUERIES[query], params)
+
+    async def register(self) -> None:
+        """Insert (or refresh) this worker's row."""
+        await self._fetch("register_worker", self.identity)
+
+    async def deregister(self) -> None:
+        """Remove this worker's row."""
+        await self._fetch("deregister_worker", {"id": self.worker_id})
+
+    async def beat(self) -> None:
+        """Refresh the heartbeat; re-register if another worker declared us dead."""
+        if not await self._fetch("heartbeat", {"id": self.worker_id}):
+            logger.warning(
+                "worker %s was presumed dead and its jobs were requeued; registering again",
+                self.worker_id,
+            )
+            await self.register()
+
+    async def recover(self) -> tuple[int, int, int]:
+        """Requeue (or dead-letter) the jobs of silent workers; return the counts."""
+        rows = await self._fetch(
+            "recover_stale_workers", {"timeout": self.settings.heartbeat_timeout}
+        )
+        workers, requeued, buried = rows[0][:3]
+        if workers or requeued or buried:
+            logger.warning(
+                "recovered %d stale worker(s): %d job(s) requeued, %d dead-lettered",
+                workers,
+                requeued,
+                buried,
+            )
+        return workers, requeued, buried
+
+    async def run(self) -> None:
+        """Heartbeat every interval and recover every cleanup interval (a background task)."""
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
+        while True:
+            try:
+                await self.beat()
+                if loop.time() >= next_cleanup:
+                    next_cleanup = loop.time() + self.settings.cleanup_interval
+                    await self.recover()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                logger.warning("heartbeat failed (%s); retrying", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)

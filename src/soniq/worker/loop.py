@@ -1,0 +1,240 @@
+"""The worker: claim a batch, run it, acknowledge, repeat.
+
+One process, one event loop, up to ``concurrency`` jobs in flight. Background tasks
+keep the worker's heartbeat, listen for new jobs and write completions in batches;
+the loop below only decides when to claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+
+from soniq.adapters import PsycopgAsyncAdapter
+from soniq.backend import PostgresBackend
+from soniq.registry import JobRegistry
+from soniq.settings import SoniqSettings
+from soniq.sql import QUERIES
+from soniq.worker.acks import Acknowledger
+from soniq.worker.liveness import Liveness
+from soniq.worker.runner import ClaimedJob, JobRunner, Requeue
+from soniq.worker.wakeup import Listener
+
+logger = logging.getLogger("soniq.worker")
+
+_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class Worker:
+    """Runs the jobs in ``registry`` from the database behind ``backend``."""
+
+    def __init__(
+        self,
+        backend: PostgresBackend,
+        registry: JobRegistry,
+        settings: SoniqSettings | None = None,
+        hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.settings = settings or backend.settings
+        self.hooks = hooks or {}
+        self.id = str(uuid.uuid4())
+        self.processed = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._nudge = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.listener: Listener | None = None
+
+    def stop(self) -> None:
+        """Ask the worker to shut down: stop claiming, requeue running jobs, leave."""
+        self._stopping.set()
+        self._nudge.set()
+
+    async def run(
+        self, concurrency: int = 4, run_once: bool = False, queues: list[str] | None = None
+    ) -> bool:
+        """Process jobs until stopped (or, with ``run_once``, until none are left).
+
+        Returns True if any job was processed.
+        """
+        if run_once:
+            return await self.run_once(queues, concurrency=concurrency)
+        async with self._session(concurrency, queues, listen=True) as acks, self._signals():
+            while not self._stopping.is_set():
+                free = concurrency - len(self._running)
+                claimed = await self._claim(free, queues, acks) if free else 0
+                if free and claimed == free:
+                    continue  # a full batch: there may be more waiting
+                await self._wait(full=not free)
+        return self.processed > 0
+
+    async def run_once(
+        self,
+        queues: list[str] | None = None,
+        max_jobs: int | None = None,
+        *,
+        concurrency: int = 4,
+    ) -> bool:
+        """Process the jobs that are runnable now, then return; True if any ran."""
+        async with self._session(concurrency, queues, listen=False) as acks:
+            while not self._stopping.is_set():
+                limit = (
+                    concurrency if max_jobs is None else min(concurrency, max_jobs - self.processed)
+                )
+                if limit <= 0 or not await self._claim(limit, queues, acks):
+                    break
+                await asyncio.gather(*self._running)
+        return self.processed > 0
+
+    async def _claim(self, limit: int, queues: list[str] | None, acks: Acknowledger) -> int:
+        try:
+            async with self.backend.acquire() as conn:
+                rows = await PsycopgAsyncAdapter(conn).fetch(
+                    QUERIES["claim_jobs"],
+                    {"queues": queues, "limit": limit, "worker_id": self.id},
+                )
+        except _DB_ERRORS as exc:
+            logger.error(
+                "cannot claim jobs (%s); retrying in %gs",
+                str(exc).strip(),
+                self.settings.error_retry_delay,
+            )
+            await self._pause(self.settings.error_retry_delay)
+            return 0
+        for row in rows:
+            job = ClaimedJob.from_row(row)
+            task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        self.processed += len(rows)
+        return len(rows)
+
+    async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
+        try:
+            outcome = await self.runner.run(job)
+        except asyncio.CancelledError:
+            outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
+        # Shielded so that a shutdown arriving mid-write cannot lose the outcome.
+        await asyncio.shield(acks.settle(job, outcome))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._nudge.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("job task crashed", exc_info=task.exception())
+
+    async def _wait(self, full: bool) -> None:
+        """Sleep until a slot frees (when full), a job is announced, or the poll is due."""
+        self._nudge.clear()
+        timeout = None if full else self.settings.poll_interval
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._nudge.wait(), timeout)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, concurrency: int, queues: list[str] | None, *, listen: bool
+    ) -> AsyncIterator[Acknowledger]:
+        """Everything a running worker needs, set up in order and torn down in reverse."""
+        settings = self.settings
+        executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="soniq-job")
+        self.runner = JobRunner(
+            self.registry,
+            self.hooks,
+            default_timeout=settings.job_timeout,
+            worker_id=self.id,
+            executor=executor,
+        )
+        acks = Acknowledger(self.backend, settings.error_retry_delay)
+        liveness = Liveness(self.backend, settings, self.id, queues, concurrency)
+        await self._until_connected(liveness.register)
+        background = [asyncio.create_task(acks.run()), asyncio.create_task(liveness.run())]
+        if listen and settings.listen_notify:
+            self.listener = Listener(
+                self.backend.url,
+                queues,
+                self._nudge.set,
+                settings.error_retry_delay,
+                settings.poll_interval,
+            )
+            background.append(asyncio.create_task(self.listener.run()))
+        elif listen:
+            logger.info("LISTEN/NOTIFY disabled; polling every %gs", settings.poll_interval)
+        logger.info(
+            "worker %s started: concurrency %d, queues %s, %d task(s) registered",
+            self.id,
+            concurrency,
+            ",".join(queues) if queues else "all",
+            len(self.registry),
+        )
+        try:
+            yield acks
+        finally:
+            await self._shutdown(acks, liveness, background)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(
+        self, acks: Acknowledger, liveness: Liveness, background: list[asyncio.Task[None]]
+    ) -> None:
+        for task in self._running:
+            task.cancel()
+        # Shielded: a second cancellation must not lose the requeue writes.
+        await asyncio.shield(asyncio.gather(*self._running, return_exceptions=True))
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await acks.flush(give_up_after=self.settings.error_retry_delay * 2)
+        with contextlib.suppress(*_DB_ERRORS):
+            await liveness.deregister()
+        logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    async def _until_connected(self, action: Callable[[], Any]) -> None:
+        while not self._stopping.is_set():
+            try:
+                await action()
+                return
+            except _DB_ERRORS as exc:
+                logger.error(
+                    "database unavailable at start (%s); retrying in %gs",
+                    str(exc).strip(),
+                    self.settings.error_retry_delay,
+                )
+                await self._pause(self.settings.error_retry_delay)
+
+    @contextlib.asynccontextmanager
+    async def _signals(self) -> AsyncIterator[None]:
+        """First SIGINT/SIGTERM: graceful stop. Second: exit at once."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self._stopping.is_set():
+                logger.warning("second %s: exiting immediately", sig.name)
+                os._exit(128 + sig.value)
+            logger.info("%s received: shutting down (send again to force)", sig.name)
+            self.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signal support: the caller stops us
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,241 @@
+"""Running one claimed job and deciding what happens to it next."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from pydantic import ValidationError
+
+from soniq.registry import JobRegistry, JobSpec
+from soniq.types import JobContext, Snooze
+from soniq.worker.retry import retry_delay
+
+logger = logging.getLogger("soniq.worker")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job row this worker holds for one attempt."""
+
+    id: str
+    job_name: str
+    args: dict[str, Any]
+    queue: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    scheduled_at: datetime | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ClaimedJob:
+        """Build from a ``claim_jobs`` row."""
+        return cls(*row)
+
+    def log_extra(self) -> dict[str, Any]:
+        """Fields every log record about this job carries."""
+        return {
+            "job_id": self.id,
+            "job_name": self.job_name,
+            "queue": self.queue,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(frozen=True)
+class Done:
+    """Finished; ``result`` is the JSON text of the return value (or None)."""
+
+    result: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Failed with attempts left; run again after ``delay`` seconds."""
+
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Bury:
+    """Move to the dead-letter queue, for ``reason``."""
+
+    reason: str
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Back to the queue without spending the attempt (snooze, shutdown)."""
+
+    delay: float
+
+
+Outcome = Done | Retry | Bury | Requeue
+Hook = Callable[..., Any]
+
+
+async def run_hooks(event: str, hooks: Sequence[Hook], *args: Any) -> None:
+    """Call each hook in order; a failing hook is logged and never stops the job."""
+    for hook in hooks:
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            logger.warning("Hook %s failed: %r", event, exc, extra={"hook": event})
+
+
+class JobRunner:
+    """Runs handlers for one worker: context, hooks, timeout, result, outcome."""
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        hooks: Mapping[str, Sequence[Hook]],
+        *,
+        default_timeout: float | None,
+        worker_id: str,
+        executor: Executor,
+    ) -> None:
+        self.registry = registry
+        self.before = list(hooks.get("before_job", ()))
+        self.after = list(hooks.get("after_job", ()))
+        self.on_error = list(hooks.get("on_error", ()))
+        self.default_timeout = default_timeout
+        self.worker_id = worker_id
+        self.executor = executor
+
+    async def run(self, job: ClaimedJob) -> Outcome:
+        """Run ``job`` once and say what should happen to its row."""
+        spec = self.registry.get(job.job_name)
+        if spec is None:
+            return Bury(f"Job {job.job_name} not registered.")
+        kwargs: dict[str, Any] = dict(job.args)
+        if spec.args_model is not None:
+            try:
+                kwargs = dict(spec.args_model.model_validate(job.args))
+            except ValidationError as exc:
+                return Bury(f"Arguments failed {spec.args_model.__name__}: {exc}")
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = self._context(job)
+
+        await run_hooks("before_job", self.before, job.job_name, job.id, job.attempt)
+        started = time.perf_counter()
+        try:
+            result = await self._call(spec, kwargs)
+            if isinstance(result, Snooze):
+                raise result
+        except Snooze as snooze:
+            return Requeue(snooze.seconds)
+        except Exception as exc:
+            return await self._failed(job, spec, kwargs, exc)
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        await run_hooks("after_job", self.after, job.job_name, job.id, duration_ms)
+        return Done(_dump_result(job, result))
+
+    def _context(self, job: ClaimedJob) -> JobContext:
+        return JobContext(
+            job_id=job.id,
+            job_name=job.job_name,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            queue=job.queue,
+            worker_id=self.worker_id,
+            scheduled_at=job.scheduled_at,
+            created_at=job.created_at,
+        )
+
+    async def _call(self, spec: JobSpec, kwargs: dict[str, Any]) -> Any:
+        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+        if spec.is_async:
+            work: Awaitable[Any] = spec.func(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self.executor, partial(spec.func, **kwargs))
+        if timeout is None:
+            return await work
+        try:
+            return await _with_timeout(work, timeout)
+        except TimeoutError:
+            raise JobTimeout(timeout) from None
+
+    async def _failed(
+        self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
+    ) -> Outcome:
+        error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        await run_hooks("on_error", self.on_error, job.job_name, job.id, str(exc), job.attempt)
+        if isinstance(exc, TypeError) and not _fits(spec, kwargs):
+            # The arguments can never fit this handler: retrying would fail the same way.
+            return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
+        if job.attempt >= job.max_attempts:
+            return Bury(f"Failed all {job.max_attempts} attempts.", error, trace)
+        logger.info(
+            "job %s failed (attempt %d of %d), retrying: %s",
+            job.job_name,
+            job.attempt,
+            job.max_attempts,
+            error,
+            extra=job.log_extra(),
+        )
+        return Retry(retry_delay(spec, job.attempt), error)
+
+
+class JobTimeout(TimeoutError):
+    """A handler ran past its timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Job timed out after {seconds:g}s")
+
+
+def _fits(spec: JobSpec, kwargs: dict[str, Any]) -> bool:
+    try:
+        spec.signature.bind(**kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def _dump_result(job: ClaimedJob, result: Any) -> str | None:
+    if result is None:
+        return None
+    try:
+        return json.dumps(result, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        logger.warning(
+            "job %s returned a %s, which is not JSON; its result is not stored",
+            job.job_name,
+            type(result).__name__,
+            extra=job.log_extra(),
+        )
+        return None
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(work: Awaitable[Any], seconds: float) -> Any:
+        async with asyncio.timeout(seconds):
+            return await work
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _with_timeout(work: Awaitable[Any], seconds: float) -> Any:
+        try:
+            return await asyncio.wait_for(work, seconds)
+        except asyncio.TimeoutError:
+            raise TimeoutError from None

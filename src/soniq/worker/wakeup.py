@@ -1,0 +1,67 @@
+"""Waking the worker when a job is committed: LISTEN/NOTIFY, with polling as fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+logger = logging.getLogger("soniq.worker")
+
+CHANNEL = "soniq_new_job"
+
+
+class Listener:
+    """Holds a dedicated LISTEN connection and calls ``wake`` for relevant queues.
+
+    When LISTEN cannot be set up (for example behind PgBouncer in transaction mode)
+    the worker still finds work by polling; ``mode`` says which it is doing.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        queues: list[str] | None,
+        wake: Callable[[], None],
+        retry_delay: float,
+        poll_interval: float,
+    ) -> None:
+        self.url = url
+        self.queues = frozenset(queues) if queues else None
+        self.wake = wake
+        self.retry_delay = retry_delay
+        self.poll_interval = poll_interval
+        self.mode = "polling"
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting after errors (a background task)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute("LISTEN soniq_new_job")
+                    if self.mode != "listen":
+                        logger.info(
+                            "worker wakes on LISTEN %s (and polls every %gs)",
+                            CHANNEL,
+                            self.poll_interval,
+                        )
+                    self.mode = "listen"
+                    self.ready.set()
+                    self.wake()  # look for anything committed while we were not listening
+                    async for note in conn.notifies():
+                        if self.queues is None or note.payload in self.queues:
+                            self.wake()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if self.mode != "polling" or not self.ready.is_set():
+                    logger.warning(
+                        "LISTEN %s unavailable (%s); polling every %gs until it is back",
+                        CHANNEL,
+                        str(exc).strip(),
+                        self.poll_interval,
+                    )
+                self.mode = "polling"
+                self.ready.set()
+                await asyncio.sleep(self.retry_delay)
