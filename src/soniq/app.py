@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -18,6 +19,7 @@ from soniq.backend import PostgresBackend, connect, normalise_database_url, requ
 from soniq.dead_letter import DeadLetterQueue
 from soniq.enqueue import JobPlan, JobRow, Target, UnknownNameWarner, plan_job, run_at_to_datetime
 from soniq.errors import (
+    ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
     INVALID_JOB_ID,
     INVALID_JOB_OPTION,
@@ -86,7 +88,7 @@ class Soniq:
         retries: int | None = None,
         max_retries: int | None = None,
         priority: int | None = None,
-        queue: str = "default",
+        queue: str | None = None,
         unique: bool = False,
         retry_delay: RetryDelay = 0,
         retry_backoff: bool = False,
@@ -95,7 +97,11 @@ class Soniq:
         validate: type[BaseModel] | None = None,
         args_model: type[BaseModel] | None = None,
     ) -> Callable[[F], F]:
-        """Register the decorated function as a job. Always call it: ``@app.job()``."""
+        """Register the decorated function as a job. Always call it: ``@app.job()``.
+
+        Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
+        through one, else to ``"default"``.
+        """
         if _func is not None:
             raise SoniqError(
                 INVALID_JOB_OPTION,
@@ -261,7 +267,9 @@ class Soniq:
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
         if connection is not None:
-            return await _insert(async_adapter(connection), row)
+            adapter = async_adapter(connection)
+            async with _on_callers_connection():
+                return await _insert(adapter, row)
         await self.ensure_initialized()
         async with self.backend.acquire() as conn:
             return await _insert(PsycopgAsyncAdapter(conn), row)
@@ -305,8 +313,8 @@ class Soniq:
     ) -> list[str]:
         """Queue one job per item of ``args_list``; return their ids in the same order.
 
-        All rows are checked before any is written, and they are written atomically
-        (with COPY unless deduplication needs row-by-row inserts).
+        All rows are checked before any is written, and they are written by one
+        statement (COPY, or a single INSERT when deduplicating), so all or none land.
         """
         items = list(args_list)
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
@@ -314,7 +322,9 @@ class Soniq:
         if not rows:
             return []
         if connection is not None:
-            return await _insert_many(async_adapter(connection), rows)
+            adapter = async_adapter(connection)
+            async with _on_callers_connection():
+                return await _insert_many(adapter, rows)
         await self.ensure_initialized()
         async with self.backend.acquire() as conn, conn.transaction():
             return await _insert_many(PsycopgAsyncAdapter(conn), rows)
@@ -425,24 +435,67 @@ async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
         if existing:
             return str(existing[0][0])
     raise SoniqError(
-        INVALID_ARGUMENT,
+        ENQUEUE_CONFLICT,
         f"Could not enqueue {row.job_name!r} with dedup key {row.dedup_key!r}: a duplicate "
         "kept appearing and leaving the queue. Retry the call.",
     )
 
 
 async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
-    if any(row.dedup_key is not None for row in rows):
-        return [await _insert(adapter, row) for row in rows]
-    shared = (rows[0].scheduled_at,) if rows[0].scheduled_at is not None else ()
-    await adapter.copy_jobs(
-        [
-            (r.id, r.job_name, r.args_json, r.queue, r.priority, r.max_attempts, *shared)
-            for r in rows
-        ]
-    )
-    await adapter.fetch(QUERIES["notify_queues"], {"queues": sorted({r.queue for r in rows})})
-    return [row.id for row in rows]
+    """Write a batch in one statement (COPY without dedup keys); ids in input order."""
+    first = rows[0]
+    if first.dedup_key is None:
+        shared = (first.scheduled_at,) if first.scheduled_at is not None else ()
+        await adapter.copy_jobs(
+            [
+                (r.id, r.job_name, r.args_json, r.queue, r.priority, r.max_attempts, *shared)
+                for r in rows
+            ]
+        )
+        ids = [row.id for row in rows]
+    else:
+        ids = await _insert_deduplicated(adapter, rows)
+    await adapter.fetch(QUERIES["notify_queues"], {"queues": [first.queue]})
+    return ids
+
+
+async def _insert_deduplicated(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+    params = {
+        **rows[0].params(),
+        "ids": [r.id for r in rows],
+        "args": [r.args_json for r in rows],
+        "dedup_keys": [r.dedup_key for r in rows],
+    }
+    inserted = {row[0] for row in await adapter.fetch(QUERIES["insert_jobs"], params)}
+    skipped = [r.dedup_key for r in rows if r.id not in inserted]
+    found: dict[str, str] = {}
+    if skipped:
+        lookup = {"job_name": rows[0].job_name, "dedup_keys": skipped}
+        found = dict(await adapter.fetch(QUERIES["find_queued_duplicates"], lookup))
+    ids = []
+    for row in rows:
+        if row.id in inserted:
+            ids.append(row.id)
+        elif row.dedup_key in found:
+            ids.append(found[row.dedup_key])
+        else:  # its duplicate left the queue in between: insert it on its own
+            ids.append(await _insert(adapter, row))
+    return ids
+
+
+@asynccontextmanager
+async def _on_callers_connection() -> AsyncIterator[None]:
+    """Turn a missing table on a caller's connection into SONIQ_SCHEMA_MISSING."""
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) == "42P01":  # undefined_table, any driver
+            raise SoniqError(
+                SCHEMA_MISSING,
+                "Soniq's tables are not in the database behind connection=. Run "
+                "`soniq setup` against it first.",
+            ) from exc
+        raise
 
 
 def _job_id(job_id: object) -> str:

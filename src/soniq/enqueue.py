@@ -277,14 +277,21 @@ def check_scheduled_at(value: object) -> datetime | None:
 def run_at_to_datetime(run_at: object) -> datetime:
     """``schedule()``'s ``run_at``: an aware datetime, or seconds from now."""
     if isinstance(run_at, (int, float)) and not isinstance(run_at, bool):
-        if not run_at >= 0 or run_at == float("inf"):
+        try:
+            if not run_at >= 0:
+                raise OverflowError
+            return datetime.now(timezone.utc) + timedelta(seconds=float(run_at))
+        except OverflowError:
             raise SoniqError(
                 INVALID_SCHEDULE,
-                f"run_at in seconds must be a finite number >= 0, got {run_at!r}.",
-            )
-        return datetime.now(timezone.utc) + timedelta(seconds=float(run_at))
+                f"run_at in seconds must be a number >= 0 that lands before year 10000, "
+                f"got {run_at!r}.",
+            ) from None
     if isinstance(run_at, timedelta):
-        return datetime.now(timezone.utc) + run_at
+        try:
+            return datetime.now(timezone.utc) + run_at
+        except OverflowError:
+            raise SoniqError(INVALID_SCHEDULE, f"run_at {run_at!r} is out of range.") from None
     checked = check_scheduled_at(run_at)
     if checked is None:
         raise SoniqError(INVALID_SCHEDULE, "run_at is required: a datetime or seconds from now.")
@@ -362,7 +369,7 @@ def plan_job(
     if priority is None:
         priority = spec.priority if spec else settings.priority
     if queue is None:
-        queue = spec.queue if spec else (resolved.default_queue or "default")
+        queue = (spec.queue if spec else None) or resolved.default_queue or "default"
     return JobPlan(
         resolved=resolved,
         by_keywords=not isinstance(target, (str, TaskRef)),

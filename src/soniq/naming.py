@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from soniq.errors import INVALID_TASK_NAME, SoniqError
+from soniq.errors import INVALID_SETTING, INVALID_TASK_NAME, SoniqError
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN
 
 
@@ -45,7 +45,16 @@ def check_task_name(name: object, pattern: str | None = None) -> str:
             task_name=name,
         )
     regex = pattern or os.environ.get("SONIQ_TASK_NAME_PATTERN") or DEFAULT_TASK_NAME_PATTERN
-    if _compiled(regex).fullmatch(name) is None:
+    try:
+        compiled = _compiled(regex)
+    except re.error as exc:
+        raise SoniqError(
+            INVALID_SETTING,
+            f"SONIQ_TASK_NAME_PATTERN {regex!r} is not a valid regular expression ({exc}). "
+            "Fix it or unset it to use the default.",
+            setting="SONIQ_TASK_NAME_PATTERN",
+        ) from None
+    if compiled.fullmatch(name) is None:
         raise SoniqError(
             INVALID_TASK_NAME,
             f"Task name {name!r} does not match SONIQ_TASK_NAME_PATTERN ({regex}). "

@@ -31,7 +31,7 @@ class JobSpec:
     func: Callable[..., Any]
     retries: int
     priority: int
-    queue: str
+    queue: str | None  # None: not chosen at registration (a TaskRef's default may apply)
     unique: bool
     retry_delay: float | tuple[float, ...]
     retry_backoff: bool
@@ -98,7 +98,7 @@ def build_spec(
     name: str | None,
     retries: int,
     priority: int,
-    queue: str,
+    queue: str | None,
     unique: bool,
     retry_delay: RetryDelay,
     retry_backoff: bool,
@@ -117,7 +117,8 @@ def build_spec(
             INVALID_JOB_OPTION, f"{where}: retries must be an int >= 0, got {retries!r}."
         )
     check_priority(priority, where)
-    check_queue(queue, where)
+    if queue is not None:
+        check_queue(queue, where)
     delay = _check_delay(retry_delay, where)
     for label, value in (("retry_max_delay", retry_max_delay), ("timeout", timeout)):
         if value is not None and (not _is_number(value) or not value > 0):

@@ -6,6 +6,7 @@ environment variables, then the defaults below.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -85,7 +86,7 @@ class SoniqSettings(BaseModel):
             field = str(first["loc"][0]) if first["loc"] else ""
             raise SoniqError(
                 INVALID_SETTING,
-                f"{_describe(field, overrides)}: {first['msg']}. "
+                f"{_describe(field, overrides)}: {first['msg'].removeprefix('Value error, ')}. "
                 f"Fix the value (got {values.get(field)!r}).",
                 setting=env_name(field) if field else None,
             ) from None
@@ -100,8 +101,8 @@ class SoniqSettings(BaseModel):
     @field_validator("job_timeout")
     @classmethod
     def _zero_disables(cls, value: float | None) -> float | None:
-        if value is not None and value < 0:
-            raise ValueError("must be 0 (disabled) or a positive number of seconds")
+        if value is not None and not 0 <= value < math.inf:
+            raise ValueError("must be 0 (disabled) or a positive, finite number of seconds")
         return None if value == 0 else value
 
     @field_validator(
@@ -113,15 +114,15 @@ class SoniqSettings(BaseModel):
     )
     @classmethod
     def _positive(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError("must be a positive number of seconds")
+        if not 0 < value < math.inf:
+            raise ValueError("must be a positive, finite number of seconds")
         return value
 
     @field_validator("error_retry_delay", "result_ttl")
     @classmethod
     def _not_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
+        if not 0 <= value < math.inf:
+            raise ValueError("must be a finite number >= 0")
         return value
 
     @field_validator("concurrency", "pool_min_size", "pool_max_size")
@@ -149,6 +150,14 @@ class SoniqSettings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @field_validator("task_name_pattern")
     @classmethod

@@ -21,6 +21,29 @@ WITH ins AS (
 )
 SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
 
+-- name: insert_jobs
+-- enqueue_many with dedup keys: one statement, so every row is written or none is.
+-- Rows whose key is already queued (or repeats earlier in the batch) are skipped;
+-- the caller looks their ids up with find_queued_duplicates.
+WITH batch AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::jsonb[], %(dedup_keys)s::text[])
+        WITH ORDINALITY AS b(id, args, dedup_key, n)
+), ins AS (
+    INSERT INTO soniq_jobs
+        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at)
+    SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
+           dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now())
+    FROM batch ORDER BY n
+    ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
+    DO NOTHING
+    RETURNING id
+)
+SELECT id::text FROM ins
+
+-- name: find_queued_duplicates
+SELECT dedup_key, id::text FROM soniq_jobs
+WHERE job_name = %(job_name)s AND status = 'queued' AND dedup_key = ANY(%(dedup_keys)s::text[])
+
 -- name: find_queued_duplicate
 SELECT id::text FROM soniq_jobs
 WHERE job_name = %(job_name)s AND dedup_key = %(dedup_key)s AND status = 'queued'

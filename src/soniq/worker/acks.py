@@ -12,6 +12,7 @@ from soniq.adapters import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.sql import QUERIES
 from soniq.worker.runner import Bury, ClaimedJob, Done, Outcome, Requeue, Retry
+from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
 
@@ -34,15 +35,19 @@ class Acknowledger:
         self._done.append((job.id, job.attempt, result))
         self._pending.set()
 
-    async def run(self) -> None:
-        """Flush batches for as long as the worker runs (a background task)."""
-        while True:
+    async def run(self, closing: asyncio.Event) -> None:
+        """Flush batches until ``closing`` (a background task)."""
+        while not closing.is_set():
             await self._pending.wait()
             self._pending.clear()
-            await self.flush()
+            await self.flush(closing)
 
-    async def flush(self, give_up_after: float | None = None) -> None:
-        """Write every queued completion, retrying through database outages."""
+    async def flush(self, closing: asyncio.Event, give_up_after: float | None = None) -> None:
+        """Write every queued completion, retrying through database outages.
+
+        Once ``closing`` is set, retries stop after ``give_up_after`` seconds; unwritten
+        completions are then left to stale-worker recovery (the jobs run again).
+        """
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
         while self._done:
@@ -62,21 +67,29 @@ class Acknowledger:
                 if deadline is not None and loop.time() >= deadline:
                     logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
                     return
+                if closing.is_set() and deadline is None:
+                    return  # the shutdown path flushes again, with a deadline
                 logger.warning(
                     "could not acknowledge %d jobs (%s); retrying in %.1fs",
                     len(batch),
-                    exc,
+                    str(exc).strip(),
                     self.retry_delay,
                 )
-                await asyncio.sleep(self.retry_delay)
+                await nap(closing if deadline is None else asyncio.Event(), self.retry_delay)
 
-    async def settle(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """Write a non-batched outcome (retry, dead-letter, requeue) for ``job``."""
+    async def settle(self, job: ClaimedJob, outcome: Outcome, closing: asyncio.Event) -> None:
+        """Write a non-batched outcome (retry, dead-letter, requeue) for ``job``.
+
+        Retries through outages until written, or until ``closing``: then the row is
+        left to stale-worker recovery.
+        """
         if isinstance(outcome, Done):
             self.done(job, outcome.result)
             return
         name, params = _statement(job, outcome)
-        while True:
+        attempts = 0
+        while attempts == 0 or not closing.is_set():
+            attempts += 1
             try:
                 async with self.backend.acquire() as conn:
                     written = await PsycopgAsyncAdapter(conn).fetch(QUERIES[name], params)
@@ -85,11 +98,11 @@ class Acknowledger:
                     "could not record %s for job %s (%s); retrying in %.1fs",
                     name,
                     job.id,
-                    exc,
+                    str(exc).strip(),
                     self.retry_delay,
                     extra=job.log_extra(),
                 )
-                await asyncio.sleep(self.retry_delay)
+                await nap(closing, self.retry_delay)
                 continue
             if not written:
                 logger.warning(

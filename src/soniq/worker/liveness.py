@@ -14,6 +14,7 @@ from soniq.adapters import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
+from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
 
@@ -76,16 +77,16 @@ class Liveness:
             )
         return workers, requeued, buried
 
-    async def run(self) -> None:
-        """Heartbeat every interval and recover every cleanup interval (a background task)."""
+    async def run(self, closing: asyncio.Event) -> None:
+        """Heartbeat every interval and recover every cleanup interval, until ``closing``."""
         loop = asyncio.get_running_loop()
         next_cleanup = loop.time()
-        while True:
+        while not closing.is_set():
             try:
                 await self.beat()
                 if loop.time() >= next_cleanup:
                     next_cleanup = loop.time() + self.settings.cleanup_interval
                     await self.recover()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                logger.warning("heartbeat failed (%s); retrying", exc)
-            await asyncio.sleep(self.settings.heartbeat_interval)
+                logger.warning("heartbeat failed (%s); retrying", str(exc).strip())
+            await nap(closing, self.settings.heartbeat_interval)

@@ -27,6 +27,7 @@ from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
 from soniq.worker.liveness import Liveness
 from soniq.worker.runner import ClaimedJob, JobRunner, Requeue
+from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
 
 logger = logging.getLogger("soniq.worker")
@@ -50,9 +51,13 @@ class Worker:
         self.hooks = hooks or {}
         self.id = str(uuid.uuid4())
         self.processed = 0
-        self._running: set[asyncio.Task[None]] = set()
+        # Running job tasks, and whether each may be cancelled at shutdown. A sync
+        # handler runs in a thread that cannot be interrupted: cancelling its task
+        # would requeue the job while the thread goes on, so the job would run twice.
+        self._running: dict[asyncio.Task[None], bool] = {}
         self._nudge = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
+        self._closing = asyncio.Event()  # background tasks wind down (end of a session)
         self.listener: Listener | None = None
 
     def stop(self) -> None:
@@ -109,12 +114,13 @@ class Worker:
                 str(exc).strip(),
                 self.settings.error_retry_delay,
             )
-            await self._pause(self.settings.error_retry_delay)
+            await nap(self._stopping, self.settings.error_retry_delay)
             return 0
         for row in rows:
             job = ClaimedJob.from_row(row)
             task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
-            self._running.add(task)
+            spec = self.registry.get(job.job_name)
+            self._running[task] = spec is None or spec.is_async
             task.add_done_callback(self._finished)
         self.processed += len(rows)
         return len(rows)
@@ -125,10 +131,10 @@ class Worker:
         except asyncio.CancelledError:
             outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
         # Shielded so that a shutdown arriving mid-write cannot lose the outcome.
-        await asyncio.shield(acks.settle(job, outcome))
+        await asyncio.shield(acks.settle(job, outcome, self._stopping))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._nudge.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job task crashed", exc_info=task.exception())
@@ -139,10 +145,6 @@ class Worker:
         timeout = None if full else self.settings.poll_interval
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             await asyncio.wait_for(self._nudge.wait(), timeout)
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     @contextlib.asynccontextmanager
     async def _session(
@@ -161,7 +163,11 @@ class Worker:
         acks = Acknowledger(self.backend, settings.error_retry_delay)
         liveness = Liveness(self.backend, settings, self.id, queues, concurrency)
         await self._until_connected(liveness.register)
-        background = [asyncio.create_task(acks.run()), asyncio.create_task(liveness.run())]
+        self._closing.clear()
+        background = [
+            asyncio.create_task(acks.run(self._closing)),
+            asyncio.create_task(liveness.run(self._closing)),
+        ]
         if listen and settings.listen_notify:
             self.listener = Listener(
                 self.backend.url,
@@ -170,7 +176,7 @@ class Worker:
                 settings.error_retry_delay,
                 settings.poll_interval,
             )
-            background.append(asyncio.create_task(self.listener.run()))
+            background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:
             logger.info("LISTEN/NOTIFY disabled; polling every %gs", settings.poll_interval)
         logger.info(
@@ -189,14 +195,18 @@ class Worker:
     async def _shutdown(
         self, acks: Acknowledger, liveness: Liveness, background: list[asyncio.Task[None]]
     ) -> None:
-        for task in self._running:
-            task.cancel()
+        for task, cancellable in self._running.items():
+            if cancellable:
+                task.cancel()
+        if any(not cancellable for cancellable in self._running.values()):
+            logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*self._running, return_exceptions=True))
+        self._closing.set()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await acks.flush(give_up_after=self.settings.error_retry_delay * 2)
+        await acks.flush(self._closing, give_up_after=self.settings.error_retry_delay * 2)
         with contextlib.suppress(*_DB_ERRORS):
             await liveness.deregister()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
@@ -212,7 +222,7 @@ class Worker:
                     str(exc).strip(),
                     self.settings.error_retry_delay,
                 )
-                await self._pause(self.settings.error_retry_delay)
+                await nap(self._stopping, self.settings.error_retry_delay)
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from soniq.worker.stopping import nap
+
 logger = logging.getLogger("soniq.worker")
 
 CHANNEL = "soniq_new_job"
@@ -36,9 +38,9 @@ class Listener:
         self.mode = "polling"
         self.ready = asyncio.Event()
 
-    async def run(self) -> None:
-        """Listen until cancelled, reconnecting after errors (a background task)."""
-        while True:
+    async def run(self, closing: asyncio.Event) -> None:
+        """Listen until ``closing``, reconnecting after errors (a background task)."""
+        while not closing.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute("LISTEN soniq_new_job")
@@ -64,4 +66,4 @@ class Listener:
                     )
                 self.mode = "polling"
                 self.ready.set()
-                await asyncio.sleep(self.retry_delay)
+                await nap(closing, self.retry_delay)
