@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psycopg
@@ -109,6 +108,9 @@ class PostgresBackend:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             kwargs={"autocommit": True},
+            # Waiting for a connection fails after this long, so an outage is
+            # reported (and retried) instead of hanging for psycopg's default 30 s.
+            timeout=settings.connect_timeout,
             open=False,
             name="soniq",
         )
@@ -121,8 +123,6 @@ class PostgresBackend:
         """Close every pooled connection."""
         await self.pool.close()
 
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""
-        async with self.pool.connection() as conn:
-            yield conn
+        return self.pool.connection()

@@ -76,6 +76,9 @@ class Worker:
             return await self.run_once(queues, concurrency=concurrency)
         async with self._session(concurrency, queues, listen=True) as acks, self._signals():
             while not self._stopping.is_set():
+                # Cleared before the claim, never after: a wake-up (a new job, a stop)
+                # that arrives while the claim is in flight must not be lost.
+                self._nudge.clear()
                 free = concurrency - len(self._running)
                 claimed = await self._claim(free, queues, acks) if free else 0
                 if free and claimed == free:
@@ -141,7 +144,6 @@ class Worker:
 
     async def _wait(self, full: bool) -> None:
         """Sleep until a slot frees (when full), a job is announced, or the poll is due."""
-        self._nudge.clear()
         timeout = None if full else self.settings.poll_interval
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             await asyncio.wait_for(self._nudge.wait(), timeout)
