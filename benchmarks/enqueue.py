@@ -196,7 +196,7 @@ class Bench:
         self.noop: Noop = noop
         spec = self.app.registry.get(JOB_NAME)
         assert spec is not None
-        self.queue = spec.queue
+        self.queue = spec.queue or "default"
         self.priority = spec.priority
         self.max_attempts = spec.max_attempts
         self.control: psycopg.AsyncConnection[Any] | None = None

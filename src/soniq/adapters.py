@@ -29,7 +29,11 @@ class AsyncAdapter(ABC):
 
     @abstractmethod
     async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
-        """Execute ``query`` and return its rows as tuples (empty if it returns none)."""
+        """Execute ``query``, which returns rows, and return them as tuples."""
+
+    @abstractmethod
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        """Execute ``query`` and ignore whatever it returns."""
 
     @abstractmethod
     async def copy_jobs(self, rows: Sequence[Row]) -> None:
@@ -49,7 +53,10 @@ class PsycopgAsyncAdapter(AsyncAdapter):
         # A cursor of our own keeps the caller's row_factory out of it.
         async with self.conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(query.psycopg, params)
-            return await cur.fetchall() if cur.description else []
+            return await cur.fetchall()
+
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        await self.conn.execute(query.psycopg, params)
 
     async def copy_jobs(self, rows: Sequence[Row]) -> None:
         async with (
@@ -69,6 +76,9 @@ class AsyncpgAdapter(AsyncAdapter):
     async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
         records = await self.conn.fetch(query.dollar, *query.positional(params))
         return [tuple(record) for record in records]
+
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        await self.conn.execute(query.dollar, *query.positional(params))
 
     async def copy_jobs(self, rows: Sequence[Row]) -> None:
         # asyncpg's binary COPY wants real UUIDs.

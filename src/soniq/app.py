@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -72,6 +71,7 @@ class Soniq:
         self.registry = JobRegistry()
         self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
         self._warner = UnknownNameWarner()
+        self._plans: dict[tuple[object, ...], JobPlan] = {}
         self._backend: PostgresBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
@@ -268,8 +268,13 @@ class Soniq:
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
         if connection is not None:
             adapter = async_adapter(connection)
-            async with _on_callers_connection():
+            try:
                 return await _insert(adapter, row)
+            except Exception as exc:
+                missing = _schema_missing(exc)
+                if missing is None:
+                    raise
+                raise missing from exc
         await self.ensure_initialized()
         async with self.backend.acquire() as conn:
             return await _insert(PsycopgAsyncAdapter(conn), row)
@@ -323,8 +328,13 @@ class Soniq:
             return []
         if connection is not None:
             adapter = async_adapter(connection)
-            async with _on_callers_connection():
+            try:
                 return await _insert_many(adapter, rows)
+            except Exception as exc:
+                missing = _schema_missing(exc)
+                if missing is None:
+                    raise
+                raise missing from exc
         await self.ensure_initialized()
         async with self.backend.acquire() as conn, conn.transaction():
             return await _insert_many(PsycopgAsyncAdapter(conn), rows)
@@ -339,7 +349,18 @@ class Soniq:
         scheduled_at: object,
         unique: bool | None,
     ) -> JobPlan:
-        return plan_job(
+        key: tuple[object, ...] | None = None
+        if priority is None and queue is None and scheduled_at is None and unique is None:
+            # The common call: a plan depends only on the target while the registry
+            # stays the same, so it is worked out once.
+            key = (target, args is not None, bool(func_kwargs), self.registry.version)
+            try:
+                cached = self._plans.get(key)
+            except TypeError:  # an unhashable callable
+                cached, key = None, None
+            if cached is not None:
+                return cached
+        plan = plan_job(
             target,
             has_args=args is not None,
             has_kwargs=bool(func_kwargs),
@@ -351,6 +372,12 @@ class Soniq:
             settings=self.settings,
             warner=self._warner,
         )
+        # Unregistered names are not cached: warn mode must see every call.
+        if key is not None and (plan.resolved.spec is not None or isinstance(target, TaskRef)):
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     # -- inspection -----------------------------------------------------------------
 
@@ -427,6 +454,9 @@ class Soniq:
 async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
     """Insert one row; with a dedup key already queued, return that job's id instead."""
     params = row.params()
+    if row.dedup_key is None:
+        await adapter.execute(QUERIES["insert_job_plain"], params)
+        return row.id
     for _ in range(_DEDUP_ATTEMPTS):
         inserted = await adapter.fetch(QUERIES["insert_job"], params)
         if inserted:
@@ -455,7 +485,7 @@ async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
         ids = [row.id for row in rows]
     else:
         ids = await _insert_deduplicated(adapter, rows)
-    await adapter.fetch(QUERIES["notify_queues"], {"queues": [first.queue]})
+    await adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
     return ids
 
 
@@ -483,19 +513,15 @@ async def _insert_deduplicated(adapter: AsyncAdapter, rows: list[JobRow]) -> lis
     return ids
 
 
-@asynccontextmanager
-async def _on_callers_connection() -> AsyncIterator[None]:
-    """Turn a missing table on a caller's connection into SONIQ_SCHEMA_MISSING."""
-    try:
-        yield
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) == "42P01":  # undefined_table, any driver
-            raise SoniqError(
-                SCHEMA_MISSING,
-                "Soniq's tables are not in the database behind connection=. Run "
-                "`soniq setup` against it first.",
-            ) from exc
-        raise
+def _schema_missing(exc: Exception) -> SoniqError | None:
+    """SONIQ_SCHEMA_MISSING for a missing table on a caller's connection, else None."""
+    if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table, any driver
+        return None
+    return SoniqError(
+        SCHEMA_MISSING,
+        "Soniq's tables are not in the database behind connection=. Run "
+        "`soniq setup` against it first.",
+    )
 
 
 def _job_id(job_id: object) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from soniq.errors import JOB_NOT_FOUND, SoniqError
+from soniq.ids import new_job_id
 
 Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 
@@ -43,7 +43,7 @@ class DeadLetterQueue:
         The dead-letter record stays, with ``resurrection_count`` raised by one.
         """
         rows = await self._fetch(
-            "dead_letter_replay", {"id": self._check_id(job_id), "new_id": str(uuid.uuid4())}
+            "dead_letter_replay", {"id": self._check_id(job_id), "new_id": new_job_id()}
         )
         if not rows:
             raise SoniqError(

@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,6 +27,7 @@ from soniq.errors import (
     UNKNOWN_TASK_NAME,
     SoniqError,
 )
+from soniq.ids import new_job_id
 from soniq.naming import derive_task_name
 from soniq.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.settings import SoniqSettings
@@ -35,11 +35,14 @@ from soniq.task_ref import TaskRef
 
 logger = logging.getLogger("soniq.enqueue")
 
+# Strict JSON (no NaN or infinity, which jsonb rejects), compact, built once.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
 #: What ``enqueue`` accepts as its first argument.
 Target = Callable[..., Any] | str | TaskRef[Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobRow:
     """One checked job, ready to insert."""
 
@@ -214,16 +217,20 @@ def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
     spec = resolved.spec
     if spec is None:
         return
-    params = [p for n, p in spec.signature.parameters.items() if n != spec.context_param]
-    try:
-        spec.signature.replace(parameters=params).bind(**args)
-    except TypeError as exc:
+    missing = spec.required_args.difference(args)
+    extra = () if spec.takes_any else args.keys() - spec.arg_names
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(repr(a) for a in sorted(missing))}")
+        if extra:
+            problems.append(f"unexpected {', '.join(repr(a) for a in sorted(extra))}")
         raise SoniqError(
             TASK_ARGS_INVALID,
             f"Arguments for {resolved.name!r} do not fit {spec.func.__qualname__}"
-            f"{spec.signature}: {exc}.",
+            f"{spec.signature}: {'; '.join(problems)}.",
             task_name=resolved.name,
-        ) from None
+        )
 
 
 def _summarise(exc: ValidationError) -> str:
@@ -237,7 +244,7 @@ def _summarise(exc: ValidationError) -> str:
 def dump_args(args: dict[str, Any], name: str) -> str:
     """Serialise ``args`` as strict JSON, naming the first value that cannot be."""
     try:
-        return json.dumps(args, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(args)
     except (TypeError, ValueError):
         pass
     culprit = "?"
@@ -331,7 +338,7 @@ class JobPlan:
         plain = normalise_args(call_args, name)
         validate_args(self.resolved, plain)
         return JobRow(
-            id=str(uuid.uuid4()),
+            id=new_job_id(),
             job_name=name,
             args_json=dump_args(plain, name),
             queue=self.queue,

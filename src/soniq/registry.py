@@ -41,6 +41,11 @@ class JobSpec:
     is_async: bool
     context_param: str | None
     signature: inspect.Signature
+    #: Keyword arguments the handler takes (its JobContext parameter excluded), the
+    #: ones it needs, and whether it takes **kwargs: enqueue checks args against these.
+    arg_names: frozenset[str]
+    required_args: frozenset[str]
+    takes_any: bool
 
     @property
     def max_attempts(self) -> int:
@@ -54,6 +59,8 @@ class JobRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, JobSpec] = {}
         self._by_func: dict[Callable[..., Any], JobSpec] = {}
+        #: Bumped on every change, so cached lookups know when to start over.
+        self.version = 0
 
     def add(self, spec: JobSpec) -> None:
         """Register ``spec``; re-registering the same function (a reload) replaces it."""
@@ -69,6 +76,7 @@ class JobRegistry:
             self._by_func.pop(old.func, None)
         self._by_name[spec.name] = spec
         self._by_func[spec.func] = spec
+        self.version += 1
 
     def get(self, name: str) -> JobSpec | None:
         """The spec registered under ``name``, or None."""
@@ -134,6 +142,16 @@ def build_spec(
             f"{where}: validate= must be a pydantic BaseModel subclass, got {args_model!r}.",
         )
     signature = inspect.signature(func)
+    context_param = _context_param(func, signature)
+    params = [p for n, p in signature.parameters.items() if n != context_param]
+    fillable = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    stuck = [p.name for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
+    if stuck:
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: handlers are called with keyword arguments, so positional-only "
+            f"parameter {stuck[0]!r} could never be filled. Drop the '/' marker.",
+        )
     return JobSpec(
         name=task_name,
         func=func,
@@ -147,8 +165,11 @@ def build_spec(
         timeout=None if timeout is None else float(timeout),
         args_model=args_model,
         is_async=inspect.iscoroutinefunction(func),
-        context_param=_context_param(func, signature),
+        context_param=context_param,
         signature=signature,
+        arg_names=frozenset(p.name for p in fillable),
+        required_args=frozenset(p.name for p in fillable if p.default is p.empty),
+        takes_any=any(p.kind is p.VAR_KEYWORD for p in params),
     )
 
 

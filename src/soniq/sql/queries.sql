@@ -21,6 +21,19 @@ WITH ins AS (
 )
 SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
 
+-- name: insert_job_plain
+-- insert_job for rows without a dedup key: nothing to skip, nothing to return.
+WITH ins AS (
+    INSERT INTO soniq_jobs
+        (id, job_name, args, queue, priority, max_attempts, scheduled_at)
+    VALUES (
+        %(id)s::uuid, %(job_name)s, %(args)s::jsonb, %(queue)s, %(priority)s::int,
+        %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now())
+    )
+    RETURNING queue
+)
+SELECT pg_notify('soniq_new_job', queue) FROM ins
+
 -- name: insert_jobs
 -- enqueue_many with dedup keys: one statement, so every row is written or none is.
 -- Rows whose key is already queued (or repeats earlier in the batch) are skipped;

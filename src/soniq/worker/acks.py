@@ -54,7 +54,7 @@ class Acknowledger:
             batch, self._done = self._done, []
             try:
                 async with self.backend.acquire() as conn:
-                    await PsycopgAsyncAdapter(conn).fetch(
+                    await PsycopgAsyncAdapter(conn).execute(
                         QUERIES["complete_jobs"],
                         {
                             "ids": [b[0] for b in batch],

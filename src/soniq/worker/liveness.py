@@ -45,13 +45,17 @@ class Liveness:
         async with self.backend.acquire() as conn:
             return await PsycopgAsyncAdapter(conn).fetch(QUERIES[query], params)
 
+    async def _execute(self, query: str, params: dict[str, Any]) -> None:
+        async with self.backend.acquire() as conn:
+            await PsycopgAsyncAdapter(conn).execute(QUERIES[query], params)
+
     async def register(self) -> None:
         """Insert (or refresh) this worker's row."""
-        await self._fetch("register_worker", self.identity)
+        await self._execute("register_worker", self.identity)
 
     async def deregister(self) -> None:
         """Remove this worker's row."""
-        await self._fetch("deregister_worker", {"id": self.worker_id})
+        await self._execute("deregister_worker", {"id": self.worker_id})
 
     async def beat(self) -> None:
         """Refresh the heartbeat; re-register if another worker declared us dead."""
