@@ -3,7 +3,7 @@
 from soniq.app import Soniq
 from soniq.errors import SoniqError
 from soniq.task_ref import TaskRef, task_ref
-from soniq.types import JobContext, JobStatus
+from soniq.types import JobContext, JobStatus, Snooze
 
-__all__ = ["JobContext", "JobStatus", "Soniq", "SoniqError", "TaskRef", "task_ref"]
+__all__ = ["JobContext", "JobStatus", "Snooze", "Soniq", "SoniqError", "TaskRef", "task_ref"]
 __version__ = "0.2.0.dev0"

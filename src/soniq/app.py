@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[..., Any]
 
-# Every app created in this process; `soniq worker` finds the jobs modules' apps here.
-_INSTANCES: weakref.WeakSet[Soniq] = weakref.WeakSet()
+# Every app created in this process, by creation order; `soniq worker` finds the jobs
+# modules' apps here.
+_INSTANCES: weakref.WeakValueDictionary[int, Soniq] = weakref.WeakValueDictionary()
+_SERIAL = itertools.count()
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -75,8 +78,8 @@ class Soniq:
         self._backend: PostgresBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
-        self.dead_letter = DeadLetterQueue(self._fetch_dicts, _job_id)
-        _INSTANCES.add(self)
+        self.dead_letter = DeadLetterQueue(self._fetch_dicts, _job_id, check_page)
+        _INSTANCES[next(_SERIAL)] = self
 
     # -- registration ---------------------------------------------------------------
 
@@ -130,6 +133,10 @@ class Soniq:
             return func
 
         return register
+
+    def _get_job_registry(self) -> JobRegistry:
+        """The registry of this app's jobs (kept for hooks written against older docs)."""
+        return self.registry
 
     def before_job(self, hook: Hook) -> Hook:
         """Run ``hook(job_name, job_id, attempt)`` before every job."""
@@ -196,7 +203,10 @@ class Soniq:
         return Worker(self.backend, self.registry, self.settings, self.hooks)
 
     async def run_worker(
-        self, concurrency: int = 4, run_once: bool = False, queues: list[str] | None = None
+        self,
+        concurrency: int | None = None,
+        run_once: bool = False,
+        queues: list[str] | None = None,
     ) -> bool:
         """Run a worker in this process until stopped (SIGINT/SIGTERM or cancellation).
 
@@ -204,7 +214,9 @@ class Soniq:
         if any job was processed.
         """
         await self.ensure_initialized()
-        return await self.worker().run(concurrency=concurrency, run_once=run_once, queues=queues)
+        return await self.worker().run(
+            concurrency=concurrency or self.settings.concurrency, run_once=run_once, queues=queues
+        )
 
     async def __aenter__(self) -> Soniq:
         return self
@@ -408,9 +420,7 @@ class Soniq:
                     f"status must be one of {', '.join(s.value for s in JobStatus)}, "
                     f"got {status!r}.",
                 ) from None
-        for label, value in (("limit", limit), ("offset", offset)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
+        check_page(limit, offset)
         return await self._fetch_dicts(
             "list_jobs",
             {
@@ -522,6 +532,13 @@ def _schema_missing(exc: Exception) -> SoniqError | None:
         "Soniq's tables are not in the database behind connection=. Run "
         "`soniq setup` against it first.",
     )
+
+
+def check_page(limit: object, offset: object) -> None:
+    """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
+    for label, value in (("limit", limit), ("offset", offset)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
 
 
 def _job_id(job_id: object) -> str:

@@ -14,9 +14,15 @@ Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 class DeadLetterQueue:
     """``app.dead_letter``: inspect dead-lettered jobs and replay them."""
 
-    def __init__(self, fetch: Fetch, check_id: Callable[[object], str]) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        check_id: Callable[[object], str],
+        check_page: Callable[[object, object], None],
+    ) -> None:
         self._fetch = fetch
         self._check_id = check_id
+        self._check_page = check_page
 
     async def list(
         self,
@@ -27,6 +33,7 @@ class DeadLetterQueue:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Dead-letter records, newest first, optionally filtered by task name and queue."""
+        self._check_page(limit, offset)
         return await self._fetch(
             "dead_letter_list",
             {"job_name": job_name, "queue": queue, "limit": limit, "offset": offset},

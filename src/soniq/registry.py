@@ -89,6 +89,23 @@ class JobRegistry:
         except TypeError:  # unhashable callable
             return None
 
+    def get_job(self, name: str) -> dict[str, Any] | None:
+        """A registration as a plain dict (``max_retries``, ``queue``, ...), or None."""
+        spec = self._by_name.get(name)
+        if spec is None:
+            return None
+        return {
+            "name": spec.name,
+            "func": spec.func,
+            "max_retries": spec.retries,
+            "max_attempts": spec.max_attempts,
+            "priority": spec.priority,
+            "queue": spec.queue,
+            "unique": spec.unique,
+            "timeout": spec.timeout,
+            "args_model": spec.args_model,
+        }
+
     def names(self) -> list[str]:
         """All registered task names, sorted."""
         return sorted(self._by_name)

@@ -111,6 +111,7 @@ class SoniqSettings(BaseModel):
         "heartbeat_timeout",
         "cleanup_interval",
         "connect_timeout",
+        "error_retry_delay",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -118,7 +119,7 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("error_retry_delay", "result_ttl")
+    @field_validator("result_ttl")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:

@@ -481,3 +481,59 @@ async def test_jobs_module_import_error_fails_fast(
     else:
         assert len(lines) == 1, stderr
         assert "Traceback" not in stderr, stderr
+
+
+async def test_a_second_sigterm_exits_at_once(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    worker = spawner.start(database_url)
+    await client.enqueue("t.block", args={"key": "stuck"})  # a 30 s sync job
+    await spawner.until(lambda: spawner.marked("started-stuck-1"), 15, "the sync job to start")
+    worker.proc.send_signal(signal.SIGTERM)
+    await worker.wait_log("waiting for running sync jobs")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await worker.wait_exit(5) == 128 + signal.SIGTERM, worker.describe()
+    assert not spawner.marked("done-stuck-1")
+
+
+APP_MODULE = """
+import os
+from pathlib import Path
+
+from soniq import Soniq
+
+app = Soniq(database_url=os.environ["JOBS_DB"])  # configured in code, not by SONIQ_*
+
+
+@app.job(name="{name}.job")
+def handler() -> str:
+    return "{name}"
+
+
+@app.after_job
+def after(job_name: str, job_id: str, duration_ms: float) -> None:
+    (Path(os.environ["JOBS_MARK_DIR"]) / f"hook-{name}-saw-{{job_name}}").touch()
+"""
+
+
+async def test_jobs_modules_with_several_apps_share_one_worker(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    for name in ("alpha", "beta"):
+        (spawner.tmp_path / f"mod_{name}.py").write_text(APP_MODULE.format(name=name))
+    alpha = await client.enqueue("alpha.job", args={})
+    beta = await client.enqueue("beta.job", args={})
+    worker = spawner.start(
+        database_url,
+        "--run-once",
+        SONIQ_DATABASE_URL="",  # only the apps' own configuration says where to go
+        SONIQ_JOBS_MODULES="mod_alpha,mod_beta",
+        JOBS_DB=database_url,
+    )
+    assert await worker.wait_exit(30) == 0, worker.describe()
+    assert (await job(client, alpha))["result"] == "alpha"
+    assert (await job(client, beta))["result"] == "beta"
+    # Every app's hooks run for every job, whichever app registered it.
+    for hook in ("alpha", "beta"):
+        for name in ("alpha.job", "beta.job"):
+            assert spawner.marked(f"hook-{hook}-saw-{name}"), worker.describe()

@@ -277,6 +277,8 @@ BAD_CALLS: list[tuple[str, Any]] = [
     ("SONIQ_INVALID_JOB_ID", lambda a, j: a.get_job("not-a-uuid")),
     ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.list_jobs(status="exploded")),
     ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.list_jobs(limit=-1)),
+    ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.dead_letter.list(offset=-1)),
+    ("SONIQ_INVALID_JOB_ID", lambda a, j: a.dead_letter.replay("nope")),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -321,7 +322,7 @@ async def test_stop_requeues_running_jobs_and_deregisters(app: Soniq, database_u
 
 
 async def test_a_worker_presumed_dead_cannot_complete_a_reassigned_attempt(
-    database_url: str,
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Fencing: A's late acknowledgement of attempt 1 must not touch attempt 2."""
     release_a = threading.Event()
@@ -357,14 +358,62 @@ async def test_a_worker_presumed_dead_cannot_complete_a_reassigned_attempt(
         task_b = asyncio.create_task(worker_b.run())
         try:
             await wait_for(lambda: _is(status(app_b, job_id), "done"), timeout=15)
+            caplog.set_level(logging.WARNING, logger="soniq.worker")
             release_a.set()  # A finishes attempt 1 late and tries to acknowledge it
-            await asyncio.sleep(0)  # let A's completion run; the check below waits on it
-            await wait_for(lambda: not worker_a._running, message="A's late job finished")
+            await wait_for(
+                lambda: any("taken over" in r.getMessage() for r in caplog.records),
+                message="A's late completion to be refused",
+            )
             job = await app_b.get_job(job_id)
             assert job is not None
             assert (job["attempts"], job["result"]) == (2, "b2")
+            assert any("taken over by another worker" in r.getMessage() for r in caplog.records)
         finally:
             release_a.set()
             worker_a.stop()
             worker_b.stop()
             await asyncio.wait_for(asyncio.gather(task_a, task_b), 15)
+
+
+async def test_sync_timeout_counts_from_the_handler_start(app: Soniq) -> None:
+    """A timed-out sync handler keeps its thread; the next job must not pay for that."""
+
+    @app.job(name="stuck", timeout=0.3, retries=0)
+    def stuck() -> None:
+        time.sleep(1.5)  # outlives its timeout and holds the only thread past quick's 1 s
+
+    @app.job(name="quick", timeout=1.0, retries=0)
+    def quick() -> str:
+        return "ran"
+
+    stuck_id = await app.enqueue(stuck)
+    quick_id = await app.enqueue(quick, priority=200)  # claimed after the stuck one
+    worker = app.worker()
+    run = asyncio.create_task(worker.run_once(concurrency=1))
+    await asyncio.wait_for(run, 15)
+    dead = await app.dead_letter.get(stuck_id)
+    assert dead is not None and "timed out" in dead["last_error"]
+    assert await app.get_result(quick_id) == "ran"
+
+
+async def test_worker_opens_its_own_connections(database_url: str) -> None:
+    async with Soniq(database_url=database_url) as app:
+
+        @app.job()
+        async def noop() -> None: ...
+
+        await app.enqueue(noop)
+        await app.close()  # the worker must not depend on an earlier ensure_initialized()
+        assert await app.worker().run_once() is True
+
+
+async def test_a_worker_without_jobs_says_so(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Soniq(database_url=database_url, enqueue_validation="none") as app:
+        job_id = await app.enqueue("orphan.task", args={})
+        with caplog.at_level(logging.WARNING, logger="soniq.worker"):
+            await app.run_worker(run_once=True)
+        dead = await app.dead_letter.get(job_id)
+    assert dead is not None and dead["reason"] == "Job orphan.task not registered."
+    assert any("no jobs are registered" in r.getMessage() for r in caplog.records)

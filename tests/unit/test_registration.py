@@ -246,3 +246,17 @@ def test_reregistering_the_same_function_replaces_it(app: Soniq) -> None:
 def test_sync_and_async_functions(app: Soniq) -> None:
     assert register(app, add).is_async is False
     assert register(app, send_email).is_async is True
+
+
+def test_registry_lookups_the_docs_use(app: Soniq) -> None:
+    from soniq.core.registry import JobRegistry
+
+    @app.job(name="docs.lookup", retries=4, queue="q")
+    def handler() -> None: ...
+
+    registry = app._get_job_registry()
+    assert isinstance(registry, JobRegistry)
+    meta = registry.get_job("docs.lookup")
+    assert meta is not None
+    assert (meta["max_retries"], meta["max_attempts"], meta["queue"]) == (4, 5, "q")
+    assert registry.get_job("docs.missing") is None

@@ -48,7 +48,7 @@ ENV_CASES = [
     ("SONIQ_HEARTBEAT_INTERVAL", "heartbeat_interval", "2", 2.0),
     ("SONIQ_HEARTBEAT_TIMEOUT", "heartbeat_timeout", "60", 60.0),
     ("SONIQ_CLEANUP_INTERVAL", "cleanup_interval", "30", 30.0),
-    ("SONIQ_ERROR_RETRY_DELAY", "error_retry_delay", "0", 0.0),
+    ("SONIQ_ERROR_RETRY_DELAY", "error_retry_delay", "0.25", 0.25),
     ("SONIQ_ENQUEUE_VALIDATION", "enqueue_validation", " WARN ", "warn"),
     ("SONIQ_TASK_NAME_PATTERN", "task_name_pattern", r"^[a-z]+$", r"^[a-z]+$"),
     ("SONIQ_POOL_MIN_SIZE", "pool_min_size", "2", 2),
@@ -125,6 +125,7 @@ REJECTIONS = [
     ({"SONIQ_CLEANUP_INTERVAL": "0"}, {}, "SONIQ_CLEANUP_INTERVAL"),
     ({"SONIQ_CONNECT_TIMEOUT": "-1"}, {}, "SONIQ_CONNECT_TIMEOUT"),
     ({"SONIQ_ERROR_RETRY_DELAY": "-1"}, {}, "SONIQ_ERROR_RETRY_DELAY"),
+    ({"SONIQ_ERROR_RETRY_DELAY": "0"}, {}, "SONIQ_ERROR_RETRY_DELAY"),  # a busy loop in outages
     ({"SONIQ_RESULT_TTL": "-1"}, {}, "SONIQ_RESULT_TTL"),
     ({"SONIQ_JOB_TIMEOUT": "-1"}, {}, "SONIQ_JOB_TIMEOUT"),
     ({"SONIQ_CONCURRENCY": "0"}, {}, "SONIQ_CONCURRENCY"),

@@ -95,7 +95,7 @@ def worker(ctx: click.Context, concurrency: int | None, queues: str | None, run_
                 "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs.",
             )
         import_jobs_modules(settings.jobs_modules)
-        app = app_for_worker(Soniq())
+        app = app_for_worker()
     except SoniqError as exc:
         _fail(exc, debug)
         return

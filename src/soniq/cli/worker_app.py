@@ -8,7 +8,12 @@ import sys
 import traceback
 
 from soniq.app import _INSTANCES, Soniq
-from soniq.errors import DUPLICATE_TASK_NAME, JOBS_MODULE_IMPORT_FAILED, SoniqError
+from soniq.errors import (
+    DUPLICATE_TASK_NAME,
+    INVALID_SETTING,
+    JOBS_MODULE_IMPORT_FAILED,
+    SoniqError,
+)
 
 
 def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
@@ -19,9 +24,7 @@ def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+        except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             raise SoniqError(
                 JOBS_MODULE_IMPORT_FAILED,
@@ -32,20 +35,32 @@ def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
             ) from exc
 
 
-def app_for_worker(fallback: Soniq) -> Soniq:
+def app_for_worker() -> Soniq:
     """The app whose jobs the worker runs.
 
-    One app with registered jobs: that app. Several (one per module, say): their
-    registrations and hooks are combined into ``fallback``. None: ``fallback``,
-    which then dead-letters every job as not registered.
+    The first app (in creation order) that registers jobs, with its own settings.
+    Jobs registered on other apps, and hooks registered on any app, are added to it.
+    With no app at all, one configured from the environment, which dead-letters every
+    job as not registered (the worker warns about that at start).
     """
-    apps = [app for app in list(_INSTANCES) if len(app.registry) and app is not fallback]
-    if len(apps) == 1:
-        return apps[0]
+    apps = [app for _, app in sorted(_INSTANCES.items())]
+    with_jobs = [app for app in apps if len(app.registry)]
+    if not with_jobs:
+        return apps[0] if apps else Soniq()
+    base = with_jobs[0]
+    urls = {app.settings.database_url for app in with_jobs}
+    if len(urls) > 1:
+        raise SoniqError(
+            INVALID_SETTING,
+            "The jobs modules create apps for different databases; one worker serves one "
+            "database. Run a worker per database, each with its own SONIQ_JOBS_MODULES.",
+        )
     for app in apps:
+        if app is base:
+            continue
         for name in app.registry.names():
             spec = app.registry.get(name)
-            existing = fallback.registry.get(name)
+            existing = base.registry.get(name)
             if spec is None:
                 continue
             if existing is not None and existing.func is not spec.func:
@@ -55,7 +70,7 @@ def app_for_worker(fallback: Soniq) -> Soniq:
                     "Rename one of them.",
                     task_name=name,
                 )
-            fallback.registry.add(spec)
+            base.registry.add(spec)
         for event, hooks in app.hooks.items():
-            fallback.hooks[event].extend(h for h in hooks if h not in fallback.hooks[event])
-    return fallback
+            base.hooks[event].extend(h for h in hooks if h not in base.hooks[event])
+    return base

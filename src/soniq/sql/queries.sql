@@ -164,6 +164,7 @@ UPDATE soniq_jobs AS j
 SET status = 'done', result = d.result, finished_at = now(), updated_at = now()
 FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
 WHERE j.id = d.id AND j.attempts = d.attempt AND j.status = 'processing'
+RETURNING j.id
 
 -- name: retry_job
 UPDATE soniq_jobs

@@ -54,13 +54,19 @@ class Acknowledger:
             batch, self._done = self._done, []
             try:
                 async with self.backend.acquire() as conn:
-                    await PsycopgAsyncAdapter(conn).execute(
+                    written = await PsycopgAsyncAdapter(conn).fetch(
                         QUERIES["complete_jobs"],
                         {
                             "ids": [b[0] for b in batch],
                             "attempts": [b[1] for b in batch],
                             "results": [b[2] for b in batch],
                         },
+                    )
+                if len(written) < len(batch):
+                    logger.warning(
+                        "%d finished job(s) had been taken over by another worker (this "
+                        "one was presumed dead); their completions were dropped",
+                        len(batch) - len(written),
                     )
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten

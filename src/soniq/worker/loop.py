@@ -74,7 +74,7 @@ class Worker:
         """
         if run_once:
             return await self.run_once(queues, concurrency=concurrency)
-        async with self._session(concurrency, queues, listen=True) as acks, self._signals():
+        async with self._signals(), self._session(concurrency, queues, listen=True) as acks:
             while not self._stopping.is_set():
                 # Cleared before the claim, never after: a wake-up (a new job, a stop)
                 # that arrives while the claim is in flight must not be lost.
@@ -164,7 +164,13 @@ class Worker:
         )
         acks = Acknowledger(self.backend, settings.error_retry_delay)
         liveness = Liveness(self.backend, settings, self.id, queues, concurrency)
+        await self._until_connected(self.backend.open)
         await self._until_connected(liveness.register)
+        if not len(self.registry):
+            logger.warning(
+                "no jobs are registered: every job this worker claims will be dead-lettered "
+                "as not registered. Check SONIQ_JOBS_MODULES."
+            )
         self._closing.clear()
         background = [
             asyncio.create_task(acks.run(self._closing)),

@@ -166,7 +166,13 @@ class JobRunner:
             work: Awaitable[Any] = spec.func(**kwargs)
         else:
             loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self.executor, partial(spec.func, **kwargs))
+            started: asyncio.Future[None] = loop.create_future()
+            work = loop.run_in_executor(
+                self.executor, partial(_run_sync, loop, started, spec.func, kwargs)
+            )
+            # The timeout counts from the handler's start, not from the wait for a
+            # free thread (a timed-out sync handler keeps its thread until it returns).
+            await asyncio.wait([started, work], return_when=asyncio.FIRST_COMPLETED)
         if timeout is None:
             return await work
         try:
@@ -201,6 +207,21 @@ class JobTimeout(TimeoutError):
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"Job timed out after {seconds:g}s")
+
+
+def _run_sync(
+    loop: asyncio.AbstractEventLoop,
+    started: asyncio.Future[None],
+    func: Callable[..., Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    loop.call_soon_threadsafe(_set_started, started)
+    return func(**kwargs)
+
+
+def _set_started(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
 
 
 def _fits(spec: JobSpec, kwargs: dict[str, Any]) -> bool:

@@ -1,0 +1,1 @@
+"""Import paths the documentation uses for Soniq's building blocks."""
