@@ -140,7 +140,12 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- Claim up to %(limit)s runnable jobs in priority order. SKIP LOCKED lets many
 -- workers claim side by side without waiting on each other. A claim counts as an
 -- attempt at once, and the new attempt number fences every later write.
-WITH picked AS (
+-- "id = ANY(ARRAY(...))" makes the update find the picked rows by primary key; a join
+-- on the subquery lets the planner scan the whole table for 64 rows.
+UPDATE soniq_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
+    started_at = now(), updated_at = now()
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM soniq_jobs
     WHERE status = 'queued'
       AND scheduled_at <= now()
@@ -148,12 +153,7 @@ WITH picked AS (
     ORDER BY priority, scheduled_at, id
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
-)
-UPDATE soniq_jobs AS j
-SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
-    started_at = now(), updated_at = now()
-FROM picked
-WHERE j.id = picked.id
+))
 RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max_attempts,
           j.scheduled_at, j.created_at
 
@@ -163,7 +163,8 @@ RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max
 UPDATE soniq_jobs AS j
 SET status = 'done', result = d.result, finished_at = now(), updated_at = now()
 FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
-WHERE j.id = d.id AND j.attempts = d.attempt AND j.status = 'processing'
+WHERE j.id = ANY(%(ids)s::uuid[])  -- primary-key lookups, whatever the join estimate
+  AND j.id = d.id AND j.attempts = d.attempt AND j.status = 'processing'
 RETURNING j.id
 
 -- name: retry_job
