@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,8 +21,12 @@ from soniq.sql import QUERIES, Query
 
 Row = tuple[Any, ...]
 
-#: Columns written by ``enqueue_many``'s COPY, in order; ``scheduled_at`` is optional.
-COPY_COLUMNS = ("id", "job_name", "args", "queue", "priority", "max_attempts", "scheduled_at")
+#: Columns written by ``enqueue_many``'s COPY: per row an id and its args, then the
+#: values every row of the batch shares (``scheduled_at`` only when given).
+COPY_COLUMNS = ("id", "args", "job_name", "queue", "priority", "max_attempts", "scheduled_at")
+
+#: What the rows of one batch share: job_name, queue, priority, max_attempts[, scheduled_at].
+Shared = tuple[Any, ...]
 
 
 class AsyncAdapter(ABC):
@@ -36,10 +41,10 @@ class AsyncAdapter(ABC):
         """Execute ``query`` and ignore whatever it returns."""
 
     @abstractmethod
-    async def copy_jobs(self, rows: Sequence[Row]) -> None:
-        """Bulk-write job rows whose values follow :data:`COPY_COLUMNS`.
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+        """Bulk-write one row per (id, args JSON), each with the ``shared`` values.
 
-        Rows of six values leave ``scheduled_at`` to its default (the server's clock).
+        Without a ``scheduled_at`` in ``shared``, rows take the server's clock.
         """
 
 
@@ -58,13 +63,13 @@ class PsycopgAsyncAdapter(AsyncAdapter):
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
         await self.conn.execute(query.psycopg, params)
 
-    async def copy_jobs(self, rows: Sequence[Row]) -> None:
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
         async with (
             self.conn.cursor() as cur,
-            cur.copy(_copy_query(rows).psycopg) as copy,
+            cur.copy(_copy_query(shared).psycopg) as copy,
         ):
-            for row in rows:
-                await copy.write_row(row)
+            # One buffer in COPY's text format instead of an await per row.
+            await copy.write(copy_text(ids, args, shared))
 
 
 class AsyncpgAdapter(AsyncAdapter):
@@ -80,16 +85,36 @@ class AsyncpgAdapter(AsyncAdapter):
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
         await self.conn.execute(query.dollar, *query.positional(params))
 
-    async def copy_jobs(self, rows: Sequence[Row]) -> None:
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
         # asyncpg's binary COPY wants real UUIDs.
-        records = [(uuid.UUID(row[0]), *row[1:]) for row in rows]
+        records = [(uuid.UUID(i), a, *shared) for i, a in zip(ids, args, strict=True)]
         await self.conn.copy_records_to_table(
-            "soniq_jobs", records=records, columns=list(COPY_COLUMNS[: len(rows[0])])
+            "soniq_jobs", records=records, columns=list(COPY_COLUMNS[: 2 + len(shared)])
         )
 
 
-def _copy_query(rows: Sequence[Row]) -> Query:
-    return QUERIES["copy_jobs_scheduled" if len(rows[0]) == len(COPY_COLUMNS) else "copy_jobs"]
+# COPY text format: backslash, tab, newline and carriage return are escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: object) -> str:
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return text.translate(_COPY_ESCAPES)
+
+
+def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
+    """COPY text-format bytes for ``copy_jobs``: the shared tail is escaped once."""
+    tail = "\t" + "\t".join(_copy_field(v) for v in shared) + "\n"
+    # json.dumps output has no raw control characters; only backslashes need escaping.
+    body = "".join(
+        f"{i}\t{a.replace(chr(92), chr(92) * 2) if chr(92) in a else a}{tail}"
+        for i, a in zip(ids, args, strict=True)
+    )
+    return body.encode()
+
+
+def _copy_query(shared: Shared) -> Query:
+    return QUERIES["copy_jobs_scheduled" if len(shared) == 5 else "copy_jobs"]
 
 
 def async_adapter(conn: object) -> AsyncAdapter:

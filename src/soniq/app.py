@@ -26,6 +26,7 @@ from soniq.errors import (
     SCHEMA_MISSING,
     SoniqError,
 )
+from soniq.ids import new_job_ids
 from soniq.migrations import apply_migrations, pending_migrations
 from soniq.registry import JobRegistry, RetryDelay, build_spec
 from soniq.settings import SoniqSettings
@@ -335,7 +336,9 @@ class Soniq:
         """
         items = list(args_list)
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
-        rows = [plan.row(item) for item in items]
+        rows = [
+            plan.row(item, job_id=i) for item, i in zip(items, new_job_ids(len(items)), strict=True)
+        ]
         if not rows:
             return []
         if connection is not None:
@@ -485,13 +488,15 @@ async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
     """Write a batch in one statement (COPY without dedup keys); ids in input order."""
     first = rows[0]
     if first.dedup_key is None:
-        shared = (first.scheduled_at,) if first.scheduled_at is not None else ()
-        await adapter.copy_jobs(
-            [
-                (r.id, r.job_name, r.args_json, r.queue, r.priority, r.max_attempts, *shared)
-                for r in rows
-            ]
+        shared: tuple[object, ...] = (
+            first.job_name,
+            first.queue,
+            first.priority,
+            first.max_attempts,
         )
+        if first.scheduled_at is not None:
+            shared += (first.scheduled_at,)
+        await adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
         ids = await _insert_deduplicated(adapter, rows)

@@ -332,13 +332,13 @@ class JobPlan:
     unique: bool
     scheduled_at: datetime | None
 
-    def row(self, call_args: object, dedup_key: object = None) -> JobRow:
+    def row(self, call_args: object, dedup_key: object = None, job_id: str = "") -> JobRow:
         """Check one set of arguments and build its row."""
         name = self.resolved.name
         plain = normalise_args(call_args, name)
         validate_args(self.resolved, plain)
         return JobRow(
-            id=new_job_id(),
+            id=job_id or new_job_id(),
             job_name=name,
             args_json=dump_args(plain, name),
             queue=self.queue,

@@ -364,3 +364,17 @@ async def test_close_is_idempotent_and_the_app_reopens(app: Soniq, jobs: Any) ->
     await app.close()
     await app.close()
     assert len(await app.list_jobs()) == 1
+
+
+async def test_enqueue_many_round_trips_awkward_text(app: Soniq, jobs: Any) -> None:
+    awkward = ["back\\slash", "tab\there", "new\nline", "cr\rhere", "ünï 字 🎉", "\\N", ""]
+    ids = await app.enqueue_many(
+        SEND_INVOICE,
+        [{"order_id": text, "customer": f"c{i}"} for i, text in enumerate(awkward)],
+        queue="odd\tqueue",
+    )
+    for job_id, text in zip(ids, awkward, strict=True):
+        job = await app.get_job(job_id)
+        assert job is not None
+        assert job["args"]["order_id"] == text
+        assert job["queue"] == "odd\tqueue"

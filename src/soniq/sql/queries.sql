@@ -64,10 +64,10 @@ LIMIT 1
 
 -- name: copy_jobs
 -- enqueue_many without a run time: scheduled_at keeps its default, the server's now().
-COPY soniq_jobs (id, job_name, args, queue, priority, max_attempts) FROM STDIN
+COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts) FROM STDIN
 
 -- name: copy_jobs_scheduled
-COPY soniq_jobs (id, job_name, args, queue, priority, max_attempts, scheduled_at) FROM STDIN
+COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts, scheduled_at) FROM STDIN
 
 -- name: notify_queues
 SELECT pg_notify('soniq_new_job', q) FROM unnest(%(queues)s::text[]) AS q
