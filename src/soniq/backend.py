@@ -100,19 +100,26 @@ async def connect(url: str, settings: SoniqSettings) -> psycopg.AsyncConnection[
 class PostgresBackend:
     """Soniq's connection pool. ``acquire()`` lends a psycopg ``AsyncConnection``."""
 
-    def __init__(self, url: str, settings: SoniqSettings) -> None:
+    def __init__(
+        self, url: str, settings: SoniqSettings, *, durable: bool = True, name: str = "soniq"
+    ) -> None:
         self.url = url
         self.settings = settings
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not durable:
+            # Commits return before their WAL reaches disk. Only for writes that a
+            # server crash may lose without harm (see Worker), never for enqueues.
+            kwargs["options"] = "-c synchronous_commit=off"
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
-            kwargs={"autocommit": True},
+            kwargs=kwargs,
             # Waiting for a connection fails after this long, so an outage is
             # reported (and retried) instead of hanging for psycopg's default 30 s.
             timeout=settings.connect_timeout,
             open=False,
-            name="soniq",
+            name=name,
         )
 
     async def open(self) -> None:

@@ -114,7 +114,7 @@ class Worker:
 
     async def _claim(self, limit: int, queues: list[str] | None, acks: Acknowledger) -> int:
         try:
-            async with self.backend.acquire() as conn:
+            async with self.db.acquire() as conn:
                 rows = await PsycopgAsyncAdapter(conn).fetch(
                     QUERIES["claim_jobs"],
                     {"queues": queues, "limit": limit, "worker_id": self.id},
@@ -174,9 +174,16 @@ class Worker:
             worker_id=self.id,
             executor=executor,
         )
-        acks = Acknowledger(self.backend, settings.error_retry_delay)
-        liveness = Liveness(self.backend, settings, self.id, queues, concurrency)
-        await self._until_connected(self.backend.open)
+        # The worker's own writes (claims, acknowledgements, heartbeats, retries) go
+        # through a pool that does not wait for the WAL flush at commit. A server crash
+        # can then lose the last few milliseconds of them, which at-least-once delivery
+        # absorbs: a lost claim leaves the job queued, a lost acknowledgement or retry
+        # leaves it processing until stale-worker recovery, so at worst it runs again.
+        # Enqueues keep full durability: they use the app's pool.
+        self.db = PostgresBackend(self.backend.url, settings, durable=False, name="soniq-worker")
+        acks = Acknowledger(self.db, settings.error_retry_delay)
+        liveness = Liveness(self.db, settings, self.id, queues, concurrency)
+        await self._until_connected(self.db.open)
         await self._until_connected(liveness.register)
         if not len(self.registry):
             logger.warning(
@@ -211,6 +218,7 @@ class Worker:
         finally:
             await self._shutdown(acks, liveness, background)
             executor.shutdown(wait=False, cancel_futures=True)
+            await self.db.close()
 
     async def _shutdown(
         self, acks: Acknowledger, liveness: Liveness, background: list[asyncio.Task[None]]
