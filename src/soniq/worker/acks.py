@@ -36,11 +36,15 @@ class Acknowledger:
         self._pending.set()
 
     async def run(self, closing: asyncio.Event) -> None:
-        """Flush batches until ``closing`` (a background task)."""
+        """Flush batches until ``closing`` (a background task; see :meth:`wake`)."""
         while not closing.is_set():
             await self._pending.wait()
             self._pending.clear()
             await self.flush(closing)
+
+    def wake(self) -> None:
+        """Make :meth:`run` look at ``closing`` now (after it finishes a flush)."""
+        self._pending.set()
 
     async def flush(self, closing: asyncio.Event, give_up_after: float | None = None) -> None:
         """Write every queued completion, retrying through database outages.
@@ -68,8 +72,10 @@ class Acknowledger:
                         "one was presumed dead); their completions were dropped",
                         len(batch) - len(written),
                     )
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except BaseException as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
+                if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                    raise
                 if deadline is not None and loop.time() >= deadline:
                     logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
                     return

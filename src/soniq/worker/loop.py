@@ -25,6 +25,7 @@ from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
+from soniq.worker.deadlines import Deadlines
 from soniq.worker.liveness import Liveness
 from soniq.worker.runner import ClaimedJob, Done, JobRunner, Requeue
 from soniq.worker.stopping import nap
@@ -167,12 +168,14 @@ class Worker:
         """Everything a running worker needs, set up in order and torn down in reverse."""
         settings = self.settings
         executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="soniq-job")
+        deadlines = Deadlines()
         self.runner = JobRunner(
             self.registry,
             self.hooks,
             default_timeout=settings.job_timeout,
             worker_id=self.id,
             executor=executor,
+            deadlines=deadlines,
         )
         # The worker's own writes (claims, acknowledgements, heartbeats, retries) go
         # through a pool that does not wait for the WAL flush at commit. A server crash
@@ -194,6 +197,7 @@ class Worker:
         background = [
             asyncio.create_task(acks.run(self._closing)),
             asyncio.create_task(liveness.run(self._closing)),
+            asyncio.create_task(deadlines.run(self._closing)),
         ]
         if listen and settings.listen_notify:
             self.listener = Listener(
@@ -231,9 +235,12 @@ class Worker:
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*self._running, return_exceptions=True))
         self._closing.set()
-        for task in background:
+        acks.wake()
+        ack_task, others = background[0], background[1:]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        # The acknowledger is not cancelled: it finishes the batch in hand and stops.
+        await asyncio.gather(ack_task, *others, return_exceptions=True)
         await acks.flush(self._closing, give_up_after=self.settings.error_retry_delay * 2)
         with contextlib.suppress(*_DB_ERRORS):
             await liveness.deregister()
