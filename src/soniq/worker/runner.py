@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from soniq.registry import JobRegistry, JobSpec
 from soniq.types import JobContext, Snooze
+from soniq.worker.deadlines import Deadlines
 from soniq.worker.retry import retry_delay
 
 logger = logging.getLogger("soniq.worker")
@@ -111,6 +112,7 @@ class JobRunner:
         default_timeout: float | None,
         worker_id: str,
         executor: Executor,
+        deadlines: Deadlines,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -119,6 +121,7 @@ class JobRunner:
         self.default_timeout = default_timeout
         self.worker_id = worker_id
         self.executor = executor
+        self.deadlines = deadlines
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -173,12 +176,20 @@ class JobRunner:
             # The timeout counts from the handler's start, not from the wait for a
             # free thread (a timed-out sync handler keeps its thread until it returns).
             await asyncio.wait([started, work], return_when=asyncio.FIRST_COMPLETED)
-        if timeout is None:
+        task = asyncio.current_task()
+        if timeout is None or task is None:
             return await work
+        token = self.deadlines.arm(task, timeout)
         try:
-            return await _with_timeout(work, timeout)
-        except TimeoutError:
+            result = await work
+        except asyncio.CancelledError:
+            if not self.deadlines.disarm(task, token):
+                raise  # a shutdown, not the deadline
+            if sys.version_info >= (3, 11):
+                task.uncancel()
             raise JobTimeout(timeout) from None
+        self.deadlines.disarm(task, token)
+        return result
 
     async def _failed(
         self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
@@ -245,18 +256,3 @@ def _dump_result(job: ClaimedJob, result: Any) -> str | None:
             extra=job.log_extra(),
         )
         return None
-
-
-if sys.version_info >= (3, 11):
-
-    async def _with_timeout(work: Awaitable[Any], seconds: float) -> Any:
-        async with asyncio.timeout(seconds):
-            return await work
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _with_timeout(work: Awaitable[Any], seconds: float) -> Any:
-        try:
-            return await asyncio.wait_for(work, seconds)
-        except asyncio.TimeoutError:
-            raise TimeoutError from None
