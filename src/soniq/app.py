@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from soniq.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 Hook = Callable[..., Any]
 
 # Every app created in this process, by creation order; `soniq worker` finds the jobs
@@ -280,14 +281,7 @@ class Soniq:
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
         if connection is not None:
-            adapter = async_adapter(connection)
-            try:
-                return await _insert(adapter, row)
-            except Exception as exc:
-                missing = _schema_missing(exc)
-                if missing is None:
-                    raise
-                raise missing from exc
+            return await _on_callers_connection(connection, lambda a: _insert(a, row))
         await self.ensure_initialized()
         async with self.backend.acquire() as conn:
             return await _insert(PsycopgAsyncAdapter(conn), row)
@@ -342,14 +336,7 @@ class Soniq:
         if not rows:
             return []
         if connection is not None:
-            adapter = async_adapter(connection)
-            try:
-                return await _insert_many(adapter, rows)
-            except Exception as exc:
-                missing = _schema_missing(exc)
-                if missing is None:
-                    raise
-                raise missing from exc
+            return await _on_callers_connection(connection, lambda a: _insert_many(a, rows))
         await self.ensure_initialized()
         async with self.backend.acquire() as conn, conn.transaction():
             return await _insert_many(PsycopgAsyncAdapter(conn), rows)
@@ -528,15 +515,21 @@ async def _insert_deduplicated(adapter: AsyncAdapter, rows: list[JobRow]) -> lis
     return ids
 
 
-def _schema_missing(exc: Exception) -> SoniqError | None:
-    """SONIQ_SCHEMA_MISSING for a missing table on a caller's connection, else None."""
-    if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table, any driver
-        return None
-    return SoniqError(
-        SCHEMA_MISSING,
-        "Soniq's tables are not in the database behind connection=. Run "
-        "`soniq setup` against it first.",
-    )
+async def _on_callers_connection(
+    connection: object, write: Callable[[AsyncAdapter], Awaitable[T]]
+) -> T:
+    """Run ``write`` on the caller's connection; a missing table is SONIQ_SCHEMA_MISSING."""
+    adapter = async_adapter(connection)
+    try:
+        return await write(adapter)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table, any driver
+            raise
+        raise SoniqError(
+            SCHEMA_MISSING,
+            "Soniq's tables are not in the database behind connection=. Run "
+            "`soniq setup` against it first.",
+        ) from exc
 
 
 def check_page(limit: object, offset: object) -> None:

@@ -159,3 +159,22 @@ def test_cli_version() -> None:
     result = run_cli("--version", url=None)
     assert result.returncode == 0
     assert "soniq" in result.stdout
+
+
+async def test_callers_connection_without_the_schema_says_to_run_setup(
+    empty_database_url: str,
+) -> None:
+    import asyncpg
+
+    app = Soniq(enqueue_validation="none")
+    async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+        with pytest.raises(SoniqError) as err:
+            await app.enqueue("reports.daily", args={}, connection=conn)
+    assert err.value.code == "SONIQ_SCHEMA_MISSING"
+    pg = await asyncpg.connect(empty_database_url)
+    try:
+        with pytest.raises(SoniqError) as err:
+            await app.enqueue_many("reports.daily", [{}], connection=pg)
+    finally:
+        await pg.close()
+    assert err.value.code == "SONIQ_SCHEMA_MISSING"

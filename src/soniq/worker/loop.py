@@ -121,12 +121,7 @@ class Worker:
                     {"queues": queues, "limit": limit, "worker_id": self.id},
                 )
         except _DB_ERRORS as exc:
-            logger.error(
-                "cannot claim jobs (%s); retrying in %gs",
-                str(exc).strip(),
-                self.settings.error_retry_delay,
-            )
-            await nap(self._stopping, self.settings.error_retry_delay)
+            await self._after_db_error("cannot claim jobs", exc)
             return 0
         for row in rows:
             job = ClaimedJob.from_row(row)
@@ -252,12 +247,13 @@ class Worker:
                 await action()
                 return
             except _DB_ERRORS as exc:
-                logger.error(
-                    "database unavailable at start (%s); retrying in %gs",
-                    str(exc).strip(),
-                    self.settings.error_retry_delay,
-                )
-                await nap(self._stopping, self.settings.error_retry_delay)
+                await self._after_db_error("database unavailable at start", exc)
+
+    async def _after_db_error(self, what: str, exc: Exception) -> None:
+        """Log a database error and pause before the caller tries again."""
+        delay = self.settings.error_retry_delay
+        logger.error("%s (%s); retrying in %gs", what, str(exc).strip(), delay)
+        await nap(self._stopping, delay)
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
