@@ -161,7 +161,8 @@ RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
 -- complete: a row requeued (and maybe re-claimed) since then no longer matches.
 UPDATE soniq_jobs AS j
-SET status = 'done', result = d.result, finished_at = now(), updated_at = now()
+SET status = 'done', result = d.result, finished_at = now(), updated_at = now(),
+    worker_id = NULL
 FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
 WHERE j.id = ANY(%(ids)s::uuid[])  -- primary-key lookups, whatever the join estimate
   AND j.id = d.id AND j.attempts = d.attempt AND j.status = 'processing'
@@ -221,7 +222,8 @@ WITH dead AS (
     RETURNING id
 ), lost AS (
     SELECT j.id FROM soniq_jobs AS j
-    WHERE j.status = 'processing'
+    WHERE j.worker_id IS NOT NULL  -- in flight (soniq_jobs_worker_idx)
+      AND j.status = 'processing'
       AND (j.worker_id IN (SELECT id FROM dead)
            OR NOT EXISTS (SELECT 1 FROM soniq_workers AS w WHERE w.id = j.worker_id))
     FOR UPDATE OF j SKIP LOCKED

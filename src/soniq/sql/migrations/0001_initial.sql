@@ -37,10 +37,23 @@ CREATE UNIQUE INDEX soniq_jobs_dedup_idx
     ON soniq_jobs (job_name, dedup_key)
     WHERE status = 'queued' AND dedup_key IS NOT NULL;
 
--- Stale-worker recovery finds a dead worker's jobs without a scan.
+-- The jobs in flight: worker_id is set by a claim and cleared when the attempt ends,
+-- so stale-worker recovery finds a dead worker's jobs without a scan. (A predicate on
+-- status would also match the acknowledgement's filter, and with a queue table's
+-- always-stale statistics the planner would pick it over the primary key.)
 CREATE INDEX soniq_jobs_worker_idx
     ON soniq_jobs (worker_id)
-    WHERE status = 'processing';
+    WHERE worker_id IS NOT NULL;
+
+-- A queue table turns over all the time: vacuum it after a fixed number of dead rows
+-- rather than a fifth of the table, so dead index entries left by claimed jobs do not
+-- pile up in front of the claim query.
+ALTER TABLE soniq_jobs SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_cost_delay = 0,
+    autovacuum_analyze_scale_factor = 0.05
+);
 
 CREATE TABLE soniq_workers (
     id              uuid        PRIMARY KEY,
