@@ -41,7 +41,7 @@ from psycopg import conninfo, sql
 
 import soniq
 from soniq import Soniq
-from soniq.backend import normalise_database_url
+from soniq.database_url import normalise_database_url
 from soniq.sql import QUERIES
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"

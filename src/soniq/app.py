@@ -1,11 +1,13 @@
-"""The ``Soniq`` application: registration, the enqueue surface, inspection, lifecycle."""
+"""The ``Soniq`` app: lifecycle, enqueue and inspection.
+
+The async app also starts workers. ``soniq_sync/app.py`` is generated from this file
+by ``tools/async_to_sync.py``: write it so that it converts mechanically (no asyncio
+beyond ``asyncio.Lock``; the worker-only methods are listed in the generator).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -15,21 +17,14 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
-from soniq.backend import PostgresBackend, connect, normalise_database_url, require_url
+from soniq.app_base import AppBase, check_page, job_id_param
+from soniq.backend import PostgresBackend, connect
+from soniq.database_url import require_url
 from soniq.dead_letter import DeadLetterQueue
-from soniq.enqueue import JobPlan, JobRow, Target, UnknownNameWarner, plan_job, run_at_to_datetime
-from soniq.errors import (
-    ENQUEUE_CONFLICT,
-    INVALID_ARGUMENT,
-    INVALID_JOB_ID,
-    INVALID_JOB_OPTION,
-    SCHEMA_MISSING,
-    SoniqError,
-)
+from soniq.enqueue import JobRow, Target, run_at_to_datetime
+from soniq.errors import ENQUEUE_CONFLICT, INVALID_ARGUMENT, SCHEMA_MISSING, SoniqError
 from soniq.ids import new_job_ids
 from soniq.migrations import apply_migrations, pending_migrations
-from soniq.registry import JobRegistry, RetryDelay, build_spec
-from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
@@ -37,21 +32,14 @@ from soniq.types import JobStatus
 if TYPE_CHECKING:
     from soniq.worker import Worker
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-Hook = Callable[..., Any]
-
-# Every app created in this process, by creation order; `soniq worker` finds the jobs
-# modules' apps here.
-_INSTANCES: weakref.WeakValueDictionary[int, Soniq] = weakref.WeakValueDictionary()
-_SERIAL = itertools.count()
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
 _DEDUP_ATTEMPTS = 5
 
 
-class Soniq:
+class Soniq(AppBase):
     """A job queue on one PostgreSQL database: register handlers, enqueue, inspect.
 
     ``database_url`` and any setting of :class:`~soniq.settings.SoniqSettings` may be
@@ -66,94 +54,11 @@ class Soniq:
         enqueue_validation: str | None = None,
         **settings: Any,
     ) -> None:
-        if database_url is not None:
-            settings["database_url"] = database_url
-        if enqueue_validation is not None:
-            settings["enqueue_validation"] = enqueue_validation
-        self.settings = SoniqSettings.load(**settings)
-        if self.settings.database_url is not None:
-            normalise_database_url(self.settings.database_url)  # fail now, not at first use
-        self.registry = JobRegistry()
-        self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
-        self._warner = UnknownNameWarner()
-        self._plans: dict[tuple[object, ...], JobPlan] = {}
+        super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
         self._backend: PostgresBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
-        self.dead_letter = DeadLetterQueue(self._fetch_dicts, _job_id, check_page)
-        _INSTANCES[next(_SERIAL)] = self
-
-    # -- registration ---------------------------------------------------------------
-
-    def job(
-        self,
-        _func: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        retries: int | None = None,
-        max_retries: int | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        unique: bool = False,
-        retry_delay: RetryDelay = 0,
-        retry_backoff: bool = False,
-        retry_max_delay: float | None = None,
-        timeout: float | None = None,
-        validate: type[BaseModel] | None = None,
-        args_model: type[BaseModel] | None = None,
-    ) -> Callable[[F], F]:
-        """Register the decorated function as a job. Always call it: ``@app.job()``.
-
-        Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
-        through one, else to ``"default"``.
-        """
-        if _func is not None:
-            raise SoniqError(
-                INVALID_JOB_OPTION,
-                "@app.job must be called: write @app.job() (with parentheses), "
-                f"above {getattr(_func, '__qualname__', _func)!r}.",
-            )
-        retries = _one_of("retries", retries, "max_retries", max_retries)
-        model = _one_of("validate", validate, "args_model", args_model)
-
-        def register(func: F) -> F:
-            spec = build_spec(
-                func,
-                name=name,
-                retries=self.settings.max_retries if retries is None else retries,
-                priority=self.settings.priority if priority is None else priority,
-                queue=queue,
-                unique=unique,
-                retry_delay=retry_delay,
-                retry_backoff=retry_backoff,
-                retry_max_delay=retry_max_delay,
-                timeout=timeout,
-                args_model=model,
-                name_pattern=self.settings.task_name_pattern,
-            )
-            self.registry.add(spec)
-            return func
-
-        return register
-
-    def _get_job_registry(self) -> JobRegistry:
-        """The registry of this app's jobs (kept for hooks written against older docs)."""
-        return self.registry
-
-    def before_job(self, hook: Hook) -> Hook:
-        """Run ``hook(job_name, job_id, attempt)`` before every job."""
-        self.hooks["before_job"].append(hook)
-        return hook
-
-    def after_job(self, hook: Hook) -> Hook:
-        """Run ``hook(job_name, job_id, duration_ms)`` after every successful job."""
-        self.hooks["after_job"].append(hook)
-        return hook
-
-    def on_error(self, hook: Hook) -> Hook:
-        """Run ``hook(job_name, job_id, error, attempt)`` when a job raises."""
-        self.hooks["on_error"].append(hook)
-        return hook
+        self.dead_letter = DeadLetterQueue(self._fetch_dicts, job_id_param, check_page)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -280,6 +185,7 @@ class Soniq:
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
+        connection = self._current_connection(connection)
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert(a, row))
         await self.ensure_initialized()
@@ -335,57 +241,18 @@ class Soniq:
         ]
         if not rows:
             return []
+        connection = self._current_connection(connection)
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert_many(a, rows))
         await self.ensure_initialized()
         async with self.backend.acquire() as conn, conn.transaction():
             return await _insert_many(PsycopgAsyncAdapter(conn), rows)
 
-    def _plan(
-        self,
-        target: object,
-        args: object,
-        func_kwargs: dict[str, Any],
-        priority: object,
-        queue: object,
-        scheduled_at: object,
-        unique: bool | None,
-    ) -> JobPlan:
-        key: tuple[object, ...] | None = None
-        if priority is None and queue is None and scheduled_at is None and unique is None:
-            # The common call: a plan depends only on the target while the registry
-            # stays the same, so it is worked out once.
-            key = (target, args is not None, bool(func_kwargs), self.registry.version)
-            try:
-                cached = self._plans.get(key)
-            except TypeError:  # an unhashable callable
-                cached, key = None, None
-            if cached is not None:
-                return cached
-        plan = plan_job(
-            target,
-            has_args=args is not None,
-            has_kwargs=bool(func_kwargs),
-            priority=priority,
-            queue=queue,
-            scheduled_at=scheduled_at,
-            unique=unique,
-            registry=self.registry,
-            settings=self.settings,
-            warner=self._warner,
-        )
-        # Unregistered names are not cached: warn mode must see every call.
-        if key is not None and (plan.resolved.spec is not None or isinstance(target, TaskRef)):
-            if len(self._plans) > 1024:
-                self._plans.clear()
-            self._plans[key] = plan
-        return plan
-
     # -- inspection -----------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's full record, or None. A dead-lettered job has status 'dead_letter'."""
-        params = {"id": _job_id(job_id)}
+        params = {"id": job_id_param(job_id)}
         rows = await self._fetch_dicts("get_job", params)
         if not rows:
             rows = await self._fetch_dicts("get_dead_letter_job", params)
@@ -424,16 +291,16 @@ class Soniq:
 
     async def cancel_job(self, job_id: str) -> bool:
         """Cancel a queued job; True if it was queued and is now cancelled."""
-        return bool(await self._fetch_dicts("cancel_job", {"id": _job_id(job_id)}))
+        return bool(await self._fetch_dicts("cancel_job", {"id": job_id_param(job_id)}))
 
     async def get_result(self, job_id: str) -> Any:
         """The return value of a finished job, or None if it has none (yet)."""
-        rows = await self._fetch_dicts("get_result", {"id": _job_id(job_id)})
+        rows = await self._fetch_dicts("get_result", {"id": job_id_param(job_id)})
         return rows[0]["result"] if rows and rows[0]["status"] == "done" else None
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted."""
-        return bool(await self._fetch_dicts("delete_job", {"id": _job_id(job_id)}))
+        return bool(await self._fetch_dicts("delete_job", {"id": job_id_param(job_id)}))
 
     async def get_queue_stats(self) -> list[dict[str, Any]]:
         """Per-queue counts by status (and dead-lettered), sorted by queue name."""
@@ -530,28 +397,3 @@ async def _on_callers_connection(
             "Soniq's tables are not in the database behind connection=. Run "
             "`soniq setup` against it first.",
         ) from exc
-
-
-def check_page(limit: object, offset: object) -> None:
-    """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
-    for label, value in (("limit", limit), ("offset", offset)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
-
-
-def _job_id(job_id: object) -> str:
-    try:
-        return str(uuid.UUID(str(job_id)))
-    except ValueError:
-        raise SoniqError(
-            INVALID_JOB_ID, f"{job_id!r} is not a job id; job ids are UUID strings."
-        ) from None
-
-
-def _one_of(name_a: str, a: Any, name_b: str, b: Any) -> Any:
-    if a is not None and b is not None and a != b:
-        raise SoniqError(
-            INVALID_JOB_OPTION,
-            f"{name_a}= and {name_b}= are aliases; pass only one of them.",
-        )
-    return a if a is not None else b

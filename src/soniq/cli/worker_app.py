@@ -7,7 +7,8 @@ import os
 import sys
 import traceback
 
-from soniq.app import _INSTANCES, Soniq
+from soniq.app import Soniq
+from soniq.app_base import INSTANCES, AppBase
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
     INVALID_SETTING,
@@ -40,13 +41,14 @@ def app_for_worker() -> Soniq:
 
     The first app (in creation order) that registers jobs, with its own settings.
     Jobs registered on other apps, and hooks registered on any app, are added to it.
+    A blocking ``soniq_sync.Soniq`` counts like an async one: the worker runs its jobs.
     With no app at all, one configured from the environment, which dead-letters every
     job as not registered (the worker warns about that at start).
     """
-    apps = [app for _, app in sorted(_INSTANCES.items())]
+    apps = [app for _, app in sorted(INSTANCES.items())]
     with_jobs = [app for app in apps if len(app.registry)]
     if not with_jobs:
-        return apps[0] if apps else Soniq()
+        return _as_async(apps[0]) if apps else Soniq()
     base = with_jobs[0]
     urls = {app.settings.database_url for app in with_jobs}
     if len(urls) > 1:
@@ -73,4 +75,13 @@ def app_for_worker() -> Soniq:
             base.registry.add(spec)
         for event, hooks in app.hooks.items():
             base.hooks[event].extend(h for h in hooks if h not in base.hooks[event])
-    return base
+    return _as_async(base)
+
+
+def _as_async(app: AppBase) -> Soniq:
+    """``app`` itself if async, else an async app sharing its settings, jobs and hooks."""
+    if isinstance(app, Soniq):
+        return app
+    twin = Soniq()
+    twin.settings, twin.registry, twin.hooks = app.settings, app.registry, app.hooks
+    return twin

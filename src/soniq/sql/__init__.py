@@ -34,6 +34,15 @@ class Query:
         index = {name: i + 1 for i, name in enumerate(self.param_names)}
         return _PARAM.sub(lambda m: f"${index[m.group(1)]}", self.text).replace("%%", "%")
 
+    @cached_property
+    def colon(self) -> str:
+        """The text with ``(:name)`` placeholders (SQLAlchemy's ``text()``).
+
+        The parentheses keep a following ``::type`` cast from reading as part of the
+        name.
+        """
+        return _PARAM.sub(lambda m: f"(:{m.group(1)})", self.text).replace("%%", "%")
+
     def positional(self, params: dict[str, object]) -> list[object]:
         """Parameter values in ``$n`` order."""
         return [params[name] for name in self.param_names]

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from soniq.adapters import PsycopgAsyncAdapter
+from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.sql import QUERIES
 from soniq.worker.runner import Bury, ClaimedJob, Done, Outcome, Requeue, Retry

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from soniq.adapters import PsycopgAsyncAdapter
+from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES

@@ -1,0 +1,36 @@
+"""The interface every connection adapter implements.
+
+``soniq_sync/adapters/base.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from soniq.adapters.copy_format import Row, Shared
+from soniq.sql import Query
+
+
+class AsyncAdapter(ABC):
+    """Runs Soniq's queries on one connection owned by someone else.
+
+    It writes inside whatever transaction the caller has open, and never begins,
+    commits or rolls one back.
+    """
+
+    @abstractmethod
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        """Execute ``query``, which returns rows, and return them as tuples."""
+
+    @abstractmethod
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        """Execute ``query`` and ignore whatever it returns."""
+
+    @abstractmethod
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+        """Bulk-write one row per (id, args JSON), each with the ``shared`` values.
+
+        Without a ``scheduled_at`` in ``shared``, rows take the server's clock.
+        """

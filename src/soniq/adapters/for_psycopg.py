@@ -1,0 +1,37 @@
+"""psycopg 3 connections: the caller's, or one from Soniq's own pool.
+
+``soniq_sync/adapters/for_psycopg.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from soniq.adapters.base import AsyncAdapter
+from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
+from soniq.sql import Query
+
+
+class PsycopgAsyncAdapter(AsyncAdapter):
+    """A psycopg 3 ``AsyncConnection``."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        # A cursor of our own keeps the caller's row_factory out of it.
+        async with self.conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(query.psycopg, params)
+            return await cur.fetchall()
+
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        await self.conn.execute(query.psycopg, params)
+
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+        async with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
+            # One buffer in COPY's text format instead of a call per row.
+            await copy.write(copy_text(ids, args, shared))

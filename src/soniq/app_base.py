@@ -1,0 +1,209 @@
+"""What the async ``soniq.Soniq`` and the blocking ``soniq_sync.Soniq`` share.
+
+Settings, the job registry, hooks and the checks of an enqueue call do no I/O, so they
+are written once here; only the methods that talk to PostgreSQL differ between the two
+apps (and the blocking ones are generated from the async ones).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from soniq.database_url import normalise_database_url
+from soniq.enqueue import JobPlan, UnknownNameWarner, plan_job
+from soniq.errors import INVALID_ARGUMENT, INVALID_JOB_ID, INVALID_JOB_OPTION, SoniqError
+from soniq.registry import JobRegistry, RetryDelay, build_spec
+from soniq.settings import SoniqSettings
+from soniq.task_ref import TaskRef
+
+F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[..., Any]
+
+#: Finds the connection of a transaction the caller is in, if any (e.g. Django's
+#: inside ``transaction.atomic()``); ``enqueue`` without ``connection=`` writes there.
+ConnectionProvider = Callable[[], object | None]
+
+# Every app created in this process, async or blocking, by creation order;
+# `soniq worker` finds the jobs modules' apps here.
+INSTANCES: weakref.WeakValueDictionary[int, AppBase] = weakref.WeakValueDictionary()
+_SERIAL = itertools.count()
+
+
+class AppBase:
+    """Settings, registrations and hooks of one Soniq app; no I/O.
+
+    ``database_url`` and any setting of :class:`~soniq.settings.SoniqSettings` may be
+    given as keywords; they override the ``SONIQ_*`` environment.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        enqueue_validation: str | None = None,
+        **settings: Any,
+    ) -> None:
+        if database_url is not None:
+            settings["database_url"] = database_url
+        if enqueue_validation is not None:
+            settings["enqueue_validation"] = enqueue_validation
+        self.settings = SoniqSettings.load(**settings)
+        if self.settings.database_url is not None:
+            normalise_database_url(self.settings.database_url)  # fail now, not at first use
+        self.registry = JobRegistry()
+        self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
+        #: Consulted by ``enqueue`` calls without ``connection=``; see ConnectionProvider.
+        self.connection_provider: ConnectionProvider | None = None
+        self._warner = UnknownNameWarner()
+        self._plans: dict[tuple[object, ...], JobPlan] = {}
+        INSTANCES[next(_SERIAL)] = self
+
+    # -- registration ---------------------------------------------------------------
+
+    def job(
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        max_retries: int | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        unique: bool = False,
+        retry_delay: RetryDelay = 0,
+        retry_backoff: bool = False,
+        retry_max_delay: float | None = None,
+        timeout: float | None = None,
+        validate: type[BaseModel] | None = None,
+        args_model: type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as a job. Always call it: ``@app.job()``.
+
+        Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
+        through one, else to ``"default"``.
+        """
+        if _func is not None:
+            raise SoniqError(
+                INVALID_JOB_OPTION,
+                "@app.job must be called: write @app.job() (with parentheses), "
+                f"above {getattr(_func, '__qualname__', _func)!r}.",
+            )
+        retries = _one_of("retries", retries, "max_retries", max_retries)
+        model = _one_of("validate", validate, "args_model", args_model)
+
+        def register(func: F) -> F:
+            spec = build_spec(
+                func,
+                name=name,
+                retries=self.settings.max_retries if retries is None else retries,
+                priority=self.settings.priority if priority is None else priority,
+                queue=queue,
+                unique=unique,
+                retry_delay=retry_delay,
+                retry_backoff=retry_backoff,
+                retry_max_delay=retry_max_delay,
+                timeout=timeout,
+                args_model=model,
+                name_pattern=self.settings.task_name_pattern,
+            )
+            self.registry.add(spec)
+            return func
+
+        return register
+
+    def _get_job_registry(self) -> JobRegistry:
+        """The registry of this app's jobs (kept for hooks written against older docs)."""
+        return self.registry
+
+    def before_job(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, attempt)`` before every job."""
+        self.hooks["before_job"].append(hook)
+        return hook
+
+    def after_job(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, duration_ms)`` after every successful job."""
+        self.hooks["after_job"].append(hook)
+        return hook
+
+    def on_error(self, hook: Hook) -> Hook:
+        """Run ``hook(job_name, job_id, error, attempt)`` when a job raises."""
+        self.hooks["on_error"].append(hook)
+        return hook
+
+    def _current_connection(self, connection: object) -> object:
+        """``connection=`` as given, else the provider's open transaction, else None."""
+        if connection is None and self.connection_provider is not None:
+            return self.connection_provider()
+        return connection
+
+    def _plan(
+        self,
+        target: object,
+        args: object,
+        func_kwargs: dict[str, Any],
+        priority: object,
+        queue: object,
+        scheduled_at: object,
+        unique: bool | None,
+    ) -> JobPlan:
+        key: tuple[object, ...] | None = None
+        if priority is None and queue is None and scheduled_at is None and unique is None:
+            # The common call: a plan depends only on the target while the registry
+            # stays the same, so it is worked out once.
+            key = (target, args is not None, bool(func_kwargs), self.registry.version)
+            try:
+                cached = self._plans.get(key)
+            except TypeError:  # an unhashable callable
+                cached, key = None, None
+            if cached is not None:
+                return cached
+        plan = plan_job(
+            target,
+            has_args=args is not None,
+            has_kwargs=bool(func_kwargs),
+            priority=priority,
+            queue=queue,
+            scheduled_at=scheduled_at,
+            unique=unique,
+            registry=self.registry,
+            settings=self.settings,
+            warner=self._warner,
+        )
+        # Unregistered names are not cached: warn mode must see every call.
+        if key is not None and (plan.resolved.spec is not None or isinstance(target, TaskRef)):
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+
+def check_page(limit: object, offset: object) -> None:
+    """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
+    for label, value in (("limit", limit), ("offset", offset)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
+
+
+def job_id_param(job_id: object) -> str:
+    """A job id as the queries take it, or SONIQ_INVALID_JOB_ID."""
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise SoniqError(
+            INVALID_JOB_ID, f"{job_id!r} is not a job id; job ids are UUID strings."
+        ) from None
+
+
+def _one_of(name_a: str, a: Any, name_b: str, b: Any) -> Any:
+    if a is not None and b is not None and a != b:
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{name_a}= and {name_b}= are aliases; pass only one of them.",
+        )
+    return a if a is not None else b

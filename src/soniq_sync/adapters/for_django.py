@@ -1,0 +1,37 @@
+"""Django's database connection (``django.db.connection`` or ``connections[alias]``).
+
+Django keeps the driver's own connection underneath, inside the transaction
+``transaction.atomic()`` opened; Soniq writes on that connection with the psycopg or
+psycopg2 adapter, so the job commits or rolls back with the view's writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soniq.adapters import type_name
+from soniq.errors import UNSUPPORTED_CONNECTION, SoniqError
+from soniq_sync.adapters.base import SyncAdapter
+
+
+def django_adapter(conn: Any) -> SyncAdapter | None:
+    """The adapter for a Django connection (or its proxy), or None if it is not one."""
+    from django.db import connections
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    if not isinstance(conn, BaseDatabaseWrapper):
+        alias = getattr(conn, "alias", None)  # django.db.connection is a proxy
+        if not isinstance(alias, str) or alias not in connections:
+            return None
+        conn = connections[alias]
+    if conn.vendor != "postgresql":
+        raise SoniqError(
+            UNSUPPORTED_CONNECTION,
+            f"connection= is Django's {conn.alias!r} database, which is {conn.vendor}. "
+            "Soniq's tables live in PostgreSQL: pass the alias of a PostgreSQL database.",
+            connection_type=type_name(conn),
+        )
+    conn.ensure_connection()
+    from soniq_sync.adapters import sync_adapter
+
+    return sync_adapter(conn.connection)
