@@ -40,6 +40,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 import soniq
+import soniq_sync
 from soniq import Soniq
 from soniq.database_url import normalise_database_url
 from soniq.sql import QUERIES
@@ -361,6 +362,64 @@ class Bench:
         finally:
             await conn.close()
 
+    # -- 5 and 6: the blocking facade, soniq_sync ---------------------------------------
+
+    async def sync_single(self) -> tuple[list[Result], list[Result]]:
+        """soniq_sync.Soniq.enqueue vs bare INSERTs on a blocking psycopg connection.
+
+        The rounds block the event loop on purpose: nothing else runs meanwhile.
+        """
+        app = soniq_sync.Soniq(database_url=self.url)
+
+        @app.job(name=JOB_NAME)
+        def noop(x: int) -> None:
+            """Does nothing: only enqueueing is measured."""
+
+        bare = psycopg.Connection.connect(self.url, autocommit=True)
+        conn = psycopg.Connection.connect(self.url)
+        try:
+
+            async def pool_round(n: int) -> None:
+                for i in range(n):
+                    app.enqueue(noop, x=i)
+
+            async def bare_autocommit_round(n: int) -> None:
+                with bare.cursor() as cur:
+                    for i in range(n):
+                        cur.execute(BARE_INSERT, self.bare_row({"x": i}))
+
+            async def txn_round(n: int) -> None:
+                with conn.transaction():
+                    for i in range(n):
+                        app.enqueue(noop, x=i, connection=conn)
+
+            async def bare_txn_round(n: int) -> None:
+                with conn.transaction(), conn.cursor() as cur:
+                    for i in range(n):
+                        cur.execute(BARE_INSERT, self.bare_row({"x": i}))
+
+            r5 = await self.measure(
+                [
+                    ("5a", "soniq_sync enqueue(noop, x=i) on its pool, autocommit", pool_round),
+                    ("5b", "bare blocking psycopg INSERT, autocommit", bare_autocommit_round),
+                ],
+                self.opts.single,
+                WARMUP_SINGLE,
+            )
+            r6 = await self.measure(
+                [
+                    ("6a", "soniq_sync enqueue(..., connection=conn) in one txn", txn_round),
+                    ("6b", "bare blocking psycopg INSERT in one transaction", bare_txn_round),
+                ],
+                self.opts.single,
+                WARMUP_SINGLE,
+            )
+            return r5, r6
+        finally:
+            app.close()
+            bare.close()
+            conn.close()
+
     # -- the run ---------------------------------------------------------------------
 
     async def run(self) -> list[Verdict]:
@@ -421,6 +480,25 @@ class Bench:
         else:
             reason = "--no-asyncpg" if not self.opts.asyncpg else "asyncpg is not installed"
             print(f"4. skipped ({reason})", flush=True)
+
+        print("5-6. soniq_sync, the blocking facade", flush=True)
+        r5, r6 = await self.sync_single()
+        ratio5 = r5[0].rate / r5[1].rate
+        ratio6 = r6[0].median / r6[1].median
+        verdicts.append(
+            Verdict(
+                f"5  soniq_sync enqueue / bare INSERT, autocommit: {ratio5:.2f}x throughput",
+                ">= 0.80x",
+                ratio5 >= 0.80,
+            )
+        )
+        verdicts.append(
+            Verdict(
+                f"6  soniq_sync enqueue(connection=) / bare INSERT, in a txn: {ratio6:.2f}x cost",
+                "<= 1.25x",
+                ratio6 <= 1.25,
+            )
+        )
         return verdicts
 
 
