@@ -43,6 +43,8 @@ NAMES = {
     "PsycopgAsyncAdapter": "PsycopgAdapter",
     "SQLAlchemyAsyncAdapter": "SQLAlchemyAdapter",
     "async_adapter": "sync_adapter",
+    # The blocking app's base adds blocking worker methods (which run the async worker).
+    "AppBase": "SyncAppBase",
     "AsyncConnection": "Connection",
     "AsyncConnectionPool": "ConnectionPool",
     "AbstractAsyncContextManager": "AbstractContextManager",
@@ -54,6 +56,7 @@ NAMES = {
 
 #: Modules whose blocking twin is generated (or hand-written) in soniq_sync.
 MODULES = {
+    "soniq.app_base": "soniq_sync.app_base",
     "soniq.adapters": "soniq_sync.adapters",
     "soniq.adapters.base": "soniq_sync.adapters.base",
     "soniq.backend": "soniq_sync.backend",
@@ -74,7 +77,7 @@ TEXT = {
 }
 
 #: Definitions (``Class.method`` or a top-level name) and imports that stay async-only.
-DROP = {"Soniq.worker", "Soniq.run_worker"}
+DROP = {"Soniq.worker", "Soniq.run_worker", "async_twin"}
 DROP_IMPORTS = {"soniq.worker"}
 
 HEADER = (

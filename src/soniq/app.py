@@ -318,6 +318,18 @@ class Soniq(AppBase):
             return await cur.fetchall() if cur.description else []
 
 
+def async_twin(app: AppBase) -> Soniq:
+    """``app`` if it is async, else an async app sharing its settings, jobs and hooks.
+
+    This is how the worker, which is async only, runs the jobs of a blocking app.
+    """
+    if isinstance(app, Soniq):
+        return app
+    twin = Soniq()
+    twin.settings, twin.registry, twin.hooks = app.settings, app.registry, app.hooks
+    return twin
+
+
 async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
     """Insert one row; with a dedup key already queued, return that job's id instead."""
     params = row.params()

@@ -14,7 +14,6 @@ from typing import Any, TypeVar, overload
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from soniq.app_base import AppBase, check_page, job_id_param
 from soniq.database_url import require_url
 from soniq.enqueue import JobRow, Target, run_at_to_datetime
 from soniq.errors import ENQUEUE_CONFLICT, INVALID_ARGUMENT, SCHEMA_MISSING, SoniqError
@@ -23,6 +22,7 @@ from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 from soniq_sync.adapters import PsycopgAdapter, SyncAdapter, sync_adapter
+from soniq_sync.app_base import SyncAppBase, check_page, job_id_param
 from soniq_sync.backend import PostgresBackend, connect
 from soniq_sync.dead_letter import DeadLetterQueue
 from soniq_sync.migrations import apply_migrations, pending_migrations
@@ -34,7 +34,7 @@ T = TypeVar("T")
 _DEDUP_ATTEMPTS = 5
 
 
-class Soniq(AppBase):
+class Soniq(SyncAppBase):
     """A job queue on one PostgreSQL database: register handlers, enqueue, inspect.
 
     ``database_url`` and any setting of :class:`~soniq.settings.SoniqSettings` may be

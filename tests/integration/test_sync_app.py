@@ -211,3 +211,27 @@ def test_connection_provider_routes_enqueues_into_the_callers_transaction(
         finally:
             sync_app.connection_provider = None
     assert [str(r["id"]) for r in rows(database_url)] == [outside]
+
+
+def test_same_public_names_as_the_async_app() -> None:
+    import soniq
+
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(soniq_sync.Soniq) == public(soniq.Soniq)
+
+
+def test_run_worker_blocks_until_the_runnable_jobs_are_done(sync_app: soniq_sync.Soniq) -> None:
+    seen: list[int] = []
+
+    @sync_app.job()
+    def record(n: int) -> int:
+        seen.append(n)
+        return n * 10
+
+    ids = [sync_app.enqueue(record, n=n) for n in range(5)]
+    assert sync_app.run_worker(concurrency=2, run_once=True) is True
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert [sync_app.get_result(i) for i in ids] == [0, 10, 20, 30, 40]
+    assert sync_app.run_worker(run_once=True) is False  # nothing left

@@ -7,8 +7,8 @@ import os
 import sys
 import traceback
 
-from soniq.app import Soniq
-from soniq.app_base import INSTANCES, AppBase
+from soniq.app import Soniq, async_twin
+from soniq.app_base import INSTANCES
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
     INVALID_SETTING,
@@ -48,7 +48,7 @@ def app_for_worker() -> Soniq:
     apps = [app for _, app in sorted(INSTANCES.items())]
     with_jobs = [app for app in apps if len(app.registry)]
     if not with_jobs:
-        return _as_async(apps[0]) if apps else Soniq()
+        return async_twin(apps[0]) if apps else Soniq()
     base = with_jobs[0]
     urls = {app.settings.database_url for app in with_jobs}
     if len(urls) > 1:
@@ -75,13 +75,4 @@ def app_for_worker() -> Soniq:
             base.registry.add(spec)
         for event, hooks in app.hooks.items():
             base.hooks[event].extend(h for h in hooks if h not in base.hooks[event])
-    return _as_async(base)
-
-
-def _as_async(app: AppBase) -> Soniq:
-    """``app`` itself if async, else an async app sharing its settings, jobs and hooks."""
-    if isinstance(app, Soniq):
-        return app
-    twin = Soniq()
-    twin.settings, twin.registry, twin.hooks = app.settings, app.registry, app.hooks
-    return twin
+    return async_twin(base)

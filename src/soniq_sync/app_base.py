@@ -1,0 +1,54 @@
+"""The base of the blocking app: ``soniq.app_base.AppBase`` plus blocking worker methods.
+
+The worker is async only. These methods run it on an event loop of their own, for
+scripts, management commands and tests that want to process jobs in-process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from soniq.app_base import AppBase, check_page, job_id_param
+
+if TYPE_CHECKING:
+    from soniq.worker import Worker
+
+__all__ = ["SyncAppBase", "check_page", "job_id_param"]
+
+
+class SyncAppBase(AppBase):
+    """Settings, registrations and hooks of a blocking app, and its worker methods."""
+
+    def worker(self) -> Worker:
+        """An async :class:`~soniq.worker.Worker` for this app's jobs, hooks and settings.
+
+        It has a pool of its own; run it inside an event loop: ``anyio.run(w.run)``.
+        """
+        from soniq.app import async_twin
+
+        return async_twin(self).worker()
+
+    def run_worker(
+        self,
+        concurrency: int | None = None,
+        run_once: bool = False,
+        queues: list[str] | None = None,
+    ) -> bool:
+        """Run the async worker on a new event loop until stopped; blocks meanwhile.
+
+        With ``run_once`` it processes the jobs runnable now and returns. Returns True
+        if any job was processed. Don't call it from a thread that runs an event loop.
+        """
+        from soniq.app import async_twin
+
+        twin = async_twin(self)
+
+        async def run() -> bool:
+            try:
+                return await twin.run_worker(concurrency, run_once, queues)
+            finally:
+                await twin.close()
+
+        return anyio.run(run)
