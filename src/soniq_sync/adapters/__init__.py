@@ -8,6 +8,8 @@ SoniqError that says what to pass instead.
 
 from __future__ import annotations
 
+import sys
+
 import psycopg
 
 from soniq.adapters import driver_family, type_name
@@ -32,7 +34,9 @@ def sync_adapter(conn: object) -> SyncAdapter:
         from soniq_sync.adapters.for_psycopg2 import Psycopg2Adapter
 
         return Psycopg2Adapter(conn)
-    if family == "django":
+    if "django" in sys.modules:
+        # Checked by type, not by the class's package: database backends outside the
+        # django package (PostGIS wrappers, django-prometheus, ...) are Django's too.
         from soniq_sync.adapters.for_django import django_adapter
 
         adapter = django_adapter(conn)

@@ -18,12 +18,16 @@ def django_adapter(conn: Any) -> SyncAdapter | None:
     """The adapter for a Django connection (or its proxy), or None if it is not one."""
     from django.db import connections
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.utils.connection import ConnectionProxy
 
-    if not isinstance(conn, BaseDatabaseWrapper):
-        alias = getattr(conn, "alias", None)  # django.db.connection is a proxy
-        if not isinstance(alias, str) or alias not in connections:
+    if isinstance(conn, ConnectionProxy):
+        # django.db.connection; the same proxy class also fronts caches and task
+        # backends, so only a proxy over the database connections counts.
+        if conn.__dict__.get("_connections") is not connections:
             return None
-        conn = connections[alias]
+        conn = connections[conn.__dict__["_alias"]]
+    if not isinstance(conn, BaseDatabaseWrapper):
+        return None
     if conn.vendor != "postgresql":
         raise SoniqError(
             UNSUPPORTED_CONNECTION,

@@ -1,0 +1,213 @@
+"""Reading ``settings.SONIQ`` and configuring the default ``soniq_sync`` app from it.
+
+``SONIQ`` is a dict whose keys are Soniq's setting names in upper case
+(``"DATABASE_URL"``, ``"CONCURRENCY"``, ``"QUEUES"`` ...; see SoniqSettings), plus
+``"DATABASE_ALIAS"``: the Django database whose transactions jobs join (default
+``"default"``). Values beat ``SONIQ_*`` environment variables, as keywords to
+``Soniq(...)`` do. Without a database URL in ``SONIQ`` or ``$SONIQ_DATABASE_URL``, the
+URL is built from ``DATABASES[DATABASE_ALIAS]``, so Soniq reads and writes the very
+database Django's transactions write to.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from psycopg import conninfo, pq
+
+import soniq_sync
+from soniq.errors import INVALID_SETTING, SoniqError
+from soniq.settings import SoniqSettings
+
+#: The Django setting this app reads.
+SETTING = "SONIQ"
+#: The key of ``SONIQ`` that is not a Soniq setting: the Django database alias.
+ALIAS_KEY = "DATABASE_ALIAS"
+DEFAULT_ALIAS = "default"
+
+# Connection keys of a DATABASES entry and their libpq names.
+_DATABASE_KEYS = (
+    ("NAME", "dbname"),
+    ("USER", "user"),
+    ("PASSWORD", "password"),
+    ("HOST", "host"),
+    ("PORT", "port"),
+)
+
+
+@dataclass(frozen=True)
+class DjangoSoniqConfig:
+    """``settings.SONIQ``, checked: the alias and the keywords for ``Soniq(...)``."""
+
+    alias: str
+    #: SoniqSettings keywords (lower case), the database URL included.
+    overrides: dict[str, Any]
+    #: True when the database URL was built from ``DATABASES[alias]``.
+    url_from_databases: bool
+
+
+def known_keys() -> list[str]:
+    """Every key ``settings.SONIQ`` accepts, sorted."""
+    return sorted({name.upper() for name in SoniqSettings.model_fields} | {ALIAS_KEY})
+
+
+def read_config() -> DjangoSoniqConfig:
+    """Check ``settings.SONIQ`` and return it; a SoniqError says what to fix."""
+    from django.conf import settings
+
+    raw = getattr(settings, SETTING, None)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SoniqError(
+            INVALID_SETTING,
+            f"settings.SONIQ must be a dict such as {{'DATABASE_ALIAS': 'default'}}, "
+            f"got {type(raw).__name__}.",
+            setting=SETTING,
+        )
+    known = known_keys()
+    for key in raw:
+        if isinstance(key, str) and key in known:
+            continue
+        hint = (
+            f" Setting names are upper case: write {key.upper()!r}."
+            if isinstance(key, str) and key.upper() in known
+            else ""
+        )
+        raise SoniqError(
+            INVALID_SETTING,
+            f"settings.SONIQ has an unknown key {key!r}.{hint} Known keys: {', '.join(known)}.",
+            setting=f"SONIQ[{key!r}]",
+        )
+    alias = raw.get(ALIAS_KEY, DEFAULT_ALIAS)
+    check_alias(alias, f"settings.SONIQ[{ALIAS_KEY!r}]")
+    overrides = {key.lower(): value for key, value in raw.items() if key != ALIAS_KEY}
+    from_databases = (
+        "database_url" not in overrides and not os.environ.get("SONIQ_DATABASE_URL", "").strip()
+    )
+    if from_databases:
+        overrides["database_url"] = database_url_for(alias)
+    try:
+        SoniqSettings.load(**overrides)
+    except SoniqError as exc:
+        raise SoniqError(exc.code, f"settings.SONIQ: {exc.message}", **exc.details) from None
+    return DjangoSoniqConfig(alias, overrides, from_databases)
+
+
+def check_alias(alias: object, where: str) -> str:
+    """Return ``alias`` if it names a PostgreSQL database in ``DATABASES``, else raise."""
+    from django.conf import settings
+    from django.db import connections
+
+    if not isinstance(alias, str) or alias not in settings.DATABASES:
+        raise SoniqError(
+            INVALID_SETTING,
+            f"{where} is {alias!r}, which is not a key of settings.DATABASES "
+            f"({', '.join(map(repr, settings.DATABASES))}). Name the database Soniq's "
+            "tables live in.",
+            setting=where,
+        )
+    vendor = connections[alias].vendor
+    if vendor != "postgresql":
+        raise SoniqError(
+            INVALID_SETTING,
+            f"{where} is {alias!r}, a {vendor} database. Soniq's tables live in "
+            "PostgreSQL: name a database whose ENGINE is PostgreSQL.",
+            setting=where,
+        )
+    return alias
+
+
+def database_url_for(alias: str) -> str:
+    """A libpq connection string for ``DATABASES[alias]`` (OPTIONS libpq knows included).
+
+    Django-only OPTIONS (``isolation_level``, ``pool``, ``server_side_binding`` ...)
+    are left out; libpq ones such as ``sslmode`` or ``options`` (a search_path, say)
+    are kept, so Soniq finds its tables where Django's connection does.
+    """
+    from django.db import connections
+
+    settings_dict = connections[alias].settings_dict
+    params: dict[str, Any] = {}
+    for django_key, libpq_key in _DATABASE_KEYS:
+        value = settings_dict.get(django_key)
+        if value not in (None, ""):
+            params[libpq_key] = str(value)
+    libpq = _libpq_keywords()
+    for key, value in (settings_dict.get("OPTIONS") or {}).items():
+        if key in libpq and value is not None:
+            params[key] = str(value)
+    return conninfo.make_conninfo("", **params)
+
+
+def _database_key(alias: str) -> tuple[object, ...]:
+    """What ``database_url_for(alias)`` depends on, cheap to compare."""
+    from django.db import connections
+
+    settings_dict = connections[alias].settings_dict
+    options = settings_dict.get("OPTIONS") or {}
+    return (
+        *(settings_dict.get(key) for key, _ in _DATABASE_KEYS),
+        tuple(sorted((k, repr(v)) for k, v in options.items())),
+    )
+
+
+@lru_cache(maxsize=1)
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+# What configure_default_app() last did; read by atomic_connection() and
+# follow_database_changes().
+_lock = threading.Lock()
+_current: DjangoSoniqConfig | None = None
+_current_key: tuple[object, ...] | None = None
+
+
+def configure_default_app() -> soniq_sync.Soniq:
+    """Configure ``soniq_sync.default_app()`` from ``settings.SONIQ``; return it.
+
+    The app keeps its registered jobs; enqueue calls without ``connection=`` join the
+    open ``transaction.atomic()`` block of the configured alias. ``AppConfig.ready()``
+    calls this; call it again after changing ``SONIQ`` or ``DATABASES`` at run time.
+    """
+    global _current, _current_key
+    from soniq_sync.django import atomic_connection
+
+    config = read_config()
+    with _lock:
+        app = soniq_sync.configure(**config.overrides)
+        app.connection_provider = atomic_connection
+        _current = config
+        _current_key = _database_key(config.alias) if config.url_from_databases else None
+    return app
+
+
+def configured_alias() -> str:
+    """The alias ``configure_default_app()`` used, else ``SONIQ['DATABASE_ALIAS']``."""
+    config = _current
+    if config is not None:
+        return config.alias
+    from django.conf import settings
+
+    raw = getattr(settings, SETTING, None)
+    alias = raw.get(ALIAS_KEY, DEFAULT_ALIAS) if isinstance(raw, Mapping) else DEFAULT_ALIAS
+    return str(alias)
+
+
+def follow_database_changes(sender: object, connection: Any, **kwargs: Any) -> None:
+    """``connection_created`` receiver: re-derive the URL if the alias's database moved.
+
+    Django's test runner (and pytest-django) renames ``NAME`` to the test database
+    after ``ready()``; without this, Soniq's own pool would keep using the original one.
+    """
+    config = _current
+    if config is None or not config.url_from_databases or connection.alias != config.alias:
+        return
+    if _database_key(config.alias) != _current_key:
+        configure_default_app()

@@ -1,0 +1,1 @@
+"""Management commands of the ``soniq_sync.django`` app."""
