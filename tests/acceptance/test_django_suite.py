@@ -1,4 +1,4 @@
-"""The Django integration's tests (tests/django), each run in a process of its own.
+"""The Django integration's tests (tests/django_project), each run in a process of its own.
 
 Django's settings can be configured once per process and pytest-django changes how a
 session runs, so the Django project's tests run as a separate pytest process per
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "settings_module", ["tests.django.settings", "tests.django.settings_psycopg2"]
+    "settings_module", ["tests.django_project.settings", "tests.django_project.settings_psycopg2"]
 )
 def test_django_project(database_url: str, settings_module: str) -> None:
     env = {
@@ -32,7 +32,7 @@ def test_django_project(database_url: str, settings_module: str) -> None:
         SONIQ_DJANGO_TEST_DATABASE_URL=database_url,
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/django"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/django_project"],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -41,4 +41,4 @@ def test_django_project(database_url: str, settings_module: str) -> None:
         timeout=300,
         check=False,
     )
-    assert proc.returncode == 0, f"tests/django failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, f"tests/django_project failed:\n{proc.stdout}\n{proc.stderr}"

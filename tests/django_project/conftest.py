@@ -5,7 +5,7 @@ collected only when $DJANGO_SETTINGS_MODULE names one; the rest of the suite nev
 configures Django. To run them directly, give them a database with Soniq's tables::
 
     SONIQ_DJANGO_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1/mydb \\
-    DJANGO_SETTINGS_MODULE=tests.django.settings python -m pytest tests/django
+    DJANGO_SETTINGS_MODULE=tests.django_project.settings python -m pytest tests/django_project
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_PREFIX = "tests.django.settings"
+SETTINGS_PREFIX = "tests.django_project.settings"
 
 if not os.environ.get("DJANGO_SETTINGS_MODULE", "").startswith(SETTINGS_PREFIX):
     collect_ignore_glob = ["test_*.py"]

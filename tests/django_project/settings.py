@@ -1,4 +1,4 @@
-"""Django settings for the tests under tests/django (psycopg 3, Django's default driver).
+"""Django settings for the tests under tests/django_project (psycopg 3, Django's default driver).
 
 The database comes from $SONIQ_DJANGO_TEST_DATABASE_URL: an existing database that
 already has Soniq's tables (tests/acceptance/test_django_suite.py makes one per run).
@@ -16,8 +16,8 @@ _parts = conninfo.conninfo_to_dict(_url)
 SECRET_KEY = "soniq-tests"
 USE_TZ = True
 TIME_ZONE = "UTC"
-INSTALLED_APPS = ["soniq_sync.django", "tests.django.testapp"]
-ROOT_URLCONF = "tests.django.testapp.urls"
+INSTALLED_APPS = ["soniq_sync.django", "tests.django_project.testapp"]
+ROOT_URLCONF = "tests.django_project.testapp.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": {
@@ -33,7 +33,7 @@ DATABASES = {
     # Not PostgreSQL: for the tests that expect Soniq to refuse it.
     "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
 }
-SONIQ = {"DATABASE_ALIAS": "default", "JOBS_MODULES": ["tests.django.testapp.jobs"]}
+SONIQ = {"DATABASE_ALIAS": "default", "JOBS_MODULES": ["tests.django_project.testapp.jobs"]}
 TASKS = {
     "default": {
         "BACKEND": "soniq_sync.django.backend.SoniqBackend",

@@ -9,7 +9,7 @@ try:
 except ImportError:
     from django_tasks import task
 
-from tests.django.testapp.models import Order
+from tests.django_project.testapp.models import Order
 
 
 @task()

@@ -12,8 +12,8 @@ from django.test import Client
 import soniq_sync
 from soniq.errors import UNSUPPORTED_CONNECTION, SoniqError
 from soniq_sync.django import atomic_connection, atomic_connection_for
-from tests.django.conftest import Outside
-from tests.django.testapp.models import Order
+from tests.django_project.conftest import Outside
+from tests.django_project.testapp.models import Order
 
 
 class Boom(Exception):

@@ -6,8 +6,8 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 import soniq_sync
-from tests.django.testapp.models import Order
-from tests.django.testapp.tasks import add
+from tests.django_project.testapp.models import Order
+from tests.django_project.testapp.tasks import add
 
 
 @transaction.atomic

@@ -18,8 +18,8 @@ from soniq.errors import (
 )
 from soniq_sync.django._compat import InvalidTask, TaskResultDoesNotExist, TaskResultStatus
 from soniq_sync.django.backend import SoniqBackend, to_django_priority, to_soniq_priority
-from tests.django.conftest import Outside, Worker
-from tests.django.testapp import tasks
+from tests.django_project.conftest import Outside, Worker
+from tests.django_project.testapp import tasks
 from tests.helpers import wait_for_sync
 
 
@@ -48,7 +48,7 @@ def test_task_enqueued_in_atomic_runs_after_commit(outside: Outside, worker: Wor
         assert outside.job(result.id) is None  # not committed yet
     row = outside.job(result.id)
     assert row is not None
-    assert row[0] == "tests.django.testapp.tasks.add"
+    assert row[0] == "tests.django_project.testapp.tasks.add"
     assert row[1] == {"args": [2, 3], "kwargs": {"scale": 10}}
 
     finished(result, worker)

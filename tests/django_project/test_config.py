@@ -23,7 +23,7 @@ from soniq_sync.django.conf import (
     follow_database_changes,
     read_config,
 )
-from tests.django.conftest import ROOT
+from tests.django_project.conftest import ROOT
 
 
 def refused(**soniq: Any) -> SoniqError:

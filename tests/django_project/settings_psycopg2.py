@@ -1,4 +1,4 @@
-"""tests/django settings with Django's PostgreSQL backend on psycopg2.
+"""tests/django_project settings with Django's PostgreSQL backend on psycopg2.
 
 Django prefers psycopg 3 whenever it is importable, and Soniq always installs it; a
 backend on psycopg2 is what projects with a psycopg2-based database backend get. To
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.django.settings import *  # noqa: F403
+from tests.django_project.settings import *  # noqa: F403
 
 _hidden = {
     name: module
