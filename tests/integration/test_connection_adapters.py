@@ -17,6 +17,7 @@ scheduled paths with awkward text.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
@@ -299,6 +300,26 @@ async def asyncpg_pool(url: str) -> AsyncIterator[AsyncTx]:
         yield AsyncTx(conn, lambda n: conn.execute("INSERT INTO orders VALUES ($1)", n))
 
 
+async def _json_codec(conn: asyncpg.Connection) -> None:
+    """The jsonb codec many asyncpg apps install: text format, encoding with json.dumps.
+
+    Soniq hands over args already as JSON text; it must not be encoded a second time.
+    """
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+    )
+
+
+@asynccontextmanager
+async def asyncpg_pool_with_json_codec(url: str) -> AsyncIterator[AsyncTx]:
+    async with (
+        asyncpg.create_pool(url, min_size=1, max_size=1, init=_json_codec) as pool,
+        pool.acquire() as conn,
+        conn.transaction(),
+    ):
+        yield AsyncTx(conn, lambda n: conn.execute("INSERT INTO orders VALUES ($1)", n))
+
+
 def sqlalchemy_async_connection(driver: str) -> AsyncDriver:
     @asynccontextmanager
     async def begin(url: str) -> AsyncIterator[AsyncTx]:
@@ -347,6 +368,7 @@ ASYNC_DRIVERS: dict[str, AsyncDriver] = {
     "psycopg": psycopg_async,
     "asyncpg": asyncpg_connection,
     "asyncpg-pool": asyncpg_pool,
+    "asyncpg-json-codec": asyncpg_pool_with_json_codec,
     "sqlalchemy-connection-asyncpg": sqlalchemy_async_connection("asyncpg"),
     "sqlalchemy-connection-psycopg": sqlalchemy_async_connection("psycopg"),
     "sqlalchemy-session-asyncpg": sqlalchemy_async_session("asyncpg"),
