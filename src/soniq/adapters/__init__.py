@@ -21,6 +21,7 @@ __all__ = [
     "async_adapter",
     "copy_text",
     "driver_family",
+    "sqlalchemy_factory_error",
     "type_name",
 ]
 
@@ -45,7 +46,15 @@ def async_adapter(conn: object) -> AsyncAdapter:
             from soniq.adapters.for_sqlalchemy import SQLAlchemyAsyncAdapter
 
             return SQLAlchemyAsyncAdapter(session)
-    if isinstance(conn, psycopg.Connection) or family in ("psycopg2", "django", "sqlalchemy"):
+        factory_error = sqlalchemy_factory_error(conn, api_is_async=True)
+        if factory_error is not None:
+            raise factory_error
+    blocking_sqlalchemy = family == "sqlalchemy" and not _is_sqlalchemy_asyncio(conn)
+    if (
+        isinstance(conn, psycopg.Connection)
+        or family in ("psycopg2", "django")
+        or blocking_sqlalchemy
+    ):
         raise SoniqError(
             UNSUPPORTED_CONNECTION,
             f"connection= got a blocking {type_name(conn)}, but this is the async API. "
@@ -70,6 +79,47 @@ def type_name(obj: object) -> str:
     """``module.QualName`` of ``obj``'s class, for error messages."""
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def sqlalchemy_factory_error(conn: object, *, api_is_async: bool) -> SoniqError | None:
+    """For a SQLAlchemy engine or sessionmaker, an error that says what to pass instead.
+
+    Both are easy to pass by mistake, and neither has a transaction to write in.
+    """
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+    from sqlalchemy.orm import sessionmaker
+
+    if not isinstance(conn, (Engine, AsyncEngine, sessionmaker, async_sessionmaker)):
+        return None
+    what = "an engine" if isinstance(conn, (Engine, AsyncEngine)) else "a session factory"
+    if api_is_async:
+        fix = (
+            "Pass the AsyncConnection from `async with engine.begin() as conn:`, or an "
+            "AsyncSession with a transaction open (`async with session.begin():`)."
+        )
+    else:
+        fix = (
+            "Pass the Connection from `with engine.begin() as conn:`, or a Session with a "
+            "transaction open (`with session.begin():`)."
+        )
+    if _is_sqlalchemy_asyncio(conn) != api_is_async:
+        fix += (
+            " Also, this is the async API: blocking code enqueues through soniq_sync."
+            if api_is_async
+            else " Also, this is the blocking API: async code enqueues through soniq.Soniq."
+        )
+    return SoniqError(
+        UNSUPPORTED_CONNECTION,
+        f"connection= got a SQLAlchemy {type(conn).__name__}, which is {what}, not a "
+        f"connection in a transaction. {fix}",
+        connection_type=type_name(conn),
+    )
+
+
+def _is_sqlalchemy_asyncio(conn: object) -> bool:
+    """Whether ``conn`` comes from SQLAlchemy's asyncio extension."""
+    return type(conn).__module__.startswith("sqlalchemy.ext.asyncio")
 
 
 def _is_asyncpg_connection(conn: object) -> bool:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import COPY_COLUMNS, Row, Shared
+from soniq.adapters.copy_format import COPY_COLUMNS, Row, Shared, copy_text
 from soniq.sql import Query
 
 
@@ -25,8 +24,17 @@ class AsyncpgAdapter(AsyncAdapter):
         await self.conn.execute(query.dollar, *query.positional(params))
 
     async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
-        # asyncpg's binary COPY wants real UUIDs.
-        records = [(uuid.UUID(i), a, *shared) for i, a in zip(ids, args, strict=True)]
-        await self.conn.copy_records_to_table(
-            "soniq_jobs", records=records, columns=list(COPY_COLUMNS[: 2 + len(shared)])
+        # COPY's text format, as for psycopg: binary COPY (copy_records_to_table) would
+        # go through the connection's type codecs, and applications often replace the
+        # jsonb codec with one that has no binary encoder or that encodes str again.
+        await self.conn.copy_to_table(
+            "soniq_jobs",
+            source=_once(copy_text(ids, args, shared)),
+            columns=list(COPY_COLUMNS[: 2 + len(shared)]),
+            format="text",
         )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    # An async iterable: asyncpg would take bare bytes for a file path.
+    yield data

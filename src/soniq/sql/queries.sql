@@ -2,6 +2,9 @@
 -- Each starts with a "-- name: <name>" line. Parameters are %(name)s; the connection
 -- adapter rewrites them for drivers with another placeholder style.
 -- User-chosen identifiers (queue, task names) are always bound parameters.
+-- Job args arrive as JSON text and are cast with ::text::jsonb: typed as text, they
+-- bypass any jsonb codec the caller's connection has (asyncpg apps often install one
+-- that would encode the string again, storing a JSON string instead of an object).
 
 -- name: insert_job
 -- One round trip: insert, skip when a queued job holds the same dedup key, and wake
@@ -11,7 +14,7 @@ WITH ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at)
     VALUES (
-        %(id)s::uuid, %(job_name)s, %(args)s::jsonb, %(queue)s, %(priority)s::int,
+        %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
         COALESCE(%(scheduled_at)s::timestamptz, now())
     )
@@ -27,7 +30,7 @@ WITH ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, scheduled_at)
     VALUES (
-        %(id)s::uuid, %(job_name)s, %(args)s::jsonb, %(queue)s, %(priority)s::int,
+        %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now())
     )
     RETURNING queue
@@ -39,7 +42,7 @@ SELECT pg_notify('soniq_new_job', queue) FROM ins
 -- Rows whose key is already queued (or repeats earlier in the batch) are skipped;
 -- the caller looks their ids up with find_queued_duplicates.
 WITH batch AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::jsonb[], %(dedup_keys)s::text[])
+    SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::text[]::jsonb[], %(dedup_keys)s::text[])
         WITH ORDINALITY AS b(id, args, dedup_key, n)
 ), ins AS (
     INSERT INTO soniq_jobs

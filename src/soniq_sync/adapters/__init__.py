@@ -12,7 +12,7 @@ import sys
 
 import psycopg
 
-from soniq.adapters import driver_family, type_name
+from soniq.adapters import driver_family, sqlalchemy_factory_error, type_name
 from soniq.errors import UNSUPPORTED_CONNECTION, SoniqError
 from soniq_sync.adapters.base import SyncAdapter
 from soniq_sync.adapters.for_psycopg import PsycopgAdapter
@@ -48,7 +48,11 @@ def sync_adapter(conn: object) -> SyncAdapter:
             from soniq_sync.adapters.for_sqlalchemy import SQLAlchemyAdapter
 
             return SQLAlchemyAdapter(session)
-    if isinstance(conn, psycopg.AsyncConnection) or family in ("asyncpg", "sqlalchemy"):
+        factory_error = sqlalchemy_factory_error(conn, api_is_async=False)
+        if factory_error is not None:
+            raise factory_error
+    async_sqlalchemy = type(conn).__module__.startswith("sqlalchemy.ext.asyncio")
+    if isinstance(conn, psycopg.AsyncConnection) or family == "asyncpg" or async_sqlalchemy:
         raise SoniqError(
             UNSUPPORTED_CONNECTION,
             f"connection= got an async {type_name(conn)}, but this is the blocking API. "
