@@ -417,3 +417,20 @@ async def test_a_worker_without_jobs_says_so(
         dead = await app.dead_letter.get(job_id)
     assert dead is not None and dead["reason"] == "Job orphan.task not registered."
     assert any("no jobs are registered" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_backlog_of_completions_is_written_in_bounded_batches(
+    app: Soniq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from soniq.worker import acks
+
+    monkeypatch.setattr(acks, "MAX_BATCH", 3)
+
+    @app.job()
+    async def square(x: int) -> int:
+        return x * x
+
+    ids = [await app.enqueue(square, x=i) for i in range(10)]
+    await app.run_worker(run_once=True, concurrency=10)
+    assert [await app.get_result(i) for i in ids] == [i * i for i in range(10)]
+    assert {await status(app, i) for i in ids} == {"done"}

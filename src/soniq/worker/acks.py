@@ -16,6 +16,9 @@ from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
 
+#: Most completions written by one statement; a longer backlog takes several.
+MAX_BATCH = 1000
+
 
 class Acknowledger:
     """Records outcomes. ``Done`` goes into a batch written by one UPDATE per flush.
@@ -55,7 +58,7 @@ class Acknowledger:
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
         while self._done:
-            batch, self._done = self._done, []
+            batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
                 async with self.backend.acquire() as conn:
                     written = await PsycopgAsyncAdapter(conn).fetch(
