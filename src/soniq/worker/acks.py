@@ -17,7 +17,7 @@ from soniq.worker.stopping import nap
 logger = logging.getLogger("soniq.worker")
 
 #: Most completions written by one statement; a longer backlog takes several.
-MAX_BATCH = 1000
+MAX_BATCH = 500
 
 
 class Acknowledger:
