@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from soniq import JobContext, Soniq
 from soniq.types import Snooze
+from soniq.worker import Worker
 from tests.helpers import wait_for
 
 
@@ -434,3 +435,49 @@ async def test_a_backlog_of_completions_is_written_in_bounded_batches(
     await app.run_worker(run_once=True, concurrency=10)
     assert [await app.get_result(i) for i in ids] == [i * i for i in range(10)]
     assert {await status(app, i) for i in ids} == {"done"}
+
+
+class _EagerWorker(Worker):
+    """Claims two jobs beyond its free slots whatever its measurements say."""
+
+    def _ahead(self) -> int:
+        return 2
+
+
+async def test_jobs_claimed_ahead_run_in_claim_order(app: Soniq) -> None:
+    seen: list[int] = []
+
+    @app.job()
+    async def record(n: int) -> None:
+        seen.append(n)
+
+    base = datetime.now(timezone.utc) - timedelta(minutes=10)
+    for n in range(6):
+        await app.enqueue(record, n=n, scheduled_at=base + timedelta(seconds=n))
+    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    assert await worker.run_once(concurrency=1) is True
+    assert seen == list(range(6))
+
+
+async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
+    app: Soniq, database_url: str
+) -> None:
+    started = asyncio.Event()
+
+    @app.job()
+    async def long() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    ids = await app.enqueue_many(long, [{}] * 4)
+    await app.ensure_initialized()
+    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    task = asyncio.create_task(worker.run(concurrency=1))
+    await asyncio.wait_for(started.wait(), 10)
+    # One job runs and two wait in the worker for its only slot.
+    rows = await sql(database_url, "SELECT count(*) FROM soniq_jobs WHERE status = 'processing'")
+    assert rows == [(3,)]
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    jobs = [await app.get_job(i) for i in ids]
+    assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4
