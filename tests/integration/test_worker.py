@@ -481,3 +481,23 @@ async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
     await asyncio.wait_for(task, 10)
     jobs = [await app.get_job(i) for i in ids]
     assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4
+
+
+async def test_results_of_one_batch_keep_their_exact_values(app: Soniq) -> None:
+    tricky: list[Any] = [
+        'quote " backslash \\ comma , brace } {',
+        {"nested": [1, 2.5, None, True], "ünïcode": "☃", "null": None},
+        [],
+        0,
+        "null",
+        None,
+    ]
+
+    @app.job()
+    async def give(i: int) -> Any:
+        return tricky[i]
+
+    ids = [await app.enqueue(give, i=i) for i in range(len(tricky))]
+    await app.run_worker(run_once=True, concurrency=len(tricky))
+    assert [await app.get_result(i) for i in ids] == tricky
+    assert {await status(app, i) for i in ids} == {"done"}

@@ -166,10 +166,16 @@ RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max
 -- every row: quadratic, and a 1,000-row batch took seconds. The "OR d.attempt IS
 -- NULL" (never true: the attempt is a fence) makes it a join filter instead, so the
 -- batch drives one primary-key probe per element (or, for a large batch, a hash join).
+-- The batch comes as three texts the worker joins cheaply: array literals of ids and
+-- attempts, and a JSON array of results (null: none), element i for job i.
 UPDATE soniq_jobs AS j
-SET status = 'done', result = d.result, finished_at = now(), updated_at = now(),
-    worker_id = NULL
-FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
+SET status = 'done', result = NULLIF(d.result, 'null'::jsonb), finished_at = now(),
+    updated_at = now(), worker_id = NULL
+FROM ROWS FROM (
+    unnest(%(ids)s::uuid[]),
+    unnest(%(attempts)s::int[]),
+    jsonb_array_elements(%(results)s::jsonb)
+) AS d(id, attempt, result)
 WHERE j.id = d.id AND j.attempts = d.attempt
   AND (j.status = 'processing' OR d.attempt IS NULL)
 RETURNING j.id
