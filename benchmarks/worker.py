@@ -60,6 +60,7 @@ PGQ_MODULE: Final = "soniq_bench_pgqueuer"
 PROCRASTINATE_MODULE: Final = "soniq_bench_procrastinate"
 DONE_CHANNEL: Final = "soniq_bench_done"
 STOP_TIMEOUT: Final = 30.0  # seconds a worker gets to exit after SIGTERM
+MAX_POLL: Final = 0.5  # seconds between counts of finished jobs, far from the end
 # The application_name of every worker's connections, so that the statements of a
 # worker stopped after a timed-out round can be ended before the next round.
 WORKER_APP: Final = "soniq_bench_worker"
@@ -231,8 +232,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         type=float,
         default=0.05,
         metavar="SECONDS",
-        help="how often a drain round counts the finished jobs (default %(default)s); each "
-        "count scans the queue table, on the same CPUs as the worker",
+        help="how often a drain round counts the finished jobs near its end (default "
+        "%(default)s; sparser before): each count scans the queue table, on the same CPUs as "
+        "the worker",
     )
     parser.add_argument(
         "--full",
@@ -596,8 +598,9 @@ class Bench:
         self.app = app
         await app.setup()
         await app.ensure_initialized()
-        # Rounds truncate the table; keep autovacuum from waking up in one.
-        await execute(url, "ALTER TABLE soniq_jobs SET (autovacuum_enabled = false)")
+        # Autovacuum stays as migration 0001 sets it up for a queue table: a worker
+        # in production runs with it, and without it dead index entries left by claimed
+        # rows pile up in front of the claim query (see benchmarks/README.md).
         noop = jobs.noop
 
         async def fill(n: int) -> None:
@@ -751,7 +754,6 @@ class Bench:
         self.peer_closers.append(conn.close)
         queries = pgq.Queries(pgq.PsycopgDriver(conn))
         await queries.install()
-        await execute(url, "ALTER TABLE pgqueuer SET (autovacuum_enabled = false)")
         (self.workdir / f"{PGQ_MODULE}.py").write_text(PGQ_JOBS)
 
         async def fill(n: int) -> None:
@@ -797,7 +799,6 @@ class Bench:
         await app.open_async()
         self.peer_closers.append(app.close_async)
         await app.schema_manager.apply_schema_async()
-        await execute(url, "ALTER TABLE procrastinate_jobs SET (autovacuum_enabled = false)")
 
         async def fill(n: int) -> None:
             await execute(url, "TRUNCATE procrastinate_jobs CASCADE")
@@ -844,9 +845,14 @@ async def watch(
     timeout: float,
     every: float,
 ) -> float:
-    """Count finished jobs every ``every`` s until all ``n`` are; return the seconds."""
+    """Count finished jobs until all ``n`` are; return the seconds.
+
+    Each count scans the queue table on the CPUs the worker runs on, so polls are
+    sparse while the end is far off (up to ``MAX_POLL`` s apart, about an eighth of
+    the expected remaining time) and ``every`` s apart near it: the end time keeps the
+    resolution of ``every`` without a scan every 50 ms for the whole round.
+    """
     query = done_sql.encode()
-    tick = 0
     while True:
         cur = await conn.execute(query)
         row = await cur.fetchone()
@@ -859,8 +865,12 @@ async def watch(
             raise WorkerExited(f"the worker exited with status {proc.returncode}, {done}/{n} done")
         if now > timeout:
             raise TimedOut
-        tick += 1
-        await asyncio.sleep(max(0.0, start + tick * every - time.perf_counter()))
+        wait = every
+        if len(samples) >= 2:
+            (t0, d0), (t1, d1) = samples[-2], samples[-1]
+            if d1 > d0 and t1 > t0:
+                wait = min(MAX_POLL, max(every, (n - done) / ((d1 - d0) / (t1 - t0)) / 8))
+        await asyncio.sleep(wait)
 
 
 async def end_worker_statements(url: str, *names: str) -> None:
@@ -984,7 +994,8 @@ def print_report(bench: Bench, header: list[str]) -> None:
 
 FOOTNOTES: Final = [
     "*  Rows 1a, 1c, 1d, 3a and 3b start a worker process: their time runs from the spawn "
-    "until a poll (every 50 ms) sees every job done, so it includes interpreter start-up (see the "
+    "until a poll (every 50 ms near the end, sparser before) sees every job done, so it "
+    "includes interpreter start-up (see the "
     "'1st done' column). 'steady/s' leaves start-up out: jobs done between 10% and 90% "
     "of the round, divided by the time between.",
     "*  Row 1b times app.run_worker(run_once=True) in this process, on an open pool, until "
@@ -1012,7 +1023,7 @@ async def describe(url: str, opts: Options) -> list[str]:
         f"{os.cpu_count()} CPUs",
         f"drain: median of {opts.rounds} round(s); queue table "
         f"{'ANALYZEd' if opts.analyze else 'not analyzed'} and CHECKPOINT after enqueueing, "
-        f"autovacuum off for it{'; --quick' if opts.quick else ''}",
+        f"autovacuum as each project configures it{'; --quick' if opts.quick else ''}",
         f"load average at start {_loadavg()} (other work on the box skews the figures)",
     ]
 

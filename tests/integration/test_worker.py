@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from soniq import JobContext, Soniq
 from soniq.types import Snooze
+from soniq.worker import Worker
 from tests.helpers import wait_for
 
 
@@ -417,3 +418,86 @@ async def test_a_worker_without_jobs_says_so(
         dead = await app.dead_letter.get(job_id)
     assert dead is not None and dead["reason"] == "Job orphan.task not registered."
     assert any("no jobs are registered" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_backlog_of_completions_is_written_in_bounded_batches(
+    app: Soniq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from soniq.worker import acks
+
+    monkeypatch.setattr(acks, "MAX_BATCH", 3)
+
+    @app.job()
+    async def square(x: int) -> int:
+        return x * x
+
+    ids = [await app.enqueue(square, x=i) for i in range(10)]
+    await app.run_worker(run_once=True, concurrency=10)
+    assert [await app.get_result(i) for i in ids] == [i * i for i in range(10)]
+    assert {await status(app, i) for i in ids} == {"done"}
+
+
+class _EagerWorker(Worker):
+    """Claims two jobs beyond its free slots whatever its measurements say."""
+
+    def _ahead(self) -> int:
+        return 2
+
+
+async def test_jobs_claimed_ahead_run_in_claim_order(app: Soniq) -> None:
+    seen: list[int] = []
+
+    @app.job()
+    async def record(n: int) -> None:
+        seen.append(n)
+
+    base = datetime.now(timezone.utc) - timedelta(minutes=10)
+    for n in range(6):
+        await app.enqueue(record, n=n, scheduled_at=base + timedelta(seconds=n))
+    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    assert await worker.run_once(concurrency=1) is True
+    assert seen == list(range(6))
+
+
+async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
+    app: Soniq, database_url: str
+) -> None:
+    started = asyncio.Event()
+
+    @app.job()
+    async def long() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    ids = await app.enqueue_many(long, [{}] * 4)
+    await app.ensure_initialized()
+    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    task = asyncio.create_task(worker.run(concurrency=1))
+    await asyncio.wait_for(started.wait(), 10)
+    # One job runs and two wait in the worker for its only slot.
+    rows = await sql(database_url, "SELECT count(*) FROM soniq_jobs WHERE status = 'processing'")
+    assert rows == [(3,)]
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    jobs = [await app.get_job(i) for i in ids]
+    assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4
+
+
+async def test_results_of_one_batch_keep_their_exact_values(app: Soniq) -> None:
+    tricky: list[Any] = [
+        'quote " backslash \\ comma , brace } {',
+        {"nested": [1, 2.5, None, True], "ünïcode": "☃", "null": None},
+        [],
+        0,
+        "null",
+        None,
+    ]
+
+    @app.job()
+    async def give(i: int) -> Any:
+        return tricky[i]
+
+    ids = [await app.enqueue(give, i=i) for i in range(len(tricky))]
+    await app.run_worker(run_once=True, concurrency=len(tricky))
+    assert [await app.get_result(i) for i in ids] == tricky
+    assert {await status(app, i) for i in ids} == {"done"}

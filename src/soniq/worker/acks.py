@@ -16,6 +16,9 @@ from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
 
+#: Most completions written by one statement; a longer backlog takes several.
+MAX_BATCH = 500
+
 
 class Acknowledger:
     """Records outcomes. ``Done`` goes into a batch written by one UPDATE per flush.
@@ -55,16 +58,12 @@ class Acknowledger:
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
         while self._done:
-            batch, self._done = self._done, []
+            batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
                 async with self.backend.acquire() as conn:
                     written = await PsycopgAsyncAdapter(conn).fetch(
                         QUERIES["complete_jobs"],
-                        {
-                            "ids": [b[0] for b in batch],
-                            "attempts": [b[1] for b in batch],
-                            "results": [b[2] for b in batch],
-                        },
+                        _batch_params(batch),
                     )
                 if len(written) < len(batch):
                     logger.warning(
@@ -133,6 +132,19 @@ class Acknowledger:
                     extra=job.log_extra(),
                 )
             return
+
+
+def _batch_params(batch: list[tuple[str, int, str | None]]) -> dict[str, str]:
+    """complete_jobs parameters: three joined strings instead of three arrays to adapt.
+
+    Ids are canonical uuid text and results JSON text, so nothing needs escaping. (A
+    JSON null stands for "no result": a handler's None is never stored as JSON.)
+    """
+    return {
+        "ids": "{" + ",".join([b[0] for b in batch]) + "}",
+        "attempts": "{" + ",".join([str(b[1]) for b in batch]) + "}",
+        "results": "[" + ",".join(["null" if b[2] is None else b[2] for b in batch]) + "]",
+    }
 
 
 def _statement(job: ClaimedJob, outcome: Outcome) -> tuple[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ the loop below only decides when to claim.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -60,8 +61,18 @@ class Worker:
         self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
         self.listener: Listener | None = None
-        self._backlog = False  # did the last claim fill every free slot?
+        # Claimed jobs waiting for a free slot, in claim order (see _ahead).
+        self._ready: collections.deque[ClaimedJob] = collections.deque()
+        self._acks: Acknowledger | None = None
+        self._slot_wanted = False  # is the loop waiting for slots to free up?
+        self._backlog = False  # did the last claim get every row it asked for?
         self._concurrency = self._refill_at = 1
+        # For _ahead: jobs finished so far, and the claim round trip and the rate at
+        # which slots free up, both smoothed over recent claims.
+        self._finished_count = 0
+        self._claim_seconds = 0.0
+        self._rate = 0.0
+        self._rate_mark = (0.0, 0)
 
     def stop(self) -> None:
         """Ask the worker to shut down: stop claiming, requeue running jobs, leave."""
@@ -78,19 +89,16 @@ class Worker:
         if run_once:
             return await self.run_once(queues, concurrency=concurrency)
         async with self._signals(), self._session(concurrency, queues, listen=True) as acks:
-            # While jobs are waiting, claim only once a quarter of the slots are free:
-            # one claim of 16 rows costs about what a claim of 1 does.
-            self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
             while not self._stopping.is_set():
                 # Cleared before the claim, never after: a wake-up (a new job, a stop)
                 # that arrives while the claim is in flight must not be lost.
                 self._nudge.clear()
-                free = concurrency - len(self._running)
-                if free < (self._refill_at if self._backlog else 1):
-                    await self._wait(timeout=None)  # until enough slots free up
+                want = self._wanted()
+                if want < self._threshold():
+                    await self._wait_for_slots()
                     continue
-                claimed = await self._claim(free, queues, acks)
-                self._backlog = claimed == free
+                claimed = await self._claim(want, queues, acks)
+                self._backlog = claimed == want
                 if not self._backlog:  # the queue is drained for now
                     await self._wait(timeout=self.settings.poll_interval)
         return self.processed > 0
@@ -105,15 +113,63 @@ class Worker:
         """Process the jobs that are runnable now, then return; True if any ran."""
         async with self._session(concurrency, queues, listen=False) as acks:
             while not self._stopping.is_set():
-                limit = (
-                    concurrency if max_jobs is None else min(concurrency, max_jobs - self.processed)
-                )
-                if limit <= 0 or not await self._claim(limit, queues, acks):
-                    break
-                await asyncio.gather(*self._running)
+                self._nudge.clear()
+                want = self._wanted()
+                if max_jobs is not None:
+                    want = min(want, max_jobs - self.processed)
+                idle = not self._running and not self._ready
+                if want <= 0 and idle:
+                    break  # max_jobs claimed, and all of them finished
+                if want < self._threshold():
+                    await self._wait_for_slots()
+                    continue
+                claimed = await self._claim(want, queues, acks)
+                self._backlog = claimed == want
+                if not self._backlog:
+                    if idle and not claimed:
+                        break  # nothing ran while this claim looked: no job is left
+                    # Let the running jobs finish (one may requeue itself), then look again.
+                    await self._drain()
+            await self._drain()
         return self.processed > 0
 
+    def _threshold(self) -> int:
+        # While jobs are waiting, claim only once a quarter of the slots are free:
+        # one claim of 16 rows costs about what a claim of 1 does.
+        return self._refill_at if self._backlog else 1
+
+    async def _wait_for_slots(self) -> None:
+        """Sleep until enough slots are free to claim (see _finished), or a nudge."""
+        self._slot_wanted = True
+        try:
+            await self._wait(timeout=None)
+        finally:
+            self._slot_wanted = False
+
+    async def _drain(self) -> None:
+        """Wait until every claimed job has finished."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    def _wanted(self) -> int:
+        """How many jobs to claim now: free slots, plus the jobs to hold ready."""
+        return self._concurrency + self._ahead() - len(self._running) - len(self._ready)
+
+    def _ahead(self) -> int:
+        """Jobs to claim beyond the free slots, to be started as slots free up.
+
+        About the number of jobs this worker finishes during two claim round trips,
+        at most twice the concurrency: then short jobs never leave slots idle while a
+        claim is in flight, and long jobs (which free few slots per round trip) are
+        not claimed before a slot is free, where another worker might run them sooner.
+        Claimed jobs waiting here hold their attempt like running ones: a crash
+        leaves them to stale-worker recovery, a shutdown requeues them.
+        """
+        return min(2 * self._concurrency, int(self._rate * self._claim_seconds * 2.0))
+
     async def _claim(self, limit: int, queues: list[str] | None, acks: Acknowledger) -> int:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with self.db.acquire() as conn:
                 rows = await PsycopgAsyncAdapter(conn).fetch(
@@ -123,14 +179,31 @@ class Worker:
         except _DB_ERRORS as exc:
             await self._after_db_error("cannot claim jobs", exc)
             return 0
-        for row in rows:
-            job = ClaimedJob.from_row(row)
-            task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
-            spec = self.registry.get(job.job_name)
-            self._running[task] = spec is None or spec.is_async
-            task.add_done_callback(self._finished)
+        now = loop.time()
+        self._measure(started, now)
+        ready = self._ready
+        ready.extend(ClaimedJob.from_row(row) for row in rows)
+        free = self._concurrency - len(self._running)
+        while ready and free > 0:
+            self._start(ready.popleft(), acks)
+            free -= 1
         self.processed += len(rows)
         return len(rows)
+
+    def _measure(self, started: float, now: float) -> None:
+        """Update the smoothed claim round trip and job completion rate (for _ahead)."""
+        self._claim_seconds = (self._claim_seconds + (now - started)) / 2.0
+        since, count = self._rate_mark
+        if now - since >= 0.01:
+            rate = (self._finished_count - count) / (now - since)
+            self._rate = (self._rate + rate) / 2.0
+            self._rate_mark = (now, self._finished_count)
+
+    def _start(self, job: ClaimedJob, acks: Acknowledger) -> None:
+        task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
+        spec = self.registry.get(job.job_name)
+        self._running[task] = spec is None or spec.is_async
+        task.add_done_callback(self._finished)
 
     async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
         try:
@@ -145,8 +218,11 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
-        # A freed slot matters only when jobs are waiting and enough slots are free.
-        if self._backlog and self._concurrency - len(self._running) >= self._refill_at:
+        self._finished_count += 1
+        if self._ready and self._acks is not None:
+            self._start(self._ready.popleft(), self._acks)
+        # A freed slot matters only when the loop waits for enough of them.
+        if self._slot_wanted and self._wanted() >= self._threshold():
             self._nudge.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job task crashed", exc_info=task.exception())
@@ -180,6 +256,10 @@ class Worker:
         # Enqueues keep full durability: they use the app's pool.
         self.db = PostgresBackend(self.backend.url, settings, durable=False, name="soniq-worker")
         acks = Acknowledger(self.db, settings.error_retry_delay)
+        self._acks = acks
+        self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
+        self._ready.clear()
+        self._backlog = False
         liveness = Liveness(self.db, settings, self.id, queues, concurrency)
         await self._until_connected(self.db.open)
         await self._until_connected(liveness.register)
@@ -222,13 +302,17 @@ class Worker:
     async def _shutdown(
         self, acks: Acknowledger, liveness: Liveness, background: list[asyncio.Task[None]]
     ) -> None:
+        # Claimed jobs that never started go back to the queue as they are. (Taken
+        # first, so that no finishing job starts one of them.)
+        waiting = [acks.settle(job, Requeue(0.0), self._stopping) for job in self._ready]
+        self._ready.clear()
         for task, cancellable in self._running.items():
             if cancellable:
                 task.cancel()
         if any(not cancellable for cancellable in self._running.values()):
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
-        await asyncio.shield(asyncio.gather(*self._running, return_exceptions=True))
+        await asyncio.shield(asyncio.gather(*self._running, *waiting, return_exceptions=True))
         self._closing.set()
         acks.wake()
         ack_task, others = background[0], background[1:]

@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -26,9 +26,8 @@ from soniq.worker.retry import retry_delay
 logger = logging.getLogger("soniq.worker")
 
 
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job row this worker holds for one attempt."""
+class ClaimedJob(NamedTuple):
+    """A job row this worker holds for one attempt (built straight from the row)."""
 
     id: str
     job_name: str
@@ -43,7 +42,7 @@ class ClaimedJob:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ClaimedJob:
         """Build from a ``claim_jobs`` row."""
-        return cls(*row)
+        return cls._make(row)
 
     def log_extra(self) -> dict[str, Any]:
         """Fields every log record about this job carries."""
@@ -87,6 +86,7 @@ class Requeue:
 
 
 Outcome = Done | Retry | Bury | Requeue
+_DONE_WITHOUT_RESULT = Done(None)
 Hook = Callable[..., Any]
 
 
@@ -95,7 +95,7 @@ async def run_hooks(event: str, hooks: Sequence[Hook], *args: Any) -> None:
     for hook in hooks:
         try:
             result = hook(*args)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception as exc:
             logger.warning("Hook %s failed: %r", event, exc, extra={"hook": event})
@@ -137,7 +137,8 @@ class JobRunner:
         if spec.context_param is not None:
             kwargs[spec.context_param] = self._context(job)
 
-        await run_hooks("before_job", self.before, job.job_name, job.id, job.attempt)
+        if self.before:
+            await run_hooks("before_job", self.before, job.job_name, job.id, job.attempt)
         started = time.perf_counter()
         try:
             result = await self._call(spec, kwargs)
@@ -147,8 +148,11 @@ class JobRunner:
             return Requeue(snooze.seconds)
         except Exception as exc:
             return await self._failed(job, spec, kwargs, exc)
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        await run_hooks("after_job", self.after, job.job_name, job.id, duration_ms)
+        if self.after:
+            duration_ms = (time.perf_counter() - started) * 1000.0
+            await run_hooks("after_job", self.after, job.job_name, job.id, duration_ms)
+        if result is None:
+            return _DONE_WITHOUT_RESULT
         return Done(_dump_result(job, result))
 
     def _context(self, job: ClaimedJob) -> JobContext:
