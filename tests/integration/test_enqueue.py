@@ -378,3 +378,15 @@ async def test_enqueue_many_round_trips_awkward_text(app: Soniq, jobs: Any) -> N
         assert job is not None
         assert job["args"]["order_id"] == text
         assert job["queue"] == "odd\tqueue"
+
+
+async def test_enqueue_many_jobs_run_in_list_order(app: Soniq) -> None:
+    order: list[int] = []
+
+    @app.job()
+    async def step(n: int) -> None:
+        order.append(n)
+
+    await app.enqueue_many(step, [{"n": n} for n in range(40)])
+    await app.run_worker(concurrency=1, run_once=True)
+    assert order == list(range(40))

@@ -23,3 +23,18 @@ def test_ids_are_unique_and_sort_by_creation_millisecond() -> None:
     assert later > max(first)
     stamp = int(later.replace("-", "")[:12], 16)
     assert abs(stamp - time.time_ns() // 1_000_000) < 5_000
+
+
+def test_bulk_ids_increase_in_list_order() -> None:
+    from soniq.ids import new_job_ids
+
+    for count in (1, 2, 1000, 70_000):  # 70,000 crosses the split of the sequence number
+        ids = new_job_ids(count)
+        assert ids == sorted(ids)
+        assert len(set(ids)) == count
+        for text in ids[:3] + ids[-3:]:
+            value = uuid.UUID(text)
+            assert (value.version, value.variant) == (7, uuid.RFC_4122)
+            assert str(value) == text
+    # Two batches in the same millisecond still differ (46 random bits per id).
+    assert not set(new_job_ids(1000)) & set(new_job_ids(1000))
