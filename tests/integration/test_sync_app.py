@@ -235,3 +235,44 @@ def test_run_worker_blocks_until_the_runnable_jobs_are_done(sync_app: soniq_sync
     assert sorted(seen) == [0, 1, 2, 3, 4]
     assert [sync_app.get_result(i) for i in ids] == [0, 10, 20, 30, 40]
     assert sync_app.run_worker(run_once=True) is False  # nothing left
+
+
+def test_a_callers_connection_is_freed_after_enqueues_on_it(
+    sync_app: soniq_sync.Soniq, database_url: str
+) -> None:
+    import gc
+    import weakref
+
+    conn = psycopg.connect(database_url)
+    with conn.transaction():
+        sync_app.enqueue(task_ref("a.b"), args={}, connection=conn)
+    conn.close()
+    ref = weakref.ref(conn)
+    del conn
+    gc.collect()
+    assert ref() is None  # the cursor Soniq keeps on it does not keep it alive
+
+
+def test_threads_sharing_one_autocommit_connection(
+    sync_app: soniq_sync.Soniq, database_url: str
+) -> None:
+    ref = task_ref("shared.conn")
+    errors: list[BaseException] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+
+        def produce(worker: int) -> None:
+            try:
+                for n in range(25):
+                    sync_app.enqueue(ref, args={"w": worker, "n": n}, connection=conn)
+            except BaseException as exc:  # surfaced by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert sorted((r["args"]["w"], r["args"]["n"]) for r in rows(database_url)) == [
+        (w, n) for w in range(4) for n in range(25)
+    ]

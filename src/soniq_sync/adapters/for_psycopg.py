@@ -15,6 +15,9 @@ from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
 from soniq.sql import Query
 from soniq_sync.adapters.base import SyncAdapter
 
+# Where a connection keeps the cursor that ``execute`` reuses (see there).
+_CURSOR = "_soniq_cursor"
+
 
 class PsycopgAdapter(SyncAdapter):
     """A psycopg 3 ``Connection``."""
@@ -29,7 +32,15 @@ class PsycopgAdapter(SyncAdapter):
             return cur.fetchall()
 
     def execute(self, query: Query, params: dict[str, Any]) -> None:
-        self.conn.execute(query.psycopg, params)
+        # Opening a cursor costs about as much as all of Soniq's own Python for one
+        # enqueue, so the connection keeps one for execute() to reuse. Nothing reads
+        # results from it, and psycopg runs each execute under the connection's lock,
+        # so threads or tasks sharing a connection may share it too. The cursor points
+        # back at the connection; the cycle collector frees the pair together.
+        cur = self.conn.__dict__.get(_CURSOR)
+        if cur is None:
+            cur = self.conn.__dict__[_CURSOR] = self.conn.cursor()
+        cur.execute(query.psycopg, params)
 
     def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
         with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
