@@ -12,8 +12,10 @@ and a time the fall-back repeats runs on its first occurrence only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
@@ -218,3 +220,45 @@ def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{value.isoformat()} has no time zone")
     return value.astimezone(UTC)
+
+
+def from_row(row: Mapping[str, Any]) -> Recurrence:
+    """The rule of a ``soniq_recurring_jobs`` row (already checked when it was written)."""
+    seconds = row["interval_seconds"]
+    interval = None if seconds is None else timedelta(seconds=seconds)
+    return Recurrence(row["cron"], interval, row["timezone"])
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """What ``@app.periodic`` recorded: the task, its rule and its catch-up choice."""
+
+    name: str
+    rule: Recurrence
+    catch_up: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedSchedule:
+    """A checked ``app.scheduler.add(...)`` call: one row of ``soniq_recurring_jobs``."""
+
+    name: str
+    rule: Recurrence
+    args_json: str
+    queue: str
+    priority: int
+    catch_up: bool
+
+    def params(self, next_run_at: datetime) -> dict[str, Any]:
+        """The named parameters of the ``schedule_upsert`` query."""
+        return {
+            "name": self.name,
+            "cron": self.rule.cron,
+            "interval_seconds": self.rule.interval_seconds,
+            "timezone": self.rule.timezone,
+            "args": self.args_json,
+            "queue": self.queue,
+            "priority": self.priority,
+            "catch_up": self.catch_up,
+            "next_run_at": next_run_at,
+        }
