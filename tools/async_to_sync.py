@@ -34,6 +34,7 @@ SOURCES = {
     "src/soniq/backend.py": "src/soniq_sync/backend.py",
     "src/soniq/migrations.py": "src/soniq_sync/migrations.py",
     "src/soniq/dead_letter.py": "src/soniq_sync/dead_letter.py",
+    "src/soniq/scheduling.py": "src/soniq_sync/scheduling.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
 }
 
@@ -62,6 +63,7 @@ MODULES = {
     "soniq.backend": "soniq_sync.backend",
     "soniq.dead_letter": "soniq_sync.dead_letter",
     "soniq.migrations": "soniq_sync.migrations",
+    "soniq.scheduling": "soniq_sync.scheduling",
 }
 
 #: Generic types whose blocking form is their last argument: Awaitable[T] -> T.

@@ -25,6 +25,7 @@ from soniq.enqueue import JobRow, Target, run_at_to_datetime
 from soniq.errors import ENQUEUE_CONFLICT, INVALID_ARGUMENT, SCHEMA_MISSING, SoniqError
 from soniq.ids import new_job_ids
 from soniq.migrations import apply_migrations, pending_migrations
+from soniq.scheduling import Scheduler
 from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
@@ -59,6 +60,7 @@ class Soniq(AppBase):
         self._ready = False
         self._init_lock = asyncio.Lock()
         self.dead_letter = DeadLetterQueue(self._fetch_dicts, job_id_param, check_page)
+        self.scheduler = Scheduler(self._fetch_dicts, self._plan_schedule)
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -11,14 +11,23 @@ import itertools
 import uuid
 import weakref
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from soniq.database_url import normalise_database_url
-from soniq.enqueue import JobPlan, UnknownNameWarner, plan_job
-from soniq.errors import INVALID_ARGUMENT, INVALID_JOB_ID, INVALID_JOB_OPTION, SoniqError
-from soniq.registry import JobRegistry, RetryDelay, build_spec
+from soniq.enqueue import JobPlan, UnknownNameWarner, normalise_args, plan_job
+from soniq.errors import (
+    INVALID_ARGUMENT,
+    INVALID_JOB_ID,
+    INVALID_JOB_OPTION,
+    INVALID_TARGET,
+    INVALID_TASK_NAME,
+    SoniqError,
+)
+from soniq.recurrence import PeriodicJob, PlannedSchedule, recurrence
+from soniq.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.settings import SoniqSettings
 from soniq.task_ref import TaskRef
 
@@ -62,6 +71,8 @@ class AppBase:
         self.connection_provider: ConnectionProvider | None = None
         self._warner = UnknownNameWarner()
         self._plans: dict[tuple[object, ...], JobPlan] = {}
+        #: Schedules declared by ``@app.periodic``, by task name.
+        self.periodic_jobs: dict[str, PeriodicJob] = {}
         INSTANCES[next(_SERIAL)] = self
 
     # -- registration ---------------------------------------------------------------
@@ -88,17 +99,110 @@ class AppBase:
         Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
         through one, else to ``"default"``.
         """
+        make_spec = self._spec_maker(
+            _func,
+            "job()",
+            name=name,
+            retries=retries,
+            max_retries=max_retries,
+            priority=priority,
+            queue=queue,
+            unique=unique,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            timeout=timeout,
+            validate=validate,
+            args_model=args_model,
+        )
+
+        def register(func: F) -> F:
+            self.registry.add(make_spec(func))
+            return func
+
+        return register
+
+    def periodic(
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        cron: object = None,
+        every: timedelta | float | None = None,
+        timezone: str | None = None,
+        catch_up: bool = False,
+        **job_kwargs: Any,
+    ) -> Callable[[F], F]:
+        """Register a job that ``soniq scheduler`` runs on a schedule.
+
+        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.schedules``
+        builder, evaluated in ``timezone``, UTC by default) and ``every=`` (a
+        ``timedelta`` or seconds). ``catch_up=True`` makes the scheduler enqueue every
+        run missed while no scheduler was up, instead of skipping them. Any other
+        keyword is an ``@app.job()`` option. The handler is called without arguments.
+        """
+        if _func is not None:
+            self._spec_maker(_func, "periodic(cron=...)")
+        rule = recurrence(cron, every, timezone)
+        if not isinstance(catch_up, bool):
+            raise SoniqError(
+                INVALID_JOB_OPTION, f"catch_up= must be True or False, got {catch_up!r}."
+            )
+        unknown = sorted(set(job_kwargs) - _JOB_OPTIONS)
+        if unknown:
+            raise SoniqError(
+                INVALID_JOB_OPTION,
+                f"@app.periodic got an unknown option {unknown[0]!r}. It takes cron=, every=, "
+                "timezone=, catch_up= and the options of @app.job(): "
+                f"{', '.join(sorted(_JOB_OPTIONS))}.",
+            )
+        make_spec = self._spec_maker(None, "periodic()", **job_kwargs)
+
+        def register(func: F) -> F:
+            spec = make_spec(func)
+            if spec.required_args:
+                raise SoniqError(
+                    INVALID_JOB_OPTION,
+                    f"Periodic job {spec.name!r} is called without arguments, but "
+                    f"{func.__qualname__}{spec.signature} requires "
+                    f"{', '.join(sorted(spec.required_args))}. Give them defaults.",
+                    task_name=spec.name,
+                )
+            self.registry.add(spec)
+            self.periodic_jobs[spec.name] = PeriodicJob(spec.name, rule, catch_up)
+            return func
+
+        return register
+
+    def _spec_maker(
+        self,
+        _func: Callable[..., Any] | None,
+        decorator: str,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        max_retries: int | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        unique: bool = False,
+        retry_delay: RetryDelay = 0,
+        retry_backoff: bool = False,
+        retry_max_delay: float | None = None,
+        timeout: float | None = None,
+        validate: type[BaseModel] | None = None,
+        args_model: type[BaseModel] | None = None,
+    ) -> Callable[[Callable[..., Any]], JobSpec]:
+        """Check the options of ``@app.job()`` now; build a function's spec later."""
         if _func is not None:
             raise SoniqError(
                 INVALID_JOB_OPTION,
-                "@app.job must be called: write @app.job() (with parentheses), "
-                f"above {getattr(_func, '__qualname__', _func)!r}.",
+                f"@app.{decorator.split('(')[0]} must be called: write @app.{decorator} (with "
+                f"parentheses), above {getattr(_func, '__qualname__', _func)!r}.",
             )
         retries = _one_of("retries", retries, "max_retries", max_retries)
         model = _one_of("validate", validate, "args_model", args_model)
 
-        def register(func: F) -> F:
-            spec = build_spec(
+        def make_spec(func: Callable[..., Any]) -> JobSpec:
+            return build_spec(
                 func,
                 name=name,
                 retries=self.settings.max_retries if retries is None else retries,
@@ -112,10 +216,62 @@ class AppBase:
                 args_model=model,
                 name_pattern=self.settings.task_name_pattern,
             )
-            self.registry.add(spec)
-            return func
 
-        return register
+        return make_spec
+
+    def _plan_schedule(
+        self,
+        target: object,
+        *,
+        name: object,
+        cron: object,
+        every: object,
+        timezone: object,
+        args: object,
+        queue: object,
+        priority: object,
+        catch_up: object,
+    ) -> PlannedSchedule:
+        """Check an ``app.scheduler.add(...)`` call completely, before any I/O."""
+        if target is None and name is None:
+            raise SoniqError(
+                INVALID_TARGET,
+                "scheduler.add() needs a target: a @app.job() function, a task-name string, "
+                "a TaskRef, or name='task.name'.",
+            )
+        if name is not None and not isinstance(name, str):
+            raise SoniqError(INVALID_TASK_NAME, f"name= must be a task-name string, got {name!r}.")
+        rule = recurrence(cron, every, timezone)
+        if not isinstance(catch_up, bool):
+            raise SoniqError(
+                INVALID_ARGUMENT, f"catch_up= must be True or False, got {catch_up!r}."
+            )
+        by_name = target is None or isinstance(target, (str, TaskRef))
+        call_args = normalise_args(args, str(name or target))
+        plan = self._plan(
+            name if target is None else target,
+            call_args if by_name else None,
+            {} if by_name else call_args,
+            priority,
+            queue,
+            None,
+            None,
+        )
+        if name is not None and name != plan.resolved.name:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"name={name!r} does not match the target's task name "
+                f"{plan.resolved.name!r}. Pass one of them, or the same name.",
+            )
+        row = plan.row(call_args)
+        return PlannedSchedule(
+            name=row.job_name,
+            rule=rule,
+            args_json=row.args_json,
+            queue=row.queue,
+            priority=row.priority,
+            catch_up=catch_up,
+        )
 
     def _get_job_registry(self) -> JobRegistry:
         """The registry of this app's jobs (kept for hooks written against older docs)."""
@@ -181,6 +337,25 @@ class AppBase:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
+
+
+#: The keyword options of ``@app.job()``, which ``@app.periodic()`` passes on.
+_JOB_OPTIONS = frozenset(
+    {
+        "name",
+        "retries",
+        "max_retries",
+        "priority",
+        "queue",
+        "unique",
+        "retry_delay",
+        "retry_backoff",
+        "retry_max_delay",
+        "timeout",
+        "validate",
+        "args_model",
+    }
+)
 
 
 def check_page(limit: object, offset: object) -> None:

@@ -40,6 +40,13 @@ ENQUEUE_CONFLICT = "SONIQ_ENQUEUE_CONFLICT"
 # Worker
 JOBS_MODULE_IMPORT_FAILED = "SONIQ_JOBS_MODULE_IMPORT_FAILED"
 
+# Recurring jobs (schedules DSL, @app.periodic, app.scheduler)
+INVALID_CRON = "SONIQ_INVALID_CRON"
+INVALID_INTERVAL = "SONIQ_INVALID_INTERVAL"
+INVALID_TIMEZONE = "SONIQ_INVALID_TIMEZONE"
+CRON_OR_EVERY = "SONIQ_CRON_OR_EVERY"
+SCHEDULE_NOT_FOUND = "SONIQ_SCHEDULE_NOT_FOUND"
+
 ALL_CODES: frozenset[str] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )

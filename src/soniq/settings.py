@@ -56,6 +56,8 @@ class SoniqSettings(BaseModel):
     pool_max_size: int = 10
     connect_timeout: float = 10.0
     log_level: str = "INFO"
+    scheduler_poll_interval: float = 1.0
+    scheduler_misfire_grace: float = 60.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
@@ -112,6 +114,7 @@ class SoniqSettings(BaseModel):
         "cleanup_interval",
         "connect_timeout",
         "error_retry_delay",
+        "scheduler_poll_interval",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -119,7 +122,7 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl")
+    @field_validator("result_ttl", "scheduler_misfire_grace")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:

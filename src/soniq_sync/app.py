@@ -26,6 +26,7 @@ from soniq_sync.app_base import SyncAppBase, check_page, job_id_param
 from soniq_sync.backend import PostgresBackend, connect
 from soniq_sync.dead_letter import DeadLetterQueue
 from soniq_sync.migrations import apply_migrations, pending_migrations
+from soniq_sync.scheduling import Scheduler
 
 T = TypeVar("T")
 
@@ -54,6 +55,7 @@ class Soniq(SyncAppBase):
         self._ready = False
         self._init_lock = threading.Lock()
         self.dead_letter = DeadLetterQueue(self._fetch_dicts, job_id_param, check_page)
+        self.scheduler = Scheduler(self._fetch_dicts, self._plan_schedule)
 
     # -- lifecycle ------------------------------------------------------------------
 

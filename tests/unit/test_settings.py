@@ -56,6 +56,8 @@ ENV_CASES = [
     ("SONIQ_CONNECT_TIMEOUT", "connect_timeout", "3", 3.0),
     ("SONIQ_LOG_LEVEL", "log_level", "DEBUG", "DEBUG"),
     ("SONIQ_LISTEN_NOTIFY", "listen_notify", "false", False),
+    ("SONIQ_SCHEDULER_POLL_INTERVAL", "scheduler_poll_interval", "0.5", 0.5),
+    ("SONIQ_SCHEDULER_MISFIRE_GRACE", "scheduler_misfire_grace", "0", 0.0),
 ]
 
 
@@ -149,6 +151,8 @@ REJECTIONS = [
     ({}, {"enqueue_validation": "sometimes"}, "SONIQ_ENQUEUE_VALIDATION"),
     ({}, {"priority": 1001}, "SONIQ_PRIORITY"),
     ({}, {"pool_min_size": 3, "pool_max_size": 1}, "SONIQ_POOL_MAX_SIZE"),
+    ({"SONIQ_SCHEDULER_POLL_INTERVAL": "0"}, {}, "SONIQ_SCHEDULER_POLL_INTERVAL"),
+    ({"SONIQ_SCHEDULER_MISFIRE_GRACE": "-1"}, {}, "SONIQ_SCHEDULER_MISFIRE_GRACE"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import anyio
@@ -14,6 +15,8 @@ from soniq import __version__
 from soniq.app import Soniq
 from soniq.cli.worker_app import app_for_worker, import_jobs_modules
 from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.recurrence import from_row
+from soniq.scheduler import SchedulerProcess, declared_periodic_jobs
 from soniq.settings import SoniqSettings
 
 T = TypeVar("T")
@@ -112,3 +115,85 @@ def worker(ctx: click.Context, concurrency: int | None, queues: str | None, run_
             await app.close()
 
     _run(go, debug)
+
+
+@main.command()
+@click.option(
+    "--list",
+    "list_only",
+    is_flag=True,
+    help="Print every schedule, its state and next run, then exit.",
+)
+@click.pass_context
+def scheduler(ctx: click.Context, list_only: bool) -> None:
+    """Fire recurring jobs: import $SONIQ_JOBS_MODULES, sync their @app.periodic schedules.
+
+    Run as many as you like; one leads (a PostgreSQL advisory lock) and the others
+    take over within seconds if it stops. SIGINT/SIGTERM stop it cleanly.
+    """
+    debug = ctx.obj["debug"]
+    if list_only:
+        _run(_print_schedules, debug)
+        return
+    try:
+        settings = SoniqSettings.load()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if settings.jobs_modules:
+            import_jobs_modules(settings.jobs_modules)
+        else:
+            logging.getLogger("soniq.scheduler").warning(
+                "SONIQ_JOBS_MODULES is empty: no @app.periodic declarations to sync; only "
+                "schedules added with app.scheduler.add() will fire."
+            )
+        app = app_for_worker()
+        declarations = declared_periodic_jobs()
+    except SoniqError as exc:
+        _fail(exc, debug)
+        return
+    # Schedules were checked when they were written; a task this process does not know
+    # (added by another service) is enqueued by name, as a producer without handlers would.
+    app.settings = app.settings.model_copy(update={"enqueue_validation": "none"})
+
+    async def go() -> None:
+        try:
+            await SchedulerProcess(app, declarations).run()
+        finally:
+            await app.close()
+
+    _run(go, debug)
+
+
+async def _print_schedules() -> None:
+    app = Soniq()
+    try:
+        rows = await app.scheduler.list()
+    finally:
+        await app.close()
+    if not rows:
+        click.echo("No schedules.")
+        return
+    table = [("NAME", "SCHEDULE", "STATE", "NEXT RUN (UTC)", "LAST RUN (UTC)")]
+    for row in rows:
+        rule = from_row(row)
+        next_run = row["next_run_at"] if row["status"] == "active" else None
+        table.append(
+            (
+                row["name"],
+                rule.describe() + (", catch-up" if row["catch_up"] else ""),
+                row["status"],
+                _when(next_run),
+                _when(row["last_run_at"]),
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

@@ -296,3 +296,101 @@ WITH src AS (
     RETURNING id, queue
 )
 SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
+
+-- ---------------------------------------------------------------------------------
+-- Scheduler
+-- ---------------------------------------------------------------------------------
+
+-- name: schedule_upsert
+-- app.scheduler.add() and the scheduler's start-up sync of @app.periodic declarations.
+-- Re-adding a name updates the row in place. Its status stays (a paused schedule stays
+-- paused), and so does its next run unless the timing itself changed.
+INSERT INTO soniq_recurring_jobs AS r
+    (name, cron, interval_seconds, timezone, args, queue, priority, catch_up, next_run_at)
+VALUES (
+    %(name)s, %(cron)s::text, %(interval_seconds)s::float8, %(timezone)s,
+    %(args)s::text::jsonb, %(queue)s::text, %(priority)s::int, %(catch_up)s::bool,
+    %(next_run_at)s::timestamptz
+)
+ON CONFLICT (name) DO UPDATE SET
+    next_run_at = CASE
+        WHEN r.cron IS NOT DISTINCT FROM EXCLUDED.cron
+         AND r.interval_seconds IS NOT DISTINCT FROM EXCLUDED.interval_seconds
+         AND r.timezone = EXCLUDED.timezone
+         AND r.next_run_at IS NOT NULL
+        THEN r.next_run_at
+        ELSE EXCLUDED.next_run_at
+    END,
+    cron = EXCLUDED.cron,
+    interval_seconds = EXCLUDED.interval_seconds,
+    timezone = EXCLUDED.timezone,
+    args = EXCLUDED.args,
+    queue = EXCLUDED.queue,
+    priority = EXCLUDED.priority,
+    catch_up = EXCLUDED.catch_up,
+    updated_at = now()
+RETURNING name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+          next_run_at, last_run_at, created_at, updated_at
+
+-- name: schedule_get
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+       next_run_at, last_run_at, created_at, updated_at
+FROM soniq_recurring_jobs WHERE name = %(name)s
+
+-- name: schedule_list
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+       next_run_at, last_run_at, created_at, updated_at
+FROM soniq_recurring_jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+ORDER BY name
+
+-- name: schedule_pause
+UPDATE soniq_recurring_jobs SET status = 'paused', updated_at = now()
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_resume
+-- The next run is counted from now: runs that fell due while paused are not made up.
+-- An active schedule keeps its next run.
+UPDATE soniq_recurring_jobs
+SET next_run_at = CASE WHEN status = 'paused' OR next_run_at IS NULL
+                       THEN %(next_run_at)s::timestamptz ELSE next_run_at END,
+    status = 'active', updated_at = now()
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_remove
+DELETE FROM soniq_recurring_jobs WHERE name = %(name)s RETURNING name
+
+-- name: scheduler_now
+-- The database's clock: every process computes next runs from the same one.
+SELECT now() AS now
+
+-- name: scheduler_due
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, catch_up,
+       next_run_at, now() AS now
+FROM soniq_recurring_jobs
+WHERE status = 'active' AND next_run_at <= now()
+ORDER BY next_run_at, name
+LIMIT %(limit)s::int
+
+-- name: scheduler_advance
+-- Claims one due run: only the first transaction to move next_run_at on from the value
+-- it read matches, so a run is enqueued at most once, whichever scheduler leads.
+UPDATE soniq_recurring_jobs
+SET next_run_at = %(next_run_at)s::timestamptz,
+    last_run_at = COALESCE(%(fired_at)s::timestamptz, last_run_at),
+    updated_at = now()
+WHERE name = %(name)s AND status = 'active' AND next_run_at = %(due)s::timestamptz
+RETURNING name
+
+-- name: scheduler_seconds_to_next
+SELECT EXTRACT(EPOCH FROM min(next_run_at) - now())::float8 AS seconds
+FROM soniq_recurring_jobs WHERE status = 'active'
+
+-- name: scheduler_try_lead
+-- Leadership is a session advisory lock: it lasts as long as this connection does.
+SELECT pg_try_advisory_lock(%(key)s::bigint) AS leading
+
+-- name: scheduler_ping
+SELECT 1

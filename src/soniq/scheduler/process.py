@@ -1,0 +1,215 @@
+"""The ``soniq scheduler`` loop: lead through an advisory lock, enqueue due runs.
+
+Many schedulers may run; the one holding a PostgreSQL session advisory lock on its own
+connection leads, the others retry the lock every ``SONIQ_SCHEDULER_POLL_INTERVAL``.
+When the leader's connection ends (crash, kill -9, network), the server drops the lock
+and another scheduler takes over at its next try.
+
+Each due run is claimed in one transaction that moves ``next_run_at`` on from the
+value read (a conditional UPDATE) and inserts the job, so a run is enqueued at most
+once even if two schedulers believe they lead for a moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+from soniq.adapters import PsycopgAsyncAdapter
+from soniq.app import Soniq, _insert
+from soniq.backend import connect
+from soniq.database_url import require_url
+from soniq.enqueue import JobRow
+from soniq.errors import SoniqError
+from soniq.recurrence import PeriodicJob, decide, from_row
+from soniq.sql import QUERIES
+from soniq.worker.stopping import nap
+
+logger = logging.getLogger("soniq.scheduler")
+
+#: The advisory lock key of scheduler leadership ("soniqsc" in ASCII); distinct from
+#: the migrations' key.
+LEADER_LOCK_KEY = 0x736F6E69717363
+
+# Due schedules read per query, and runs handled per tick before sleeping (so a large
+# catch-up cannot keep the loop from noticing a stop or a lost lock).
+_BATCH = 100
+_MAX_RUNS_PER_TICK = 1000
+
+
+class SchedulerProcess:
+    """One scheduler: syncs declarations, contends for leadership, fires due runs.
+
+    ``app`` supplies the connection pool, settings and registry; ``declarations`` are
+    the ``@app.periodic`` jobs to write into ``soniq_recurring_jobs`` at start.
+    """
+
+    def __init__(self, app: Soniq, declarations: Iterable[PeriodicJob] = ()) -> None:
+        self.app = app
+        self.declarations = list(declarations)
+        self.stopping = asyncio.Event()
+        self.leading = False
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current step."""
+        self.stopping.set()
+
+    async def sync_declarations(self) -> None:
+        """Write every ``@app.periodic`` schedule (re-adding keeps status and next run)."""
+        for decl in self.declarations:
+            rule = decl.rule
+            await self.app.scheduler.add(
+                name=decl.name,
+                cron=rule.cron,
+                every=rule.interval,
+                timezone=rule.timezone,
+                catch_up=decl.catch_up,
+            )
+            logger.info(
+                "schedule %s: %s", decl.name, rule.describe(), extra={"job_name": decl.name}
+            )
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Sync declarations, then lead or wait to lead until :meth:`stop` (or a signal)."""
+        await self.app.ensure_initialized()
+        await self.sync_declarations()
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        interval = self.app.settings.scheduler_poll_interval
+        logger.info("scheduler started; %d declared schedule(s)", len(self.declarations))
+        try:
+            while not self.stopping.is_set():
+                pause = interval
+                try:
+                    if await self.step():
+                        pause = await self._seconds_to_next(interval)
+                except (psycopg.Error, OSError, SoniqError, asyncio.TimeoutError) as exc:
+                    logger.warning("scheduler step failed, retrying: %s", exc)
+                    await self._resign()
+                await nap(self.stopping, pause)
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            await self._resign()
+            logger.info("scheduler stopped")
+
+    async def step(self) -> bool:
+        """Check or take leadership; as leader, fire the due runs. True if leading."""
+        if not await self.lead():
+            return False
+        await self.tick()
+        return True
+
+    async def lead(self) -> bool:
+        """True while this process holds the leader lock (tried once if it does not)."""
+        timeout = self.app.settings.connect_timeout
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(require_url(self.app.settings), self.app.settings)
+            self.leading = False
+        if self.leading:
+            # The lock lives as long as the session: a live session means we still lead.
+            await asyncio.wait_for(self._conn.execute(QUERIES["scheduler_ping"].psycopg), timeout)
+            return True
+        cur = await asyncio.wait_for(
+            self._conn.execute(QUERIES["scheduler_try_lead"].psycopg, {"key": LEADER_LOCK_KEY}),
+            timeout,
+        )
+        row = await cur.fetchone()
+        self.leading = bool(row and row[0])
+        if self.leading:
+            logger.info("leading: this scheduler now fires the due runs")
+        return self.leading
+
+    async def tick(self) -> int:
+        """Handle every due run (up to a bound); return how many jobs were enqueued."""
+        enqueued = handled = 0
+        while handled < _MAX_RUNS_PER_TICK and not self.stopping.is_set():
+            due = await self.app._fetch_dicts("scheduler_due", {"limit": _BATCH})
+            if not due:
+                break
+            for row in due:
+                enqueued += await self._fire(row)
+                handled += 1
+        return enqueued
+
+    async def _fire(self, row: dict[str, Any]) -> int:
+        """Advance one due schedule and enqueue its run, in one transaction."""
+        name: str = row["name"]
+        decision = decide(
+            from_row(row),
+            row["next_run_at"],
+            row["now"],
+            grace=self.app.settings.scheduler_misfire_grace,
+            catch_up=row["catch_up"],
+        )
+        job: JobRow | None = None
+        if decision.fire_at is not None:
+            try:
+                plan = self.app._plan(
+                    name, row["args"], {}, row["priority"], row["queue"], decision.fire_at, None
+                )
+                job = plan.row(row["args"])
+            except SoniqError as exc:
+                logger.error(
+                    "schedule %s: run at %s skipped, cannot build its job: %s",
+                    name,
+                    decision.fire_at.isoformat(),
+                    exc,
+                    extra={"job_name": name},
+                )
+        else:
+            logger.info(
+                "schedule %s: runs missed since %s skipped; next at %s",
+                name,
+                row["next_run_at"].isoformat(),
+                decision.next_run_at.isoformat(),
+                extra={"job_name": name},
+            )
+        params = {
+            "name": name,
+            "due": row["next_run_at"],
+            "next_run_at": decision.next_run_at,
+            "fired_at": decision.fire_at if job is not None else None,
+        }
+        async with self.app.backend.acquire() as conn, conn.transaction():
+            cur = await conn.execute(QUERIES["scheduler_advance"].psycopg, params)
+            if await cur.fetchone() is None:
+                return 0  # paused, removed or fired by another scheduler meanwhile
+            if job is None:
+                return 0
+            job_id = await _insert(PsycopgAsyncAdapter(conn), job)
+        logger.info(
+            "schedule %s: enqueued the run at %s",
+            name,
+            job.scheduled_at.isoformat() if job.scheduled_at else "now",
+            extra={"job_id": job_id, "job_name": name, "queue": job.queue},
+        )
+        return 1
+
+    async def _seconds_to_next(self, longest: float) -> float:
+        rows = await self.app._fetch_dicts("scheduler_seconds_to_next", {})
+        seconds = rows[0]["seconds"] if rows else None
+        if seconds is None:
+            return longest
+        return min(longest, max(0.01, float(seconds)))
+
+    async def _resign(self) -> None:
+        """Close the lock connection; the server releases the lock with it."""
+        conn, self._conn = self._conn, None
+        if self.leading:
+            logger.info("no longer leading")
+        self.leading = False
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception as exc:
+                logger.debug("closing the leader connection failed: %s", exc)
