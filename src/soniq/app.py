@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
-from soniq.app_base import AppBase, check_page, job_id_param
+from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
 from soniq.backend import PostgresBackend, connect
 from soniq.database_url import require_url
 from soniq.dead_letter import DeadLetterQueue
@@ -101,7 +101,10 @@ class Soniq(AppBase):
 
     async def close(self) -> None:
         """Close Soniq's connections. Safe to call twice; the app reopens on next use."""
-        backend, self._backend, self._ready = self._backend, None, False
+        # Under the init lock: a close landing mid-initialisation would otherwise leave
+        # the app marked ready with a pool that is not open.
+        async with self._init_lock:
+            backend, self._backend, self._ready = self._backend, None, False
         if backend is not None:
             await backend.close()
 
@@ -404,7 +407,7 @@ async def _on_callers_connection(
     try:
         return await write(adapter)
     except Exception as exc:
-        if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table, any driver
+        if sqlstate(exc) != "42P01":  # undefined_table
             raise
         raise SoniqError(
             SCHEMA_MISSING,

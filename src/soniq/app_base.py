@@ -358,6 +358,19 @@ _JOB_OPTIONS = frozenset(
 )
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error from any driver, or None.
+
+    psycopg and asyncpg name it ``sqlstate``, psycopg2 ``pgcode``; SQLAlchemy wraps the
+    driver's error in ``orig``.
+    """
+    for err in (exc, getattr(exc, "orig", None)):
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def check_page(limit: object, offset: object) -> None:
     """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
     for label, value in (("limit", limit), ("offset", offset)):

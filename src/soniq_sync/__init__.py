@@ -69,8 +69,9 @@ def configure(database_url: str | None = None, **settings: Any) -> Soniq:
     if fresh.database_url is not None:
         normalise_database_url(fresh.database_url)
     app = default_app()
-    app.close()
     app.settings = fresh
+    app._plans.clear()  # plans hold defaults (priority, attempts) from the old settings
+    app.close()
     return app
 
 

@@ -22,7 +22,7 @@ from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 from soniq_sync.adapters import PsycopgAdapter, SyncAdapter, sync_adapter
-from soniq_sync.app_base import SyncAppBase, check_page, job_id_param
+from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
 from soniq_sync.backend import PostgresBackend, connect
 from soniq_sync.dead_letter import DeadLetterQueue
 from soniq_sync.migrations import apply_migrations, pending_migrations
@@ -96,7 +96,10 @@ class Soniq(SyncAppBase):
 
     def close(self) -> None:
         """Close Soniq's connections. Safe to call twice; the app reopens on next use."""
-        backend, self._backend, self._ready = self._backend, None, False
+        # Under the init lock: a close landing mid-initialisation would otherwise leave
+        # the app marked ready with a pool that is not open.
+        with self._init_lock:
+            backend, self._backend, self._ready = self._backend, None, False
         if backend is not None:
             backend.close()
 
@@ -363,7 +366,7 @@ def _on_callers_connection(connection: object, write: Callable[[SyncAdapter], T]
     try:
         return write(adapter)
     except Exception as exc:
-        if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table, any driver
+        if sqlstate(exc) != "42P01":  # undefined_table
             raise
         raise SoniqError(
             SCHEMA_MISSING,

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from soniq.app_base import AppBase, check_page, job_id_param
+from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
 
-__all__ = ["SyncAppBase", "check_page", "job_id_param"]
+__all__ = ["SyncAppBase", "check_page", "job_id_param", "sqlstate"]
 
 
 class SyncAppBase(AppBase):

@@ -613,3 +613,33 @@ async def test_engines_and_session_factories_are_refused_with_a_pointer(
         engine.dispose()
         await async_engine.dispose()
     assert jobs(url) == {}
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_missing_schema_through_sqlalchemy_is_schema_missing(
+    empty_database_url: str, driver: str
+) -> None:
+    engine = create_engine(sqlalchemy_url(empty_database_url, driver))
+    app = soniq_sync.Soniq(database_url=empty_database_url, enqueue_validation="none")
+    try:
+        with engine.begin() as conn, pytest.raises(soniq.SoniqError) as caught:
+            app.enqueue("a.b", args={}, connection=conn)
+        assert caught.value.code == "SONIQ_SCHEMA_MISSING"
+    finally:
+        app.close()
+        engine.dispose()
+
+
+async def test_missing_schema_through_sqlalchemy_async_is_schema_missing(
+    empty_database_url: str,
+) -> None:
+    engine = create_async_engine(sqlalchemy_url(empty_database_url, "asyncpg"))
+    app = soniq.Soniq(database_url=empty_database_url, enqueue_validation="none")
+    try:
+        async with engine.begin() as conn:
+            with pytest.raises(soniq.SoniqError) as caught:
+                await app.enqueue("a.b", args={}, connection=conn)
+        assert caught.value.code == "SONIQ_SCHEMA_MISSING"
+    finally:
+        await app.close()
+        await engine.dispose()

@@ -276,3 +276,17 @@ def test_threads_sharing_one_autocommit_connection(
     assert sorted((r["args"]["w"], r["args"]["n"]) for r in rows(database_url)) == [
         (w, n) for w in range(4) for n in range(25)
     ]
+
+
+def test_configure_applies_new_defaults_to_later_enqueues(database_url: str) -> None:
+    ref = task_ref("remote.task")
+    soniq_sync.configure(database_url=database_url, max_retries=3)
+    try:
+        first = soniq_sync.enqueue(ref, args={})
+        soniq_sync.configure(database_url=database_url, max_retries=0)
+        second = soniq_sync.enqueue(ref, args={})
+        app = soniq_sync.default_app()
+        attempts = [app.get_job(i)["max_attempts"] for i in (first, second)]  # type: ignore[index]
+        assert attempts == [4, 1]
+    finally:
+        soniq_sync.default_app().close()

@@ -501,3 +501,91 @@ async def test_results_of_one_batch_keep_their_exact_values(app: Soniq) -> None:
     await app.run_worker(run_once=True, concurrency=len(tricky))
     assert [await app.get_result(i) for i in ids] == tricky
     assert {await status(app, i) for i in ids} == {"done"}
+
+
+async def test_nul_characters_in_results_and_errors_do_not_stall_the_worker(
+    app: Soniq, database_url: str
+) -> None:
+    @app.job()
+    async def nul_result() -> str:
+        return "a\x00b"  # jsonb cannot store \u0000
+
+    @app.job(retries=0)
+    async def nul_error() -> None:
+        raise ValueError("bad\x00byte")  # text columns cannot store NUL
+
+    @app.job()
+    async def fine(n: int) -> int:
+        return n
+
+    bad = await app.enqueue(nul_result)
+    failing = await app.enqueue(nul_error)
+    good = [await app.enqueue(fine, n=n) for n in range(5)]
+    await app.run_worker(run_once=True)
+    assert await status(app, bad) == "done"
+    assert await app.get_result(bad) is None
+    assert [await app.get_result(i) for i in good] == list(range(5))
+    (record,) = await app.dead_letter.list()
+    assert str(record["id"]) == failing
+    assert "bad\\x00byte" in record["last_error"]
+
+
+async def test_a_validator_raising_a_non_validation_error_dead_letters_the_job(
+    database_url: str,
+) -> None:
+    from pydantic import field_validator
+
+    class Strict(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def positive(cls, value: int) -> int:
+            if value < 0:
+                raise TypeError("negative")  # pydantic does not wrap TypeError
+            return value
+
+    async with Soniq(database_url=database_url, enqueue_validation="none") as app:
+
+        @app.job(name="strict.job", validate=Strict)
+        async def handler(n: int) -> None: ...
+
+        producer = Soniq(database_url=database_url, enqueue_validation="none")
+        job_id = await producer.enqueue("strict.job", args={"n": -1})
+        await producer.close()
+        await app.run_worker(run_once=True)
+        assert await status(app, job_id) == "dead_letter"
+        record = await app.dead_letter.get(job_id)
+        assert record is not None and "negative" in record["reason"]
+
+
+async def test_stop_during_a_claim_requeues_the_claimed_jobs(app: Soniq, database_url: str) -> None:
+    @app.job(retries=0)
+    async def work(n: int) -> None: ...
+
+    worker = Soniq(database_url=database_url, poll_interval=0.05, listen_notify=False)
+    worker.registry = app.registry
+    w = worker.worker()
+    run = asyncio.create_task(w.run(concurrency=2))
+    async with await psycopg.AsyncConnection.connect(database_url) as locker:
+        # Hold the table so that the worker's next claim waits inside PostgreSQL, then
+        # queue the jobs in the same transaction: the claim sees them once it may go on.
+        await locker.execute("LOCK TABLE soniq_jobs IN ACCESS EXCLUSIVE MODE")
+
+        async def claim_is_waiting() -> bool:
+            rows = await sql(
+                database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%FOR UPDATE SKIP LOCKED%%'",
+            )
+            return bool(rows[0][0])
+
+        await wait_for(claim_is_waiting, timeout=15, message="a claim waiting on the lock")
+        await app.enqueue_many(work, [{"n": n} for n in range(10)], connection=locker)
+        w.stop()  # lands while the claim is in flight
+        await locker.commit()
+    await asyncio.wait_for(run, 30)
+    await worker.close()
+    rows = await sql(database_url, "SELECT status, attempts FROM soniq_jobs")
+    assert sorted(rows) == [("queued", 0)] * 10  # requeued, attempts not spent
+    assert await sql(database_url, "SELECT count(*) FROM soniq_workers") == [(0,)]

@@ -71,10 +71,8 @@ class Acknowledger:
                         "one was presumed dead); their completions were dropped",
                         len(batch) - len(written),
                     )
-            except BaseException as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
-                if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-                    raise
                 if deadline is not None and loop.time() >= deadline:
                     logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
                     return
@@ -87,6 +85,24 @@ class Acknowledger:
                     self.retry_delay,
                 )
                 await nap(closing if deadline is None else asyncio.Event(), self.retry_delay)
+            except psycopg.Error as exc:
+                # A value the server refuses (results are checked when dumped, so this is
+                # a last resort) must not stall every later completion: write the batch
+                # again without results. Without results it cannot fail on data; if it
+                # does, the jobs are left to stale-worker recovery.
+                if all(result is None for _, _, result in batch):
+                    logger.error("could not acknowledge %d jobs: %s", len(batch), exc)
+                    continue
+                logger.error(
+                    "could not store the results of %d jobs (%s); marking them done "
+                    "without results",
+                    len(batch),
+                    str(exc).strip(),
+                )
+                self._done[:0] = [(job_id, attempt, None) for job_id, attempt, _ in batch]
+            except BaseException:
+                self._done[:0] = batch  # cancelled: keep them for the shutdown flush
+                raise
 
     async def settle(self, job: ClaimedJob, outcome: Outcome, closing: asyncio.Event) -> None:
         """Write a non-batched outcome (retry, dead-letter, requeue) for ``job``.

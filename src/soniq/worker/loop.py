@@ -28,7 +28,7 @@ from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.liveness import Liveness
-from soniq.worker.runner import ClaimedJob, Done, JobRunner, Requeue
+from soniq.worker.runner import Bury, ClaimedJob, Done, JobRunner, Requeue, Retry
 from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
 
@@ -57,6 +57,7 @@ class Worker:
         # handler runs in a thread that cannot be interrupted: cancelling its task
         # would requeue the job while the thread goes on, so the job would run twice.
         self._running: dict[asyncio.Task[None], bool] = {}
+        self._job_of: dict[asyncio.Task[None], ClaimedJob] = {}
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
@@ -203,6 +204,7 @@ class Worker:
         task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
         spec = self.registry.get(job.job_name)
         self._running[task] = spec is None or spec.is_async
+        self._job_of[task] = job
         task.add_done_callback(self._finished)
 
     async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
@@ -210,6 +212,16 @@ class Worker:
             outcome = await self.runner.run(job)
         except asyncio.CancelledError:
             outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
+        except Exception as exc:
+            # The runner turns handler errors into outcomes; this is anything else. The
+            # row must not stay 'processing' under a live worker, so count it a failure.
+            logger.exception("running job %s failed", job.id, extra=job.log_extra())
+            error = f"Worker error: {type(exc).__name__}: {exc}".replace("\x00", "\\x00")
+            outcome = (
+                Retry(self.settings.error_retry_delay, error)
+                if job.attempt < job.max_attempts
+                else Bury(error, error)
+            )
         if isinstance(outcome, Done):
             acks.done(job, outcome.result)  # batched: no I/O here
         else:
@@ -218,6 +230,7 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
+        self._job_of.pop(task, None)
         self._finished_count += 1
         if self._ready and self._acks is not None:
             self._start(self._ready.popleft(), self._acks)
@@ -306,13 +319,23 @@ class Worker:
         # first, so that no finishing job starts one of them.)
         waiting = [acks.settle(job, Requeue(0.0), self._stopping) for job in self._ready]
         self._ready.clear()
-        for task, cancellable in self._running.items():
+        running, job_of = dict(self._running), dict(self._job_of)
+        for task, cancellable in running.items():
             if cancellable:
                 task.cancel()
-        if any(not cancellable for cancellable in self._running.values()):
+        if any(not cancellable for cancellable in running.values()):
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
-        await asyncio.shield(asyncio.gather(*self._running, *waiting, return_exceptions=True))
+        await asyncio.shield(asyncio.gather(*running, *waiting, return_exceptions=True))
+        # A task cancelled before its first step never reached _execute's handler (a
+        # stop that lands while a claim is in flight): requeue its job here.
+        unstarted = [
+            acks.settle(job_of[task], Requeue(0.0), self._stopping)
+            for task in running
+            if task.cancelled()
+        ]
+        if unstarted:
+            await asyncio.shield(asyncio.gather(*unstarted, return_exceptions=True))
         self._closing.set()
         acks.wake()
         ack_task, others = background[0], background[1:]

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import logging
+import re
 import sys
 import time
 import traceback
@@ -133,7 +134,13 @@ class JobRunner:
             try:
                 kwargs = dict(spec.args_model.model_validate(job.args))
             except ValidationError as exc:
-                return Bury(f"Arguments failed {spec.args_model.__name__}: {exc}")
+                return Bury(_text(f"Arguments failed {spec.args_model.__name__}: {exc}"))
+            except Exception as exc:  # a validator raising TypeError etc. is not wrapped
+                return Bury(
+                    _text(f"Arguments failed {spec.args_model.__name__}: {exc!r}"),
+                    _text(f"{type(exc).__name__}: {exc}"),
+                    _text(_trace(exc)),
+                )
         if spec.context_param is not None:
             kwargs[spec.context_param] = self._context(job)
 
@@ -198,12 +205,14 @@ class JobRunner:
     async def _failed(
         self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
     ) -> Outcome:
-        error = f"{type(exc).__name__}: {exc}"
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = _text(f"{type(exc).__name__}: {exc}")
+        trace = _text(_trace(exc))
         await run_hooks("on_error", self.on_error, job.job_name, job.id, str(exc), job.attempt)
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
-            return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
+            return Bury(
+                _text(f"Arguments do not fit {spec.func.__qualname__}: {exc}"), error, trace
+            )
         if job.attempt >= job.max_attempts:
             return Bury(f"Failed all {job.max_attempts} attempts.", error, trace)
         logger.info(
@@ -247,16 +256,34 @@ def _fits(spec: JobSpec, kwargs: dict[str, Any]) -> bool:
     return True
 
 
+# A JSON escape of NUL: \u0000 after an even number of backslashes (itself unescaped).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _trace(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _text(value: str) -> str:
+    """``value`` made storable in a PostgreSQL text column, which refuses NUL."""
+    return value.replace("\x00", "\\x00") if "\x00" in value else value
+
+
 def _dump_result(job: ClaimedJob, result: Any) -> str | None:
     if result is None:
         return None
     try:
-        return json.dumps(result, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(result, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError):
+        text = None
+    # jsonb refuses \u0000 anywhere; one such result would fail its whole ack batch.
+    if text is None or ("\\u0000" in text and _JSON_NUL.search(text)):
         logger.warning(
-            "job %s returned a %s, which is not JSON; its result is not stored",
+            "job %s returned a %s that PostgreSQL cannot store as JSON (not JSON, or "
+            "text with a NUL character); its result is not stored",
             job.job_name,
             type(result).__name__,
             extra=job.log_extra(),
         )
         return None
+    return text
