@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import platform
-import secrets
 import signal
 import statistics
 import sys
@@ -34,10 +33,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import conninfo
+from support import Scratch, loadavg, positive
 
 import soniq
 import soniq_sync
@@ -94,13 +93,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=positive,
         default=None,
         help="timed rounds per measurement; the median is reported (default 3, 1 with --quick)",
     )
     parser.add_argument(
         "--single",
-        type=_positive,
+        type=positive,
         default=None,
         help="jobs per round for the one-at-a-time measurements (default 5000)",
     )
@@ -133,15 +132,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(_positive(part) for part in text.split(",") if part.strip())
+    return tuple(positive(part) for part in text.split(",") if part.strip())
 
 
 # --------------------------------------------------------------------------- results
@@ -564,26 +556,11 @@ async def describe(url: str, opts: Options) -> list[str]:
         f"{os.cpu_count()} CPUs",
         f"median of {opts.rounds} timed round(s) after 1 shorter warm-up round; soniq_jobs "
         f"truncated before every round{'; --quick' if opts.quick else ''}",
-        f"load average at start {_loadavg()} (other work on the box skews the figures)",
+        f"load average at start {loadavg()} (other work on the box skews the figures)",
     ]
 
 
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 # --------------------------------------------------------------------------- database
-
-
-def url_for(url: str, dbname: str) -> str:
-    """``url`` pointed at another database on the same server."""
-    if "://" not in url:  # key=value conninfo
-        return conninfo.make_conninfo(url, dbname=dbname)
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
 
 
 def asyncpg_dsn(url: str) -> dict[str, Any] | str:
@@ -597,21 +574,6 @@ def asyncpg_dsn(url: str) -> dict[str, Any] | str:
     return dsn
 
 
-async def create_database(admin_url: str, name: str) -> None:
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
-        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
-        try:
-            await conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        except psycopg.errors.SyntaxError:  # PostgreSQL < 13
-            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 async def main_async(opts: Options) -> int:
     # SIGTERM cancels the run like Ctrl-C does, so the scratch database is still dropped.
     task = asyncio.current_task()
@@ -619,14 +581,12 @@ async def main_async(opts: Options) -> int:
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     admin_url = normalise_database_url(opts.database_url)
-    name = f"soniq_bench_{secrets.token_hex(4)}"
+    scratch = Scratch(admin_url)
     try:
-        await create_database(admin_url, name)
+        url = await scratch.create()
     except psycopg.Error as exc:
         print(f"Cannot create a scratch database on {admin_url}: {exc}", file=sys.stderr)
         return 2
-    url = url_for(admin_url, name)
-    print(f"scratch database {name}", flush=True)
     bench = Bench(url, asyncpg_dsn(url), opts)
     try:
         header = await describe(url, opts)
@@ -640,8 +600,7 @@ async def main_async(opts: Options) -> int:
         try:
             await bench.close()
         finally:
-            await drop_database(admin_url, name)
-            print(f"dropped scratch database {name}", flush=True)
+            await scratch.drop_all()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -652,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):  # the database is dropped by then
         print("interrupted", file=sys.stderr)
         return 130
-    print(f"total {time.perf_counter() - started:.1f} s, load average now {_loadavg()}")
+    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
     return code
 
 

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shutil
 import signal
 import statistics
@@ -49,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo, sql
+from support import Scratch, loadavg, positive
 
 import soniq
 from soniq import Soniq
@@ -197,26 +197,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "(default: $SONIQ_DATABASE_URL, else %(default)s)",
     )
     parser.add_argument(
-        "--jobs", type=_positive, default=None, help="jobs per drain round (default 50000)"
+        "--jobs", type=positive, default=None, help="jobs per drain round (default 50000)"
     )
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=positive,
         default=None,
         help="drain rounds per case; the median is reported (default 3, 1 with --quick)",
     )
     parser.add_argument(
-        "--concurrency", type=_positive, default=64, help="worker concurrency (default 64)"
+        "--concurrency", type=positive, default=64, help="worker concurrency (default 64)"
     )
     parser.add_argument(
         "--latency-jobs",
-        type=_positive,
+        type=positive,
         default=None,
         help="jobs in the pickup-latency measurement, one at a time (default 300)",
     )
     parser.add_argument(
         "--procrastinate-jobs",
-        type=_positive,
+        type=positive,
         default=None,
         help="jobs per Procrastinate drain round (default 5000: it runs ~150 jobs/s here)",
     )
@@ -274,13 +274,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         quick=quick,
         json_path=ns.json_path,
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 # --------------------------------------------------------------------------- results
@@ -351,43 +344,6 @@ class Skipped:
 
 
 # --------------------------------------------------------------------------- databases
-
-
-def url_for(url: str, dbname: str) -> str:
-    """``url`` pointed at another database on the same server."""
-    if "://" not in url:  # key=value conninfo
-        return conninfo.make_conninfo(url, dbname=dbname)
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
-
-
-class Scratch:
-    """Scratch databases created on demand and all dropped by :meth:`drop_all`."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.names: list[str] = []
-
-    async def create(self) -> str:
-        name = f"soniq_bench_{secrets.token_hex(4)}"
-        async with await psycopg.AsyncConnection.connect(self.admin_url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.names.append(name)
-        print(f"scratch database {name}", flush=True)
-        return url_for(self.admin_url, name)
-
-    async def drop_all(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self.admin_url, autocommit=True) as conn:
-            for name in self.names:
-                ident = sql.Identifier(name)
-                try:
-                    await conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
-                    )
-                except psycopg.errors.SyntaxError:  # PostgreSQL < 13
-                    await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
-                print(f"dropped scratch database {name}", flush=True)
-        self.names.clear()
 
 
 async def execute(url: str, *statements: str) -> None:
@@ -1024,7 +980,7 @@ async def describe(url: str, opts: Options) -> list[str]:
         f"drain: median of {opts.rounds} round(s); queue table "
         f"{'ANALYZEd' if opts.analyze else 'not analyzed'} and CHECKPOINT after enqueueing, "
         f"autovacuum as each project configures it{'; --quick' if opts.quick else ''}",
-        f"load average at start {_loadavg()} (other work on the box skews the figures)",
+        f"load average at start {loadavg()} (other work on the box skews the figures)",
     ]
 
 
@@ -1049,17 +1005,10 @@ def _source_commit() -> str:
     return f"commit {head}{'+' if dirty else ''}"
 
 
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def dump_json(bench: Bench, header: list[str], path: str) -> None:
     data = {
         "header": header,
-        "load_average_end": _loadavg(),
+        "load_average_end": loadavg(),
         "drain": [
             {
                 "key": r.key,
@@ -1131,7 +1080,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):  # the databases are dropped by then
         print("interrupted", file=sys.stderr)
         return 130
-    print(f"total {time.perf_counter() - started:.1f} s, load average now {_loadavg()}")
+    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
     return code
 
 
