@@ -25,10 +25,12 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from soniq import Soniq
 
 PG_CTL_TIMEOUT = 60.0
 
@@ -225,3 +227,13 @@ def private_pg() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[Soniq]:
+    """The producer side: enqueues by task name and inspects jobs."""
+    app = Soniq(database_url=database_url, enqueue_validation="none")
+    try:
+        yield app
+    finally:
+        await app.close()

@@ -9,11 +9,8 @@ scheduler's exit status and stderr.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq
-from tests.acceptance.test_worker_process import WorkerProcess, until
+from tests.acceptance.processes import SoniqProcess, start_soniq, until
 
 JOBS_MODULE = """
 from soniq import Soniq
@@ -48,23 +45,16 @@ class Schedulers:
         self.tmp_path = tmp_path
         self.database_url = database_url
         (tmp_path / "sched_jobs.py").write_text(JOBS_MODULE)
-        self.procs: list[WorkerProcess] = []
+        self.procs: list[SoniqProcess] = []
 
-    def start(self, *args: str) -> WorkerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
-        env.update(TIMINGS, SONIQ_DATABASE_URL=self.database_url, SONIQ_JOBS_MODULES="sched_jobs")
+    def start(self, *args: str) -> SoniqProcess:
+        env = {
+            **TIMINGS,
+            "SONIQ_DATABASE_URL": self.database_url,
+            "SONIQ_JOBS_MODULES": "sched_jobs",
+        }
         name = f"scheduler{len(self.procs) + 1}"
-        log_path = self.tmp_path / f"{name}.stderr"
-        with log_path.open("wb") as err, (self.tmp_path / f"{name}.stdout").open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "soniq", "scheduler", *args],
-                cwd=self.tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        started = WorkerProcess(name, proc, log_path)
+        started = start_soniq(self.tmp_path, name, ["scheduler", *args], env)
         self.procs.append(started)
         return started
 
@@ -85,15 +75,6 @@ def schedulers(tmp_path: Path, database_url: str) -> Iterator[Schedulers]:
         started.close()
 
 
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[Soniq]:
-    app = Soniq(database_url=database_url, enqueue_validation="none")
-    try:
-        yield app
-    finally:
-        await app.close()
-
-
 def run_times(database_url: str, job_name: str = "t.tick") -> list[object]:
     """The scheduled_at of every job of ``job_name``, in order."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -111,7 +92,7 @@ def assert_one_job_per_tick(times: list[object]) -> None:
     assert gaps <= {timedelta(seconds=1)}, f"runs not one second apart: {times}"
 
 
-def leaders(procs: list[WorkerProcess]) -> list[WorkerProcess]:
+def leaders(procs: list[SoniqProcess]) -> list[SoniqProcess]:
     return [p for p in procs if "leading:" in p.log()]
 
 

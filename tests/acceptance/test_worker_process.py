@@ -9,12 +9,8 @@ timed-out wait shows each worker's exit status and stderr.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +20,7 @@ import pytest
 
 from soniq import Soniq
 from tests.acceptance.conftest import PrivatePostgres
-from tests.helpers import wait_for
+from tests.acceptance.processes import SoniqProcess, start_soniq, until
 
 JOBS_MODULE = '''
 import asyncio
@@ -104,63 +100,6 @@ FAST_TIMINGS = {
 OUTAGE_SECONDS = 1.0
 
 
-class WorkerProcess:
-    """One ``soniq worker`` subprocess, its stderr captured to a file."""
-
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.name = name
-        self.proc = proc
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def describe(self) -> str:
-        """For failure messages: exit status and everything the worker logged."""
-        status = "running" if self.alive() else f"exited with {self.proc.returncode}"
-        return f"--- {self.name} (pid {self.proc.pid}) {status}; stderr:\n{self.log()}"
-
-    async def wait_exit(self, timeout: float) -> int:  # noqa: ASYNC109
-        await until(lambda: not self.alive(), timeout, f"{self.name} to exit", [self])
-        code = self.proc.returncode
-        assert code is not None
-        return code
-
-    async def wait_log(self, text: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        await until(
-            lambda: text in self.log() or not self.alive(),
-            timeout,
-            f"{text!r} in the log of {self.name}",
-            [self],
-        )
-        assert text in self.log(), f"{self.name} died before logging {text!r}\n{self.describe()}"
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-
-async def until(
-    predicate: Callable[[], object],
-    timeout: float,  # noqa: ASYNC109 - a deadline is the point here
-    what: str,
-    workers: Sequence[WorkerProcess] = (),
-    interval: float = 0.05,
-) -> None:
-    """:func:`tests.helpers.wait_for` (sync or async predicate) that, on timeout, adds
-    the workers' state and stderr *as of the timeout* to the failure message."""
-    try:
-        await wait_for(predicate, timeout, interval, what)
-    except AssertionError as exc:
-        details = "\n".join(worker.describe() for worker in workers)
-        raise AssertionError(f"{exc}\n{details}") from None
-
-
 class Spawner:
     """Starts workers in ``tmp_path``; kills whatever is left at teardown."""
 
@@ -169,7 +108,7 @@ class Spawner:
         self.marks = tmp_path / "marks"
         self.marks.mkdir()
         (tmp_path / "jobs_mod.py").write_text(JOBS_MODULE)
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[SoniqProcess] = []
 
     def start(
         self,
@@ -177,28 +116,17 @@ class Spawner:
         *args: str,
         global_args: Sequence[str] = (),
         **env_overrides: str,
-    ) -> WorkerProcess:
+    ) -> SoniqProcess:
         """Run ``python -m soniq [global_args] worker [args]`` with fast timings."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
-        env.update(FAST_TIMINGS)
-        env.update(
-            SONIQ_DATABASE_URL=database_url,
-            SONIQ_JOBS_MODULES="jobs_mod",
-            JOBS_MARK_DIR=str(self.marks),
-        )
-        env.update(env_overrides)
+        env = {
+            **FAST_TIMINGS,
+            "SONIQ_DATABASE_URL": database_url,
+            "SONIQ_JOBS_MODULES": "jobs_mod",
+            "JOBS_MARK_DIR": str(self.marks),
+            **env_overrides,
+        }
         name = f"worker{len(self.workers) + 1}"
-        log_path = self.tmp_path / f"{name}.stderr"
-        with log_path.open("wb") as err, (self.tmp_path / f"{name}.stdout").open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "soniq", *global_args, "worker", *args],
-                cwd=self.tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        worker = WorkerProcess(name, proc, log_path)
+        worker = start_soniq(self.tmp_path, name, ["worker", *args], env, global_args)
         self.workers.append(worker)
         return worker
 
@@ -230,16 +158,6 @@ def spawner(tmp_path: Path) -> Iterator[Spawner]:
         yield spawn
     finally:
         spawn.close()
-
-
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[Soniq]:
-    """The producer side: enqueues by task name and inspects jobs."""
-    app = Soniq(database_url=database_url, enqueue_validation="none")
-    try:
-        yield app
-    finally:
-        await app.close()
 
 
 async def job(app: Soniq, job_id: str) -> dict[str, Any]:
