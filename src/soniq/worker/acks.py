@@ -166,14 +166,19 @@ def _batch_params(batch: list[tuple[str, int, str | None]]) -> dict[str, str]:
 def _statement(job: ClaimedJob, outcome: Outcome) -> tuple[str, dict[str, Any]]:
     fence = {"id": job.id, "attempt": job.attempt}
     if isinstance(outcome, Retry):
-        return "retry_job", {**fence, "delay": outcome.delay, "error": outcome.error}
+        return "retry_job", {**fence, "delay": outcome.delay, "error": _storable(outcome.error)}
     if isinstance(outcome, Requeue):
         return "snooze_job", {**fence, "delay": outcome.delay}
     if isinstance(outcome, Bury):
         return "dead_letter_job", {
             **fence,
-            "reason": outcome.reason,
-            "error": outcome.error,
-            "traceback": outcome.traceback,
+            "reason": _storable(outcome.reason),
+            "error": _storable(outcome.error),
+            "traceback": _storable(outcome.traceback),
         }
     raise AssertionError(f"unexpected outcome {outcome!r}")
+
+
+def _storable(text: str | None) -> str | None:
+    """Error text a PostgreSQL text column accepts: NUL, which it refuses, is escaped."""
+    return text.replace("\x00", "\\x00") if text is not None and "\x00" in text else text

@@ -216,7 +216,7 @@ class Worker:
             # The runner turns handler errors into outcomes; this is anything else. The
             # row must not stay 'processing' under a live worker, so count it a failure.
             logger.exception("running job %s failed", job.id, extra=job.log_extra())
-            error = f"Worker error: {type(exc).__name__}: {exc}".replace("\x00", "\\x00")
+            error = f"Worker error: {type(exc).__name__}: {exc}"
             outcome = (
                 Retry(self.settings.error_retry_delay, error)
                 if job.attempt < job.max_attempts

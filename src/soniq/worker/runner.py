@@ -134,12 +134,12 @@ class JobRunner:
             try:
                 kwargs = dict(spec.args_model.model_validate(job.args))
             except ValidationError as exc:
-                return Bury(_text(f"Arguments failed {spec.args_model.__name__}: {exc}"))
+                return Bury(f"Arguments failed {spec.args_model.__name__}: {exc}")
             except Exception as exc:  # a validator raising TypeError etc. is not wrapped
                 return Bury(
-                    _text(f"Arguments failed {spec.args_model.__name__}: {exc!r}"),
-                    _text(f"{type(exc).__name__}: {exc}"),
-                    _text(_trace(exc)),
+                    f"Arguments failed {spec.args_model.__name__}: {exc!r}",
+                    f"{type(exc).__name__}: {exc}",
+                    _trace(exc),
                 )
         if spec.context_param is not None:
             kwargs[spec.context_param] = self._context(job)
@@ -205,14 +205,12 @@ class JobRunner:
     async def _failed(
         self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
     ) -> Outcome:
-        error = _text(f"{type(exc).__name__}: {exc}")
-        trace = _text(_trace(exc))
+        error = f"{type(exc).__name__}: {exc}"
+        trace = _trace(exc)
         await run_hooks("on_error", self.on_error, job.job_name, job.id, str(exc), job.attempt)
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
-            return Bury(
-                _text(f"Arguments do not fit {spec.func.__qualname__}: {exc}"), error, trace
-            )
+            return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
         if job.attempt >= job.max_attempts:
             return Bury(f"Failed all {job.max_attempts} attempts.", error, trace)
         logger.info(
@@ -262,11 +260,6 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 def _trace(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def _text(value: str) -> str:
-    """``value`` made storable in a PostgreSQL text column, which refuses NUL."""
-    return value.replace("\x00", "\\x00") if "\x00" in value else value
 
 
 def _dump_result(job: ClaimedJob, result: Any) -> str | None:
