@@ -30,6 +30,7 @@ import pytest
 from psycopg import conninfo, sql
 
 if TYPE_CHECKING:
+    import soniq_sync
     from soniq import Soniq
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -211,3 +212,15 @@ async def app(database_url: str) -> AsyncIterator[Soniq]:
         yield soniq_app
     finally:
         await soniq_app.close()
+
+
+@pytest.fixture
+def sync_app(database_url: str) -> Iterator[soniq_sync.Soniq]:
+    """A blocking ``soniq_sync.Soniq`` on a fresh, migrated database; closed after the test."""
+    import soniq_sync
+
+    app = soniq_sync.Soniq(database_url=database_url)
+    try:
+        yield app
+    finally:
+        app.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -141,15 +140,6 @@ async def test_every_bad_add_raises_and_writes_nothing(app: Soniq, database_url:
             await call(arg)
         assert info.value.code == code, (call, arg)
     assert schedule_rows(database_url) == []
-
-
-@pytest.fixture
-def sync_app(database_url: str) -> Iterator[soniq_sync.Soniq]:
-    app = soniq_sync.Soniq(database_url=database_url)
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def test_the_blocking_app_has_the_same_scheduler(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,15 +16,6 @@ from psycopg.rows import dict_row
 
 import soniq_sync
 from soniq import JobContext, SoniqError, task_ref
-
-
-@pytest.fixture
-def sync_app(database_url: str) -> Iterator[soniq_sync.Soniq]:
-    app = soniq_sync.Soniq(database_url=database_url)
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def rows(url: str, table: str = "soniq_jobs") -> list[dict[str, Any]]:
