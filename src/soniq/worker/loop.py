@@ -53,11 +53,8 @@ class Worker:
         self.hooks = hooks or {}
         self.id = str(uuid.uuid4())
         self.processed = 0
-        # Running job tasks, and whether each may be cancelled at shutdown. A sync
-        # handler runs in a thread that cannot be interrupted: cancelling its task
-        # would requeue the job while the thread goes on, so the job would run twice.
-        self._running: dict[asyncio.Task[None], bool] = {}
-        self._job_of: dict[asyncio.Task[None], ClaimedJob] = {}
+        # Running job tasks and the job each one runs.
+        self._running: dict[asyncio.Task[None], ClaimedJob] = {}
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
@@ -202,9 +199,7 @@ class Worker:
 
     def _start(self, job: ClaimedJob, acks: Acknowledger) -> None:
         task = asyncio.create_task(self._execute(job, acks), name=f"soniq-job-{job.id}")
-        spec = self.registry.get(job.job_name)
-        self._running[task] = spec is None or spec.is_async
-        self._job_of[task] = job
+        self._running[task] = job
         task.add_done_callback(self._finished)
 
     async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
@@ -230,7 +225,6 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
-        self._job_of.pop(task, None)
         self._finished_count += 1
         if self._ready and self._acks is not None:
             self._start(self._ready.popleft(), self._acks)
@@ -319,19 +313,19 @@ class Worker:
         # first, so that no finishing job starts one of them.)
         waiting = [acks.settle(job, Requeue(0.0), self._stopping) for job in self._ready]
         self._ready.clear()
-        running, job_of = dict(self._running), dict(self._job_of)
-        for task, cancellable in running.items():
-            if cancellable:
+        running = dict(self._running)
+        for task, job in running.items():
+            if self._interruptible(job):
                 task.cancel()
-        if any(not cancellable for cancellable in running.values()):
+        if not all(self._interruptible(job) for job in running.values()):
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*running, *waiting, return_exceptions=True))
         # A task cancelled before its first step never reached _execute's handler (a
         # stop that lands while a claim is in flight): requeue its job here.
         unstarted = [
-            acks.settle(job_of[task], Requeue(0.0), self._stopping)
-            for task in running
+            acks.settle(job, Requeue(0.0), self._stopping)
+            for task, job in running.items()
             if task.cancelled()
         ]
         if unstarted:
@@ -347,6 +341,13 @@ class Worker:
         with contextlib.suppress(*_DB_ERRORS):
             await liveness.deregister()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    def _interruptible(self, job: ClaimedJob) -> bool:
+        """Whether shutdown may cancel ``job``. A sync handler runs in a thread that
+        cannot be interrupted: cancelling its task would requeue the job while the
+        thread goes on, so the job would run twice."""
+        spec = self.registry.get(job.job_name)
+        return spec is None or spec.is_async
 
     async def _until_connected(self, action: Callable[[], Any]) -> None:
         while not self._stopping.is_set():
