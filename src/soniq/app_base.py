@@ -71,6 +71,7 @@ class AppBase:
         self.connection_provider: ConnectionProvider | None = None
         self._warner = UnknownNameWarner()
         self._plans: dict[tuple[object, ...], JobPlan] = {}
+        self._plans_settings = self.settings  # the settings the cached plans were made with
         #: Schedules declared by ``@app.periodic``, by task name.
         self.periodic_jobs: dict[str, PeriodicJob] = {}
         INSTANCES[next(_SERIAL)] = self
@@ -309,6 +310,11 @@ class AppBase:
         unique: bool | None,
     ) -> JobPlan:
         key: tuple[object, ...] | None = None
+        if self._plans_settings is not self.settings:
+            # Plans carry defaults (priority, attempts) from the settings they were made
+            # with; new settings (soniq_sync.configure) start a new cache.
+            self._plans.clear()
+            self._plans_settings = self.settings
         if priority is None and queue is None and scheduled_at is None and unique is None:
             # The common call: a plan depends only on the target while the registry
             # stays the same, so it is worked out once.

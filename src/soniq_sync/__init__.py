@@ -70,7 +70,6 @@ def configure(database_url: str | None = None, **settings: Any) -> Soniq:
         normalise_database_url(fresh.database_url)
     app = default_app()
     app.settings = fresh
-    app._plans.clear()  # plans hold defaults (priority, attempts) from the old settings
     app.close()
     return app
 
