@@ -31,7 +31,7 @@ async def soniq_tables(url: str) -> set[str]:
 
 async def test_setup_creates_every_table_then_is_a_no_op(empty_database_url: str) -> None:
     async with Soniq(database_url=empty_database_url) as app:
-        assert await app.setup() == ["0001_initial", "0002_recurring"]
+        assert await app.setup() == ["0001_initial", "0002_recurring", "0003_operations"]
         assert await soniq_tables(empty_database_url) == TABLES
         assert await app.setup() == []
 
@@ -45,10 +45,16 @@ async def test_concurrent_setups_apply_each_migration_once(empty_database_url: s
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(one)
-    assert sorted(results) == [[], [], [], [], ["0001_initial", "0002_recurring"]]
+    assert sorted(results) == [
+        [],
+        [],
+        [],
+        [],
+        ["0001_initial", "0002_recurring", "0003_operations"],
+    ]
     async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
         cur = await conn.execute("SELECT count(*) FROM soniq_migrations")
-        assert await cur.fetchone() == (2,)
+        assert await cur.fetchone() == (3,)
 
 
 async def test_claim_index_covers_only_queued_rows(database_url: str) -> None:
