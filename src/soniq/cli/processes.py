@@ -1,0 +1,126 @@
+"""The long-running commands: ``soniq worker`` and ``soniq scheduler``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from soniq.app import Soniq
+from soniq.cli.output import emit_table, fail, run
+from soniq.cli.worker_app import app_for_worker, import_jobs_modules
+from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.recurrence import from_row
+from soniq.scheduler import SchedulerProcess, declared_periodic_jobs
+from soniq.settings import SoniqSettings
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Jobs in flight at once (default: $SONIQ_CONCURRENCY or 4).",
+)
+@click.option("--queues", help="Comma-separated queues to serve (default: all queues).")
+@click.option("--run-once", is_flag=True, help="Process the jobs runnable now, then exit.")
+def worker(concurrency: int | None, queues: str | None, run_once: bool) -> None:
+    """Run jobs: import $SONIQ_JOBS_MODULES and serve their @app.job() handlers."""
+    try:
+        settings = SoniqSettings.load()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if not settings.jobs_modules:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                "SONIQ_JOBS_MODULES is empty, so the worker knows no jobs. Set it to the "
+                "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs.",
+            )
+        import_jobs_modules(settings.jobs_modules)
+        app = app_for_worker()
+    except SoniqError as exc:
+        fail(exc)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+
+    async def go() -> bool:
+        try:
+            return await app.run_worker(
+                concurrency=concurrency or app.settings.concurrency,
+                run_once=run_once,
+                queues=queue_list,
+            )
+        finally:
+            await app.close()
+
+    run(go)
+
+
+@click.command()
+@click.option(
+    "--list",
+    "list_only",
+    is_flag=True,
+    help="Print every schedule, its state and next run, then exit.",
+)
+def scheduler(list_only: bool) -> None:
+    """Fire recurring jobs: import $SONIQ_JOBS_MODULES, sync their @app.periodic schedules.
+
+    Run as many as you like; one leads (a PostgreSQL advisory lock) and the others
+    take over within seconds if it stops. SIGINT/SIGTERM stop it cleanly.
+    """
+    if list_only:
+        run(_print_schedules)
+        return
+    try:
+        settings = SoniqSettings.load()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if settings.jobs_modules:
+            import_jobs_modules(settings.jobs_modules)
+        else:
+            logging.getLogger("soniq.scheduler").warning(
+                "SONIQ_JOBS_MODULES is empty: no @app.periodic declarations to sync; only "
+                "schedules added with app.scheduler.add() will fire."
+            )
+        app = app_for_worker()
+        declarations = declared_periodic_jobs()
+    except SoniqError as exc:
+        fail(exc)
+    # Schedules were checked when they were written; a task this process does not know
+    # (added by another service) is enqueued by name, as a producer without handlers would.
+    app.settings = app.settings.model_copy(update={"enqueue_validation": "none"})
+
+    async def go() -> None:
+        try:
+            await SchedulerProcess(app, declarations).run()
+        finally:
+            await app.close()
+
+    run(go)
+
+
+async def _print_schedules() -> None:
+    app = Soniq()
+    try:
+        rows = await app.scheduler.list()
+    finally:
+        await app.close()
+    for row in rows:
+        rule = from_row(row)
+        row["schedule"] = rule.describe() + (", catch-up" if row["catch_up"] else "")
+        if row["status"] != "active":
+            row["next_run_at"] = None
+    emit_table(
+        rows,
+        [
+            ("name", "NAME"),
+            ("schedule", "SCHEDULE"),
+            ("status", "STATE"),
+            ("next_run_at", "NEXT RUN (UTC)"),
+            ("last_run_at", "LAST RUN (UTC)"),
+        ],
+        empty="No schedules.",
+    )
