@@ -10,10 +10,13 @@ from typing import Any
 
 import asyncpg
 import psycopg
+import psycopg2
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import soniq_sync
 from soniq import Soniq, SoniqError
@@ -160,7 +163,18 @@ async def test_the_transactional_path_carries_the_context(
                 many_asyncpg = await app.enqueue_many(tx, [{"n": 4}], connection=pg)
         finally:
             await pg.close()
-    for job_id in [by_psycopg, *many_psycopg, by_asyncpg, *many_asyncpg]:
+        engine = create_async_engine(
+            make_url(database_url).set(drivername="postgresql+psycopg").render_as_string(False)
+        )
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                by_sqlalchemy = await app.enqueue(tx, n=5, connection=session)
+                many_sqlalchemy = await app.enqueue_many(tx, [{"n": 6}], connection=session)
+        finally:
+            await engine.dispose()
+    written = [by_psycopg, *many_psycopg, by_asyncpg, *many_asyncpg]
+    written += [by_sqlalchemy, *many_sqlalchemy]
+    for job_id in written:
         headers = await headers_of(database_url, job_id)
         assert headers["traceparent"].split("-")[1] == trace_hex(request)
 
@@ -178,19 +192,25 @@ def test_the_blocking_app_carries_the_context(
         many_ids = sync_app.enqueue_many(job, [{"n": 2}, {"n": 3}])
         with psycopg.connect(database_url) as conn, conn.transaction():
             tx_id = sync_app.enqueue(job, n=4, connection=conn)
+        legacy = psycopg2.connect(database_url)
+        try:
+            with legacy:  # commits
+                legacy_ids = sync_app.enqueue_many(job, [{"n": 5}, {"n": 6}], connection=legacy)
+        finally:
+            legacy.close()
+    written = [one_id, *many_ids, tx_id, *legacy_ids]
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT id::text, headers FROM soniq_jobs WHERE id = ANY(%s::uuid[])",
-            ([one_id, *many_ids, tx_id],),
+            "SELECT id::text, headers FROM soniq_jobs WHERE id = ANY(%s::uuid[])", (written,)
         ).fetchall()
-    assert len(rows) == 4
+    assert len(rows) == 6
     for _, headers in rows:
         assert headers["traceparent"].split("-")[1] == trace_hex(view)
 
     assert sync_app.run_worker(run_once=True) is True
     runs = named(spans.get_finished_spans(), "soniq.run t.sync-producer")
     assert {run.context.trace_id for run in runs} == {view.get_span_context().trace_id}
-    assert len(runs) == 4
+    assert len(runs) == 6
 
 
 async def test_a_failing_job_has_an_error_span_with_the_exception(
