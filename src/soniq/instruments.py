@@ -41,7 +41,7 @@ class EnqueueInstruments:
     def enqueuing(self, rows: Sequence[JobRow]) -> AbstractContextManager[None]:
         """Around the write of ``rows`` (all of one task and queue).
 
-        Inside a recording span: a PRODUCER span, current during the write, whose
+        Inside an active span: a PRODUCER span, current during the write, whose
         context is stored in each row's ``headers``. After a successful write: the
         rows are counted in ``soniq_jobs_enqueued_total``. A failure of the
         instruments themselves is logged and never fails the enqueue.

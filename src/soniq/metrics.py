@@ -84,7 +84,7 @@ class SoniqMetrics:
         self.enqueued = add(
             prom.Counter,
             "soniq_jobs_enqueued_total",
-            "Jobs enqueued through this process (counted when the row is written).",
+            "Jobs enqueued through this process: each job id an enqueue call returned.",
             LABELS,
         )
         self.started = add(

@@ -1,6 +1,6 @@
 """OpenTelemetry: a trace that runs from the code that enqueues a job into its run.
 
-An enqueue made inside a recording span gets a PRODUCER span of its own, and the
+An enqueue made while a span is active gets a PRODUCER span of its own, and the
 context of that span (W3C ``traceparent``, ``tracestate`` and any baggage, through
 the global propagator) is written into the job row's ``headers`` column. The worker
 runs each job inside a CONSUMER span whose parent is the context read back from the
@@ -108,7 +108,7 @@ class ProducerSpan:
 
 
 class ProducerTracing:
-    """Starts PRODUCER spans for enqueues made inside a recording span."""
+    """Starts PRODUCER spans for enqueues made while a span is active."""
 
     def __init__(self) -> None:
         from opentelemetry import trace
@@ -151,10 +151,6 @@ class JobSpan:
     def __init__(self, span: Span, token: Token[Context]) -> None:
         self.span = span
         self.token = token
-
-    def failed(self, exc: BaseException) -> None:
-        """Record the exception the handler raised."""
-        self.span.record_exception(exc)
 
     def end(self, outcome: str, error: str | None) -> None:
         """Close the span: ``outcome`` as an attribute, status ERROR when ``error``."""
