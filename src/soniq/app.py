@@ -190,6 +190,13 @@ class Soniq(AppBase):
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
+        if self._instruments is None:
+            return await self._write(row, connection)
+        with self._instruments.enqueuing([row]):
+            return await self._write(row, connection)
+
+    async def _write(self, row: JobRow, connection: Any) -> str:
+        """Insert one checked row: on the caller's connection, or through the pool."""
         connection = self._current_connection(connection)
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert(a, row))
@@ -246,6 +253,13 @@ class Soniq(AppBase):
         ]
         if not rows:
             return []
+        if self._instruments is None:
+            return await self._write_many(rows, connection)
+        with self._instruments.enqueuing(rows):
+            return await self._write_many(rows, connection)
+
+    async def _write_many(self, rows: list[JobRow], connection: Any) -> list[str]:
+        """Insert checked rows in one statement: on the caller's connection, or the pool's."""
         connection = self._current_connection(connection)
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert_many(a, rows))
@@ -356,9 +370,9 @@ async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
 
 
 async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
-    """Write a batch in one statement (COPY without dedup keys); ids in input order."""
+    """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
-    if first.dedup_key is None:
+    if first.dedup_key is None and first.headers is None:
         shared: tuple[object, ...] = (
             first.job_name,
             first.queue,
@@ -370,12 +384,14 @@ async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
         await adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
-        ids = await _insert_deduplicated(adapter, rows)
+        ids = await _insert_rows(adapter, rows)
     await adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
     return ids
 
 
-async def _insert_deduplicated(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+async def _insert_rows(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+    """The batch in one INSERT, which (unlike COPY) skips queued duplicates and writes
+    headers; a row whose duplicate left the queue meanwhile is inserted on its own."""
     params = {
         **rows[0].params(),
         "ids": [r.id for r in rows],

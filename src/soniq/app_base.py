@@ -26,6 +26,7 @@ from soniq.errors import (
     INVALID_TASK_NAME,
     SoniqError,
 )
+from soniq.instruments import EnqueueInstruments, enqueue_instruments
 from soniq.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.settings import SoniqSettings
@@ -72,6 +73,8 @@ class AppBase:
         self._warner = UnknownNameWarner()
         self._plans: dict[tuple[object, ...], JobPlan] = {}
         self._plans_settings = self.settings  # the settings the cached plans were made with
+        #: Metrics and tracing of enqueues; None when both are off (the usual case).
+        self._instruments: EnqueueInstruments | None = enqueue_instruments(self.settings)
         #: Schedules declared by ``@app.periodic``, by task name.
         self.periodic_jobs: dict[str, PeriodicJob] = {}
         INSTANCES[next(_SERIAL)] = self
@@ -315,6 +318,7 @@ class AppBase:
             # with; new settings (soniq_sync.configure) start a new cache.
             self._plans.clear()
             self._plans_settings = self.settings
+            self._instruments = enqueue_instruments(self.settings)
         if priority is None and queue is None and scheduled_at is None and unique is None:
             # The common call: a plan depends only on the target while the registry
             # stays the same, so it is worked out once.

@@ -54,6 +54,8 @@ class JobRow:
     max_attempts: int
     dedup_key: str | None
     scheduled_at: datetime | None
+    #: Propagation headers as JSON text (a trace context), or None; see soniq.tracing.
+    headers: str | None = None
 
     def params(self) -> dict[str, Any]:
         """The named parameters of the ``insert_job`` query."""
@@ -66,6 +68,7 @@ class JobRow:
             "max_attempts": self.max_attempts,
             "dedup_key": self.dedup_key,
             "scheduled_at": self.scheduled_at,
+            "headers": self.headers,
         }
 
 

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from soniq.errors import INVALID_SETTING, SoniqError
 
 EnqueueValidation = Literal["strict", "warn", "none"]
+TracingMode = Literal["auto", "on", "off"]
+LogFormat = Literal["text", "json"]
 
 #: Explicit task names: lowercase ASCII segments joined by single dots.
 DEFAULT_TASK_NAME_PATTERN = r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$"
@@ -58,6 +60,13 @@ class SoniqSettings(BaseModel):
     log_level: str = "INFO"
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
+    # Observability (see soniq.metrics, soniq.tracing, soniq.log_context).
+    metrics: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_interval: float = 5.0
+    tracing: TracingMode = "auto"
+    log_format: LogFormat = "text"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
@@ -115,6 +124,7 @@ class SoniqSettings(BaseModel):
         "connect_timeout",
         "error_retry_delay",
         "scheduler_poll_interval",
+        "metrics_interval",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -150,7 +160,21 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be between 1 and 1000")
         return value
 
-    @field_validator("enqueue_validation", mode="before")
+    @field_validator("metrics_port")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port number between 1 and 65535")
+        return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be an address to listen on, such as 0.0.0.0 or 127.0.0.1")
+        return value.strip()
+
+    @field_validator("enqueue_validation", "tracing", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -171,6 +195,11 @@ class SoniqSettings(BaseModel):
         except re.error as exc:
             raise ValueError(f"is not a valid regular expression ({exc})") from None
         return value
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether Soniq records Prometheus metrics (``SONIQ_METRICS`` or a metrics port)."""
+        return self.metrics or self.metrics_port is not None
 
     def _check_relations(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:

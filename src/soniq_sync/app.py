@@ -163,6 +163,13 @@ class Soniq(SyncAppBase):
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
+        if self._instruments is None:
+            return self._write(row, connection)
+        with self._instruments.enqueuing([row]):
+            return self._write(row, connection)
+
+    def _write(self, row: JobRow, connection: Any) -> str:
+        """Insert one checked row: on the caller's connection, or through the pool."""
         connection = self._current_connection(connection)
         if connection is not None:
             return _on_callers_connection(connection, lambda a: _insert(a, row))
@@ -219,6 +226,13 @@ class Soniq(SyncAppBase):
         ]
         if not rows:
             return []
+        if self._instruments is None:
+            return self._write_many(rows, connection)
+        with self._instruments.enqueuing(rows):
+            return self._write_many(rows, connection)
+
+    def _write_many(self, rows: list[JobRow], connection: Any) -> list[str]:
+        """Insert checked rows in one statement: on the caller's connection, or the pool's."""
         connection = self._current_connection(connection)
         if connection is not None:
             return _on_callers_connection(connection, lambda a: _insert_many(a, rows))
@@ -317,9 +331,9 @@ def _insert(adapter: SyncAdapter, row: JobRow) -> str:
 
 
 def _insert_many(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
-    """Write a batch in one statement (COPY without dedup keys); ids in input order."""
+    """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
-    if first.dedup_key is None:
+    if first.dedup_key is None and first.headers is None:
         shared: tuple[object, ...] = (
             first.job_name,
             first.queue,
@@ -331,12 +345,14 @@ def _insert_many(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
         adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
-        ids = _insert_deduplicated(adapter, rows)
+        ids = _insert_rows(adapter, rows)
     adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
     return ids
 
 
-def _insert_deduplicated(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
+def _insert_rows(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
+    """The batch in one INSERT, which (unlike COPY) skips queued duplicates and writes
+    headers; a row whose duplicate left the queue meanwhile is inserted on its own."""
     params = {
         **rows[0].params(),
         "ids": [r.id for r in rows],

@@ -58,6 +58,12 @@ ENV_CASES = [
     ("SONIQ_LISTEN_NOTIFY", "listen_notify", "false", False),
     ("SONIQ_SCHEDULER_POLL_INTERVAL", "scheduler_poll_interval", "0.5", 0.5),
     ("SONIQ_SCHEDULER_MISFIRE_GRACE", "scheduler_misfire_grace", "0", 0.0),
+    ("SONIQ_METRICS", "metrics", "true", True),
+    ("SONIQ_METRICS_PORT", "metrics_port", "9100", 9100),
+    ("SONIQ_METRICS_HOST", "metrics_host", " 127.0.0.1 ", "127.0.0.1"),
+    ("SONIQ_METRICS_INTERVAL", "metrics_interval", "0.5", 0.5),
+    ("SONIQ_TRACING", "tracing", "OFF", "off"),
+    ("SONIQ_LOG_FORMAT", "log_format", "Json", "json"),
 ]
 
 
@@ -153,6 +159,14 @@ REJECTIONS = [
     ({}, {"pool_min_size": 3, "pool_max_size": 1}, "SONIQ_POOL_MAX_SIZE"),
     ({"SONIQ_SCHEDULER_POLL_INTERVAL": "0"}, {}, "SONIQ_SCHEDULER_POLL_INTERVAL"),
     ({"SONIQ_SCHEDULER_MISFIRE_GRACE": "-1"}, {}, "SONIQ_SCHEDULER_MISFIRE_GRACE"),
+    ({"SONIQ_METRICS_PORT": "0"}, {}, "SONIQ_METRICS_PORT"),
+    ({"SONIQ_METRICS_PORT": "65536"}, {}, "SONIQ_METRICS_PORT"),
+    ({"SONIQ_METRICS_PORT": "http"}, {}, "SONIQ_METRICS_PORT"),
+    ({"SONIQ_METRICS": "maybe"}, {}, "SONIQ_METRICS"),
+    ({}, {"metrics_host": "  "}, "SONIQ_METRICS_HOST"),
+    ({"SONIQ_METRICS_INTERVAL": "0"}, {}, "SONIQ_METRICS_INTERVAL"),
+    ({"SONIQ_TRACING": "sometimes"}, {}, "SONIQ_TRACING"),
+    ({"SONIQ_LOG_FORMAT": "xml"}, {}, "SONIQ_LOG_FORMAT"),
 ]
 
 

@@ -54,4 +54,5 @@ def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) 
         "priority": priority,
         "max_attempts": max_attempts,
         "scheduled_at": rest[0] if rest else None,
+        "headers": None,
     }

@@ -10,6 +10,8 @@ from soniq.app import Soniq
 from soniq.cli.output import emit_table, fail, run
 from soniq.cli.worker_app import app_for_worker, import_jobs_modules
 from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.log_context import configure_process_logging
+from soniq.metrics import require_prometheus
 from soniq.recurrence import from_row
 from soniq.scheduler import SchedulerProcess, declared_periodic_jobs
 from soniq.settings import SoniqSettings
@@ -23,22 +25,32 @@ from soniq.settings import SoniqSettings
 )
 @click.option("--queues", help="Comma-separated queues to serve (default: all queues).")
 @click.option("--run-once", is_flag=True, help="Process the jobs runnable now, then exit.")
-def worker(concurrency: int | None, queues: str | None, run_once: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port at /metrics (default: $SONIQ_METRICS_PORT; "
+    "off when unset). Needs soniq[metrics].",
+)
+def worker(
+    concurrency: int | None, queues: str | None, run_once: bool, metrics_port: int | None
+) -> None:
     """Run jobs: import $SONIQ_JOBS_MODULES and serve their @app.job() handlers."""
     try:
         settings = SoniqSettings.load()
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_process_logging(settings)
         if not settings.jobs_modules:
             raise SoniqError(
                 INVALID_ARGUMENT,
                 "SONIQ_JOBS_MODULES is empty, so the worker knows no jobs. Set it to the "
                 "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs.",
             )
+        if settings.metrics_enabled or metrics_port is not None:
+            # Said now, not as an import failure of the first jobs module that builds an app.
+            require_prometheus()
         import_jobs_modules(settings.jobs_modules)
         app = app_for_worker()
+        if metrics_port is not None:
+            app.settings = app.settings.model_copy(update={"metrics_port": metrics_port})
     except SoniqError as exc:
         fail(exc)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
@@ -74,10 +86,7 @@ def scheduler(list_only: bool) -> None:
         return
     try:
         settings = SoniqSettings.load()
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_process_logging(settings)
         if settings.jobs_modules:
             import_jobs_modules(settings.jobs_modules)
         else:

@@ -12,11 +12,11 @@
 -- transaction into one.
 WITH ins AS (
     INSERT INTO soniq_jobs
-        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at)
+        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers)
     VALUES (
         %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
-        COALESCE(%(scheduled_at)s::timestamptz, now())
+        COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb
     )
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -28,23 +28,26 @@ SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
 -- insert_job for rows without a dedup key: nothing to skip, nothing to return. The
 -- NOTIFY rides in the FROM clause (pg_notify returns one empty row) instead of a CTE
 -- with RETURNING, which costs the server about 10 us less per row.
-INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts, scheduled_at)
+INSERT INTO soniq_jobs
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers)
 SELECT %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
-       %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now())
+       %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now()),
+       %(headers)s::text::jsonb
 FROM pg_notify('soniq_new_job', %(queue)s)
 
 -- name: insert_jobs
--- enqueue_many with dedup keys: one statement, so every row is written or none is.
--- Rows whose key is already queued (or repeats earlier in the batch) are skipped;
--- the caller looks their ids up with find_queued_duplicates.
+-- enqueue_many with dedup keys or trace headers (which COPY does not write): one
+-- statement, so every row is written or none is. Rows whose key is already queued (or
+-- repeats earlier in the batch) are skipped; the caller looks their ids up with
+-- find_queued_duplicates. Every row of a batch shares its headers.
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::text[]::jsonb[], %(dedup_keys)s::text[])
         WITH ORDINALITY AS b(id, args, dedup_key, n)
 ), ins AS (
     INSERT INTO soniq_jobs
-        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at)
+        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers)
     SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
-           dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now())
+           dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb
     FROM batch ORDER BY n
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -154,7 +157,7 @@ WHERE j.id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max_attempts,
-          j.scheduled_at, j.created_at
+          j.scheduled_at, j.created_at, j.headers
 
 -- name: complete_jobs
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
@@ -262,6 +265,21 @@ SELECT (SELECT count(*) FROM dead)::int AS workers,
        (SELECT count(*) FROM requeued)::int AS requeued,
        (SELECT count(*) FROM buried)::int AS dead_lettered,
        (SELECT pg_notify('soniq_new_job', queue) FROM requeued LIMIT 1) AS woke
+
+-- ---------------------------------------------------------------------------------
+-- Metrics
+-- ---------------------------------------------------------------------------------
+
+-- name: queue_gauges
+-- The metrics' per-queue gauges, read by each worker every SONIQ_METRICS_INTERVAL
+-- seconds (never per job or per scrape): jobs ready to run now, and how long the
+-- oldest of them has been ready. It walks the claim index's rows.
+SELECT queue, count(*)::bigint AS depth,
+       EXTRACT(EPOCH FROM now() - min(scheduled_at))::float8 AS oldest_age
+FROM soniq_jobs
+WHERE status = 'queued' AND scheduled_at <= now()
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+GROUP BY queue
 
 -- ---------------------------------------------------------------------------------
 -- Dead letters

@@ -22,11 +22,13 @@ import psycopg
 
 from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
+from soniq.log_context import CURRENT_JOB
 from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
 from soniq.worker.deadlines import Deadlines
+from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
 from soniq.worker.runner import Bury, ClaimedJob, Done, JobRunner, Requeue, Retry
 from soniq.worker.stopping import nap
@@ -71,6 +73,8 @@ class Worker:
         self._claim_seconds = 0.0
         self._rate = 0.0
         self._rate_mark = (0.0, 0)
+        # Metrics and tracing of each job; None when both are off (see _observed).
+        self.instruments: JobInstruments | None = None
 
     def stop(self) -> None:
         """Ask the worker to shut down: stop claiming, requeue running jobs, leave."""
@@ -86,7 +90,11 @@ class Worker:
         """
         if run_once:
             return await self.run_once(queues, concurrency=concurrency)
-        async with self._signals(), self._session(concurrency, queues, listen=True) as acks:
+        async with (
+            self._signals(),
+            self._observed(),
+            self._session(concurrency, queues, listen=True) as acks,
+        ):
             while not self._stopping.is_set():
                 # Cleared before the claim, never after: a wake-up (a new job, a stop)
                 # that arrives while the claim is in flight must not be lost.
@@ -109,7 +117,7 @@ class Worker:
         concurrency: int = 4,
     ) -> bool:
         """Process the jobs that are runnable now, then return; True if any ran."""
-        async with self._session(concurrency, queues, listen=False) as acks:
+        async with self._observed(), self._session(concurrency, queues, listen=False) as acks:
             while not self._stopping.is_set():
                 self._nudge.clear()
                 want = self._wanted()
@@ -203,6 +211,8 @@ class Worker:
         task.add_done_callback(self._finished)
 
     async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
+        CURRENT_JOB.set(job)  # this task's log records are about the job (log_context)
+        probe = None if self.instruments is None else self.instruments.start(job)
         try:
             outcome = await self.runner.run(job)
         except asyncio.CancelledError:
@@ -217,6 +227,8 @@ class Worker:
                 if job.attempt < job.max_attempts
                 else Bury(error, error)
             )
+        if probe is not None:
+            probe.end(outcome)
         if isinstance(outcome, Done):
             acks.done(job, outcome.result)  # batched: no I/O here
         else:
@@ -224,7 +236,7 @@ class Worker:
             await asyncio.shield(acks.settle(job, outcome, self._stopping))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        job = self._running.pop(task, None)
         self._finished_count += 1
         if self._ready and self._acks is not None:
             self._start(self._ready.popleft(), self._acks)
@@ -232,7 +244,8 @@ class Worker:
         if self._slot_wanted and self._wanted() >= self._threshold():
             self._nudge.set()
         if not task.cancelled() and task.exception() is not None:
-            logger.error("job task crashed", exc_info=task.exception())
+            extra = job.log_extra() if job is not None else None
+            logger.error("job task crashed", exc_info=task.exception(), extra=extra)
 
     async def _wait(self, timeout: float | None) -> None:
         """Sleep until nudged (a job announced, slots freed, a stop) or ``timeout``."""
@@ -254,6 +267,7 @@ class Worker:
             worker_id=self.id,
             executor=executor,
             deadlines=deadlines,
+            instruments=self.instruments,
         )
         # The worker's own writes (claims, acknowledgements, heartbeats, retries) go
         # through a pool that does not wait for the WAL flush at commit. A server crash
@@ -292,6 +306,11 @@ class Worker:
             background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:
             logger.info("LISTEN/NOTIFY disabled; polling every %gs", settings.poll_interval)
+        if self.instruments is not None and self.instruments.metrics is not None:
+            gauges = QueueGauges(
+                self.db, self.instruments.metrics, queues, settings.metrics_interval
+            )
+            background.append(asyncio.create_task(gauges.run(self._closing)))
         logger.info(
             "worker %s started: concurrency %d, queues %s, %d task(s) registered",
             self.id,
@@ -305,6 +324,13 @@ class Worker:
             await self._shutdown(acks, liveness, background)
             executor.shutdown(wait=False, cancel_futures=True)
             await self.db.close()
+
+    @contextlib.asynccontextmanager
+    async def _observed(self) -> AsyncIterator[None]:
+        """Metrics and tracing for this run, as the settings ask (and /metrics if a port)."""
+        self.instruments = job_instruments(self.settings)
+        async with metrics_endpoint(self.settings):
+            yield
 
     async def _shutdown(
         self, acks: Acknowledger, liveness: Liveness, background: list[asyncio.Task[None]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -14,15 +15,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
+from soniq.log_context import current_job_fields
 from soniq.registry import JobRegistry, JobSpec
 from soniq.types import JobContext, Snooze
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.retry import retry_delay
+
+if TYPE_CHECKING:
+    from soniq.worker.instruments import JobInstruments
 
 logger = logging.getLogger("soniq.worker")
 
@@ -39,6 +43,8 @@ class ClaimedJob(NamedTuple):
     max_attempts: int
     scheduled_at: datetime | None
     created_at: datetime | None
+    #: Propagation headers as the producer stored them (a trace context), or None.
+    headers: Any
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ClaimedJob:
@@ -99,7 +105,9 @@ async def run_hooks(event: str, hooks: Sequence[Hook], *args: Any) -> None:
             if result is not None and inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            logger.warning("Hook %s failed: %r", event, exc, extra={"hook": event})
+            logger.warning(
+                "Hook %s failed: %r", event, exc, extra={"hook": event, **current_job_fields()}
+            )
 
 
 class JobRunner:
@@ -114,6 +122,7 @@ class JobRunner:
         worker_id: str,
         executor: Executor,
         deadlines: Deadlines,
+        instruments: JobInstruments | None = None,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -123,6 +132,7 @@ class JobRunner:
         self.worker_id = worker_id
         self.executor = executor
         self.deadlines = deadlines
+        self.instruments = instruments
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -181,8 +191,16 @@ class JobRunner:
         else:
             loop = asyncio.get_running_loop()
             started: asyncio.Future[None] = loop.create_future()
+            # In a copy of this task's context: the handler's logs and spans then belong
+            # to the job (soniq.log_context, the job's trace span).
             work = loop.run_in_executor(
-                self.executor, partial(_run_sync, loop, started, spec.func, kwargs)
+                self.executor,
+                contextvars.copy_context().run,
+                _run_sync,
+                loop,
+                started,
+                spec.func,
+                kwargs,
             )
             # The timeout counts from the handler's start, not from the wait for a
             # free thread (a timed-out sync handler keeps its thread until it returns).
@@ -207,6 +225,8 @@ class JobRunner:
     ) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"
         trace = _trace(exc)
+        if self.instruments is not None:
+            self.instruments.failed(exc)
         await run_hooks("on_error", self.on_error, job.job_name, job.id, str(exc), job.attempt)
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
