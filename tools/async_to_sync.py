@@ -35,6 +35,7 @@ SOURCES = {
     "src/soniq/migrations.py": "src/soniq_sync/migrations.py",
     "src/soniq/dead_letter.py": "src/soniq_sync/dead_letter.py",
     "src/soniq/scheduling.py": "src/soniq_sync/scheduling.py",
+    "src/soniq/retention.py": "src/soniq_sync/retention.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
 }
 
@@ -63,6 +64,7 @@ MODULES = {
     "soniq.backend": "soniq_sync.backend",
     "soniq.dead_letter": "soniq_sync.dead_letter",
     "soniq.migrations": "soniq_sync.migrations",
+    "soniq.retention": "soniq_sync.retention",
     "soniq.scheduling": "soniq_sync.scheduling",
 }
 

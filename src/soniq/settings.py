@@ -26,6 +26,8 @@ DEFAULT_TASK_NAME_PATTERN = r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$"
 # Variables read under a second name as well (the glossary says SONIQ_WORKER_CONCURRENCY).
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {"concurrency": ("SONIQ_WORKER_CONCURRENCY",)}
 _LIST_FIELDS = frozenset({"jobs_modules", "queues"})
+# Values of SONIQ_FINISHED_JOB_RETENTION that keep finished jobs for good.
+_OFF_WORDS = frozenset({"off", "none", "never"})
 
 
 def env_name(field: str) -> str:
@@ -46,6 +48,8 @@ class SoniqSettings(BaseModel):
     queues: tuple[str, ...] = ("default",)
     job_timeout: float | None = 300.0
     result_ttl: float = 300.0
+    finished_job_retention: float | None = 3600.0
+    prune_interval: float = 60.0
     poll_interval: float = 5.0
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 300.0
@@ -132,11 +136,27 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl", "scheduler_misfire_grace")
+    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:
             raise ValueError("must be a finite number >= 0")
+        return value
+
+    @field_validator("finished_job_retention", mode="before")
+    @classmethod
+    def _off_keeps_forever(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in _OFF_WORDS:
+            return None
+        return value
+
+    @field_validator("finished_job_retention")
+    @classmethod
+    def _retention(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value < math.inf:
+            raise ValueError(
+                "must be a finite number of seconds >= 0, or off to keep finished jobs"
+            )
         return value
 
     @field_validator("concurrency", "pool_min_size", "pool_max_size")

@@ -25,7 +25,8 @@ from soniq_sync.adapters import PsycopgAdapter, SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
 from soniq_sync.backend import PostgresBackend, connect
 from soniq_sync.dead_letter import DeadLetterQueue
-from soniq_sync.migrations import apply_migrations, pending_migrations
+from soniq_sync.migrations import apply_migrations, migration_status, pending_migrations
+from soniq_sync.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.scheduling import Scheduler
 
 T = TypeVar("T")
@@ -286,9 +287,13 @@ class Soniq(SyncAppBase):
         return bool(self._fetch_dicts("cancel_job", {"id": job_id_param(job_id)}))
 
     def get_result(self, job_id: str) -> Any:
-        """The return value of a finished job, or None if it has none (yet)."""
-        rows = self._fetch_dicts("get_result", {"id": job_id_param(job_id)})
-        return rows[0]["result"] if rows and rows[0]["status"] == "done" else None
+        """The return value of a done job, or None: none yet, none at all, or expired.
+
+        A result is kept for SONIQ_RESULT_TTL seconds after the job finished.
+        """
+        params = {"id": job_id_param(job_id), "ttl": result_ttl(self.settings)}
+        rows = self._fetch_dicts("get_result", params)
+        return rows[0]["result"] if rows else None
 
     def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted."""
@@ -302,6 +307,53 @@ class Soniq(SyncAppBase):
                 row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
             )
         return stats
+
+    def status(self) -> dict[str, Any]:
+        """What the queues hold and who serves them, for dashboards and ``soniq status``.
+
+        ``queues`` has one dict per queue (see the API reference for the keys);
+        ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
+        ``stale_workers`` the others.
+        """
+        queues = self._fetch_dicts("queue_status", {})
+        workers = self.list_workers()
+        live = sum(1 for w in workers if not w["stale"])
+        return {"queues": queues, "workers": live, "stale_workers": len(workers) - live}
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        """Every row of ``soniq_workers``, oldest first, with heartbeat age and jobs held.
+
+        ``stale`` is True for a worker silent for longer than SONIQ_HEARTBEAT_TIMEOUT.
+        """
+        return self._fetch_dicts("list_workers", {"timeout": self.settings.heartbeat_timeout})
+
+    def unregistered_tasks(self) -> list[dict[str, Any]]:
+        """Task names that queued, running or dead-lettered jobs use but this app does
+        not register, each with its ``queued``, ``processing`` and ``dead_letter``
+        counts, sorted by name. Empty when every job has a handler here."""
+        rows = self._fetch_dicts("task_names_in_use", {})
+        return [row for row in rows if row["job_name"] not in self.registry]
+
+    def migration_status(self) -> dict[str, Any]:
+        """The schema's migrations: ``applied`` (version and time), ``pending`` versions,
+        and ``unknown`` versions applied by a newer Soniq than this one.
+
+        Works on a database where ``setup`` never ran (everything is pending).
+        """
+        with connect(require_url(self.settings), self.settings) as conn:
+            return migration_status(conn)
+
+    def prune(self, older_than: float | timedelta | None = None) -> int:
+        """Delete finished (done and cancelled) jobs now; return how many were deleted.
+
+        ``older_than`` (seconds or a timedelta since they finished) defaults to
+        SONIQ_FINISHED_JOB_RETENTION. Jobs whose result is younger than
+        SONIQ_RESULT_TTL are kept either way. Deletes in batches, oldest first.
+        """
+        age = prune_age(self.settings, older_than)
+        self.ensure_initialized()
+        with self.backend.acquire() as conn:
+            return prune_finished(conn, age)
 
     def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.ensure_initialized()

@@ -107,7 +107,11 @@ WHERE id = %(id)s::uuid AND status = 'queued'
 RETURNING id
 
 -- name: get_result
-SELECT status, result FROM soniq_jobs WHERE id = %(id)s::uuid
+-- A result is readable for SONIQ_RESULT_TTL seconds after the job finished; after that
+-- it is as if there were none, whether or not the sweep has deleted the row yet.
+SELECT result FROM soniq_jobs
+WHERE id = %(id)s::uuid AND status = 'done'
+  AND (finished_at IS NULL OR finished_at > now() - make_interval(secs => %(ttl)s::float8))
 
 -- name: delete_job
 DELETE FROM soniq_jobs WHERE id = %(id)s::uuid RETURNING id
@@ -280,6 +284,105 @@ FROM soniq_jobs
 WHERE status = 'queued' AND scheduled_at <= now()
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 GROUP BY queue
+
+-- ---------------------------------------------------------------------------------
+-- Retention
+-- ---------------------------------------------------------------------------------
+
+-- name: prune_cutoff
+-- One cutoff per prune run, on the database's clock: rows that finish while the run
+-- goes on are not chased, so a run always ends.
+SELECT now() - make_interval(secs => %(older_than)s::float8) AS cutoff
+
+-- name: prune_finished_jobs
+-- One batch, oldest first, through soniq_jobs_finished_idx. SKIP LOCKED: a row some
+-- other statement holds is left for the next run instead of waited for, and two
+-- prunes running side by side take different rows.
+WITH gone AS (
+    DELETE FROM soniq_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM soniq_jobs
+        WHERE status IN ('done', 'cancelled') AND finished_at < %(cutoff)s::timestamptz
+        ORDER BY finished_at
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING 1
+)
+SELECT count(*)::int AS deleted FROM gone
+
+-- name: prune_try_lock
+-- The worker sweep runs under a session advisory lock, so one worker sweeps at a time.
+SELECT pg_try_advisory_lock(%(key)s::bigint) AS locked
+
+-- name: prune_unlock
+SELECT pg_advisory_unlock(%(key)s::bigint) AS unlocked
+
+-- ---------------------------------------------------------------------------------
+-- Status, workers, task names and migrations (the operator commands)
+-- ---------------------------------------------------------------------------------
+
+-- name: queue_status
+-- Per queue: what is runnable now, what waits for its time, what runs, what finished,
+-- how long the oldest runnable job has been due, and what completed in the last minute.
+WITH live AS (
+    SELECT queue,
+           count(*) FILTER (WHERE status = 'queued' AND scheduled_at <= now()) AS runnable,
+           count(*) FILTER (WHERE status = 'queued' AND scheduled_at > now()) AS scheduled,
+           count(*) FILTER (WHERE status = 'processing') AS processing,
+           count(*) FILTER (WHERE status = 'done') AS done,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+           count(*) FILTER (
+               WHERE status = 'done' AND finished_at > now() - interval '60 seconds'
+           ) AS done_last_minute,
+           min(scheduled_at) FILTER (
+               WHERE status = 'queued' AND scheduled_at <= now()
+           ) AS oldest_due
+    FROM soniq_jobs GROUP BY queue
+), dead AS (
+    SELECT queue, count(*) AS dead_letter FROM soniq_dead_letter_jobs GROUP BY queue
+)
+SELECT COALESCE(live.queue, dead.queue) AS queue,
+       COALESCE(runnable, 0)::int AS runnable, COALESCE(scheduled, 0)::int AS scheduled,
+       COALESCE(processing, 0)::int AS processing, COALESCE(done, 0)::int AS done,
+       COALESCE(cancelled, 0)::int AS cancelled,
+       COALESCE(dead_letter, 0)::int AS dead_letter,
+       EXTRACT(EPOCH FROM now() - oldest_due)::float8 AS oldest_runnable_age,
+       COALESCE(done_last_minute, 0)::int AS done_last_minute
+FROM live FULL JOIN dead ON live.queue = dead.queue
+ORDER BY 1
+
+-- name: list_workers
+-- Every registered worker, with how long it has been silent and the jobs it holds.
+SELECT w.id::text, w.hostname, w.pid, w.queues, w.concurrency, w.started_at,
+       w.last_heartbeat,
+       EXTRACT(EPOCH FROM now() - w.last_heartbeat)::float8 AS seconds_since_heartbeat,
+       w.last_heartbeat < now() - make_interval(secs => %(timeout)s::float8) AS stale,
+       (SELECT count(*) FROM soniq_jobs AS j
+        WHERE j.worker_id = w.id AND j.status = 'processing')::int AS jobs_in_flight
+FROM soniq_workers AS w
+ORDER BY w.started_at, w.id
+
+-- name: task_names_in_use
+-- Task names of the jobs that still need a handler (queued or running) and of the
+-- dead letters, with a count for each.
+WITH live AS (
+    SELECT job_name,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'processing') AS processing
+    FROM soniq_jobs WHERE status IN ('queued', 'processing') GROUP BY job_name
+), dead AS (
+    SELECT job_name, count(*) AS dead_letter FROM soniq_dead_letter_jobs GROUP BY job_name
+)
+SELECT COALESCE(live.job_name, dead.job_name) AS job_name,
+       COALESCE(queued, 0)::int AS queued, COALESCE(processing, 0)::int AS processing,
+       COALESCE(dead_letter, 0)::int AS dead_letter
+FROM live FULL JOIN dead ON live.job_name = dead.job_name
+ORDER BY 1
+
+-- name: migrations_applied
+-- Only once schema_version has found soniq_migrations (it exists after any setup).
+SELECT version, applied_at FROM soniq_migrations ORDER BY version
 
 -- ---------------------------------------------------------------------------------
 -- Dead letters

@@ -1,4 +1,5 @@
-"""A worker's presence in ``soniq_workers``, and recovery of workers that went silent."""
+"""A worker's presence in ``soniq_workers``, recovery of workers that went silent, and
+the retention sweep that runs beside them."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
+from soniq.worker.pruning import Pruner
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
 
 
 class Liveness:
-    """Registers the worker, heartbeats, and periodically recovers stale workers."""
+    """Registers the worker, heartbeats, periodically recovers stale workers, and
+    sweeps old finished jobs (see :mod:`soniq.worker.pruning`)."""
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class Liveness:
             "queues": queues,
             "concurrency": concurrency,
         }
+        self.pruner = Pruner(backend, settings)
 
     async def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self.backend.acquire() as conn:
@@ -82,7 +86,19 @@ class Liveness:
         return workers, requeued, buried
 
     async def run(self, closing: asyncio.Event) -> None:
-        """Heartbeat every interval and recover every cleanup interval, until ``closing``."""
+        """Heartbeat every interval and recover every cleanup interval, until ``closing``.
+
+        The sweep runs as a task of its own, so that a long sweep never delays a
+        heartbeat.
+        """
+        sweeping = asyncio.create_task(self.pruner.run(closing), name="soniq-prune")
+        try:
+            await self._beat_and_recover(closing)
+        finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+
+    async def _beat_and_recover(self, closing: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_cleanup = loop.time()
         while not closing.is_set():
