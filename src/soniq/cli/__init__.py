@@ -6,7 +6,10 @@ import click
 
 from soniq import __version__
 from soniq.cli.processes import scheduler, worker
-from soniq.cli.schema import setup
+from soniq.cli.prune import prune
+from soniq.cli.schema import migrate, setup
+from soniq.cli.status import status, workers
+from soniq.cli.tasks import tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,3 +24,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 main.add_command(setup)
 main.add_command(worker)
 main.add_command(scheduler)
+main.add_command(status)
+main.add_command(workers)
+main.add_command(tasks)
+main.add_command(migrate)
+main.add_command(prune)

@@ -1,11 +1,15 @@
-"""Commands about the database schema: ``soniq setup``."""
+"""Commands about the database schema: ``soniq setup`` and ``soniq migrate status``."""
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
 
 from soniq.app import Soniq
-from soniq.cli.output import database_url_option, run
+from soniq.cli.connect import with_app
+from soniq.cli.output import database_url_option, emit_json, emit_table, json_option, run
 
 
 @click.command()
@@ -25,3 +29,39 @@ def setup(database_url: str | None) -> None:
         click.echo(f"Applied migrations: {', '.join(applied)}")
     else:
         click.echo("Schema is up to date; nothing to apply.")
+
+
+@click.group()
+def migrate() -> None:
+    """Inspect the schema's migrations (`soniq setup` applies them)."""
+
+
+@migrate.command("status")
+@json_option
+@database_url_option
+def migrate_status(as_json: bool, database_url: str | None) -> None:
+    """List applied migrations with their times, and pending ones.
+
+    Exits with status 1 when any migration is pending, so a deploy script can run
+    `soniq migrate status || soniq setup`, or refuse to start workers. Also works on a
+    database where `soniq setup` never ran: everything is pending.
+    """
+    report = with_app(database_url, lambda app: app.migration_status())
+    pending: list[str] = report["pending"]
+    if as_json:
+        emit_json(report)
+    else:
+        rows: list[dict[str, Any]] = [{**entry, "state": "applied"} for entry in report["applied"]]
+        for entry in rows:
+            if entry["version"] in report["unknown"]:
+                entry["state"] = "applied (unknown to this Soniq)"
+        rows += [{"version": version, "state": "pending"} for version in pending]
+        emit_table(
+            rows,
+            [("version", "VERSION"), ("state", "STATE"), ("applied_at", "APPLIED (UTC)")],
+        )
+        if pending:
+            click.echo(f"{len(pending)} migration(s) pending: run `soniq setup`.")
+        else:
+            click.echo("Schema is up to date.")
+    sys.exit(1 if pending else 0)

@@ -1,0 +1,89 @@
+"""Commands that show what the queue is doing: ``soniq status`` and ``soniq workers``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from soniq.cli.connect import with_app
+from soniq.cli.durations import format_duration
+from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
+
+_COUNTS = ("runnable", "scheduled", "processing", "done", "cancelled", "dead_letter")
+
+
+@click.command()
+@json_option
+@database_url_option
+def status(as_json: bool, database_url: str | None) -> None:
+    """Show each queue's jobs by state, its oldest due job and its throughput.
+
+    RUNNABLE jobs are due now; SCHEDULED ones wait for a later time. OLDEST DUE is how
+    long the longest-waiting runnable job has been due; DONE/MIN counts the jobs that
+    completed in the last 60 seconds. The last line counts live workers.
+    """
+    report = with_app(database_url, lambda app: app.status())
+    if as_json:
+        emit_json(report)
+        return
+    rows: list[dict[str, Any]] = report["queues"]
+    for row in rows:
+        row["oldest"] = format_duration(row["oldest_runnable_age"])
+    if len(rows) > 1:
+        total: dict[str, Any] = {k: sum(r[k] for r in rows) for k in (*_COUNTS, "done_last_minute")}
+        ages = [r["oldest_runnable_age"] for r in rows if r["oldest_runnable_age"] is not None]
+        total.update(queue="(all)", oldest=format_duration(max(ages) if ages else None))
+        rows = [*rows, total]
+    emit_table(
+        rows,
+        [
+            ("queue", "QUEUE"),
+            ("runnable", "RUNNABLE"),
+            ("scheduled", "SCHEDULED"),
+            ("processing", "PROCESSING"),
+            ("done", "DONE"),
+            ("cancelled", "CANCELLED"),
+            ("dead_letter", "DEAD"),
+            ("oldest", "OLDEST DUE"),
+            ("done_last_minute", "DONE/MIN"),
+        ],
+        empty="No jobs in any queue.",
+    )
+    stale = report["stale_workers"]
+    click.echo(f"Workers: {report['workers']} live" + (f", {stale} stale" if stale else "") + ".")
+
+
+@click.command()
+@json_option
+@database_url_option
+def workers(as_json: bool, database_url: str | None) -> None:
+    """List the registered workers, their heartbeats and the jobs they hold.
+
+    A worker is STALE once it has been silent for longer than $SONIQ_HEARTBEAT_TIMEOUT;
+    the next cleanup of a live worker requeues its jobs and removes it.
+    """
+    rows = with_app(database_url, lambda app: app.list_workers())
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        row["queue_list"] = ",".join(row["queues"]) if row["queues"] else "(all)"
+        row["silent"] = format_duration(row["seconds_since_heartbeat"])
+        row["stale_text"] = "yes" if row["stale"] else "no"
+    emit_table(
+        rows,
+        [
+            ("id", "ID"),
+            ("hostname", "HOST"),
+            ("pid", "PID"),
+            ("queue_list", "QUEUES"),
+            ("concurrency", "CONCURRENCY"),
+            ("started_at", "STARTED (UTC)"),
+            ("last_heartbeat", "LAST HEARTBEAT (UTC)"),
+            ("silent", "SILENT FOR"),
+            ("stale_text", "STALE"),
+            ("jobs_in_flight", "IN FLIGHT"),
+        ],
+        empty="No workers registered.",
+    )
