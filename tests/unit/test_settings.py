@@ -44,6 +44,8 @@ ENV_CASES = [
     ("SONIQ_QUEUES", "queues", "high", ("high",)),
     ("SONIQ_JOB_TIMEOUT", "job_timeout", "12.5", 12.5),
     ("SONIQ_RESULT_TTL", "result_ttl", "0", 0.0),
+    ("SONIQ_FINISHED_JOB_RETENTION", "finished_job_retention", "600", 600.0),
+    ("SONIQ_PRUNE_INTERVAL", "prune_interval", "0", 0.0),
     ("SONIQ_POLL_INTERVAL", "poll_interval", "0.25", 0.25),
     ("SONIQ_HEARTBEAT_INTERVAL", "heartbeat_interval", "2", 2.0),
     ("SONIQ_HEARTBEAT_TIMEOUT", "heartbeat_timeout", "60", 60.0),
@@ -124,6 +126,27 @@ def test_job_timeout_zero_disables(environ: dict[str, str], overrides: dict[str,
     assert load(environ, **overrides).job_timeout is None
 
 
+def test_retention_defaults() -> None:
+    s = load()
+    assert (s.result_ttl, s.finished_job_retention, s.prune_interval) == (300.0, 3600.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides"),
+    [
+        ({"SONIQ_FINISHED_JOB_RETENTION": "off"}, {}),
+        ({"SONIQ_FINISHED_JOB_RETENTION": " Never "}, {}),
+        ({"SONIQ_FINISHED_JOB_RETENTION": "none"}, {}),
+        ({}, {"finished_job_retention": None}),
+        ({}, {"finished_job_retention": "OFF"}),
+    ],
+)
+def test_retention_off_keeps_finished_jobs(
+    environ: dict[str, str], overrides: dict[str, Any]
+) -> None:
+    assert load(environ, **overrides).finished_job_retention is None
+
+
 REJECTIONS = [
     ({"SONIQ_POLL_INTERVAL": "0"}, {}, "SONIQ_POLL_INTERVAL"),
     ({"SONIQ_POLL_INTERVAL": "-1"}, {}, "SONIQ_POLL_INTERVAL"),
@@ -167,6 +190,12 @@ REJECTIONS = [
     ({"SONIQ_METRICS_INTERVAL": "0"}, {}, "SONIQ_METRICS_INTERVAL"),
     ({"SONIQ_TRACING": "sometimes"}, {}, "SONIQ_TRACING"),
     ({"SONIQ_LOG_FORMAT": "xml"}, {}, "SONIQ_LOG_FORMAT"),
+    ({"SONIQ_FINISHED_JOB_RETENTION": "-1"}, {}, "SONIQ_FINISHED_JOB_RETENTION"),
+    ({"SONIQ_FINISHED_JOB_RETENTION": "inf"}, {}, "SONIQ_FINISHED_JOB_RETENTION"),
+    ({"SONIQ_FINISHED_JOB_RETENTION": "forever"}, {}, "SONIQ_FINISHED_JOB_RETENTION"),
+    ({}, {"finished_job_retention": -60}, "SONIQ_FINISHED_JOB_RETENTION"),
+    ({"SONIQ_PRUNE_INTERVAL": "-1"}, {}, "SONIQ_PRUNE_INTERVAL"),
+    ({"SONIQ_PRUNE_INTERVAL": "nan"}, {}, "SONIQ_PRUNE_INTERVAL"),
 ]
 
 
