@@ -273,8 +273,9 @@ def report(cases: Sequence[Case], opts: Options) -> None:
         )
     print(
         "rows/finished: count(*) of soniq_jobs, all and done; size: "
-        "pg_total_relation_size (table, indexes, TOAST). The size of a table only shrinks "
-        "with VACUUM FULL: deleted rows' space is reused, so a bounded table levels off."
+        "pg_total_relation_size (table, indexes, TOAST). A table's files rarely shrink "
+        "(VACUUM only gives back empty pages at the end of the heap), but the space of "
+        "deleted rows is reused, so a bounded table levels off."
     )
 
 
