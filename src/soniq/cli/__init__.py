@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from soniq import __version__
+from soniq.cli import dead_letter, jobs
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.schema import setup
 
@@ -21,3 +22,5 @@ def main(ctx: click.Context, debug: bool) -> None:
 main.add_command(setup)
 main.add_command(worker)
 main.add_command(scheduler)
+main.add_command(jobs.group)
+main.add_command(dead_letter.group)
