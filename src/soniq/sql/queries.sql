@@ -237,7 +237,8 @@ RETURNING id
 UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
-    worker_id = NULL, attempts = attempts - 1, updated_at = now(),
+    attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
+    worker_id = NULL, updated_at = now(),
     scheduled_at = now() + make_interval(secs => %(delay)s::float8)
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
 RETURNING id
