@@ -275,7 +275,9 @@ async def test_a_sync_handler_sees_the_request_and_stops(database_url: str) -> N
         job_id = await app.enqueue(crunch)
         async with running(app):
             await asyncio.to_thread(started.wait, 10)
-            assert await operator.cancel_job(job_id) is True
+            # The request comes from blocking code this time (a Django view, a script).
+            with soniq_sync.Soniq(database_url=database_url) as blocking:
+                assert await asyncio.to_thread(blocking.cancel_job, job_id) is True
             await wait_for(lambda: has_status(operator, job_id, "cancelled"), timeout=10)
         assert saw == [False, True]
         assert (await job(operator, job_id))["last_error"] is None
