@@ -50,6 +50,9 @@ NAMES = {
     "AsyncConnection": "Connection",
     "AsyncConnectionPool": "ConnectionPool",
     "AbstractAsyncContextManager": "AbstractContextManager",
+    "asynccontextmanager": "contextmanager",
+    "AsyncIterator": "Iterator",
+    "AsyncCursor": "Cursor",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     # The async sources use asyncio for asyncio.Lock only; threads need threading.Lock.

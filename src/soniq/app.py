@@ -8,11 +8,14 @@ beyond ``asyncio.Lock``; the worker-only methods are listed in the generator).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import psycopg
+from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
@@ -22,7 +25,15 @@ from soniq.backend import PostgresBackend, connect
 from soniq.database_url import require_url
 from soniq.dead_letter import DeadLetterQueue
 from soniq.enqueue import JobRow, Target, run_at_to_datetime
-from soniq.errors import ENQUEUE_CONFLICT, INVALID_ARGUMENT, SCHEMA_MISSING, SoniqError
+from soniq.errors import (
+    ENQUEUE_CONFLICT,
+    INVALID_ARGUMENT,
+    JOB_NOT_FOUND,
+    JOB_NOT_RETRYABLE,
+    SCHEMA_MISSING,
+    SoniqError,
+)
+from soniq.filters import time_range
 from soniq.ids import new_job_ids
 from soniq.migrations import apply_migrations, migration_status, pending_migrations
 from soniq.retention import prune_age, prune_finished, result_ttl
@@ -60,7 +71,9 @@ class Soniq(AppBase):
         self._backend: PostgresBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
-        self.dead_letter = DeadLetterQueue(self._fetch_dicts, job_id_param, check_page)
+        self.dead_letter = DeadLetterQueue(
+            self._fetch_dicts, self._transaction, job_id_param, check_page
+        )
         self.scheduler = Scheduler(self._fetch_dicts, self._plan_schedule)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -284,10 +297,16 @@ class Soniq(AppBase):
         status: JobStatus | str | None = None,
         queue: str | None = None,
         job_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Job records, newest first, optionally filtered by status, queue and name."""
+        """Job records, newest first, optionally filtered by status, queue and name.
+
+        ``since``/``until`` are aware datetimes on ``created_at`` (since inclusive,
+        until exclusive).
+        """
         if status is not None:
             try:
                 status = JobStatus(status).value
@@ -297,6 +316,7 @@ class Soniq(AppBase):
                     f"status must be one of {', '.join(s.value for s in JobStatus)}, "
                     f"got {status!r}.",
                 ) from None
+        start, end = time_range(since, until)
         check_page(limit, offset)
         return await self._fetch_dicts(
             "list_jobs",
@@ -304,14 +324,61 @@ class Soniq(AppBase):
                 "status": status,
                 "queue": queue,
                 "job_name": job_name,
+                "since": start,
+                "until": end,
                 "limit": limit,
                 "offset": offset,
             },
         )
 
     async def cancel_job(self, job_id: str) -> bool:
-        """Cancel a queued job; True if it was queued and is now cancelled."""
+        """Cancel a job; True if it was cancelled or its cancellation was requested.
+
+        A queued job is cancelled at once. For a running job the request is recorded
+        (``cancel_requested_at``) and the worker running it is woken: an async handler
+        is interrupted, a sync one can see ``ctx.cancel_requested``. The row ends
+        ``cancelled`` when the handler stops, or ``done`` if it finishes anyway. False
+        for a finished, cancelled, dead-lettered or unknown job.
+        """
         return bool(await self._fetch_dicts("cancel_job", {"id": job_id_param(job_id)}))
+
+    async def retry_job(self, job_id: str) -> str:
+        """Run a job again; return the id of the job that will run.
+
+        A dead-lettered job is replayed (a new job; its id is returned). A cancelled
+        job is requeued as it was, from attempt 1 (same id). A job waiting out a retry
+        delay becomes due now (same id). Anything else raises SONIQ_JOB_NOT_RETRYABLE,
+        or SONIQ_JOB_NOT_FOUND for an id that is nowhere.
+        """
+        key = job_id_param(job_id)
+        try:
+            rows = await self._fetch_dicts("retry_job_now", {"id": key})
+        except psycopg.errors.UniqueViolation:
+            raise SoniqError(
+                JOB_NOT_RETRYABLE,
+                f"Job {key} can't go back to the queue: another queued job of the same task "
+                "has its dedup key. Let that one run, or cancel it first.",
+                job_id=key,
+                status="cancelled",
+            ) from None
+        if not rows:
+            try:
+                return await self.dead_letter.replay(key)
+            except SoniqError as exc:
+                if exc.code != JOB_NOT_FOUND:
+                    raise
+                raise SoniqError(
+                    JOB_NOT_FOUND,
+                    f"No job {key} in soniq_jobs or in the dead-letter queue (it may have "
+                    "been deleted). Check the id with list_jobs() or dead_letter.list().",
+                    job_id=key,
+                ) from None
+        row = rows[0]
+        if row["requeued"]:
+            return key
+        raise SoniqError(
+            JOB_NOT_RETRYABLE, _not_retryable(key, row), job_id=key, status=row["status"]
+        )
 
     async def get_result(self, job_id: str) -> Any:
         """The return value of a done job, or None: none yet, none at all, or expired.
@@ -387,6 +454,36 @@ class Soniq(AppBase):
         async with self.backend.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES[query].psycopg, params)
             return await cur.fetchall() if cur.description else []
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncCursor[dict[str, Any]]]:
+        """A cursor (dict rows) in a transaction on a pooled connection; commits on exit."""
+        await self.ensure_initialized()
+        async with (
+            self.backend.acquire() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            yield cur
+
+
+def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
+    """Why ``retry_job`` left a job alone, and what to do instead."""
+    status = row["status"]
+    if status == "done":
+        return (
+            f"Job {job_id} finished successfully; there is nothing to retry. Enqueue a new "
+            "job to run it again."
+        )
+    if status == "processing":
+        return (
+            f"Job {job_id} is running now (attempt {row['attempts']}). Wait for it to end, "
+            "or cancel it with cancel_job() and retry it once it is cancelled."
+        )
+    return (
+        f"Job {job_id} is queued and has not failed yet; it runs when due "
+        f"({row['scheduled_at'].isoformat()}). There is nothing to retry."
+    )
 
 
 def async_twin(app: AppBase) -> Soniq:

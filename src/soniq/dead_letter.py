@@ -1,26 +1,62 @@
-"""The dead-letter queue: jobs that ran out of attempts or can never run."""
+"""The dead-letter queue: jobs that ran out of attempts or can never run.
+
+``app.dead_letter`` lists, counts, replays, purges, exports and imports the rows of
+``soniq_dead_letter_jobs``. ``soniq_sync``'s twin of this module is generated from it
+by ``tools/async_to_sync.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
 
-from soniq.errors import JOB_NOT_FOUND, SoniqError
-from soniq.ids import new_job_id
+from psycopg import AsyncCursor
+
+from soniq.dead_letter_file import ImportResult, parse_lines, to_line
+from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
+from soniq.filters import DeadLetterFilter
+from soniq.ids import new_job_id, new_job_ids
+from soniq.sql import QUERIES
 
 Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
+#: Opens a transaction and lends a cursor with dict rows; commits on a clean exit.
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncCursor[dict[str, Any]]]]
+Progress = Callable[[int], None]
+
+#: Rows per statement for the bulk operations (replay_many, export, import_).
+BATCH = 500
+
+
+class Writable(Protocol):
+    """A text file open for writing (anything with ``write(str)``)."""
+
+    def write(self, text: str, /) -> object:
+        """Write ``text``."""
 
 
 class DeadLetterQueue:
-    """``app.dead_letter``: inspect dead-lettered jobs and replay them."""
+    """``app.dead_letter``: inspect, replay, purge, export and import dead-lettered jobs.
+
+    Every method that selects dead letters takes the same filters, all optional:
+    ``job_name`` and ``queue`` (exact), ``reason`` (a case-insensitive substring of
+    the reason or of the last error), and ``since``/``until`` (aware datetimes on
+    ``dead_lettered_at``; since inclusive, until exclusive). Records are dicts with the
+    columns of ``soniq_dead_letter_jobs``, newest first.
+    """
 
     def __init__(
         self,
         fetch: Fetch,
+        transaction: Transaction,
         check_id: Callable[[object], str],
         check_page: Callable[[object, object], None],
     ) -> None:
         self._fetch = fetch
+        self._transaction = transaction
         self._check_id = check_id
         self._check_page = check_page
 
@@ -29,15 +65,32 @@ class DeadLetterQueue:
         *,
         job_name: str | None = None,
         queue: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Dead-letter records, newest first, optionally filtered by task name and queue."""
+        """Dead-letter records matching the filters, newest first, a page at a time."""
+        where = DeadLetterFilter.check(job_name, queue, reason, since, until)
         self._check_page(limit, offset)
         return await self._fetch(
-            "dead_letter_list",
-            {"job_name": job_name, "queue": queue, "limit": limit, "offset": offset},
+            "dead_letter_list", {**where.params(), "limit": limit, "offset": offset}
         )
+
+    async def count(
+        self,
+        *,
+        job_name: str | None = None,
+        queue: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many dead letters match the filters."""
+        where = DeadLetterFilter.check(job_name, queue, reason, since, until)
+        rows = await self._fetch("dead_letter_count", where.params())
+        return int(rows[0]["count"])
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """One dead-letter record, or None."""
@@ -59,3 +112,123 @@ class DeadLetterQueue:
                 job_id=job_id,
             )
         return str(rows[0]["id"])
+
+    async def replay_many(
+        self,
+        *,
+        job_name: str | None = None,
+        queue: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        progress: Progress | None = None,
+    ) -> builtins.list[str]:
+        """Replay every matching dead letter (at most ``limit``); return the new job ids.
+
+        Newest first, :data:`BATCH` per statement: each batch is replayed whole or
+        not at all, and wakes the workers once. No record is replayed twice by one
+        call, even when replayed jobs fail again and are dead-lettered meanwhile.
+        Without filters, every dead letter is replayed. ``progress(n)`` is called
+        after each batch with the number it replayed.
+        """
+        where = DeadLetterFilter.check(job_name, queue, reason, since, until)
+        _check_limit(limit)
+        params: dict[str, Any] = {**where.params(), "before_at": None, "before_id": None}
+        new_ids: list[str] = []
+        while limit is None or len(new_ids) < limit:
+            size = BATCH if limit is None else min(BATCH, limit - len(new_ids))
+            rows = await self._fetch(
+                "dead_letter_replay_batch",
+                {**params, "limit": size, "new_ids": new_job_ids(size)},
+            )
+            if not rows:
+                break
+            new_ids.extend(str(row["id"]) for row in rows)
+            params["before_at"] = rows[-1]["dead_lettered_at"]
+            params["before_id"] = rows[-1]["dead_letter_id"]
+            if progress is not None:
+                progress(len(rows))
+            if len(rows) < size:
+                break
+        return new_ids
+
+    async def purge(
+        self,
+        *,
+        job_name: str | None = None,
+        queue: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        all: bool = False,
+    ) -> int:
+        """Delete the matching dead letters; return how many were deleted.
+
+        At least one filter is required, so that a forgotten argument cannot empty
+        the table: pass ``all=True`` (and no filter) to delete every dead letter.
+        """
+        where = DeadLetterFilter.check(job_name, queue, reason, since, until)
+        where.check_purge(all)
+        rows = await self._fetch("dead_letter_purge", where.params())
+        return int(rows[0]["count"])
+
+    async def export(
+        self,
+        file: Writable,
+        *,
+        job_name: str | None = None,
+        queue: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Write the matching dead letters to ``file`` as JSON Lines; return the count.
+
+        ``file`` is a text file open for writing. One line per dead letter, newest
+        first, with every column (times in ISO 8601). :meth:`import_` reads it back.
+        ``progress(n)`` is called after each batch of lines written.
+        """
+        where = DeadLetterFilter.check(job_name, queue, reason, since, until)
+        params: dict[str, Any] = {
+            **where.params(),
+            "before_at": None,
+            "before_id": None,
+            "limit": BATCH,
+        }
+        written = 0
+        while True:
+            rows = await self._fetch("dead_letter_page", params)
+            for row in rows:
+                file.write(to_line(row))
+            written += len(rows)
+            if progress is not None and rows:
+                progress(len(rows))
+            if len(rows) < BATCH:
+                return written
+            params["before_at"] = rows[-1]["dead_lettered_at"]
+            params["before_id"] = rows[-1]["id"]
+
+    async def import_(self, file: Iterable[str]) -> ImportResult:
+        """Load dead letters written by :meth:`export`; return ``(imported, skipped)``.
+
+        ``file`` is a text file open for reading (or any iterable of lines). Every
+        line is checked first: a bad one raises SONIQ_INVALID_EXPORT naming its
+        number, and nothing is written. The rows are then written in one transaction.
+        Ids already in the table are skipped and counted in ``skipped``.
+        """
+        rows = parse_lines(file)
+        imported = 0
+        async with self._transaction() as cur:
+            for start in range(0, len(rows), BATCH):
+                batch = json.dumps(rows[start : start + BATCH], ensure_ascii=False)
+                await cur.execute(QUERIES["dead_letter_import"].psycopg, {"rows": batch})
+                found = await cur.fetchone()
+                imported += int(found["count"]) if found else 0
+        return ImportResult(imported=imported, skipped=len(rows) - imported)
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise SoniqError(INVALID_ARGUMENT, f"limit must be None or an int >= 0, got {limit!r}.")

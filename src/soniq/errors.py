@@ -57,6 +57,12 @@ METRICS_NAME_TAKEN = "SONIQ_METRICS_NAME_TAKEN"
 METRICS_PORT_UNAVAILABLE = "SONIQ_METRICS_PORT_UNAVAILABLE"
 TRACING_UNAVAILABLE = "SONIQ_TRACING_UNAVAILABLE"
 
+# Operating jobs and dead letters (app.retry_job, app.dead_letter, soniq jobs/dead-letter)
+FILTER_REQUIRED = "SONIQ_FILTER_REQUIRED"
+INVALID_EXPORT = "SONIQ_INVALID_EXPORT"
+JOB_NOT_RETRYABLE = "SONIQ_JOB_NOT_RETRYABLE"
+JOB_NOT_CANCELLABLE = "SONIQ_JOB_NOT_CANCELLABLE"
+
 ALL_CODES: frozenset[str] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 
 class JobStatus(str, enum.Enum):
@@ -24,7 +26,10 @@ class JobStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class JobContext:
-    """Facts about the running job, given to a handler parameter annotated with it."""
+    """Facts about the running job, given to a handler parameter annotated with it.
+
+    ``cancel_requested`` turns True once ``cancel_job`` has asked this run to stop.
+    """
 
     job_id: str
     job_name: str
@@ -34,6 +39,31 @@ class JobContext:
     worker_id: str | None = None
     scheduled_at: datetime | None = None
     created_at: datetime | None = None
+
+    # Not a field (the fields are the public contract): the worker's set of job ids
+    # with a pending cancel request, shared by every context it hands out and bound
+    # with watch_cancel_requests. A context built by hand never sees a request.
+    _cancel_requests: ClassVar[AbstractSet[str]] = frozenset()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether this job's cancellation was requested while it runs.
+
+        An async handler is interrupted with ``asyncio.CancelledError`` anyway; a sync
+        handler cannot be, so long-running sync handlers should check this now and
+        then and return (or raise) when it turns True.
+        """
+        return self.job_id in self._cancel_requests
+
+
+def watch_cancel_requests(ctx: JobContext, requests: AbstractSet[str]) -> JobContext:
+    """Make ``ctx.cancel_requested`` read ``requests`` (a live set of job ids); return ctx.
+
+    The worker calls this; the set is shared, not copied, so a request that arrives
+    while the handler runs shows at once, from any thread.
+    """
+    object.__setattr__(ctx, "_cancel_requests", requests)
+    return ctx
 
 
 class Snooze(Exception):

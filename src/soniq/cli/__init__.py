@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from soniq import __version__
+from soniq.cli import dead_letter, jobs
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, setup
@@ -29,3 +30,5 @@ main.add_command(workers)
 main.add_command(tasks)
 main.add_command(migrate)
 main.add_command(prune)
+main.add_command(jobs.group)
+main.add_command(dead_letter.group)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from soniq.app import Soniq
-from soniq.cli.connect import with_app
 from soniq.cli.durations import format_duration, parse_duration
 from soniq.cli.output import database_url_option, emit_json, fail, json_option
+from soniq.cli.session import with_app
 from soniq.errors import SoniqError
 from soniq.retention import prune_age
 

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from soniq.app import Soniq
-from soniq.cli.connect import with_app
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option, run
+from soniq.cli.session import with_app
 
 
 @click.command()

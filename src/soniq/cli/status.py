@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from soniq.cli.connect import with_app
 from soniq.cli.durations import format_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
+from soniq.cli.session import with_app
 
 _COUNTS = ("runnable", "scheduled", "processing", "done", "cancelled", "dead_letter")
 

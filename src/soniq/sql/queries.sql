@@ -77,7 +77,7 @@ SELECT pg_notify('soniq_new_job', q) FROM unnest(%(queues)s::text[]) AS q
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error
+       worker_id::text, result, last_error, cancel_requested_at
 FROM soniq_jobs WHERE id = %(id)s::uuid
 
 -- name: get_dead_letter_job
@@ -85,26 +85,64 @@ SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attem
        max_attempts, NULL::text AS dedup_key, NULL::timestamptz AS scheduled_at,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
        NULL::timestamptz AS started_at, dead_lettered_at AS finished_at,
-       NULL::text AS worker_id, NULL::jsonb AS result, last_error, reason,
-       resurrection_count
+       NULL::text AS worker_id, NULL::jsonb AS result, last_error,
+       NULL::timestamptz AS cancel_requested_at, reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: list_jobs
+-- since is inclusive, until exclusive, both on created_at.
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error
+       worker_id::text, result, last_error, cancel_requested_at
 FROM soniq_jobs
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
 ORDER BY created_at DESC, id
 LIMIT %(limit)s::int OFFSET %(offset)s::int
 
 -- name: cancel_job
+-- A queued job is cancelled at once. A running one gets a cancel request: the stamp
+-- (the first one is kept), and a NOTIFY on soniq_cancel that wakes the worker holding
+-- it; that worker asks the handler to stop and writes the outcome. (The SET clause
+-- reads the old status, RETURNING the new one.)
 UPDATE soniq_jobs
-SET status = 'cancelled', finished_at = now(), updated_at = now()
-WHERE id = %(id)s::uuid AND status = 'queued'
-RETURNING id
+SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested_at = CASE WHEN status = 'processing'
+                               THEN COALESCE(cancel_requested_at, now())
+                               ELSE cancel_requested_at END,
+    updated_at = now()
+WHERE id = %(id)s::uuid AND status IN ('queued', 'processing')
+RETURNING id::text, status,
+          CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke
+
+-- name: retry_job_now
+-- app.retry_job on a row of soniq_jobs: a cancelled job goes back to the queue as new
+-- (attempts 0, due now); a queued job that already failed (waiting out its retry
+-- delay) becomes due now. The row's state before is returned either way, with
+-- "requeued" telling whether it changed, so the caller can say why it did not.
+WITH target AS (
+    SELECT id, status, attempts, scheduled_at FROM soniq_jobs
+    WHERE id = %(id)s::uuid
+    FOR UPDATE
+), requeued AS (
+    UPDATE soniq_jobs AS j
+    SET status = 'queued',
+        attempts = CASE WHEN t.status = 'cancelled' THEN 0 ELSE j.attempts END,
+        scheduled_at = CASE WHEN t.status = 'cancelled' THEN now()
+                            ELSE LEAST(j.scheduled_at, now()) END,
+        started_at = CASE WHEN t.status = 'cancelled' THEN NULL ELSE j.started_at END,
+        finished_at = NULL, cancel_requested_at = NULL, worker_id = NULL, updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id AND (t.status = 'cancelled' OR (t.status = 'queued' AND t.attempts > 0))
+    RETURNING j.queue
+)
+SELECT t.status, t.attempts, t.scheduled_at,
+       (SELECT count(pg_notify('soniq_new_job', queue)) FROM requeued)::int AS requeued
+FROM target AS t
 
 -- name: get_result
 -- A result is readable for SONIQ_RESULT_TTL seconds after the job finished; after that
@@ -187,20 +225,42 @@ WHERE j.id = d.id AND j.attempts = d.attempt
 RETURNING j.id
 
 -- name: retry_job
+-- A job whose cancellation was requested (see cancel_job) is not run again: it ends
+-- cancelled instead of going back to the queue.
 UPDATE soniq_jobs
-SET status = 'queued', worker_id = NULL, last_error = %(error)s, updated_at = now(),
+SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+    finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
+    worker_id = NULL, last_error = %(error)s, updated_at = now(),
     scheduled_at = now() + make_interval(secs => %(delay)s::float8)
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
 RETURNING id
 
 -- name: snooze_job
 -- Back to the queue without spending the attempt (also used for jobs interrupted by
--- a graceful shutdown).
+-- a graceful shutdown), unless its cancellation was requested: then it ends cancelled.
 UPDATE soniq_jobs
-SET status = 'queued', worker_id = NULL, attempts = attempts - 1, updated_at = now(),
+SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+    finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
+    attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
+    worker_id = NULL, updated_at = now(),
     scheduled_at = now() + make_interval(secs => %(delay)s::float8)
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
 RETURNING id
+
+-- name: cancel_running_job
+-- The handler stopped after a cancel request. Fenced by the attempt like every other
+-- outcome: a row requeued (and maybe re-claimed) since then no longer matches.
+UPDATE soniq_jobs
+SET status = 'cancelled', finished_at = now(), updated_at = now(), worker_id = NULL
+WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+RETURNING id
+
+-- name: cancel_requests
+-- Cancel requests for the jobs a worker holds, for when no NOTIFY reached it (polling
+-- mode, or a request made while its LISTEN connection was down).
+SELECT id::text FROM soniq_jobs
+WHERE worker_id = %(worker_id)s::uuid  -- soniq_jobs_worker_idx
+  AND status = 'processing' AND cancel_requested_at IS NOT NULL
 
 -- name: dead_letter_job
 -- Move, not copy: the row leaves soniq_jobs and enters the dead-letter table in one
@@ -258,8 +318,11 @@ WITH dead AS (
     FROM exhausted
     RETURNING id
 ), requeued AS (
+    -- A job whose cancellation was requested ends cancelled instead.
     UPDATE soniq_jobs AS j
-    SET status = 'queued', worker_id = NULL, updated_at = now(),
+    SET status = CASE WHEN j.cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN j.finished_at ELSE now() END,
+        worker_id = NULL, updated_at = now(),
         last_error = 'Worker stopped heartbeating during this attempt.'
     FROM lost
     WHERE j.id = lost.id AND j.attempts < j.max_attempts
@@ -388,6 +451,14 @@ SELECT version, applied_at FROM soniq_migrations ORDER BY version
 -- Dead letters
 -- ---------------------------------------------------------------------------------
 
+-- Every bulk query takes the same filters (None: no filter). "reason" is an ILIKE
+-- pattern built by soniq.filters.like_pattern, matched against the reason and the
+-- last error; since is inclusive and until exclusive, both on dead_lettered_at.
+-- Order is newest first, (dead_lettered_at, id) descending, everywhere: the bulk
+-- operations page by keyset on that pair (before_at/before_id: the last row of the
+-- previous page), so a page never repeats a row and rows dead-lettered meanwhile,
+-- which sort first, are never reached.
+
 -- name: dead_letter_list
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
@@ -395,8 +466,38 @@ SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-ORDER BY dead_lettered_at DESC, id
+  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
+       OR last_error ILIKE %(reason)s::text ESCAPE '\')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+ORDER BY dead_lettered_at DESC, id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int
+
+-- name: dead_letter_count
+SELECT count(*)::int AS count
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
+       OR last_error ILIKE %(reason)s::text ESCAPE '\')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+
+-- name: dead_letter_page
+SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
+       OR last_error ILIKE %(reason)s::text ESCAPE '\')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (dead_lettered_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
+ORDER BY dead_lettered_at DESC, id DESC
+LIMIT %(limit)s::int
 
 -- name: dead_letter_get
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
@@ -417,6 +518,84 @@ WITH src AS (
     RETURNING id, queue
 )
 SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
+
+-- name: dead_letter_replay_batch
+-- replay for one page of matching dead letters, in one statement: all of the page is
+-- replayed or none. The rows are locked (a concurrent purge waits), paired in order
+-- with the new ids the caller minted, counted as resurrected and copied into
+-- soniq_jobs; workers get one NOTIFY per queue for the page.
+WITH picked AS (
+    SELECT id, job_name, args, queue, priority, max_attempts, dead_lettered_at
+    FROM soniq_dead_letter_jobs
+    WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
+       OR last_error ILIKE %(reason)s::text ESCAPE '\')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+    AND (%(before_at)s::timestamptz IS NULL
+       OR (dead_lettered_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
+    ORDER BY dead_lettered_at DESC, id DESC
+    LIMIT %(limit)s::int
+    FOR UPDATE
+), paired AS (
+    SELECT p.*, ids.new_id
+    FROM (SELECT picked.*,
+                 row_number() OVER (ORDER BY dead_lettered_at DESC, id DESC) AS n
+          FROM picked) AS p
+    JOIN unnest(%(new_ids)s::uuid[]) WITH ORDINALITY AS ids(new_id, n) USING (n)
+), bumped AS (
+    UPDATE soniq_dead_letter_jobs AS d
+    SET resurrection_count = d.resurrection_count + 1, last_resurrected_at = now()
+    FROM paired
+    WHERE d.id = paired.id
+), ins AS (
+    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts)
+    SELECT new_id, job_name, args, queue, priority, max_attempts FROM paired ORDER BY n
+    RETURNING queue
+)
+SELECT new_id::text AS id, id::text AS dead_letter_id, dead_lettered_at,
+       (SELECT count(pg_notify('soniq_new_job', q))
+        FROM (SELECT DISTINCT queue FROM ins) AS queues(q)) AS woke
+FROM paired
+ORDER BY n
+
+-- name: dead_letter_purge
+WITH gone AS (
+    DELETE FROM soniq_dead_letter_jobs
+    WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
+       OR last_error ILIKE %(reason)s::text ESCAPE '\')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+    RETURNING 1
+)
+SELECT count(*)::int AS count FROM gone
+
+-- name: dead_letter_import
+-- One batch of checked export lines, as a JSON array of objects. Ids already in the
+-- table (or repeated in the batch) are skipped; the count of rows written is returned.
+WITH incoming AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::text::jsonb) AS r(
+        id uuid, job_name text, args jsonb, queue text, priority int, attempts int,
+        max_attempts int, reason text, last_error text, traceback text,
+        original_created_at timestamptz, dead_lettered_at timestamptz,
+        resurrection_count int, last_resurrected_at timestamptz
+    )
+), ins AS (
+    INSERT INTO soniq_dead_letter_jobs
+        (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
+         traceback, original_created_at, dead_lettered_at, resurrection_count,
+         last_resurrected_at)
+    SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
+           traceback, original_created_at, dead_lettered_at, resurrection_count,
+           last_resurrected_at
+    FROM incoming
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*)::int AS count FROM ins
 
 -- ---------------------------------------------------------------------------------
 -- Scheduler

@@ -11,7 +11,7 @@ import psycopg
 from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
 from soniq.backend import PostgresBackend
 from soniq.sql import QUERIES
-from soniq.worker.runner import Bury, ClaimedJob, Done, Outcome, Requeue, Retry
+from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -105,7 +105,7 @@ class Acknowledger:
                 raise
 
     async def settle(self, job: ClaimedJob, outcome: Outcome, closing: asyncio.Event) -> None:
-        """Write a non-batched outcome (retry, dead-letter, requeue) for ``job``.
+        """Write a non-batched outcome (retry, dead-letter, requeue, cancel) for ``job``.
 
         Retries through outages until written, or until ``closing``: then the row is
         left to stale-worker recovery.
@@ -147,6 +147,10 @@ class Acknowledger:
                     outcome.error or "",
                     extra=job.log_extra(),
                 )
+            elif isinstance(outcome, Cancelled):
+                logger.info(
+                    "job %s %s cancelled on request", job.job_name, job.id, extra=job.log_extra()
+                )
             return
 
 
@@ -169,6 +173,8 @@ def _statement(job: ClaimedJob, outcome: Outcome) -> tuple[str, dict[str, Any]]:
         return "retry_job", {**fence, "delay": outcome.delay, "error": _storable(outcome.error)}
     if isinstance(outcome, Requeue):
         return "snooze_job", {**fence, "delay": outcome.delay}
+    if isinstance(outcome, Cancelled):
+        return "cancel_running_job", fence
     if isinstance(outcome, Bury):
         return "dead_letter_job", {
             **fence,

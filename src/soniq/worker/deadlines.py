@@ -12,7 +12,7 @@ RESOLUTION = 0.05
 
 
 class Deadlines:
-    """Cancels a job's task once its handler runs past its deadline.
+    """Cancels a job's task once its handler runs past its deadline, or on request.
 
     Only running handlers are armed (at most the worker's concurrency), so each
     check is a short scan. ``disarm`` follows the handler's return with no
@@ -35,6 +35,17 @@ class Deadlines:
         if self._armed.get(task, (0.0, -1))[1] == token:
             del self._armed[task]
         return self._fired.pop(task, None) == token
+
+    def interrupt(self, task: asyncio.Task[object]) -> bool:
+        """Cancel ``task`` now if its handler is running (armed); True if it was.
+
+        Unlike an expired deadline, ``disarm`` then reports False, so the handler's
+        ``CancelledError`` propagates as it is (a cancel request, not a timeout).
+        """
+        if self._armed.pop(task, None) is None:
+            return False
+        task.cancel()
+        return True
 
     def expire(self) -> None:
         """Cancel every armed task whose deadline has passed."""

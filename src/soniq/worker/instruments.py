@@ -23,7 +23,7 @@ from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
 from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
-from soniq.worker.runner import Bury, ClaimedJob, Done, Outcome, Requeue, Retry
+from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -96,6 +96,8 @@ def _describe(outcome: Outcome) -> tuple[str, str | None]:
         return "retried", outcome.error
     if isinstance(outcome, Bury):
         return "dead_lettered", outcome.error or outcome.reason
+    if isinstance(outcome, Cancelled):
+        return "cancelled", None
     return "requeued", None
 
 

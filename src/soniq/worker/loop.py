@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +28,11 @@ from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
+from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
-from soniq.worker.runner import Bury, ClaimedJob, Done, JobRunner, Requeue, Retry
+from soniq.worker.runner import CANCELLED, Bury, ClaimedJob, Done, JobRunner, Requeue, Retry
 from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
 
@@ -57,6 +59,9 @@ class Worker:
         self.processed = 0
         # Running job tasks and the job each one runs.
         self._running: dict[asyncio.Task[None], ClaimedJob] = {}
+        # Ids of held jobs (running or ready) whose cancellation was requested; shared
+        # with the runner and every JobContext (ctx.cancel_requested reads it).
+        self._cancel_requests: set[str] = set()
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
@@ -216,7 +221,13 @@ class Worker:
         try:
             outcome = await self.runner.run(job)
         except asyncio.CancelledError:
-            outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
+            if job.id in self._cancel_requests:
+                outcome = CANCELLED  # interrupted on request (see _cancel_request)
+                task = asyncio.current_task()
+                if sys.version_info >= (3, 11) and task is not None:
+                    task.uncancel()  # handled: the task goes on to record the outcome
+            else:
+                outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
         except Exception as exc:
             # The runner turns handler errors into outcomes; this is anything else. The
             # row must not stay 'processing' under a live worker, so count it a failure.
@@ -237,6 +248,8 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         job = self._running.pop(task, None)
+        if self._cancel_requests and job is not None:
+            self._cancel_requests.discard(job.id)
         self._finished_count += 1
         if self._ready and self._acks is not None:
             self._start(self._ready.popleft(), self._acks)
@@ -246,6 +259,31 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             extra = job.log_extra() if job is not None else None
             logger.error("job task crashed", exc_info=task.exception(), extra=extra)
+
+    def _cancel_request(self, job_id: str) -> None:
+        """``cancel_job`` asked to stop ``job_id`` (NOTIFY or poll); act if it is ours.
+
+        The id is noted, which ``ctx.cancel_requested`` shows and which keeps a job
+        that has not started from starting. An async handler that is running is
+        interrupted (its task gets ``CancelledError``); a sync one runs on in its
+        thread, free to look at ``ctx.cancel_requested``.
+        """
+        if job_id in self._cancel_requests:
+            return
+        for task, job in self._running.items():
+            if job.id == job_id:
+                self._cancel_requests.add(job_id)
+                logger.info("cancel requested for job %s", job_id, extra=job.log_extra())
+                if self._interruptible(job):
+                    # Only while the handler itself runs (armed in the watchdog): a
+                    # job in its hooks or recording its outcome is left alone.
+                    self.runner.deadlines.interrupt(task)
+                return
+        if any(job.id == job_id for job in self._ready):
+            self._cancel_requests.add(job_id)  # the runner won't start it
+
+    def _busy(self) -> bool:
+        return bool(self._running or self._ready)
 
     async def _wait(self, timeout: float | None) -> None:
         """Sleep until nudged (a job announced, slots freed, a stop) or ``timeout``."""
@@ -268,6 +306,7 @@ class Worker:
             executor=executor,
             deadlines=deadlines,
             instruments=self.instruments,
+            cancel_requests=self._cancel_requests,
         )
         # The worker's own writes (claims, acknowledgements, heartbeats, retries) go
         # through a pool that does not wait for the WAL flush at commit. A server crash
@@ -280,6 +319,7 @@ class Worker:
         self._acks = acks
         self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
         self._ready.clear()
+        self._cancel_requests.clear()
         self._backlog = False
         liveness = Liveness(self.db, settings, self.id, queues, concurrency)
         await self._until_connected(self.db.open)
@@ -294,6 +334,11 @@ class Worker:
             asyncio.create_task(acks.run(self._closing)),
             asyncio.create_task(liveness.run(self._closing)),
             asyncio.create_task(deadlines.run(self._closing)),
+            asyncio.create_task(
+                CancelPoller(
+                    self.db, self.id, settings.heartbeat_interval, self._busy, self._cancel_request
+                ).run(self._closing)
+            ),
         ]
         if listen and settings.listen_notify:
             self.listener = Listener(
@@ -302,6 +347,7 @@ class Worker:
                 self._nudge.set,
                 settings.error_retry_delay,
                 settings.poll_interval,
+                on_cancel=self._cancel_request,
             )
             background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:

@@ -7,11 +7,13 @@ import contextvars
 import inspect
 import json
 import logging
+import math
 import re
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 
 from soniq.log_context import current_job_fields
 from soniq.registry import JobRegistry, JobSpec
-from soniq.types import JobContext, Snooze
+from soniq.types import JobContext, Snooze, watch_cancel_requests
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.retry import retry_delay
 
@@ -92,7 +94,13 @@ class Requeue:
     delay: float
 
 
-Outcome = Done | Retry | Bury | Requeue
+@dataclass(frozen=True)
+class Cancelled:
+    """Stopped after ``cancel_job`` asked it to: the row ends cancelled, no retry."""
+
+
+CANCELLED = Cancelled()
+Outcome = Done | Retry | Bury | Requeue | Cancelled
 _DONE_WITHOUT_RESULT = Done(None)
 Hook = Callable[..., Any]
 
@@ -123,6 +131,7 @@ class JobRunner:
         executor: Executor,
         deadlines: Deadlines,
         instruments: JobInstruments | None = None,
+        cancel_requests: AbstractSet[str] = frozenset(),
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -133,6 +142,8 @@ class JobRunner:
         self.executor = executor
         self.deadlines = deadlines
         self.instruments = instruments
+        #: Ids of the worker's jobs whose cancellation was requested (the worker's set).
+        self.cancel_requests = cancel_requests
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -156,12 +167,18 @@ class JobRunner:
 
         if self.before:
             await run_hooks("before_job", self.before, job.job_name, job.id, job.attempt)
+        # A request that came before the handler started (the job waited for a slot,
+        # or a hook was running): don't start it. From here on, the worker interrupts
+        # an async handler through the deadlines watchdog (see Worker._cancel_request).
+        if self.cancel_requests and job.id in self.cancel_requests:
+            return CANCELLED
         started = time.perf_counter()
         try:
             result = await self._call(spec, kwargs)
             if isinstance(result, Snooze):
                 raise result
         except Snooze as snooze:
+            # (A snooze after a cancel request ends cancelled: see snooze_job.)
             return Requeue(snooze.seconds)
         except Exception as exc:
             return await self._failed(job, spec, kwargs, exc)
@@ -173,7 +190,7 @@ class JobRunner:
         return Done(_dump_result(job, result))
 
     def _context(self, job: ClaimedJob) -> JobContext:
-        return JobContext(
+        ctx = JobContext(
             job_id=job.id,
             job_name=job.job_name,
             attempt=job.attempt,
@@ -183,6 +200,7 @@ class JobRunner:
             scheduled_at=job.scheduled_at,
             created_at=job.created_at,
         )
+        return watch_cancel_requests(ctx, self.cancel_requests)
 
     async def _call(self, spec: JobSpec, kwargs: dict[str, Any]) -> Any:
         timeout = spec.timeout if spec.timeout is not None else self.default_timeout
@@ -206,23 +224,29 @@ class JobRunner:
             # free thread (a timed-out sync handler keeps its thread until it returns).
             await asyncio.wait([started, work], return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.current_task()
-        if timeout is None or task is None:
+        if task is None:
             return await work
-        token = self.deadlines.arm(task, timeout)
+        # Armed even without a timeout: the watchdog's armed tasks are the handlers a
+        # cancel request may interrupt.
+        token = self.deadlines.arm(task, math.inf if timeout is None else timeout)
         try:
             result = await work
         except asyncio.CancelledError:
             if not self.deadlines.disarm(task, token):
-                raise  # a shutdown, not the deadline
+                raise  # a shutdown or a cancel request, not the deadline
             if sys.version_info >= (3, 11):
                 task.uncancel()
-            raise JobTimeout(timeout) from None
+            raise JobTimeout(timeout or math.inf) from None
         self.deadlines.disarm(task, token)
         return result
 
     async def _failed(
         self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
     ) -> Outcome:
+        if self.cancel_requests and job.id in self.cancel_requests:
+            # Raised (or timed out) after a cancel request: the job stopped as asked,
+            # which is not a failure. No on_error, no retry.
+            return CANCELLED
         error = f"{type(exc).__name__}: {exc}"
         trace = _trace(exc)
         if self.instruments is not None:

@@ -1,4 +1,4 @@
-"""Waking the worker when a job is committed: LISTEN/NOTIFY, with polling as fallback."""
+"""Waking the worker when a job is committed or cancelled: LISTEN/NOTIFY, else polling."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from soniq.worker.stopping import nap
 logger = logging.getLogger("soniq.worker")
 
 CHANNEL = "soniq_new_job"
+#: ``cancel_job`` notifies this channel with the job id when it asks a running job to stop.
+CANCEL_CHANNEL = "soniq_cancel"
 
 
 class Listener:
     """Holds a dedicated LISTEN connection and calls ``wake`` for relevant queues.
+
+    With ``on_cancel``, it also listens for cancel requests and passes on their job ids
+    (every worker hears every request; each acts on the jobs it holds).
 
     When LISTEN cannot be set up (for example behind PgBouncer in transaction mode)
     the worker still finds work by polling; ``mode`` says which it is doing.
@@ -29,12 +34,14 @@ class Listener:
         wake: Callable[[], None],
         retry_delay: float,
         poll_interval: float,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
+        self.on_cancel = on_cancel
         self.mode = "polling"
         self.ready = asyncio.Event()
 
@@ -44,6 +51,8 @@ class Listener:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute("LISTEN soniq_new_job")
+                    if self.on_cancel is not None:
+                        await conn.execute("LISTEN soniq_cancel")
                     if self.mode != "listen":
                         logger.info(
                             "worker wakes on LISTEN %s (and polls every %gs)",
@@ -54,7 +63,10 @@ class Listener:
                     self.ready.set()
                     self.wake()  # look for anything committed while we were not listening
                     async for note in conn.notifies():
-                        if self.queues is None or note.payload in self.queues:
+                        if note.channel == CANCEL_CHANNEL:
+                            if self.on_cancel is not None:
+                                self.on_cancel(note.payload)
+                        elif self.queues is None or note.payload in self.queues:
                             self.wake()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if self.mode != "polling" or not self.ready.is_set():
