@@ -159,6 +159,7 @@ _LOCK = threading.Lock()
 def get_metrics() -> SoniqMetrics:
     """Soniq's series, registered in the default registry on first call."""
     global _METRICS
+    require_prometheus()  # also once they exist: the check must not depend on call order
     if _METRICS is None:
         with _LOCK:
             if _METRICS is None:
