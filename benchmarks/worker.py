@@ -860,7 +860,9 @@ async def wait_for_listener(
     while time.perf_counter() < deadline:
         cur = await conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query = 'LISTEN soniq_new_job'"
+            "WHERE datname = current_database() "
+            # The worker listens for cancel requests right after new jobs.
+            "AND query IN ('LISTEN soniq_new_job', 'LISTEN soniq_cancel')"
         )
         row = await cur.fetchone()
         if row and row[0]:
