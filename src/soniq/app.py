@@ -346,9 +346,9 @@ class Soniq(AppBase):
         """Run a job again; return the id of the job that will run.
 
         A dead-lettered job is replayed (a new job; its id is returned). A cancelled
-        job is requeued as it was, from attempt 1 (same id). A job waiting out a retry
-        delay becomes due now (same id). Anything else raises SONIQ_JOB_NOT_RETRYABLE,
-        or SONIQ_JOB_NOT_FOUND for an id that is nowhere.
+        job is requeued (same id) with the attempts it had left, and at least one. A
+        job waiting out a retry delay becomes due now (same id). Anything else raises
+        SONIQ_JOB_NOT_RETRYABLE, or SONIQ_JOB_NOT_FOUND for an id that is nowhere.
         """
         key = job_id_param(job_id)
         try:

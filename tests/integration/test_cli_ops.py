@@ -154,6 +154,21 @@ def test_jobs_retry(cli: Any, sync_app: Any, database_url: str) -> None:
     line = error(cli("jobs", "retry", fresh), "SONIQ_JOB_NOT_RETRYABLE")
     assert "has not failed yet" in line
     error(cli("jobs", "retry", str(uuid.uuid4())), "SONIQ_JOB_NOT_FOUND")
+    error(cli("jobs", "retry", "not-an-id"), "SONIQ_INVALID_JOB_ID")
+    # An id typed in capitals is the same job: requeued in place, not "replayed".
+    sync_app.cancel_job(cancelled)
+    upper = cancelled.upper()
+    assert ok(cli("jobs", "retry", upper)) == f"Job {cancelled} is queued and due now.\n"
+
+
+def test_a_database_error_is_one_line(cli: Any, database_url: str) -> None:
+    """Server errors carry DETAIL and CONTEXT lines; the command prints the first."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE soniq_workers")
+    result = cli("workers")
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("soniq: error: ") and "soniq_workers" in line, line
 
 
 # --------------------------------------------------------------------------- dead-letter

@@ -109,6 +109,7 @@ async def test_retry_requeues_a_cancelled_job_in_place(app: Soniq) -> None:
     assert (await job(app, job_id))["finished_at"] is not None
     assert await app.retry_job(job_id) == job_id
     row = await job(app, job_id)
+    # Never cancelled mid-run: nothing used, nothing to raise.
     assert (row["status"], row["attempts"], row["finished_at"]) == ("queued", 0, None)
     assert row["scheduled_at"] <= datetime.now(timezone.utc)  # due now, not in an hour
     await app.run_worker(run_once=True)
@@ -431,3 +432,76 @@ def test_the_blocking_app_manages_jobs_too(sync_app: soniq_sync.Soniq) -> None:
         sync_app.retry_job(job_id)
     assert info.value.code == JOB_NOT_RETRYABLE
     assert sync_app.cancel_job(job_id) is False
+
+
+async def _claim_as_dead_worker(app: Soniq, conn: psycopg.AsyncConnection[Any]) -> int:
+    """Claim the one queued job for a registered worker, then make that worker stale.
+
+    Returns the attempt it claimed."""
+    from soniq.sql import QUERIES
+
+    worker = str(uuid.uuid4())
+    await conn.execute(
+        QUERIES["register_worker"].psycopg,
+        {"id": worker, "hostname": "h", "pid": 1, "queues": None, "concurrency": 1},
+    )
+    cur = await conn.execute(
+        QUERIES["claim_jobs"].psycopg, {"queues": None, "limit": 1, "worker_id": worker}
+    )
+    (row,) = await cur.fetchall()
+    await conn.execute(
+        "UPDATE soniq_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+        (worker,),
+    )
+    return int(row[5])
+
+
+async def test_retrying_a_cancelled_job_keeps_the_old_attempt_fenced_out(
+    app: Soniq, database_url: str
+) -> None:
+    """A cancel request, then stale-worker recovery (the row ends cancelled while the old
+    attempt may still run somewhere), then retry_job: the new attempt has a new number,
+    so the old attempt's late completion cannot land on it."""
+    from soniq.sql import QUERIES
+    from soniq.worker.acks import _batch_params
+
+    @app.job(name="ops.fenced")
+    async def fenced() -> None: ...
+
+    job_id = await app.enqueue(fenced)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        old = await _claim_as_dead_worker(app, conn)
+        assert await app.cancel_job(job_id) is True
+        await conn.execute(QUERIES["recover_stale_workers"].psycopg, {"timeout": 300})
+        assert (await job(app, job_id))["status"] == "cancelled"
+        assert await app.retry_job(job_id) == job_id
+        cur = await conn.execute(
+            QUERIES["claim_jobs"].psycopg,
+            {"queues": None, "limit": 1, "worker_id": str(uuid.uuid4())},
+        )
+        (claimed,) = await cur.fetchall()
+        assert claimed[5] > old
+        cur = await conn.execute(
+            QUERIES["complete_jobs"].psycopg, _batch_params([(job_id, old, '"stale"')])
+        )
+        assert await cur.fetchall() == []  # fenced out
+    row = await job(app, job_id)
+    assert (row["status"], row["result"]) == ("processing", None)
+
+
+async def test_a_cancel_request_on_the_last_attempt_of_a_dead_worker_ends_cancelled(
+    app: Soniq, database_url: str
+) -> None:
+    @app.job(name="ops.last", retries=0)
+    async def last() -> None: ...
+
+    job_id = await app.enqueue(last)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await _claim_as_dead_worker(app, conn)
+        assert await app.cancel_job(job_id) is True
+        from soniq.sql import QUERIES
+
+        await conn.execute(QUERIES["recover_stale_workers"].psycopg, {"timeout": 300})
+    row = await job(app, job_id)
+    assert row["status"] == "cancelled"
+    assert await app.dead_letter.count() == 0

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from soniq.app import Soniq
+from soniq.app_base import job_id_param
 from soniq.cli.output import (
     database_url_option,
     emit_json,
@@ -150,6 +151,7 @@ def cancel(job_id: str, as_json: bool, database_url: str | None) -> None:
 @database_url_option
 def retry(job_id: str, as_json: bool, database_url: str | None) -> None:
     """Run a job again: replay a dead letter, requeue a cancelled job, or hurry a retry."""
+    job_id = _canonical(job_id)
     new_id = with_app(database_url, lambda app: app.retry_job(job_id))
     if as_json:
         emit_json({"id": new_id, "retried": job_id})
@@ -157,3 +159,11 @@ def retry(job_id: str, as_json: bool, database_url: str | None) -> None:
         click.echo(f"Replayed dead-lettered job {job_id} as new job {new_id}.")
     else:
         click.echo(f"Job {job_id} is queued and due now.")
+
+
+def _canonical(job_id: str) -> str:
+    """The id as Soniq writes it (lowercase, with dashes), or the one-line error."""
+    try:
+        return job_id_param(job_id)
+    except SoniqError as exc:
+        fail(exc)

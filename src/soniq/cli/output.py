@@ -50,7 +50,12 @@ def fail(exc: BaseException) -> NoReturn:
             click.echo(exc.details["traceback"], err=True)
         else:
             click.echo("".join(traceback.format_exception(exc)), err=True)
-    message = str(exc) if isinstance(exc, SoniqError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SoniqError):
+        message = str(exc)
+    else:
+        # Server errors carry DETAIL/CONTEXT lines; the first line is the message.
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = f"{type(exc).__name__}: {first}"
     click.echo(f"soniq: error: {message}", err=True)
     sys.exit(1)
 

@@ -120,8 +120,11 @@ RETURNING id::text, status,
           CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke
 
 -- name: retry_job_now
--- app.retry_job on a row of soniq_jobs: a cancelled job goes back to the queue as new
--- (attempts 0, due now); a queued job that already failed (waiting out its retry
+-- app.retry_job on a row of soniq_jobs: a cancelled job goes back to the queue, due
+-- now, with the attempts it had left and at least one more. Its attempt count never
+-- goes down: it is the fence of every write, and a worker may still be running an
+-- older attempt of a cancelled job (a cancel request, then stale-worker recovery).
+-- A queued job that already failed (waiting out its retry
 -- delay) becomes due now. The row's state before is returned either way, with
 -- "requeued" telling whether it changed, so the caller can say why it did not.
 WITH target AS (
@@ -131,7 +134,9 @@ WITH target AS (
 ), requeued AS (
     UPDATE soniq_jobs AS j
     SET status = 'queued',
-        attempts = CASE WHEN t.status = 'cancelled' THEN 0 ELSE j.attempts END,
+        max_attempts = CASE WHEN t.status = 'cancelled'
+                            THEN GREATEST(j.max_attempts, j.attempts + 1)
+                            ELSE j.max_attempts END,
         scheduled_at = CASE WHEN t.status = 'cancelled' THEN now()
                             ELSE LEAST(j.scheduled_at, now()) END,
         started_at = CASE WHEN t.status = 'cancelled' THEN NULL ELSE j.started_at END,
@@ -307,7 +312,7 @@ WITH dead AS (
     FOR UPDATE OF j SKIP LOCKED
 ), exhausted AS (
     DELETE FROM soniq_jobs AS j USING lost
-    WHERE j.id = lost.id AND j.attempts >= j.max_attempts
+    WHERE j.id = lost.id AND j.attempts >= j.max_attempts AND j.cancel_requested_at IS NULL
     RETURNING j.*
 ), buried AS (
     INSERT INTO soniq_dead_letter_jobs
@@ -318,20 +323,23 @@ WITH dead AS (
     FROM exhausted
     RETURNING id
 ), requeued AS (
-    -- A job whose cancellation was requested ends cancelled instead.
+    -- A job whose cancellation was requested ends cancelled instead, even on its last
+    -- attempt: a dead letter would invite replaying what somebody chose to stop.
     UPDATE soniq_jobs AS j
     SET status = CASE WHEN j.cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
         finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN j.finished_at ELSE now() END,
         worker_id = NULL, updated_at = now(),
         last_error = 'Worker stopped heartbeating during this attempt.'
     FROM lost
-    WHERE j.id = lost.id AND j.attempts < j.max_attempts
-    RETURNING j.id, j.queue
+    WHERE j.id = lost.id
+      AND (j.attempts < j.max_attempts OR j.cancel_requested_at IS NOT NULL)
+    RETURNING j.id, j.queue, j.status
 )
 SELECT (SELECT count(*) FROM dead)::int AS workers,
        (SELECT count(*) FROM requeued)::int AS requeued,
        (SELECT count(*) FROM buried)::int AS dead_lettered,
-       (SELECT pg_notify('soniq_new_job', queue) FROM requeued LIMIT 1) AS woke
+       (SELECT pg_notify('soniq_new_job', queue) FROM requeued
+        WHERE status = 'queued' LIMIT 1) AS woke
 
 -- ---------------------------------------------------------------------------------
 -- Metrics
@@ -375,11 +383,9 @@ WITH gone AS (
 SELECT count(*)::int AS deleted FROM gone
 
 -- name: prune_try_lock
--- The worker sweep runs under a session advisory lock, so one worker sweeps at a time.
-SELECT pg_try_advisory_lock(%(key)s::bigint) AS locked
-
--- name: prune_unlock
-SELECT pg_advisory_unlock(%(key)s::bigint) AS unlocked
+-- Each batch of the workers' sweep runs under this transaction-scoped lock, so one
+-- worker sweeps at a time (and a pooler cannot strand it: it ends with the batch).
+SELECT pg_try_advisory_xact_lock(%(key)s::bigint) AS locked
 
 -- ---------------------------------------------------------------------------------
 -- Status, workers, task names and migrations (the operator commands)

@@ -59,3 +59,7 @@ class CancelPoller:
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 # The heartbeat reports outages; this one just tries again next time.
                 logger.debug("could not look for cancel requests: %s", str(exc).strip())
+            except psycopg.Error as exc:
+                # Anything else must not end the task: in polling mode it is the only
+                # way cancel requests reach this worker.
+                logger.warning("could not look for cancel requests: %s", str(exc).strip())

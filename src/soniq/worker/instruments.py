@@ -174,7 +174,7 @@ class QueueGauges:
         while not closing.is_set():
             try:
                 await self.refresh()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except psycopg.Error as exc:  # an outage or not: try again next interval
                 logger.warning("cannot read the queue gauges (%s)", str(exc).strip())
             await nap(closing, self.interval)
 

@@ -62,6 +62,10 @@ class Worker:
         # Ids of held jobs (running or ready) whose cancellation was requested; shared
         # with the runner and every JobContext (ctx.cancel_requested reads it).
         self._cancel_requests: set[str] = set()
+        # Outcome writes (rare outcomes only: retry, dead-letter, requeue, cancelled) by
+        # job id, until their task finishes; kept for a task cancelled mid-write, whose
+        # write goes on behind the shield (see _shutdown).
+        self._settling: dict[str, asyncio.Future[None]] = {}
         self._nudge = asyncio.Event()
         self._stopping = asyncio.Event()  # stop claiming (stop(), a signal)
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
@@ -244,10 +248,14 @@ class Worker:
             acks.done(job, outcome.result)  # batched: no I/O here
         else:
             # Shielded so that a shutdown arriving mid-write cannot lose the outcome.
-            await asyncio.shield(acks.settle(job, outcome, self._stopping))
+            write = asyncio.ensure_future(acks.settle(job, outcome, self._stopping))
+            self._settling[job.id] = write  # dropped in _finished, kept if cancelled
+            await asyncio.shield(write)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         job = self._running.pop(task, None)
+        if self._settling and not task.cancelled() and job is not None:
+            self._settling.pop(job.id, None)
         if self._cancel_requests and job is not None:
             self._cancel_requests.discard(job.id)
         self._finished_count += 1
@@ -320,6 +328,7 @@ class Worker:
         self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
         self._ready.clear()
         self._cancel_requests.clear()
+        self._settling.clear()
         self._backlog = False
         liveness = Liveness(self.db, settings, self.id, queues, concurrency)
         await self._until_connected(self.db.open)
@@ -393,12 +402,17 @@ class Worker:
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*running, *waiting, return_exceptions=True))
+        # A task cancelled while its outcome was being written: let the write finish.
+        written = set(self._settling)
+        if written:
+            await asyncio.shield(asyncio.gather(*self._settling.values(), return_exceptions=True))
         # A task cancelled before its first step never reached _execute's handler (a
-        # stop that lands while a claim is in flight): requeue its job here.
+        # stop that lands while a claim is in flight): requeue its job here. One that
+        # was cancelled during its outcome write has already written it (above).
         unstarted = [
             acks.settle(job, Requeue(0.0), self._stopping)
             for task, job in running.items()
-            if task.cancelled()
+            if task.cancelled() and job.id not in written
         ]
         if unstarted:
             await asyncio.shield(asyncio.gather(*unstarted, return_exceptions=True))

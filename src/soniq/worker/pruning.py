@@ -1,10 +1,11 @@
 """The workers' retention sweep: delete old finished jobs a batch at a time.
 
-Every SONIQ_PRUNE_INTERVAL seconds each worker tries a PostgreSQL advisory lock; the
-one that gets it sweeps, the others skip their turn, so workers never compete for the
-same rows. A run deletes batches (oldest first) until nothing old is left or it has
-done ``MAX_BATCHES_PER_RUN``, pausing after each batch for as long as the batch took,
-so the sweep uses at most about half of one connection and claims keep their share of
+Every SONIQ_PRUNE_INTERVAL seconds each worker starts a run. Each batch takes a
+transaction-scoped PostgreSQL advisory lock; a worker that finds it taken ends its run
+(or skips its turn), so workers do not compete for the same rows. A run deletes
+batches (oldest first) until nothing old is left or it has done
+``MAX_BATCHES_PER_RUN``, pausing after each batch for as long as the batch took, so
+the sweep uses at most about half of one connection and claims keep their share of
 the server. A run that stops at the cap leaves a backlog: the next one starts after
 ``BACKLOG_PAUSE`` instead of a whole interval.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -82,26 +84,24 @@ class Pruner:
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         async with self.backend.acquire() as conn:
-            cur = await conn.execute(QUERIES["prune_try_lock"].psycopg, {"key": SWEEP_LOCK_KEY})
-            row = await cur.fetchone()
-            if not (row and row[0]):
-                return None
-            try:
-                cutoff = await prune_cutoff(conn, age)
-                deleted = batches = 0
-                while True:
-                    started = loop.time()
-                    count = await delete_batch(conn, cutoff, self.batch_size)
-                    deleted += count
-                    batches += 1
-                    full = count == self.batch_size
-                    if not full or batches >= self.max_batches:
-                        break
-                    await nap(stop, max(MIN_BATCH_PAUSE, loop.time() - started))
-                    if stop.is_set():
-                        break
-            finally:
-                await _unlock(conn)
+            cutoff = await prune_cutoff(conn, age)
+            deleted = batches = 0
+            while True:
+                started = loop.time()
+                count = await _locked_batch(conn, cutoff, self.batch_size)
+                if count is None:  # another worker is sweeping
+                    if batches == 0:
+                        return None
+                    full = False
+                    break
+                deleted += count
+                batches += 1
+                full = count == self.batch_size
+                if not full or batches >= self.max_batches:
+                    break
+                await nap(stop, max(MIN_BATCH_PAUSE, loop.time() - started))
+                if stop.is_set():
+                    break
         self._report(deleted, batches, age, capped=full and batches >= self.max_batches)
         return deleted
 
@@ -122,11 +122,18 @@ class Pruner:
         self.backlog = capped
 
 
-async def _unlock(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Release the sweep lock. If that fails, close the connection: a session lock
-    left on a pooled connection would stop every worker from sweeping."""
-    try:
-        await conn.execute(QUERIES["prune_unlock"].psycopg, {"key": SWEEP_LOCK_KEY})
-    except BaseException:
-        await conn.close()
-        raise
+async def _locked_batch(
+    conn: psycopg.AsyncConnection[Any], cutoff: datetime, limit: int
+) -> int | None:
+    """One batch under the sweep lock, or None if another worker holds it.
+
+    The lock is transaction-scoped, taken with each batch: a session lock could be
+    released on another server connection behind a transaction-mode pooler and stay
+    held for good, and no worker would sweep again.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(QUERIES["prune_try_lock"].psycopg, {"key": SWEEP_LOCK_KEY})
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            return None
+        return await delete_batch(conn, cutoff, limit)
