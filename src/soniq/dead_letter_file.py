@@ -69,13 +69,25 @@ def parse_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
     Blank lines are skipped. Any other problem raises SONIQ_INVALID_EXPORT naming the
     first bad line (counted from 1).
     """
-    rows = []
-    for number, raw in enumerate(lines, start=1):
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
-            continue
-        rows.append(_parse_line(number, text))
-    return rows
+    rows: list[dict[str, Any]] = []
+    number = 0
+    it = iter(lines)
+    while True:
+        number += 1
+        try:
+            raw = next(it, None)
+            if raw is None:
+                return rows
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:  # a text file decodes as it is read
+            raise _bad(number, "not UTF-8 text") from None
+        if text.strip():
+            rows.append(_parse_line(number, text))
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, and jsonb refuses them.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _bad(number: int, problem: str) -> SoniqError:
@@ -90,9 +102,13 @@ def _bad(number: int, problem: str) -> SoniqError:
 
 def _parse_line(number: int, text: str) -> dict[str, Any]:
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise _bad(number, f"not valid JSON ({exc})") from None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(number, "text that is not valid Unicode (a lone surrogate escape)") from None
     if not isinstance(obj, dict):
         raise _bad(number, f"expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(COLUMNS))

@@ -386,6 +386,8 @@ def _line(**overrides: Any) -> str:
         (_line(queue=""), "field 'queue' must not be empty"),
         (_line(last_error="nul \x00 here"), "NUL character"),
         (_line(colour="red"), "unknown field 'colour'"),
+        (_line().replace('"a": 1', '"a": NaN'), "NaN is not a JSON number"),
+        (_line().replace('"a": 1', '"a": "\\ud800"'), "not valid Unicode"),
     ],
 )
 async def test_a_bad_line_is_named_and_nothing_is_written(
@@ -397,6 +399,16 @@ async def test_a_bad_line_is_named_and_nothing_is_written(
     assert info.value.code == INVALID_EXPORT
     assert info.value.details["line"] == 4
     assert "Line 4" in info.value.message and problem in info.value.message
+    assert await app.dead_letter.count() == 0
+
+
+async def test_a_file_that_is_not_utf8_is_named_by_line(app: Soniq, tmp_path: Any) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(_line().encode() + b'{"id": "\xff"}\n')
+    with path.open(encoding="utf-8") as f, pytest.raises(SoniqError) as info:
+        await app.dead_letter.import_(f)
+    assert info.value.code == INVALID_EXPORT
+    assert "not UTF-8 text" in info.value.message
     assert await app.dead_letter.count() == 0
 
 
