@@ -6,8 +6,9 @@ import click
 
 from soniq import __version__
 from soniq.cli import dead_letter, jobs
-from soniq.cli.processes import scheduler, worker
+from soniq.cli.demo import demo
 from soniq.cli.dev import dev
+from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, setup
 from soniq.cli.status import status, workers
@@ -34,3 +35,4 @@ main.add_command(prune)
 main.add_command(jobs.group)
 main.add_command(dead_letter.group)
 main.add_command(dev)
+main.add_command(demo)
