@@ -63,7 +63,7 @@ def require_url(settings: SoniqSettings) -> str:
     if settings.database_url is None:
         raise SoniqError(
             DATABASE_URL_MISSING,
-            "No database URL configured. Pass Soniq(database_url='postgresql://...') "
-            "or set SONIQ_DATABASE_URL.",
+            "No database URL: set SONIQ_DATABASE_URL (or pass Soniq(database_url=...)), "
+            "or run `soniq dev` for a local PostgreSQL that prints the URL to export.",
         )
     return normalise_database_url(settings.database_url)

@@ -112,7 +112,9 @@ async def test_missing_url_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SoniqError) as err:
         await app.setup()
     assert err.value.code == "SONIQ_DATABASE_URL_MISSING"
-    assert "SONIQ_DATABASE_URL" in err.value.message
+    assert "set SONIQ_DATABASE_URL" in err.value.message
+    assert "run `soniq dev`" in err.value.message
+    assert "\n" not in err.value.message
 
 
 async def test_url_comes_from_environment(

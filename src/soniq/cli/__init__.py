@@ -6,6 +6,8 @@ import click
 
 from soniq import __version__
 from soniq.cli import dead_letter, jobs
+from soniq.cli.demo import demo
+from soniq.cli.dev import dev
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, setup
@@ -32,3 +34,5 @@ main.add_command(migrate)
 main.add_command(prune)
 main.add_command(jobs.group)
 main.add_command(dead_letter.group)
+main.add_command(dev)
+main.add_command(demo)

@@ -700,3 +700,14 @@ SELECT pg_try_advisory_lock(%(key)s::bigint) AS leading
 
 -- name: scheduler_ping
 SELECT 1
+
+-- ----------------------------------------------------------------------------- demo
+-- `soniq demo` on a server the user named runs in a database of its own, so their
+-- workers never see its jobs. The name is Soniq's (soniq_demo_<hex>), and is
+-- composed in as a quoted identifier: CREATE/DROP DATABASE take no parameters.
+
+-- name: demo_create_database
+CREATE DATABASE {database}
+
+-- name: demo_drop_database
+DROP DATABASE IF EXISTS {database} WITH (FORCE)

@@ -1,0 +1,57 @@
+"""A database of its own for ``soniq demo`` on a server the user named.
+
+The demo never writes to the user's Soniq database: their workers (which may serve
+every queue) would pick up its jobs and dead-letter them as unknown. It creates
+``soniq_demo_<hex>`` next to it, sets it up, and drops it at the end, even after an
+error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+from psycopg import conninfo, sql
+
+from soniq.backend import connect
+from soniq.database_url import describe_server, normalise_database_url
+from soniq.errors import DEMO_DATABASE_UNAVAILABLE, SoniqError
+from soniq.settings import SoniqSettings
+from soniq.sql import QUERIES
+
+logger = logging.getLogger("soniq.demo")
+
+
+def _statement(query: str, database: str) -> sql.Composed:
+    return sql.SQL(QUERIES[query].text).format(database=sql.Identifier(database))
+
+
+@contextlib.asynccontextmanager
+async def demo_database(server_url: str) -> AsyncIterator[str]:
+    """Create a scratch database on ``server_url``'s server; yield its URL; drop it."""
+    server_url = normalise_database_url(server_url)
+    settings = SoniqSettings.load(database_url=server_url)
+    name = f"soniq_demo_{uuid.uuid4().hex[:12]}"
+    async with await connect(server_url, settings) as conn:
+        try:
+            await conn.execute(_statement("demo_create_database", name))
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SoniqError(
+                DEMO_DATABASE_UNAVAILABLE,
+                f"The demo runs in a scratch database of its own, but creating one on "
+                f"{describe_server(server_url)} failed ({reason}). Grant the user CREATEDB, "
+                "or unset SONIQ_DATABASE_URL to use the embedded server "
+                "(pip install 'soniq[embedded]').",
+                server=describe_server(server_url),
+            ) from None
+    logger.info("created demo database", extra={"database": name})
+    try:
+        yield conninfo.make_conninfo(server_url, dbname=name)
+    finally:
+        async with await connect(server_url, settings) as conn:
+            await conn.execute(_statement("demo_drop_database", name))
+        logger.info("dropped demo database", extra={"database": name})
