@@ -212,3 +212,43 @@ def _on_a_terminal(args: Sequence[str], database_url: str, answer: str) -> dict[
         "stdout": stdout,
         "terminal": with_rest.decode(errors="replace"),
     }
+
+
+@pytest.mark.parametrize("on_a_terminal", [True, False])
+def test_a_long_replay_shows_progress_only_on_a_terminal(
+    app: soniq_sync.Soniq, database_url: str, on_a_terminal: bool
+) -> None:
+    bury(database_url, 1200, job_name="bar.job")
+    args = [sys.executable, "-m", "soniq", "dead-letter", "replay", "--all"]
+    if not on_a_terminal:
+        done = subprocess.run(
+            args, capture_output=True, text=True, env=env_for(database_url), timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""  # a pipe or a log file gets no bar
+    else:
+        controller, terminal = pty.openpty()
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=terminal, env=env_for(database_url)
+        )
+        os.close(terminal)
+        seen = b""
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None or select.select([controller], [], [], 0)[0]:
+                assert time.monotonic() < deadline, seen
+                if select.select([controller], [], [], 0.1)[0]:
+                    try:
+                        chunk = os.read(controller, 4096)
+                    except OSError:  # the process closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+        finally:
+            proc.wait(timeout=30)
+            os.close(controller)
+        assert proc.returncode == 0
+        assert b"Replaying" in seen and b"100%" in seen, seen
+    assert app.dead_letter.count() == 1200
+    assert len(app.list_jobs(job_name="bar.job", limit=2000)) == 1200
