@@ -69,6 +69,9 @@ EMBEDDED_DATA_DIR_INVALID = "SONIQ_EMBEDDED_DATA_DIR_INVALID"
 EMBEDDED_START_FAILED = "SONIQ_EMBEDDED_START_FAILED"
 DEMO_DATABASE_UNAVAILABLE = "SONIQ_DEMO_DATABASE_UNAVAILABLE"
 
+# Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
+DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
+
 ALL_CODES: frozenset[str] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )

@@ -711,3 +711,59 @@ CREATE DATABASE {database}
 
 -- name: demo_drop_database
 DROP DATABASE IF EXISTS {database} WITH (FORCE)
+
+-- -------------------------------------------------------------------------- testing
+-- soniq.testing: helpers for an application's tests. They run on a test database,
+-- never under production load, so they favour plain scans over new indexes.
+
+-- name: testing_enqueued_jobs
+-- Jobs waiting to run (due now or later), oldest first: what a test enqueued.
+SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
+       dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
+       worker_id::text, result, last_error, cancel_requested_at
+FROM soniq_jobs
+WHERE status = 'queued'
+  AND (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY created_at, id
+
+-- name: testing_make_due
+-- drain(skip_delays=True): waiting jobs (retry delays, schedule(), snoozes) are due now.
+WITH moved AS (
+    UPDATE soniq_jobs SET scheduled_at = now(), updated_at = now()
+    WHERE status = 'queued' AND scheduled_at > now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    RETURNING 1
+)
+SELECT count(*)::int AS moved FROM moved
+
+-- name: testing_runnable
+-- Jobs a worker on these queues could claim now, by task name.
+SELECT job_name, count(*)::int AS jobs
+FROM soniq_jobs
+WHERE status = 'queued' AND scheduled_at <= now()
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+GROUP BY job_name
+ORDER BY job_name
+
+-- The pytest plugin's databases: a template migrated once per session, cloned per
+-- test. Names are the plugin's own (soniq_test_<hex>), composed in as quoted
+-- identifiers: these statements take no parameters.
+
+-- name: testing_create_database
+CREATE DATABASE {database} TEMPLATE {template}
+
+-- name: testing_drop_database
+-- FORCE (PostgreSQL 13+) ends sessions a test left open.
+DROP DATABASE IF EXISTS {database} WITH (FORCE)
+
+-- name: testing_close_template
+-- CREATE DATABASE ... TEMPLATE needs the template idle: nobody may connect from now on.
+ALTER DATABASE {database} WITH ALLOW_CONNECTIONS false
+
+-- name: testing_end_sessions
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = %(database)s AND pid <> pg_backend_pid()
+
+-- name: testing_ping
+SELECT 1

@@ -32,13 +32,29 @@ from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
-from soniq.worker.runner import CANCELLED, Bury, ClaimedJob, Done, JobRunner, Requeue, Retry
+from soniq.worker.runner import (
+    CANCELLED,
+    Bury,
+    Cancelled,
+    ClaimedJob,
+    Done,
+    JobRunner,
+    Requeue,
+    Retry,
+)
 from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
 
 logger = logging.getLogger("soniq.worker")
 
 _DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+_OUTCOME_KINDS: dict[type, str] = {
+    Done: "done",
+    Retry: "retried",
+    Bury: "dead_lettered",
+    Requeue: "snoozed",
+    Cancelled: "cancelled",
+}
 
 
 class Worker:
@@ -57,6 +73,9 @@ class Worker:
         self.hooks = hooks or {}
         self.id = str(uuid.uuid4())
         self.processed = 0
+        #: How the attempts this worker ran ended, by kind: "done", "retried",
+        #: "dead_lettered", "snoozed" (also a shutdown's requeue), "cancelled".
+        self.outcomes: collections.Counter[str] = collections.Counter()
         # Running job tasks and the job each one runs.
         self._running: dict[asyncio.Task[None], ClaimedJob] = {}
         # Ids of held jobs (running or ready) whose cancellation was requested; shared
@@ -244,6 +263,7 @@ class Worker:
             )
         if probe is not None:
             probe.end(outcome)
+        self.outcomes[_OUTCOME_KINDS[type(outcome)]] += 1
         if isinstance(outcome, Done):
             acks.done(job, outcome.result)  # batched: no I/O here
         else:
