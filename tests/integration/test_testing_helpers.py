@@ -194,10 +194,10 @@ async def test_a_failed_assertion_lists_what_was_enqueued(app: Soniq) -> None:
         await assert_enqueued(app, notify, {"user": 2})
     message = str(wrong_args.value)
     name = "tests.notify"
-    assert f"Expected {name!r} with args {{\"user\": 2}} to be enqueued" in message
+    assert f'Expected {name!r} with args {{"user": 2}} to be enqueued' in message
     assert "Enqueued (2):" in message
     assert f"{name} args={{\"user\": 1}} queue='default'" in message
-    assert "audit.record args={\"what\": \"login\"} queue='audit'" in message
+    assert 'audit.record args={"what": "login"} queue=\'audit\'' in message
 
     with pytest.raises(AssertionError, match=r"Expected 2 of .* enqueued, found 1"):
         await assert_enqueued(app, notify, count=2)
@@ -295,7 +295,7 @@ async def test_the_plugin_async_app_fixture(soniq_app: Soniq) -> None:
     assert await soniq_app.get_result(job_id) == "pong"
 
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 import soniq_sync
@@ -328,7 +328,7 @@ def test_sync(soniq_sync_app: soniq_sync.Soniq, soniq_database_url: str) -> None
 
 def test_databases_are_per_test(soniq_sync_app: soniq_sync.Soniq) -> None:
     assert soniq_sync.testing.enqueued_jobs(soniq_sync_app) == []
-'''
+"""
 
 
 def test_the_plugin_works_in_a_users_project(tmp_path: Path, pg_server: PgServer) -> None:
