@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from soniq.backend import connect
 from soniq.database_url import describe_server, normalise_database_url
@@ -25,10 +25,6 @@ from soniq.sql import QUERIES
 logger = logging.getLogger("soniq.demo")
 
 
-def _statement(query: str, database: str) -> sql.Composed:
-    return sql.SQL(QUERIES[query].text).format(database=sql.Identifier(database))
-
-
 @contextlib.asynccontextmanager
 async def demo_database(server_url: str) -> AsyncIterator[str]:
     """Create a scratch database on ``server_url``'s server; yield its URL; drop it."""
@@ -37,7 +33,10 @@ async def demo_database(server_url: str) -> AsyncIterator[str]:
     name = f"soniq_demo_{uuid.uuid4().hex[:12]}"
     async with await connect(server_url, settings) as conn:
         try:
-            await conn.execute(_statement("demo_create_database", name))
+            # template1 is what a plain CREATE DATABASE copies.
+            await conn.execute(
+                QUERIES["create_database"].with_identifiers(database=name, template="template1")
+            )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SoniqError(
@@ -53,5 +52,5 @@ async def demo_database(server_url: str) -> AsyncIterator[str]:
         yield conninfo.make_conninfo(server_url, dbname=name)
     finally:
         async with await connect(server_url, settings) as conn:
-            await conn.execute(_statement("demo_drop_database", name))
+            await conn.execute(QUERIES["drop_database"].with_identifiers(database=name))
         logger.info("dropped demo database", extra={"database": name})

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from soniq.sql import QUERIES
 
@@ -74,19 +74,17 @@ class TestServer:
 
         ``names`` fill the query's ``{placeholders}`` as quoted identifiers.
         """
-        statement = sql.SQL(QUERIES[query].text).format(
-            **{key: sql.Identifier(value) for key, value in names.items()}
-        )
+        statement = QUERIES[query].with_identifiers(**names)
         with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(statement, params)
 
     def create_database(self, name: str, *, template: str = "template0") -> None:
         """Create database ``name`` as a copy of ``template``."""
-        self.execute("testing_create_database", database=name, template=template)
+        self.execute("create_database", database=name, template=template)
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name``, ending any session a test left open."""
-        self.execute("testing_drop_database", database=name)
+        self.execute("drop_database", database=name)
 
 
 def _unique(prefix: str) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 
+from psycopg import sql
+
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _PARAM = re.compile(r"%\((\w+)\)s")
 
@@ -42,6 +44,14 @@ class Query:
         name.
         """
         return _PARAM.sub(lambda m: f"(:{m.group(1)})", self.text).replace("%%", "%")
+
+    def with_identifiers(self, **names: str) -> sql.Composed:
+        """The text with its ``{placeholders}`` filled by ``names`` as quoted identifiers.
+
+        For the few statements that name a database, which PostgreSQL does not take
+        as a bound parameter.
+        """
+        return sql.SQL(self.text).format(**{k: sql.Identifier(v) for k, v in names.items()})
 
     def positional(self, params: dict[str, object]) -> list[object]:
         """Parameter values in ``$n`` order."""

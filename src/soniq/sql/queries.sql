@@ -706,10 +706,13 @@ SELECT 1
 -- workers never see its jobs. The name is Soniq's (soniq_demo_<hex>), and is
 -- composed in as a quoted identifier: CREATE/DROP DATABASE take no parameters.
 
--- name: demo_create_database
-CREATE DATABASE {database}
+-- name: create_database
+-- {database} and {template} are identifiers (Query.with_identifiers): soniq demo's
+-- scratch database, and the pytest plugin's test databases.
+CREATE DATABASE {database} TEMPLATE {template}
 
--- name: demo_drop_database
+-- name: drop_database
+-- FORCE (PostgreSQL 13+) ends sessions a test or an interrupted demo left open.
 DROP DATABASE IF EXISTS {database} WITH (FORCE)
 
 -- -------------------------------------------------------------------------- testing
@@ -749,13 +752,6 @@ ORDER BY job_name
 -- The pytest plugin's databases: a template migrated once per session, cloned per
 -- test. Names are the plugin's own (soniq_test_<hex>), composed in as quoted
 -- identifiers: these statements take no parameters.
-
--- name: testing_create_database
-CREATE DATABASE {database} TEMPLATE {template}
-
--- name: testing_drop_database
--- FORCE (PostgreSQL 13+) ends sessions a test left open.
-DROP DATABASE IF EXISTS {database} WITH (FORCE)
 
 -- name: testing_close_template
 -- CREATE DATABASE ... TEMPLATE needs the template idle: nobody may connect from now on.
