@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import conninfo
-from support import Scratch, loadavg, positive
+from support import Scratch, loadavg, positive, run_timed
 
 import soniq
 import soniq_sync
@@ -604,15 +604,7 @@ async def main_async(opts: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        code = asyncio.run(main_async(opts))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # the database is dropped by then
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
-    return code
+    return run_timed(main_async(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import platform
 import signal
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import psycopg
-from support import Scratch, loadavg, positive
+from support import Scratch, loadavg, positive, run_timed
 
 import soniq
 from soniq import Soniq
@@ -338,15 +337,7 @@ async def main_async(opts: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        code = asyncio.run(main_async(opts))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
-    return code
+    return run_timed(main_async(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -64,3 +69,19 @@ def loadavg() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def run_timed(main_async: Coroutine[Any, Any, int]) -> int:
+    """A script's exit status: run ``main_async``, report Ctrl-C, print the total time.
+
+    Scratch databases are dropped by ``main_async``'s own ``finally`` before this
+    returns, interrupted or not.
+    """
+    started = time.perf_counter()
+    try:
+        code = asyncio.run(main_async)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
+    return code

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo, sql
-from support import Scratch, loadavg, positive
+from support import Scratch, loadavg, positive, run_timed
 
 import soniq
 from soniq import Soniq
@@ -1075,15 +1075,7 @@ async def main_async(opts: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
-    started = time.perf_counter()
-    try:
-        code = asyncio.run(main_async(opts))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # the databases are dropped by then
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"total {time.perf_counter() - started:.1f} s, load average now {loadavg()}")
-    return code
+    return run_timed(main_async(parse_args(argv)))
 
 
 if __name__ == "__main__":
