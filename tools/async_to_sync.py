@@ -32,6 +32,7 @@ SOURCES = {
     "src/soniq/adapters/for_psycopg.py": "src/soniq_sync/adapters/for_psycopg.py",
     "src/soniq/adapters/for_sqlalchemy.py": "src/soniq_sync/adapters/for_sqlalchemy.py",
     "src/soniq/backend.py": "src/soniq_sync/backend.py",
+    "src/soniq/local_backends.py": "src/soniq_sync/local_backends.py",
     "src/soniq/migrations.py": "src/soniq_sync/migrations.py",
     "src/soniq/dead_letter.py": "src/soniq_sync/dead_letter.py",
     "src/soniq/scheduling.py": "src/soniq_sync/scheduling.py",
@@ -52,7 +53,6 @@ NAMES = {
     "AbstractAsyncContextManager": "AbstractContextManager",
     "asynccontextmanager": "contextmanager",
     "AsyncIterator": "Iterator",
-    "AsyncCursor": "Cursor",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     # The async sources use asyncio for asyncio.Lock only; threads need threading.Lock.
@@ -65,6 +65,7 @@ MODULES = {
     "soniq.adapters": "soniq_sync.adapters",
     "soniq.adapters.base": "soniq_sync.adapters.base",
     "soniq.backend": "soniq_sync.backend",
+    "soniq.local_backends": "soniq_sync.local_backends",
     "soniq.dead_letter": "soniq_sync.dead_letter",
     "soniq.migrations": "soniq_sync.migrations",
     "soniq.retention": "soniq_sync.retention",

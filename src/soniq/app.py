@@ -14,15 +14,11 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import psycopg
-from psycopg import AsyncCursor
-from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
 from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
-from soniq.backend import PostgresBackend, connect
-from soniq.database_url import require_url
+from soniq.backend import StorageBackend, make_backend
 from soniq.dead_letter import DeadLetterQueue
 from soniq.enqueue import JobRow, Target, run_at_to_datetime
 from soniq.errors import (
@@ -35,7 +31,6 @@ from soniq.errors import (
 )
 from soniq.filters import time_range
 from soniq.ids import new_job_ids
-from soniq.migrations import apply_migrations, migration_status, pending_migrations
 from soniq.retention import prune_age, prune_finished, result_ttl
 from soniq.scheduling import Scheduler
 from soniq.sql import QUERIES
@@ -68,7 +63,7 @@ class Soniq(AppBase):
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
-        self._backend: PostgresBackend | None = None
+        self._backend: StorageBackend | None = None
         self._ready = False
         self._init_lock = asyncio.Lock()
         self.dead_letter = DeadLetterQueue(
@@ -79,10 +74,11 @@ class Soniq(AppBase):
     # -- lifecycle ------------------------------------------------------------------
 
     @property
-    def backend(self) -> PostgresBackend:
-        """Soniq's connection pool; ``async with app.backend.acquire() as conn``."""
+    def backend(self) -> StorageBackend:
+        """Where the jobs live: PostgreSQL (``async with app.backend.acquire() as conn``
+        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
         if self._backend is None:
-            self._backend = PostgresBackend(require_url(self.settings), self.settings)
+            self._backend = make_backend(self.settings, self._memory)
         return self._backend
 
     async def setup(self) -> list[str]:
@@ -90,8 +86,7 @@ class Soniq(AppBase):
 
         Returns the migration versions applied by this call.
         """
-        async with await connect(require_url(self.settings), self.settings) as conn:
-            return await apply_migrations(conn)
+        return await self.backend.setup()
 
     async def ensure_initialized(self) -> None:
         """Connect and check the schema; later calls return at once."""
@@ -100,9 +95,7 @@ class Soniq(AppBase):
         async with self._init_lock:
             if self._ready:
                 return
-            url = require_url(self.settings)
-            async with await connect(url, self.settings) as conn:
-                pending = await pending_migrations(conn)
+            pending = await self.backend.prepare()
             if pending:
                 raise SoniqError(
                     SCHEMA_MISSING,
@@ -110,7 +103,6 @@ class Soniq(AppBase):
                     "Run `soniq setup` (or `await app.setup()`) first.",
                     pending=pending,
                 )
-            await self.backend.open()
             self._ready = True
 
     async def close(self) -> None:
@@ -215,8 +207,12 @@ class Soniq(AppBase):
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert(a, row))
         await self.ensure_initialized()
-        async with self.backend.acquire() as conn:
-            return await _insert(PsycopgAsyncAdapter(conn), row)
+        backend = self.backend
+        if backend.kind == "postgres":  # one round trip, no transaction block
+            async with backend.acquire() as conn:
+                return await _insert(PsycopgAsyncAdapter(conn), row)
+        async with backend.transaction() as tx:
+            return await _insert(tx, row)
 
     async def schedule(
         self,
@@ -278,8 +274,8 @@ class Soniq(AppBase):
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert_many(a, rows))
         await self.ensure_initialized()
-        async with self.backend.acquire() as conn, conn.transaction():
-            return await _insert_many(PsycopgAsyncAdapter(conn), rows)
+        async with self.backend.transaction() as tx:
+            return await _insert_many(tx, rows)
 
     # -- inspection -----------------------------------------------------------------
 
@@ -353,7 +349,7 @@ class Soniq(AppBase):
         key = job_id_param(job_id)
         try:
             rows = await self._fetch_dicts("retry_job_now", {"id": key})
-        except psycopg.errors.UniqueViolation:
+        except self.backend.duplicate:
             raise SoniqError(
                 JOB_NOT_RETRYABLE,
                 f"Job {key} can't go back to the queue: another queued job of the same task "
@@ -434,8 +430,7 @@ class Soniq(AppBase):
 
         Works on a database where ``setup`` never ran (everything is pending).
         """
-        async with await connect(require_url(self.settings), self.settings) as conn:
-            return await migration_status(conn)
+        return await self.backend.migration_status()
 
     async def prune(self, older_than: float | timedelta | None = None) -> int:
         """Delete finished (done and cancelled) jobs now; return how many were deleted.
@@ -446,25 +441,18 @@ class Soniq(AppBase):
         """
         age = prune_age(self.settings, older_than)
         await self.ensure_initialized()
-        async with self.backend.acquire() as conn:
-            return await prune_finished(conn, age)
+        return await prune_finished(self.backend, age)
 
     async def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         await self.ensure_initialized()
-        async with self.backend.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES[query].psycopg, params)
-            return await cur.fetchall() if cur.description else []
+        return await self.backend.fetch(query, params)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncCursor[dict[str, Any]]]:
-        """A cursor (dict rows) in a transaction on a pooled connection; commits on exit."""
+    async def _transaction(self) -> AsyncIterator[AsyncAdapter]:
+        """An adapter whose queries share one transaction; commits on a clean exit."""
         await self.ensure_initialized()
-        async with (
-            self.backend.acquire() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            yield cur
+        async with self.backend.transaction() as tx:
+            yield tx
 
 
 def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
@@ -495,6 +483,7 @@ def async_twin(app: AppBase) -> Soniq:
         return app
     twin = Soniq()
     twin.settings, twin.registry, twin.hooks = app.settings, app.registry, app.hooks
+    twin._memory = app._memory  # an in-memory app's jobs are the twin's too
     return twin
 
 

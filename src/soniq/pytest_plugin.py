@@ -11,6 +11,8 @@ for one of its fixtures:
 * ``soniq_app``: a ``soniq.Soniq`` on that database, closed after the test. It is an
   async fixture: use it from async tests (anyio's plugin, or pytest-asyncio).
 * ``soniq_sync_app``: a ``soniq_sync.Soniq`` on that database, closed after the test.
+* ``soniq_memory_app`` and ``soniq_sync_memory_app``: the same apps on the in-memory
+  backend, which needs no server at all (fresh for each test).
 
 The schema is migrated once per session into a template database, which each test's
 database is cloned from: a clone takes milliseconds, a migration much longer.
@@ -41,7 +43,9 @@ __all__ = [
     "TestServer",
     "soniq_app",
     "soniq_database_url",
+    "soniq_memory_app",
     "soniq_sync_app",
+    "soniq_sync_memory_app",
     "soniq_test_server",
     "soniq_test_template",
 ]
@@ -175,5 +179,27 @@ def soniq_sync_app(soniq_database_url: str) -> Iterator[soniq_sync.Soniq]:
     import soniq_sync
 
     app = soniq_sync.Soniq(database_url=soniq_database_url)
+    with contextlib.closing(app):
+        yield app
+
+
+@pytest.fixture
+async def soniq_memory_app() -> AsyncIterator[Soniq]:
+    """A ``soniq.Soniq`` on the in-memory backend (no server needed), empty at start."""
+    from soniq.app import Soniq
+
+    app = Soniq(backend="memory")
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+@pytest.fixture
+def soniq_sync_memory_app() -> Iterator[soniq_sync.Soniq]:
+    """A ``soniq_sync.Soniq`` on the in-memory backend (no server needed), empty at start."""
+    import soniq_sync
+
+    app = soniq_sync.Soniq(backend="memory")
     with contextlib.closing(app):
         yield app

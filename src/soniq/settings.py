@@ -19,6 +19,8 @@ from soniq.errors import INVALID_SETTING, SoniqError
 EnqueueValidation = Literal["strict", "warn", "none"]
 TracingMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
+#: Where jobs are stored: see ``soniq.backend.make_backend``.
+StorageKind = Literal["postgres", "sqlite", "memory"]
 
 #: Explicit task names: lowercase ASCII segments joined by single dots.
 DEFAULT_TASK_NAME_PATTERN = r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$"
@@ -41,6 +43,7 @@ class SoniqSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     database_url: str | None = None
+    backend: StorageKind | None = None
     jobs_modules: tuple[str, ...] = ()
     concurrency: int = 4
     max_retries: int = 3
@@ -194,7 +197,7 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be an address to listen on, such as 0.0.0.0 or 127.0.0.1")
         return value.strip()
 
-    @field_validator("enqueue_validation", "tracing", "log_format", mode="before")
+    @field_validator("enqueue_validation", "tracing", "log_format", "backend", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -6,17 +6,18 @@ what the code under test put on the queue. ``soniq_sync.testing`` has the same
 helpers for blocking apps, and the pytest plugin (``soniq.pytest_plugin``) gives
 tests a fresh database to run them on.
 
-They work through the app's public surface and its database, so the same calls will
-keep working when other storage backends arrive.
+They work on every storage backend. ``in_memory(app)`` points an app your code
+imports at a fresh in-memory backend for one test, so tests need no database server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -36,7 +37,10 @@ __all__ = [
     "assert_not_enqueued",
     "drain",
     "enqueued_jobs",
+    "in_memory",
 ]
+
+AppT = TypeVar("AppT", bound="AppBase")
 
 logger = logging.getLogger("soniq.testing")
 
@@ -77,6 +81,34 @@ class DrainReport:
             snoozed=self.snoozed + outcomes.get("snoozed", 0),
             cancelled=self.cancelled + outcomes.get("cancelled", 0),
         )
+
+
+# --------------------------------------------------------------------------- backend
+
+
+@contextlib.contextmanager
+def in_memory(app: AppT) -> Iterator[AppT]:
+    """Within the block, ``app`` keeps its jobs in a fresh in-memory backend.
+
+    For tests of code that enqueues through an app it imports (async or blocking)::
+
+        @pytest.fixture
+        def jobs_app():
+            with soniq.testing.in_memory(myproject.jobs.app) as app:
+                yield app
+
+    Each use starts empty. Afterwards the app is back on its own backend and
+    settings; connections it had open stay open, untouched.
+    """
+    saved = (app.settings, app._memory, app.__dict__.get("_backend"), app.__dict__.get("_ready"))
+    app.settings = app.settings.model_copy(update={"backend": "memory"})
+    app._memory = {}
+    app.__dict__["_backend"], app.__dict__["_ready"] = None, False
+    try:
+        yield app
+    finally:
+        app.settings, app._memory = saved[0], saved[1]
+        app.__dict__["_backend"], app.__dict__["_ready"] = saved[2], saved[3]
 
 
 # --------------------------------------------------------------------------- drain

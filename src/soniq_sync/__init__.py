@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from soniq import JobContext, JobStatus, Snooze, SoniqError, TaskRef, task_ref
-from soniq.database_url import normalise_database_url
+from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue import Target
 from soniq.settings import SoniqSettings
 from soniq_sync.app import Soniq
@@ -66,7 +66,7 @@ def configure(database_url: str | None = None, **settings: Any) -> Soniq:
     if database_url is not None:
         settings["database_url"] = database_url
     fresh = SoniqSettings.load(**settings)  # a bad value fails before anything changes
-    if fresh.database_url is not None:
+    if storage_kind(fresh) == "postgres" and fresh.database_url is not None:
         normalise_database_url(fresh.database_url)
     app = default_app()
     app.settings = fresh

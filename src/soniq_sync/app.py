@@ -12,12 +12,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-import psycopg
-from psycopg import Cursor
-from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from soniq.database_url import require_url
 from soniq.enqueue import JobRow, Target, run_at_to_datetime
 from soniq.errors import (
     ENQUEUE_CONFLICT,
@@ -34,9 +30,8 @@ from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 from soniq_sync.adapters import PsycopgAdapter, SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
-from soniq_sync.backend import PostgresBackend, connect
+from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.dead_letter import DeadLetterQueue
-from soniq_sync.migrations import apply_migrations, migration_status, pending_migrations
 from soniq_sync.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.scheduling import Scheduler
 
@@ -63,7 +58,7 @@ class Soniq(SyncAppBase):
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
-        self._backend: PostgresBackend | None = None
+        self._backend: StorageBackend | None = None
         self._ready = False
         self._init_lock = threading.Lock()
         self.dead_letter = DeadLetterQueue(
@@ -74,10 +69,11 @@ class Soniq(SyncAppBase):
     # -- lifecycle ------------------------------------------------------------------
 
     @property
-    def backend(self) -> PostgresBackend:
-        """Soniq's connection pool; ``with app.backend.acquire() as conn``."""
+    def backend(self) -> StorageBackend:
+        """Where the jobs live: PostgreSQL (``with app.backend.acquire() as conn``
+        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
         if self._backend is None:
-            self._backend = PostgresBackend(require_url(self.settings), self.settings)
+            self._backend = make_backend(self.settings, self._memory)
         return self._backend
 
     def setup(self) -> list[str]:
@@ -85,8 +81,7 @@ class Soniq(SyncAppBase):
 
         Returns the migration versions applied by this call.
         """
-        with connect(require_url(self.settings), self.settings) as conn:
-            return apply_migrations(conn)
+        return self.backend.setup()
 
     def ensure_initialized(self) -> None:
         """Connect and check the schema; later calls return at once."""
@@ -95,9 +90,7 @@ class Soniq(SyncAppBase):
         with self._init_lock:
             if self._ready:
                 return
-            url = require_url(self.settings)
-            with connect(url, self.settings) as conn:
-                pending = pending_migrations(conn)
+            pending = self.backend.prepare()
             if pending:
                 raise SoniqError(
                     SCHEMA_MISSING,
@@ -105,7 +98,6 @@ class Soniq(SyncAppBase):
                     "Run `soniq setup` (or `app.setup()`) first.",
                     pending=pending,
                 )
-            self.backend.open()
             self._ready = True
 
     def close(self) -> None:
@@ -188,8 +180,12 @@ class Soniq(SyncAppBase):
         if connection is not None:
             return _on_callers_connection(connection, lambda a: _insert(a, row))
         self.ensure_initialized()
-        with self.backend.acquire() as conn:
-            return _insert(PsycopgAdapter(conn), row)
+        backend = self.backend
+        if backend.kind == "postgres":  # one round trip, no transaction block
+            with backend.acquire() as conn:
+                return _insert(PsycopgAdapter(conn), row)
+        with backend.transaction() as tx:
+            return _insert(tx, row)
 
     def schedule(
         self,
@@ -251,8 +247,8 @@ class Soniq(SyncAppBase):
         if connection is not None:
             return _on_callers_connection(connection, lambda a: _insert_many(a, rows))
         self.ensure_initialized()
-        with self.backend.acquire() as conn, conn.transaction():
-            return _insert_many(PsycopgAdapter(conn), rows)
+        with self.backend.transaction() as tx:
+            return _insert_many(tx, rows)
 
     # -- inspection -----------------------------------------------------------------
 
@@ -326,7 +322,7 @@ class Soniq(SyncAppBase):
         key = job_id_param(job_id)
         try:
             rows = self._fetch_dicts("retry_job_now", {"id": key})
-        except psycopg.errors.UniqueViolation:
+        except self.backend.duplicate:
             raise SoniqError(
                 JOB_NOT_RETRYABLE,
                 f"Job {key} can't go back to the queue: another queued job of the same task "
@@ -407,8 +403,7 @@ class Soniq(SyncAppBase):
 
         Works on a database where ``setup`` never ran (everything is pending).
         """
-        with connect(require_url(self.settings), self.settings) as conn:
-            return migration_status(conn)
+        return self.backend.migration_status()
 
     def prune(self, older_than: float | timedelta | None = None) -> int:
         """Delete finished (done and cancelled) jobs now; return how many were deleted.
@@ -419,25 +414,18 @@ class Soniq(SyncAppBase):
         """
         age = prune_age(self.settings, older_than)
         self.ensure_initialized()
-        with self.backend.acquire() as conn:
-            return prune_finished(conn, age)
+        return prune_finished(self.backend, age)
 
     def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.ensure_initialized()
-        with self.backend.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(QUERIES[query].psycopg, params)
-            return cur.fetchall() if cur.description else []
+        return self.backend.fetch(query, params)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Cursor[dict[str, Any]]]:
-        """A cursor (dict rows) in a transaction on a pooled connection; commits on exit."""
+    def _transaction(self) -> Iterator[SyncAdapter]:
+        """An adapter whose queries share one transaction; commits on a clean exit."""
         self.ensure_initialized()
-        with (
-            self.backend.acquire() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            yield cur
+        with self.backend.transaction() as tx:
+            yield tx
 
 
 def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:

@@ -12,17 +12,16 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from psycopg import Cursor
-
 from soniq.dead_letter_file import ImportResult, parse_lines, to_line
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
 from soniq.filters import DeadLetterFilter
 from soniq.ids import new_job_id, new_job_ids
 from soniq.sql import QUERIES
+from soniq_sync.adapters.base import SyncAdapter
 
 Fetch = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
-#: Opens a transaction and lends a cursor with dict rows; commits on a clean exit.
-Transaction = Callable[[], AbstractContextManager[Cursor[dict[str, Any]]]]
+#: Opens a transaction and lends an adapter to run queries in it; commits on a clean exit.
+Transaction = Callable[[], AbstractContextManager[SyncAdapter]]
 Progress = Callable[[int], None]
 
 #: Rows per statement for the bulk operations (replay_many, export, import_).
@@ -216,12 +215,11 @@ class DeadLetterQueue:
         """
         rows = parse_lines(file)
         imported = 0
-        with self._transaction() as cur:
+        with self._transaction() as tx:
             for start in range(0, len(rows), BATCH):
                 batch = json.dumps(rows[start : start + BATCH], ensure_ascii=False)
-                cur.execute(QUERIES["dead_letter_import"].psycopg, {"rows": batch})
-                found = cur.fetchone()
-                imported += int(found["count"]) if found else 0
+                found = tx.fetch(QUERIES["dead_letter_import"], {"rows": batch})
+                imported += int(found[0][0]) if found else 0
         return ImportResult(imported=imported, skipped=len(rows) - imported)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
+
+if TYPE_CHECKING:
+    from soniq_sync.backend import StorageBackend
 
 logger = logging.getLogger("soniq.retention")
 
@@ -71,28 +71,19 @@ def result_ttl(settings: SoniqSettings) -> float:
     return min(settings.result_ttl, LONGEST_AGE)
 
 
-def prune_cutoff(conn: psycopg.Connection[Any], age: float) -> datetime:
-    """The database's ``now() - age``: rows that finished before it may be deleted."""
-    cur = conn.execute(QUERIES["prune_cutoff"].psycopg, {"older_than": age})
-    row = cur.fetchone()
-    assert row is not None
-    cutoff: datetime = row[0]
+def prune_cutoff(backend: StorageBackend, age: float) -> datetime:
+    """The store's ``now - age``: rows that finished before it may be deleted."""
+    rows = backend.fetch("prune_cutoff", {"older_than": age})
+    cutoff: datetime = rows[0]["cutoff"]
     return cutoff
 
 
-def delete_batch(conn: psycopg.Connection[Any], cutoff: datetime, limit: int = BATCH_SIZE) -> int:
-    """Delete up to ``limit`` finished rows that finished before ``cutoff``, oldest first."""
-    cur = conn.execute(QUERIES["prune_finished_jobs"].psycopg, {"cutoff": cutoff, "limit": limit})
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-def prune_finished(conn: psycopg.Connection[Any], age: float, batch_size: int = BATCH_SIZE) -> int:
+def prune_finished(backend: StorageBackend, age: float, batch_size: int = BATCH_SIZE) -> int:
     """Delete, batch by batch, every finished row older than ``age``; return how many."""
-    cutoff = prune_cutoff(conn, age)
+    cutoff = prune_cutoff(backend, age)
     total = 0
     while True:
-        deleted = delete_batch(conn, cutoff, batch_size)
+        deleted = backend.prune_batch(cutoff, batch_size, exclusive=False) or 0
         total += deleted
         if deleted < batch_size:
             break

@@ -21,6 +21,7 @@ from soniq.testing import (
     check_enqueued,
     check_max_rounds,
     expectation,
+    in_memory,
     task_name,
 )
 from soniq_sync.app import Soniq
@@ -32,6 +33,7 @@ __all__ = [
     "assert_not_enqueued",
     "drain",
     "enqueued_jobs",
+    "in_memory",
 ]
 
 

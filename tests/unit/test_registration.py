@@ -53,7 +53,6 @@ def test_construction_does_not_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(psycopg.AsyncConnection, "connect", refuse)
     monkeypatch.setattr(psycopg.Connection, "connect", refuse)
     monkeypatch.setattr(soniq.backend, "connect", refuse)
-    monkeypatch.setattr(soniq.app, "connect", refuse)
     for app in (Soniq(), Soniq("postgresql://nobody@db.invalid:5432/nowhere")):
         assert register(app).name == f"{__name__}.add"
 

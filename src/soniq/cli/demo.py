@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import click
 
 from soniq import embedded
 from soniq.cli.output import database_url_option, debug_enabled, emit_table, fail, run
 from soniq.demo import CONCURRENCY, DemoProgress, DemoSummary, build_demo_app, run_demo
+from soniq.database_url import sqlite_path
 from soniq.demo_database import demo_database
 from soniq.errors import SoniqError
 
@@ -21,9 +24,10 @@ from soniq.errors import SoniqError
 def demo(database_url: str | None) -> None:
     """Run example jobs with a live display, then print what happened.
 
-    With no database URL, on a throwaway embedded PostgreSQL (soniq[embedded]).
-    With one, in a scratch database created on that server and dropped afterwards,
-    so your own workers never see the demo's jobs.
+    With no database URL, on a throwaway embedded PostgreSQL (soniq[embedded]), or
+    on a scratch SQLite file when that extra is not installed. With a PostgreSQL URL,
+    in a scratch database created on that server and dropped afterwards, so your own
+    workers never see the demo's jobs (a SQLite URL gets a scratch file instead).
     """
     with _quiet_logs():
         summary = _run(database_url)
@@ -38,17 +42,25 @@ def demo(database_url: str | None) -> None:
 
 
 def _run(database_url: str | None) -> DemoSummary:
-    if not database_url:
+    if database_url and sqlite_path(database_url) is None:
+        click.echo("Running in a scratch database on your server (dropped at the end).")
+        return run(lambda: _demo_in(database_url, scratch=True))
+    if not database_url and embedded.available():
         try:
             with embedded.throwaway() as server:
                 click.echo("Started a throwaway embedded PostgreSQL for the demo.")
-                summary = run(lambda: _demo_in(server.url, scratch=False))
+                return run(lambda: _demo_in(server.url, scratch=False))
         except SoniqError as exc:
             fail(exc)
+    if database_url:
+        click.echo("Running on a scratch SQLite file (deleted at the end).")
     else:
-        click.echo("Running in a scratch database on your server (dropped at the end).")
-        summary = run(lambda: _demo_in(database_url, scratch=True))
-    return summary
+        click.echo(
+            "Running on a scratch SQLite file: soniq[embedded] is not installed "
+            "(pip install 'soniq[embedded]' to see the demo on PostgreSQL)."
+        )
+    with tempfile.TemporaryDirectory(prefix="soniq-demo-") as folder:
+        return run(lambda: _demo_in(str(Path(folder) / "demo.db"), scratch=False))
 
 
 @contextlib.contextmanager

@@ -1,9 +1,9 @@
 """The ``soniq scheduler`` loop: lead through an advisory lock, enqueue due runs.
 
-Many schedulers may run; the one holding a PostgreSQL session advisory lock on its own
-connection leads, the others retry the lock every ``SONIQ_SCHEDULER_POLL_INTERVAL``.
-When the leader's connection ends (crash, kill -9, network), the server drops the lock
-and another scheduler takes over at its next try.
+Many schedulers may run; the one holding the leader lock (see ``leadership``: a
+PostgreSQL session advisory lock) leads, the others retry it every
+``SONIQ_SCHEDULER_POLL_INTERVAL``. When the leader's process or connection ends, the
+lock goes with it and another scheduler takes over at its next try.
 
 Each due run is claimed in one transaction that moves ``next_run_at`` on from the
 value read (a conditional UPDATE) and inserts the job, so a run is enqueued at most
@@ -18,23 +18,17 @@ import signal
 from collections.abc import Iterable
 from typing import Any
 
-import psycopg
-
-from soniq.adapters import PsycopgAsyncAdapter
 from soniq.app import Soniq, _insert
-from soniq.backend import connect
-from soniq.database_url import require_url
 from soniq.enqueue import JobRow
 from soniq.errors import SoniqError
 from soniq.recurrence import PeriodicJob, decide, from_row
+from soniq.scheduler.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
 from soniq.sql import QUERIES
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.scheduler")
 
-#: The advisory lock key of scheduler leadership ("soniqsc" in ASCII); distinct from
-#: the migrations' key.
-LEADER_LOCK_KEY = 0x736F6E69717363
+__all__ = ["LEADER_LOCK_KEY", "SchedulerProcess"]
 
 # Due schedules read per query, and runs handled per tick before sleeping (so a large
 # catch-up cannot keep the loop from noticing a stop or a lost lock).
@@ -54,7 +48,7 @@ class SchedulerProcess:
         self.declarations = list(declarations)
         self.stopping = asyncio.Event()
         self.leading = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock: Leadership | None = None
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current step."""
@@ -84,6 +78,12 @@ class SchedulerProcess:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
         interval = self.app.settings.scheduler_poll_interval
+        failures: tuple[type[Exception], ...] = (
+            *self.app.backend.errors,
+            OSError,
+            SoniqError,
+            TimeoutError,
+        )
         logger.info("scheduler started; %d declared schedule(s)", len(self.declarations))
         try:
             while not self.stopping.is_set():
@@ -91,7 +91,7 @@ class SchedulerProcess:
                 try:
                     if await self.step():
                         pause = await self._seconds_to_next(interval)
-                except (psycopg.Error, OSError, SoniqError, asyncio.TimeoutError) as exc:
+                except failures as exc:
                     logger.warning("scheduler step failed, retrying: %s", exc)
                     await self._resign()
                 await nap(self.stopping, pause)
@@ -111,21 +111,11 @@ class SchedulerProcess:
 
     async def lead(self) -> bool:
         """True while this process holds the leader lock (tried once if it does not)."""
-        timeout = self.app.settings.connect_timeout
-        if self._conn is None or self._conn.closed:
-            self._conn = await connect(require_url(self.app.settings), self.app.settings)
-            self.leading = False
-        if self.leading:
-            # The lock lives as long as the session: a live session means we still lead.
-            await asyncio.wait_for(self._conn.execute(QUERIES["scheduler_ping"].psycopg), timeout)
-            return True
-        cur = await asyncio.wait_for(
-            self._conn.execute(QUERIES["scheduler_try_lead"].psycopg, {"key": LEADER_LOCK_KEY}),
-            timeout,
-        )
-        row = await cur.fetchone()
-        self.leading = bool(row and row[0])
-        if self.leading:
+        if self._lock is None:
+            self._lock = leadership_for(self.app.backend)
+        was_leading = self.leading
+        self.leading = await self._lock.hold()
+        if self.leading and not was_leading:
             logger.info("leading: this scheduler now fires the due runs")
         return self.leading
 
@@ -180,13 +170,12 @@ class SchedulerProcess:
             "next_run_at": decision.next_run_at,
             "fired_at": decision.fire_at if job is not None else None,
         }
-        async with self.app.backend.acquire() as conn, conn.transaction():
-            cur = await conn.execute(QUERIES["scheduler_advance"].psycopg, params)
-            if await cur.fetchone() is None:
+        async with self.app.backend.transaction() as tx:
+            if not await tx.fetch(QUERIES["scheduler_advance"], params):
                 return 0  # paused, removed or fired by another scheduler meanwhile
             if job is None:
                 return 0
-            job_id = await _insert(PsycopgAsyncAdapter(conn), job)
+            job_id = await _insert(tx, job)
         logger.info(
             "schedule %s: enqueued the run at %s",
             name,
@@ -203,13 +192,10 @@ class SchedulerProcess:
         return min(longest, max(0.01, float(seconds)))
 
     async def _resign(self) -> None:
-        """Close the lock connection; the server releases the lock with it."""
-        conn, self._conn = self._conn, None
+        """Let the leader lock go."""
+        lock, self._lock = self._lock, None
         if self.leading:
             logger.info("no longer leading")
         self.leading = False
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception as exc:
-                logger.debug("closing the leader connection failed: %s", exc)
+        if lock is not None:
+            await lock.release()

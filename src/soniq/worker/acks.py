@@ -6,11 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-import psycopg
-
-from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
-from soniq.backend import PostgresBackend
-from soniq.sql import QUERIES
+from soniq.backend import StorageBackend
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 
@@ -27,7 +23,7 @@ class Acknowledger:
     grow with load on their own and an idle worker acknowledges at once.
     """
 
-    def __init__(self, backend: PostgresBackend, retry_delay: float) -> None:
+    def __init__(self, backend: StorageBackend, retry_delay: float) -> None:
         self.backend = backend
         self.retry_delay = retry_delay
         self._done: list[tuple[str, int, str | None]] = []
@@ -60,18 +56,14 @@ class Acknowledger:
         while self._done:
             batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
-                async with self.backend.acquire() as conn:
-                    written = await PsycopgAsyncAdapter(conn).fetch(
-                        QUERIES["complete_jobs"],
-                        _batch_params(batch),
-                    )
+                written = await self.backend.rows("complete_jobs", _batch_params(batch))
                 if len(written) < len(batch):
                     logger.warning(
                         "%d finished job(s) had been taken over by another worker (this "
                         "one was presumed dead); their completions were dropped",
                         len(batch) - len(written),
                     )
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except self.backend.unavailable as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
                 if deadline is not None and loop.time() >= deadline:
                     logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
@@ -85,7 +77,7 @@ class Acknowledger:
                     self.retry_delay,
                 )
                 await nap(closing if deadline is None else asyncio.Event(), self.retry_delay)
-            except psycopg.Error as exc:
+            except self.backend.errors as exc:
                 # A value the server refuses (results are checked when dumped, so this is
                 # a last resort) must not stall every later completion: write the batch
                 # again without results. Without results it cannot fail on data; if it
@@ -118,9 +110,8 @@ class Acknowledger:
         while attempts == 0 or not closing.is_set():
             attempts += 1
             try:
-                async with self.backend.acquire() as conn:
-                    written = await PsycopgAsyncAdapter(conn).fetch(QUERIES[name], params)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                written = await self.backend.rows(name, params)
+            except self.backend.unavailable as exc:
                 logger.warning(
                     "could not record %s for job %s (%s); retrying in %.1fs",
                     name,

@@ -12,11 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import psycopg
-
-from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
-from soniq.backend import PostgresBackend
-from soniq.sql import QUERIES
+from soniq.backend import StorageBackend
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -27,7 +23,7 @@ class CancelPoller:
 
     def __init__(
         self,
-        backend: PostgresBackend,
+        backend: StorageBackend,
         worker_id: str,
         interval: float,
         busy: Callable[[], bool],
@@ -41,10 +37,7 @@ class CancelPoller:
 
     async def poll(self) -> None:
         """Look once, and pass each requested job id to ``deliver``."""
-        async with self.backend.acquire() as conn:
-            rows = await PsycopgAsyncAdapter(conn).fetch(
-                QUERIES["cancel_requests"], {"worker_id": self.worker_id}
-            )
+        rows = await self.backend.rows("cancel_requests", {"worker_id": self.worker_id})
         for (job_id,) in rows:
             self.deliver(str(job_id))
 
@@ -56,10 +49,10 @@ class CancelPoller:
                 continue
             try:
                 await self.poll()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except self.backend.unavailable as exc:
                 # The heartbeat reports outages; this one just tries again next time.
                 logger.debug("could not look for cancel requests: %s", str(exc).strip())
-            except psycopg.Error as exc:
+            except self.backend.errors as exc:
                 # Anything else must not end the task: in polling mode it is the only
                 # way cancel requests reach this worker.
                 logger.warning("could not look for cancel requests: %s", str(exc).strip())

@@ -15,13 +15,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import psycopg
-
-from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
-from soniq.backend import PostgresBackend
+from soniq.backend import StorageBackend
 from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
 from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
@@ -135,7 +131,7 @@ class QueueGauges:
 
     def __init__(
         self,
-        backend: PostgresBackend,
+        backend: StorageBackend,
         metrics: SoniqMetrics,
         queues: Sequence[str] | None,
         interval: float,
@@ -149,10 +145,7 @@ class QueueGauges:
 
     async def refresh(self) -> None:
         """Read the gauges once."""
-        async with self.backend.acquire() as conn:
-            rows = await PsycopgAsyncAdapter(conn).fetch(
-                QUERIES["queue_gauges"], {"queues": self.queues}
-            )
+        rows = await self.backend.rows("queue_gauges", {"queues": self.queues})
         self.apply(rows)
 
     def apply(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -174,7 +167,7 @@ class QueueGauges:
         while not closing.is_set():
             try:
                 await self.refresh()
-            except psycopg.Error as exc:  # an outage or not: try again next interval
+            except self.backend.errors as exc:  # an outage or not: try again next interval
                 logger.warning("cannot read the queue gauges (%s)", str(exc).strip())
             await nap(closing, self.interval)
 

@@ -9,12 +9,8 @@ import os
 import socket
 from typing import Any
 
-import psycopg
-
-from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
-from soniq.backend import PostgresBackend
+from soniq.backend import StorageBackend
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
 from soniq.worker.pruning import Pruner
 from soniq.worker.stopping import nap
 
@@ -27,7 +23,7 @@ class Liveness:
 
     def __init__(
         self,
-        backend: PostgresBackend,
+        backend: StorageBackend,
         settings: SoniqSettings,
         worker_id: str,
         queues: list[str] | None,
@@ -46,12 +42,10 @@ class Liveness:
         self.pruner = Pruner(backend, settings)
 
     async def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        async with self.backend.acquire() as conn:
-            return await PsycopgAsyncAdapter(conn).fetch(QUERIES[query], params)
+        return await self.backend.rows(query, params)
 
     async def _execute(self, query: str, params: dict[str, Any]) -> None:
-        async with self.backend.acquire() as conn:
-            await PsycopgAsyncAdapter(conn).execute(QUERIES[query], params)
+        await self.backend.rows(query, params)
 
     async def register(self) -> None:
         """Insert (or refresh) this worker's row."""
@@ -107,6 +101,6 @@ class Liveness:
                 if loop.time() >= next_cleanup:
                     next_cleanup = loop.time() + self.settings.cleanup_interval
                     await self.recover()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except self.backend.unavailable as exc:
                 logger.warning("heartbeat failed (%s); retrying", str(exc).strip())
             await nap(closing, self.settings.heartbeat_interval)

@@ -19,14 +19,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psycopg
-
-from soniq.adapters.for_psycopg import PsycopgAsyncAdapter
-from soniq.backend import PostgresBackend
+from soniq.backend import PostgresBackend, StorageBackend
 from soniq.log_context import CURRENT_JOB
 from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
@@ -47,7 +43,9 @@ from soniq.worker.wakeup import Listener
 
 logger = logging.getLogger("soniq.worker")
 
-_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+#: The longest poll interval of a worker on a backend without LISTEN/NOTIFY (seconds).
+LOCAL_POLL_INTERVAL = 0.5
+
 _OUTCOME_KINDS: dict[type, str] = {
     Done: "done",
     Retry: "retried",
@@ -62,7 +60,7 @@ class Worker:
 
     def __init__(
         self,
-        backend: PostgresBackend,
+        backend: StorageBackend,
         registry: JobRegistry,
         settings: SoniqSettings | None = None,
         hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
@@ -104,6 +102,15 @@ class Worker:
         # Metrics and tracing of each job; None when both are off (see _observed).
         self.instruments: JobInstruments | None = None
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between looks at an empty queue: SONIQ_POLL_INTERVAL, capped at
+        ``LOCAL_POLL_INTERVAL`` on backends without LISTEN/NOTIFY, where polling is the
+        only wake-up."""
+        if self.backend.notifies:
+            return self.settings.poll_interval
+        return min(self.settings.poll_interval, LOCAL_POLL_INTERVAL)
+
     def stop(self) -> None:
         """Ask the worker to shut down: stop claiming, requeue running jobs, leave."""
         self._stopping.set()
@@ -134,7 +141,7 @@ class Worker:
                 claimed = await self._claim(want, queues, acks)
                 self._backlog = claimed == want
                 if not self._backlog:  # the queue is drained for now
-                    await self._wait(timeout=self.settings.poll_interval)
+                    await self._wait(timeout=self.poll_interval)
         return self.processed > 0
 
     async def run_once(
@@ -205,12 +212,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with self.db.acquire() as conn:
-                rows = await PsycopgAsyncAdapter(conn).fetch(
-                    QUERIES["claim_jobs"],
-                    {"queues": queues, "limit": limit, "worker_id": self.id},
-                )
-        except _DB_ERRORS as exc:
+            rows = await self.db.rows(
+                "claim_jobs", {"queues": queues, "limit": limit, "worker_id": self.id}
+            )
+        except self.db.unavailable as exc:
             await self._after_db_error("cannot claim jobs", exc)
             return 0
         now = loop.time()
@@ -336,13 +341,9 @@ class Worker:
             instruments=self.instruments,
             cancel_requests=self._cancel_requests,
         )
-        # The worker's own writes (claims, acknowledgements, heartbeats, retries) go
-        # through a pool that does not wait for the WAL flush at commit. A server crash
-        # can then lose the last few milliseconds of them, which at-least-once delivery
-        # absorbs: a lost claim leaves the job queued, a lost acknowledgement or retry
-        # leaves it processing until stale-worker recovery, so at worst it runs again.
-        # Enqueues keep full durability: they use the app's pool.
-        self.db = PostgresBackend(self.backend.url, settings, durable=False, name="soniq-worker")
+        # The worker's own claims and outcomes go through a backend of their own (for
+        # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
+        self.db = self.backend.for_worker()
         acks = Acknowledger(self.db, settings.error_retry_delay)
         self._acks = acks
         self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
@@ -369,7 +370,7 @@ class Worker:
                 ).run(self._closing)
             ),
         ]
-        if listen and settings.listen_notify:
+        if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
                 self.backend.url,
                 queues,
@@ -380,7 +381,11 @@ class Worker:
             )
             background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:
-            logger.info("LISTEN/NOTIFY disabled; polling every %gs", settings.poll_interval)
+            logger.info(
+                "%s; polling every %gs",
+                "LISTEN/NOTIFY disabled" if self.backend.notifies else "polling backend",
+                self.poll_interval,
+            )
         if self.instruments is not None and self.instruments.metrics is not None:
             gauges = QueueGauges(
                 self.db, self.instruments.metrics, queues, settings.metrics_interval
@@ -444,7 +449,7 @@ class Worker:
         # The acknowledger is not cancelled: it finishes the batch in hand and stops.
         await asyncio.gather(ack_task, *others, return_exceptions=True)
         await acks.flush(self._closing, give_up_after=self.settings.error_retry_delay * 2)
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*self.db.unavailable):
             await liveness.deregister()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
 
@@ -460,7 +465,7 @@ class Worker:
             try:
                 await action()
                 return
-            except _DB_ERRORS as exc:
+            except self.db.unavailable as exc:
                 await self._after_db_error("database unavailable at start", exc)
 
     async def _after_db_error(self, what: str, exc: Exception) -> None:

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
-from typing import Any
 
-import psycopg
-
-from soniq.backend import PostgresBackend
-from soniq.retention import BATCH_SIZE, delete_batch, prune_age, prune_cutoff
+from soniq.backend import SWEEP_LOCK_KEY, StorageBackend
+from soniq.retention import BATCH_SIZE, prune_age, prune_cutoff
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.retention")
 
-#: The sweep's advisory lock key ("soniqpr" in ASCII); distinct from setup's and the
-#: scheduler's keys.
-SWEEP_LOCK_KEY = 0x736F6E69717072
+__all__ = ["SWEEP_LOCK_KEY", "Pruner"]
 
 #: Batches one run may delete before it yields (100,000 rows at the default size).
 MAX_BATCHES_PER_RUN = 100
@@ -44,7 +37,7 @@ class Pruner:
 
     def __init__(
         self,
-        backend: PostgresBackend,
+        backend: StorageBackend,
         settings: SoniqSettings,
         *,
         batch_size: int = BATCH_SIZE,
@@ -68,7 +61,7 @@ class Pruner:
         while not closing.is_set():
             try:
                 await self.sweep(closing)
-            except psycopg.Error as exc:
+            except self.backend.errors as exc:
                 logger.warning("pruning finished jobs failed (%s); retrying", str(exc).strip())
             except Exception:
                 logger.exception("pruning finished jobs failed")
@@ -83,25 +76,24 @@ class Pruner:
         age = prune_age(self.settings)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        async with self.backend.acquire() as conn:
-            cutoff = await prune_cutoff(conn, age)
-            deleted = batches = 0
-            while True:
-                started = loop.time()
-                count = await _locked_batch(conn, cutoff, self.batch_size)
-                if count is None:  # another worker is sweeping
-                    if batches == 0:
-                        return None
-                    full = False
-                    break
-                deleted += count
-                batches += 1
-                full = count == self.batch_size
-                if not full or batches >= self.max_batches:
-                    break
-                await nap(stop, max(MIN_BATCH_PAUSE, loop.time() - started))
-                if stop.is_set():
-                    break
+        cutoff = await prune_cutoff(self.backend, age)
+        deleted = batches = 0
+        while True:
+            started = loop.time()
+            count = await self.backend.prune_batch(cutoff, self.batch_size, exclusive=True)
+            if count is None:  # another worker is sweeping
+                if batches == 0:
+                    return None
+                full = False
+                break
+            deleted += count
+            batches += 1
+            full = count == self.batch_size
+            if not full or batches >= self.max_batches:
+                break
+            await nap(stop, max(MIN_BATCH_PAUSE, loop.time() - started))
+            if stop.is_set():
+                break
         self._report(deleted, batches, age, capped=full and batches >= self.max_batches)
         return deleted
 
@@ -120,20 +112,3 @@ class Pruner:
         else:
             logger.debug("pruned %d finished job(s) older than %gs", deleted, age, extra=extra)
         self.backlog = capped
-
-
-async def _locked_batch(
-    conn: psycopg.AsyncConnection[Any], cutoff: datetime, limit: int
-) -> int | None:
-    """One batch under the sweep lock, or None if another worker holds it.
-
-    The lock is transaction-scoped, taken with each batch: a session lock could be
-    released on another server connection behind a transaction-mode pooler and stay
-    held for good, and no worker would sweep again.
-    """
-    async with conn.transaction():
-        cur = await conn.execute(QUERIES["prune_try_lock"].psycopg, {"key": SWEEP_LOCK_KEY})
-        row = await cur.fetchone()
-        if not (row and row[0]):
-            return None
-        return await delete_batch(conn, cutoff, limit)
