@@ -89,7 +89,7 @@ _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE")
 
 
 def _sql_text(*parts: str) -> str:
-    return resources.files("soniq.sql").joinpath(*parts).read_text(encoding="utf-8")
+    return resources.files("soniq.sql").joinpath("/".join(parts)).read_text(encoding="utf-8")
 
 
 def _has_sql(text: str) -> bool:
@@ -138,7 +138,7 @@ QUERIES: dict[str, _Compiled] = _compile_all()
 
 def sqlite_migration_files() -> list[tuple[str, str]]:
     """``(version, sql)`` for every SQLite migration file, in order."""
-    folder = resources.files("soniq.sql").joinpath("sqlite", "migrations")
+    folder = resources.files("soniq.sql").joinpath("sqlite").joinpath("migrations")
     found = sorted(
         (entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()
@@ -411,7 +411,9 @@ class SqliteSession:
         names, found = self._store._decoded(name, params, self._now)
         return [dict(zip(names, row, strict=True)) for row in found]
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]) -> None:
+    def copy_jobs(
+        self, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]
+    ) -> None:
         """Bulk-insert jobs: per row an id and its args JSON text, then what all share.
 
         ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at])`` as

@@ -72,7 +72,9 @@ def enqueue(store: SqliteStore, **overrides: Any) -> str:
     return str(params["id"])
 
 
-def claim(store: SqliteStore, limit: int = 10, queues: list[str] | None = None) -> list[tuple[Any, ...]]:
+def claim(
+    store: SqliteStore, limit: int = 10, queues: list[str] | None = None
+) -> list[tuple[Any, ...]]:
     return store.rows("claim_jobs", {"worker_id": WORKER, "queues": queues, "limit": limit})
 
 
@@ -176,9 +178,9 @@ def test_dedup_skips_a_queued_duplicate(store: SqliteStore) -> None:
     assert store.fetch("insert_job", first)
     assert store.fetch("insert_job", job_params(dedup_key="same")) == []
     assert store.fetch("insert_job", job_params(dedup_key="same", job_name="other"))
-    assert store.fetch(
-        "find_queued_duplicate", {"job_name": "app.task", "dedup_key": "same"}
-    ) == [{"id": first["id"]}]
+    assert store.fetch("find_queued_duplicate", {"job_name": "app.task", "dedup_key": "same"}) == [
+        {"id": first["id"]}
+    ]
     # Once the first is claimed, the key is free again.
     claim(store)
     assert store.fetch("insert_job", job_params(dedup_key="same"))
@@ -262,7 +264,11 @@ def test_complete_jobs_is_fenced_by_attempt(store: SqliteStore) -> None:
     claim(store)
     done = store.rows(
         "complete_jobs",
-        {"ids": "{" + f"{a},{b},{c}" + "}", "attempts": "{1,2,1}", "results": '[{"r": 1}, null, null]'},
+        {
+            "ids": "{" + f"{a},{b},{c}" + "}",
+            "attempts": "{1,2,1}",
+            "results": '[{"r": 1}, null, null]',
+        },
     )
     assert sorted(r[0] for r in done) == sorted([uuid.UUID(a), uuid.UUID(c)])
     assert get(store, a)["result"] == {"r": 1} and get(store, a)["status"] == "done"
@@ -280,9 +286,7 @@ def test_retry_snooze_and_cancel_running(store: SqliteStore) -> None:
     claim(store)
     fence = {"id": job, "attempt": 1}
     assert store.rows("retry_job", {**fence, "attempt": 2, "delay": 0, "error": "x"}) == []
-    assert store.rows("retry_job", {**fence, "delay": 60.0, "error": "boom"}) == [
-        (uuid.UUID(job),)
-    ]
+    assert store.rows("retry_job", {**fence, "delay": 60.0, "error": "boom"}) == [(uuid.UUID(job),)]
     row = get(store, job)
     assert row["status"] == "queued" and row["last_error"] == "boom"
     assert row["scheduled_at"] > datetime.now(timezone.utc) + timedelta(seconds=50)
@@ -417,3 +421,298 @@ def test_params_encode_types(store: SqliteStore) -> None:
     row = get(store, str(job["id"]))
     assert row["id"] == str(job["id"])
     assert json.loads(json.dumps(row["args"])) == {"x": 1}
+
+
+# ----------------------------------------------------------------------- every query runs
+
+#: Representative parameters per query (the rest are NULL, as a missing key is).
+NOW = datetime.now(timezone.utc)
+SAMPLE_ID = "0190a0a0-0000-7000-8000-000000000000"
+REPRESENTATIVE: dict[str, dict[str, Any]] = {
+    "insert_job": job_params(id=SAMPLE_ID),
+    "insert_job_plain": job_params(),
+    "insert_jobs": {**job_params(), "ids": [new_job_id()], "args": ["{}"], "dedup_keys": [None]},
+    "find_queued_duplicates": {"job_name": "app.task", "dedup_keys": ["k"]},
+    "find_queued_duplicate": {"job_name": "app.task", "dedup_key": "k"},
+    "notify_queues": {"queues": ["default"]},
+    "list_jobs": {"limit": 10, "offset": 0, "since": NOW - timedelta(days=1), "until": NOW},
+    "get_result": {"id": SAMPLE_ID, "ttl": 60.0},
+    "claim_jobs": {"worker_id": WORKER, "queues": ["default"], "limit": 1},
+    "complete_jobs": {"ids": "{" + SAMPLE_ID + "}", "attempts": "{1}", "results": "[null]"},
+    "retry_job": {"id": SAMPLE_ID, "attempt": 1, "delay": 1.5, "error": "e"},
+    "snooze_job": {"id": SAMPLE_ID, "attempt": 1, "delay": 1.5},
+    "cancel_running_job": {"id": SAMPLE_ID, "attempt": 1},
+    "cancel_requests": {"worker_id": WORKER},
+    "dead_letter_job": {"id": SAMPLE_ID, "attempt": 1, "reason": "r", "error": None},
+    "register_worker": {"id": WORKER, "hostname": "h", "pid": 1, "concurrency": 1},
+    "heartbeat": {"id": WORKER},
+    "deregister_worker": {"id": WORKER},
+    "recover_stale_workers": {"timeout": 30.0},
+    "queue_gauges": {"queues": ["default"]},
+    "prune_cutoff": {"older_than": 3600.0},
+    "prune_finished_jobs": {"cutoff": NOW, "limit": 100},
+    "list_workers": {"timeout": 30.0},
+    "testing_make_due": {"queues": ["default"]},
+    "testing_runnable": {"queues": None},
+    "dead_letter_list": {"reason": "%x%", "limit": 5, "offset": 0},
+    "dead_letter_page": {"before_at": NOW, "before_id": SAMPLE_ID, "limit": 5},
+    "dead_letter_replay": {"id": SAMPLE_ID, "new_id": new_job_id()},
+    "dead_letter_replay_batch": {"limit": 5, "new_ids": new_job_ids(5)},
+    "dead_letter_import": {"rows": "[]"},
+    "schedule_upsert": {
+        "name": "s",
+        "cron": None,
+        "interval_seconds": 60.0,
+        "timezone": "UTC",
+        "args": "{}",
+        "catch_up": False,
+        "next_run_at": NOW,
+    },
+    "schedule_resume": {"name": "s", "next_run_at": NOW},
+    "scheduler_due": {"limit": 10},
+    "scheduler_advance": {"name": "s", "due": NOW, "next_run_at": NOW, "fired_at": NOW},
+}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in QUERIES if not n.startswith("store_")))
+def test_every_query_runs(store: SqliteStore, name: str) -> None:
+    enqueue(store)
+    rows = store.fetch(name, REPRESENTATIVE.get(name, {"id": SAMPLE_ID, "name": "s"}))
+    assert isinstance(rows, list)
+    assert all(isinstance(row, dict) for row in rows)
+
+
+# ----------------------------------------------------------------------- inspection
+
+
+def test_list_jobs_filters_and_pages(store: SqliteStore) -> None:
+    ids = [enqueue(store, queue="a" if n % 2 else "b") for n in range(5)]
+    page = store.fetch("list_jobs", {"queue": "a", "limit": 10, "offset": 0})
+    assert {r["id"] for r in page} == {ids[1], ids[3]}
+    everything = store.fetch("list_jobs", {"limit": None, "offset": None})
+    assert len(everything) == 5
+    assert store.fetch("list_jobs", {"limit": 2, "offset": 4}) == everything[4:]
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    assert store.fetch("list_jobs", {"since": future, "limit": 10}) == []
+    assert len(store.fetch("list_jobs", {"until": future, "limit": 10, "status": "queued"})) == 5
+
+
+def test_retry_job_now_rules(store: SqliteStore) -> None:
+    fresh = enqueue(store)
+    (row,) = store.fetch("retry_job_now", {"id": fresh})
+    assert row["status"] == "queued" and row["attempts"] == 0 and row["requeued"] == 0
+    assert isinstance(row["scheduled_at"], datetime)
+    assert store.fetch("retry_job_now", {"id": new_job_id()}) == []
+    # A failed job waiting out its delay becomes due now.
+    claim(store)
+    store.rows("retry_job", {"id": fresh, "attempt": 1, "delay": 3600, "error": "e"})
+    assert store.fetch("retry_job_now", {"id": fresh})[0]["requeued"] == 1
+    assert [r[0] for r in claim(store)] == [fresh]
+    # A cancelled job on its last attempt gets one more, keeping its attempt count.
+    store.fetch("cancel_job", {"id": fresh})
+    store.rows("cancel_running_job", {"id": fresh, "attempt": 2})
+    store.fetch("retry_job_now", {"id": fresh})
+    job = get(store, fresh)
+    assert (job["status"], job["attempts"], job["max_attempts"]) == ("queued", 2, 3)
+    assert job["finished_at"] is None and job["cancel_requested_at"] is None
+    done = enqueue(store, max_attempts=1)
+    claim(store)
+    store.rows("complete_jobs", {"ids": [fresh, done], "attempts": [3, 1], "results": "[1, 2]"})
+    assert store.fetch("retry_job_now", {"id": done})[0]["requeued"] == 0
+
+
+def test_results_expire_and_jobs_delete(store: SqliteStore) -> None:
+    job = enqueue(store)
+    assert store.fetch("get_result", {"id": job, "ttl": 60}) == []
+    claim(store)
+    store.rows("complete_jobs", {"ids": [job], "attempts": [1], "results": '[{"ok": true}]'})
+    assert store.fetch("get_result", {"id": job, "ttl": 60}) == [{"result": {"ok": True}}]
+    assert store.fetch("get_result", {"id": job, "ttl": -1}) == []
+    assert store.rows("delete_job", {"id": job}) == [(uuid.UUID(job),)]
+    assert store.rows("delete_job", {"id": job}) == []
+
+
+def test_status_gauges_and_task_names(store: SqliteStore) -> None:
+    enqueue(store, queue="a")
+    enqueue(store, queue="a", scheduled_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    running = enqueue(store, queue="b", job_name="other")
+    claim(store, queues=["b"])
+    store.rows("dead_letter_job", {"id": running, "attempt": 1, "reason": "r"})
+    register(store)
+    (a, b) = store.fetch("queue_status", {})
+    assert (a["queue"], a["runnable"], a["scheduled"], a["dead_letter"]) == ("a", 1, 1, 0)
+    assert a["oldest_runnable_age"] >= 0 and b["oldest_runnable_age"] is None
+    assert (b["queue"], b["dead_letter"], b["done_last_minute"]) == ("b", 1, 0)
+    assert [s["queue"] for s in store.fetch("queue_stats", {})] == ["a", "b"]
+    (gauge,) = store.fetch("queue_gauges", {"queues": None})
+    assert (gauge["queue"], gauge["depth"]) == ("a", 1) and gauge["oldest_age"] >= 0
+    assert store.fetch("task_names_in_use", {}) == [
+        {"job_name": "app.task", "queued": 2, "processing": 0, "dead_letter": 0},
+        {"job_name": "other", "queued": 0, "processing": 0, "dead_letter": 1},
+    ]
+    (worker,) = store.fetch("list_workers", {"timeout": 30})
+    assert worker["stale"] is False and worker["queues"] is None
+    assert worker["jobs_in_flight"] == 0 and worker["seconds_since_heartbeat"] >= 0
+    store.fetch(
+        "register_worker",
+        {"id": new_job_id(), "hostname": "h", "pid": 2, "queues": ["a", "b"], "concurrency": 1},
+    )
+    assert store.fetch("list_workers", {"timeout": -1})[1]["queues"] == ["a", "b"]
+
+
+def test_prune_oldest_first_in_batches(store: SqliteStore) -> None:
+    ids = [enqueue(store) for _ in range(3)]
+    claim(store)
+    for job in ids:  # finished one after the other
+        store.rows("complete_jobs", {"ids": [job], "attempts": [1], "results": "[null]"})
+    (cutoff,) = store.fetch("prune_cutoff", {"older_than": -60})
+    assert isinstance(cutoff["cutoff"], datetime)
+    assert store.fetch("prune_finished_jobs", {**cutoff, "limit": 2}) == [{"deleted": 2}]
+    assert [r["id"] for r in store.fetch("list_jobs", {"limit": 10})] == [ids[2]]
+    (past,) = store.fetch("prune_cutoff", {"older_than": 3600})
+    assert store.fetch("prune_finished_jobs", {**past, "limit": 10}) == [{"deleted": 0}]
+
+
+# ----------------------------------------------------------------------- dead letters
+
+
+def bury(store: SqliteStore, **overrides: Any) -> str:
+    reason = overrides.pop("reason", "Exhausted")
+    error = overrides.pop("error", None)
+    job = enqueue(store, **overrides)
+    store.rows(
+        "claim_jobs",
+        {"worker_id": WORKER, "queues": [overrides.get("queue", "default")], "limit": 100},
+    )
+    store.rows("dead_letter_job", {"id": job, "attempt": 1, "reason": reason, "error": error})
+    return job
+
+
+def test_dead_letter_filters_and_keyset_pages(store: SqliteStore) -> None:
+    ids = [bury(store, reason="Exhausted", error=f"ÉRROR number {n}") for n in range(5)]
+    other = bury(store, queue="q", reason="50% done_x", error=None)
+    none = {"job_name": None, "queue": None, "reason": None, "since": None, "until": None}
+    assert store.fetch("dead_letter_count", none) == [{"count": 6}]
+    # Case-insensitive beyond ASCII, on reason or last error; wildcards escaped.
+    assert store.fetch("dead_letter_count", {**none, "reason": "%érror%"}) == [{"count": 5}]
+    assert store.fetch("dead_letter_count", {**none, "reason": "%50\\%%"}) == [{"count": 1}]
+    assert store.fetch("dead_letter_count", {**none, "reason": "%e\\_x%"}) == [{"count": 1}]
+    assert store.fetch("dead_letter_count", {**none, "reason": "%50\\_%"}) == [{"count": 0}]
+    listed = store.fetch("dead_letter_list", {**none, "limit": 10, "offset": 0})
+    expected = sorted([*ids, other], key=lambda i: (get_dl(store, i)["dead_lettered_at"], i))
+    assert [r["id"] for r in listed] == expected[::-1]
+    seen: list[str] = []
+    page = store.fetch("dead_letter_page", {**none, "limit": 4})
+    while page:
+        seen += [r["id"] for r in page]
+        last = page[-1]
+        page = store.fetch(
+            "dead_letter_page",
+            {**none, "limit": 4, "before_at": last["dead_lettered_at"], "before_id": last["id"]},
+        )
+    assert seen == expected[::-1]
+    assert store.fetch("dead_letter_get", {"id": other})[0]["queue"] == "q"
+
+
+def get_dl(store: SqliteStore, job_id: str) -> dict[str, Any]:
+    (row,) = store.fetch("dead_letter_get", {"id": job_id})
+    return row
+
+
+def test_dead_letter_replay_and_batch(store: SqliteStore) -> None:
+    first, second, third = (bury(store) for _ in range(3))
+    new = new_job_id()
+    assert store.fetch("dead_letter_replay", {"id": first, "new_id": new}) == [
+        {"id": new, "pg_notify": ""}
+    ]
+    assert get(store, new)["args"] == {"x": 1} and get(store, new)["status"] == "queued"
+    row = get_dl(store, first)
+    assert row["resurrection_count"] == 1 and isinstance(row["last_resurrected_at"], datetime)
+    assert store.fetch("dead_letter_replay", {"id": new_job_id(), "new_id": new_job_id()}) == []
+    new_ids = new_job_ids(2)
+    none = {"job_name": None, "queue": None, "reason": None, "since": None, "until": None}
+    replayed = store.fetch("dead_letter_replay_batch", {**none, "limit": 2, "new_ids": new_ids})
+    newest = [r["id"] for r in store.fetch("dead_letter_list", {**none, "limit": 2})]
+    assert [(r["id"], r["dead_letter_id"], r["woke"]) for r in replayed] == [
+        (new_ids[0], newest[0], 1),
+        (new_ids[1], newest[1], 1),
+    ]
+    assert isinstance(replayed[0]["dead_lettered_at"], datetime)
+    assert {get_dl(store, i)["resurrection_count"] for i in (second, third)} == {1}
+    assert len(store.fetch("testing_enqueued_jobs", {})) == 3
+
+
+def test_dead_letter_purge_and_import(store: SqliteStore) -> None:
+    keep = bury(store, queue="keep")
+    gone = bury(store, queue="gone")
+    exported = get_dl(store, gone)
+    none = {"job_name": None, "queue": None, "reason": None, "since": None, "until": None}
+    assert store.fetch("dead_letter_purge", {**none, "queue": "gone"}) == [{"count": 1}]
+    assert store.fetch("dead_letter_get", {"id": gone}) == []
+    line = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in exported.items()}
+    rows = json.dumps([line, line, {**line, "id": keep}])
+    assert store.fetch("dead_letter_import", {"rows": rows}) == [{"count": 1}]
+    assert get_dl(store, gone) == exported
+    assert store.fetch("dead_letter_import", {"rows": rows}) == [{"count": 0}]
+
+
+# ----------------------------------------------------------------------- scheduler
+
+
+def schedule(store: SqliteStore, **overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "name": "nightly", "cron": "0 3 * * *", "interval_seconds": None, "timezone": "UTC",
+        "args": '{"a": 1}', "queue": None, "priority": None, "catch_up": False,
+        "next_run_at": datetime(2030, 1, 1, 3, tzinfo=timezone.utc),
+    }  # fmt: skip
+    params.update(overrides)
+    (row,) = store.fetch("schedule_upsert", params)
+    return row
+
+
+def test_schedule_upsert_keeps_status_and_next_run(store: SqliteStore) -> None:
+    row = schedule(store)
+    assert row["status"] == "active" and row["catch_up"] is False and row["args"] == {"a": 1}
+    assert row["next_run_at"] == datetime(2030, 1, 1, 3, tzinfo=timezone.utc)
+    assert store.fetch("schedule_pause", {"name": "nightly"}) == [{"name": "nightly"}]
+    later = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    row = schedule(store, next_run_at=later, args='{"a": 2}', catch_up=True)
+    assert row["status"] == "paused" and row["catch_up"] is True and row["args"] == {"a": 2}
+    assert row["next_run_at"] == datetime(2030, 1, 1, 3, tzinfo=timezone.utc)
+    row = schedule(store, cron=None, interval_seconds=60.0, next_run_at=later)
+    assert row["next_run_at"] == later and row["interval_seconds"] == 60.0
+    assert list(row) == list(store.fetch("schedule_get", {"name": "nightly"})[0])
+    with pytest.raises(sqlite3.IntegrityError):
+        schedule(store, name="both", interval_seconds=5.0)
+    assert [r["name"] for r in store.fetch("schedule_list", {"status": "paused"})] == ["nightly"]
+    assert store.fetch("schedule_list", {"status": "active"}) == []
+    assert store.fetch("schedule_resume", {"name": "nightly", "next_run_at": NOW})
+    assert get_schedule(store)["next_run_at"] == NOW
+    assert store.fetch("schedule_remove", {"name": "nightly"}) == [{"name": "nightly"}]
+    assert store.fetch("schedule_remove", {"name": "nightly"}) == []
+
+
+def get_schedule(store: SqliteStore) -> dict[str, Any]:
+    (row,) = store.fetch("schedule_get", {"name": "nightly"})
+    return row
+
+
+def test_scheduler_due_and_advance_once(store: SqliteStore) -> None:
+    (now,) = store.fetch("scheduler_now", {})
+    assert store.fetch("scheduler_seconds_to_next", {}) == [{"seconds": None}]
+    schedule(store, next_run_at=now["now"] + timedelta(seconds=30))
+    (seconds,) = store.fetch("scheduler_seconds_to_next", {})
+    assert 0 < seconds["seconds"] <= 30
+    assert store.fetch("scheduler_due", {"limit": 10}) == []
+    due_at = now["now"] - timedelta(microseconds=1)
+    store.fetch("schedule_remove", {"name": "nightly"})
+    schedule(store, next_run_at=due_at)
+    (due,) = store.fetch("scheduler_due", {"limit": 10})
+    assert due["next_run_at"] == due_at and isinstance(due["now"], datetime)
+    advance = {
+        "name": "nightly", "due": due["next_run_at"], "fired_at": due["now"],
+        "next_run_at": due_at + timedelta(days=1),
+    }  # fmt: skip
+    assert store.fetch("scheduler_advance", advance) == [{"name": "nightly"}]
+    assert store.fetch("scheduler_advance", advance) == []
+    assert get_schedule(store)["last_run_at"] == due["now"]

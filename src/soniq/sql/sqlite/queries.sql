@@ -389,6 +389,244 @@ SELECT COALESCE(live.job_name, dead.job_name) AS job_name,
 FROM live FULL JOIN dead ON live.job_name = dead.job_name
 ORDER BY 1
 
+-- ---------------------------------------------------------------------------------
+-- Dead letters
+-- ---------------------------------------------------------------------------------
+
+-- The bulk queries share PostgreSQL's filters (NULL: no filter). "reason" is a LIKE
+-- pattern (ESCAPE '\') from soniq.filters.like_pattern matched against the reason and
+-- the last error; soniq_lower (Python's str.lower, registered by the store) makes it
+-- case-insensitive beyond ASCII, as ILIKE is. Newest first, (dead_lettered_at, id)
+-- descending, with keyset paging on that pair (before_at/before_id).
+
+-- name: dead_letter_list
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+  AND (%(queue)s IS NULL OR queue = %(queue)s)
+  AND (%(reason)s IS NULL
+       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
+       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
+  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
+  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+ORDER BY dead_lettered_at DESC, id DESC
+LIMIT COALESCE(%(limit)s, -1) OFFSET COALESCE(%(offset)s, 0)
+
+-- name: dead_letter_count
+SELECT count(*) AS count
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+  AND (%(queue)s IS NULL OR queue = %(queue)s)
+  AND (%(reason)s IS NULL
+       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
+       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
+  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
+  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+
+-- name: dead_letter_page
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+  AND (%(queue)s IS NULL OR queue = %(queue)s)
+  AND (%(reason)s IS NULL
+       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
+       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
+  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
+  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+  AND (%(before_at)s IS NULL
+       OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
+ORDER BY dead_lettered_at DESC, id DESC
+LIMIT COALESCE(%(limit)s, -1)
+
+-- name: dead_letter_get
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
+       last_resurrected_at
+FROM soniq_dead_letter_jobs WHERE id = %(id)s
+
+-- name: dead_letter_replay
+-- A fresh queued row from the dead letter; the dead letter stays, counting replays.
+-- Nothing is inserted (and no row returned) when the id is not a dead letter.
+UPDATE soniq_dead_letter_jobs
+SET resurrection_count = resurrection_count + 1, last_resurrected_at = %(now)s
+WHERE id = %(id)s;
+INSERT INTO soniq_jobs
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at)
+SELECT %(new_id)s, job_name, args, queue, priority, max_attempts, %(now)s, %(now)s, %(now)s
+FROM soniq_dead_letter_jobs WHERE id = %(id)s
+RETURNING id AS id, '' AS pg_notify
+
+-- name: dead_letter_replay_batch
+-- replay for one page of matching dead letters, all or nothing: the page is picked and
+-- paired in order with the new ids the caller minted (n counts from 1), counted as
+-- resurrected and copied into soniq_jobs. woke is the number of distinct queues, what
+-- PostgreSQL's count of its NOTIFYs gives.
+DELETE FROM temp.soniq_scratch;
+INSERT INTO temp.soniq_scratch (tag, n, id, ref, at)
+SELECT 'pick', p.n, p.id, ids.value, p.dead_lettered_at
+FROM (
+    SELECT id, dead_lettered_at,
+           row_number() OVER (ORDER BY dead_lettered_at DESC, id DESC) AS n
+    FROM (
+        SELECT id, dead_lettered_at FROM soniq_dead_letter_jobs
+        WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+          AND (%(queue)s IS NULL OR queue = %(queue)s)
+          AND (%(reason)s IS NULL
+               OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
+               OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
+          AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
+          AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+          AND (%(before_at)s IS NULL
+               OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
+        ORDER BY dead_lettered_at DESC, id DESC
+        LIMIT COALESCE(%(limit)s, -1)
+    )
+) AS p
+JOIN json_each(%(new_ids)s) AS ids ON ids.key + 1 = p.n;
+UPDATE soniq_dead_letter_jobs
+SET resurrection_count = resurrection_count + 1, last_resurrected_at = %(now)s
+WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'pick');
+INSERT INTO soniq_jobs
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at)
+SELECT s.ref, d.job_name, d.args, d.queue, d.priority, d.max_attempts,
+       %(now)s, %(now)s, %(now)s
+FROM temp.soniq_scratch AS s JOIN soniq_dead_letter_jobs AS d ON d.id = s.id
+WHERE s.tag = 'pick'
+ORDER BY s.n;
+SELECT s.ref AS id, s.id AS dead_letter_id, s.at AS dead_lettered_at,
+       (SELECT count(DISTINCT d.queue)
+        FROM temp.soniq_scratch AS x JOIN soniq_dead_letter_jobs AS d ON d.id = x.id
+        WHERE x.tag = 'pick') AS woke
+FROM temp.soniq_scratch AS s
+WHERE s.tag = 'pick'
+ORDER BY s.n
+
+-- name: dead_letter_purge
+DELETE FROM soniq_dead_letter_jobs
+WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+  AND (%(queue)s IS NULL OR queue = %(queue)s)
+  AND (%(reason)s IS NULL
+       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
+       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
+  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
+  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s);
+SELECT changes() AS count
+
+-- name: dead_letter_import
+-- One batch of checked export lines, as a JSON array of objects (times ISO 8601 text,
+-- read by the store's soniq_epoch). Ids already present or repeated are skipped; the
+-- count of rows written is returned.
+INSERT INTO soniq_dead_letter_jobs
+    (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
+     traceback, original_created_at, dead_lettered_at, resurrection_count,
+     last_resurrected_at)
+SELECT r.value ->> 'id', r.value ->> 'job_name', r.value -> 'args', r.value ->> 'queue',
+       r.value ->> 'priority', r.value ->> 'attempts', r.value ->> 'max_attempts',
+       r.value ->> 'reason', r.value ->> 'last_error', r.value ->> 'traceback',
+       soniq_epoch(r.value ->> 'original_created_at'),
+       soniq_epoch(r.value ->> 'dead_lettered_at'),
+       r.value ->> 'resurrection_count', soniq_epoch(r.value ->> 'last_resurrected_at')
+FROM json_each(%(rows)s) AS r
+WHERE true
+ON CONFLICT (id) DO NOTHING;
+SELECT changes() AS count
+
+-- ---------------------------------------------------------------------------------
+-- Scheduler
+-- ---------------------------------------------------------------------------------
+
+-- name: schedule_upsert
+-- Re-adding a name updates the row in place: its status stays, and so does its next
+-- run unless the timing itself changed ("IS" is SQLite's IS NOT DISTINCT FROM; SET
+-- reads the old row throughout).
+INSERT INTO soniq_recurring_jobs AS r
+    (name, cron, interval_seconds, timezone, args, queue, priority, catch_up, next_run_at,
+     created_at, updated_at)
+VALUES (
+    %(name)s, %(cron)s, %(interval_seconds)s, %(timezone)s, %(args)s, %(queue)s,
+    %(priority)s, %(catch_up)s, %(next_run_at)s, %(now)s, %(now)s
+)
+ON CONFLICT (name) DO UPDATE SET
+    next_run_at = CASE
+        WHEN r.cron IS excluded.cron
+         AND r.interval_seconds IS excluded.interval_seconds
+         AND r.timezone = excluded.timezone
+         AND r.next_run_at IS NOT NULL
+        THEN r.next_run_at
+        ELSE excluded.next_run_at
+    END,
+    cron = excluded.cron,
+    interval_seconds = excluded.interval_seconds,
+    timezone = excluded.timezone,
+    args = excluded.args,
+    queue = excluded.queue,
+    priority = excluded.priority,
+    catch_up = excluded.catch_up,
+    updated_at = %(now)s
+RETURNING name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+       next_run_at, last_run_at, created_at, updated_at
+
+-- name: schedule_get
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+       next_run_at, last_run_at, created_at, updated_at
+FROM soniq_recurring_jobs WHERE name = %(name)s
+
+-- name: schedule_list
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, status, catch_up,
+       next_run_at, last_run_at, created_at, updated_at
+FROM soniq_recurring_jobs
+WHERE (%(status)s IS NULL OR status = %(status)s)
+ORDER BY name
+
+-- name: schedule_pause
+UPDATE soniq_recurring_jobs SET status = 'paused', updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_resume
+-- The next run is counted from now: runs that fell due while paused are not made up.
+-- An active schedule keeps its next run.
+UPDATE soniq_recurring_jobs
+SET next_run_at = CASE WHEN status = 'paused' OR next_run_at IS NULL
+                       THEN %(next_run_at)s ELSE next_run_at END,
+    status = 'active', updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_remove
+DELETE FROM soniq_recurring_jobs WHERE name = %(name)s RETURNING name
+
+-- name: scheduler_now
+-- The store's clock, as PostgreSQL's now() is the server's.
+SELECT %(now)s AS now
+
+-- name: scheduler_due
+SELECT name, cron, interval_seconds, timezone, args, queue, priority, catch_up,
+       next_run_at, %(now)s AS now
+FROM soniq_recurring_jobs
+WHERE status = 'active' AND next_run_at <= %(now)s
+ORDER BY next_run_at, name
+LIMIT COALESCE(%(limit)s, -1)
+
+-- name: scheduler_advance
+-- Claims one due run: only the first transaction to move next_run_at on from the value
+-- it read matches. Times are stored to the microsecond, so "due" read back from
+-- scheduler_due compares equal.
+UPDATE soniq_recurring_jobs
+SET next_run_at = %(next_run_at)s,
+    last_run_at = COALESCE(%(fired_at)s, last_run_at),
+    updated_at = %(now)s
+WHERE name = %(name)s AND status = 'active' AND next_run_at = %(due)s
+RETURNING name
+
+-- name: scheduler_seconds_to_next
+SELECT min(next_run_at) - %(now)s AS seconds
+FROM soniq_recurring_jobs WHERE status = 'active'
+
 -- -------------------------------------------------------------------------- testing
 
 -- name: testing_enqueued_jobs
