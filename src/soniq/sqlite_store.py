@@ -25,7 +25,7 @@ goes by output column name, because the schema gives each name one meaning every
 
 * times, :data:`TIME_COLUMNS`: aware UTC ``datetime``;
 * JSON, :data:`JSON_COLUMNS`: Python objects (SQL NULL stays None);
-* booleans, :data:`BOOL_COLUMNS`: ``bool``;
+* booleans, :data:`BOOL_COLUMNS`: ``bool``; :data:`FLOAT_COLUMNS`: ``float``;
 * a column the query aliases ``"name [uuid]"``: ``uuid.UUID`` under ``name``. Ids are
   text, as ``id::text`` gives them, except where the PostgreSQL query returns a bare
   uuid column; the tag marks those few in the SQL itself.
@@ -80,6 +80,9 @@ TIME_COLUMNS = frozenset(
 )
 #: Output columns holding JSON text (Python objects out).
 JSON_COLUMNS = frozenset({"args", "result", "headers", "queues"})
+#: Output columns holding a REAL that SQLite may hand back as an int (a RETURNING
+#: clause skips the column's REAL affinity for whole numbers).
+FLOAT_COLUMNS = frozenset({"interval_seconds"})
 #: Output columns holding 0/1 (``bool`` out).
 BOOL_COLUMNS = frozenset({"catch_up", "stale"})
 
@@ -202,6 +205,10 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _uuid(value: Any) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
 
@@ -224,6 +231,8 @@ def _decoders(columns: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Decoder,
             decoders.append(_json)
         elif name in BOOL_COLUMNS:
             decoders.append(_bool)
+        elif name in FLOAT_COLUMNS:
+            decoders.append(_float)
         else:
             decoders.append(None)
     return tuple(names), tuple(decoders)

@@ -235,7 +235,8 @@ def test_transaction_rolls_back_on_error(store: SqliteStore) -> None:
 
 
 def test_notify_queues_does_nothing(store: SqliteStore) -> None:
-    assert store.fetch("notify_queues", {"queues": ["a", "b"]}) == []
+    assert store.fetch("notify_queues", {"queues": ["a", "b"]}) == [{"pg_notify": ""}] * 2
+    assert store.fetch("queue_stats", {}) == []
 
 
 # ----------------------------------------------------------------------- claim and outcomes

@@ -65,8 +65,8 @@ WHERE job_name = %(job_name)s AND dedup_key = %(dedup_key)s AND status = 'queued
 LIMIT 1
 
 -- name: notify_queues
--- Nobody listens: SQLite workers poll.
-SELECT '' AS pg_notify WHERE %(queues)s IS NULL AND 0
+-- Nobody listens (SQLite workers poll): one empty row per queue, as pg_notify gives.
+SELECT '' AS pg_notify FROM json_each(%(queues)s)
 
 -- name: get_job
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
