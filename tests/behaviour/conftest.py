@@ -60,9 +60,7 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[
     raise AssertionError(f"unknown backend {backend!r}")
 
 
-def _build(
-    cls: type[AppT], backend: str, store: dict[str, str], settings: dict[str, Any]
-) -> AppT:
+def _build(cls: type[AppT], backend: str, store: dict[str, str], settings: dict[str, Any]) -> AppT:
     """An app of ``cls`` on ``store``, built the way a user would build it."""
     try:
         return cls(**store, **settings)
@@ -103,9 +101,7 @@ async def backend_app(make_app: Callable[..., Soniq]) -> Soniq:
 
 
 @pytest.fixture
-def make_sync_app(
-    backend: str, store: dict[str, str]
-) -> Iterator[Callable[..., soniq_sync.Soniq]]:
+def make_sync_app(backend: str, store: dict[str, str]) -> Iterator[Callable[..., soniq_sync.Soniq]]:
     """``make_sync_app(**settings)``: the blocking twin of :func:`make_app`."""
     apps: list[soniq_sync.Soniq] = []
 

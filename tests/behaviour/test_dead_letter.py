@@ -5,6 +5,7 @@ them: by jobs that fail for good."""
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,12 +38,13 @@ async def bury(app: Soniq) -> dict[str, list[str]]:
 
     ids: dict[str, list[str]] = {"card": [], "mail": [], "report": []}
     # One worker run per job, so dead_lettered_at follows this order.
-    for kind, enqueue in (
+    runs: list[tuple[str, Callable[[], Awaitable[str]]]] = [
         ("card", lambda: app.enqueue(charge, order=1)),
         ("mail", lambda: app.enqueue(send, to="a@example.com")),
         ("card", lambda: app.enqueue(charge, order=2)),
         ("report", lambda: app.enqueue(build)),
-    ):
+    ]
+    for kind, enqueue in runs:
         ids[kind].append(await enqueue())
         report = await drain(app)
         assert report.dead_lettered == 1

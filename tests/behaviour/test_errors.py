@@ -46,13 +46,21 @@ CASES: list[tuple[str, Call, str]] = [
         TASK_ARGS_INVALID,
     ),
     ("args= with a function", lambda app, f: app.enqueue(f, args={"cents": 1}), ARGS_CONFLICT),
-    ("kwargs with a name", lambda app, f: app.enqueue("pay.charge", cents=1), ARGS_CONFLICT),
+    (
+        "kwargs with a name",
+        lambda app, f: app.enqueue("pay.charge", cents=1),  # type: ignore[call-overload]
+        ARGS_CONFLICT,
+    ),
     (
         "not serialisable",
         lambda app, f: app.enqueue("pay.charge", args={"cents": uuid.uuid4()}),
         ARGS_NOT_SERIALIZABLE,
     ),
-    ("bad target", lambda app, f: app.enqueue(42), INVALID_TARGET),
+    (
+        "bad target",
+        lambda app, f: app.enqueue(42),  # type: ignore[call-overload]
+        INVALID_TARGET,
+    ),
     (
         "naive scheduled_at",
         lambda app, f: app.enqueue(f, cents=1, scheduled_at=NAIVE),
@@ -62,7 +70,7 @@ CASES: list[tuple[str, Call, str]] = [
     ("negative run_at", lambda app, f: app.schedule(f, -5, cents=1), INVALID_SCHEDULE),
     (
         "text scheduled_at",
-        lambda app, f: app.enqueue(f, cents=1, scheduled_at="tomorrow"),
+        lambda app, f: app.enqueue(f, cents=1, scheduled_at="tomorrow"),  # type: ignore[call-overload]
         INVALID_SCHEDULE,
     ),
     ("priority 0", lambda app, f: app.enqueue(f, cents=1, priority=0), INVALID_PRIORITY),
@@ -92,7 +100,11 @@ CASES: list[tuple[str, Call, str]] = [
     ),
     ("dead_letter empty name", lambda app, f: app.dead_letter.list(job_name=""), INVALID_ARGUMENT),
     ("prune negative", lambda app, f: app.prune(older_than=-1), INVALID_DURATION),
-    ("prune text", lambda app, f: app.prune(older_than="2h"), INVALID_DURATION),
+    (
+        "prune text",
+        lambda app, f: app.prune(older_than="2h"),  # type: ignore[arg-type]
+        INVALID_DURATION,
+    ),
     ("schedule every=0", lambda app, f: app.scheduler.add(f, every=0), INVALID_INTERVAL),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -182,12 +183,16 @@ async def test_a_running_worker_is_listed_and_gone_once_stopped(
     async def answer() -> int:
         return 42
 
-    assert await app.list_workers() == []
+    async def workers() -> list[dict[str, Any]]:
+        return await app.list_workers()
+
+    assert await workers() == []
     await app.ensure_initialized()
     worker = app.worker()
     running = asyncio.create_task(worker.run(concurrency=2))
     try:
-        (listed,) = await wait_for(app.list_workers, message="the worker to register")
+        rows: list[dict[str, Any]] = await wait_for(workers, message="the worker to register")
+        (listed,) = rows
         assert listed["id"] == worker.id and listed["stale"] is False
         job_id = await app.enqueue(answer)  # picked up by the running worker
         await wait_for(lambda: app.get_result(job_id), message="the job to run")

@@ -88,7 +88,7 @@ async def test_assert_enqueued_and_assert_not_enqueued(backend_app: Soniq) -> No
     await assert_not_enqueued(app, welcome, queue="default")
     await assert_not_enqueued(app, "billing.charge")
 
-    with pytest.raises(AssertionError, match="bob@example.com"):
+    with pytest.raises(AssertionError, match=r"bob@example\.com"):
         await assert_enqueued(app, welcome, {"to": "eve@example.com"})  # lists what waits
     with pytest.raises(AssertionError):
         await assert_enqueued(app, welcome, count=1)
