@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 import soniq_sync
-from soniq import Soniq, SoniqError
-from soniq.errors import INVALID_DATABASE_URL, INVALID_SETTING
+from soniq import Soniq
 
 POSTGRES = pytest.param("postgres", id="postgres", marks=pytest.mark.integration)
 SQLITE = pytest.param("sqlite", id="sqlite")
@@ -62,15 +61,7 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[
 
 def _build(cls: type[AppT], backend: str, store: dict[str, str], settings: dict[str, Any]) -> AppT:
     """An app of ``cls`` on ``store``, built the way a user would build it."""
-    try:
-        return cls(**store, **settings)
-    except SoniqError as exc:
-        # TEMPORARY (issue 7): until the SQLite and memory backends are merged, Soniq
-        # refuses a sqlite URL (INVALID_DATABASE_URL) and backend= (INVALID_SETTING).
-        # Delete this except clause when they land; nothing else in the suite skips.
-        if backend != "postgres" and exc.code in {INVALID_DATABASE_URL, INVALID_SETTING}:
-            pytest.skip(f"{backend} backend not built yet")
-        raise
+    return cls(**store, **settings)
 
 
 @pytest.fixture
