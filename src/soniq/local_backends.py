@@ -106,6 +106,10 @@ class SQLiteBackend(StorageBackend):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncAdapter]:
         """One SQLite write transaction behind an adapter."""
+        # The store's lock is re-entrant per thread, so the body must not suspend (no
+        # awaiting real I/O): another task of this event loop could otherwise slip its
+        # statements into the transaction. Soniq's own bodies only run store queries,
+        # which never suspend.
         with self.store.transaction() as session:
             yield SqliteSessionAdapter(session)
 
