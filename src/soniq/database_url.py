@@ -3,6 +3,8 @@ messages without the password."""
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import conninfo
 
@@ -13,6 +15,9 @@ _SCHEMES = ("postgresql://", "postgres://")
 #: A plain path with one of these endings names a SQLite file.
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_SCHEME = "sqlite://"
+# "sqlite:x.db", "file:x.db": a scheme, not a folder (two letters or more, so that a
+# Windows drive such as "C:" stays a path).
+_SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 _SQLITE_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or a path ending .db"
 
 
@@ -92,6 +97,12 @@ def sqlite_path(url: str) -> str | None:
             )
         return path
     if "://" not in text and text.lower().endswith(SQLITE_SUFFIXES):
+        if _SCHEME_LIKE.match(text):
+            raise SoniqError(
+                INVALID_DATABASE_URL,
+                f"{url!r} looks like a URL, but the only SQLite form is sqlite:///. Use "
+                f"{_SQLITE_FORMS}.",
+            )
         return text
     return None
 

@@ -22,7 +22,7 @@ from soniq.backend import Row, StorageBackend
 from soniq.database_url import require_sqlite_path
 from soniq.settings import SoniqSettings
 from soniq.sql import Query
-from soniq.sqlite_store import SqliteSession, SqliteStore
+from soniq.sqlite_store import SqliteSession, SqliteStore, StoreBusy
 
 _MEMORY_KEY = "store"
 
@@ -53,7 +53,7 @@ class SQLiteBackend(StorageBackend):
     kind = "sqlite"
     transactional = False
     notifies = False
-    unavailable = (sqlite3.OperationalError,)
+    unavailable = (StoreBusy,)
     errors = (sqlite3.Error,)
     duplicate = (sqlite3.IntegrityError,)
 
@@ -141,7 +141,11 @@ class MemoryBackend(SQLiteBackend):
         """The app's in-memory database, made on first use and kept until the app goes."""
         store = self._shared.get(_MEMORY_KEY)
         if store is None:
-            store = self._shared[_MEMORY_KEY] = SqliteStore(":memory:")
+            made = SqliteStore(":memory:")
+            # setdefault: a blocking app and its async twin may get here at once.
+            store = self._shared.setdefault(_MEMORY_KEY, made)
+            if store is not made:
+                made.close()
         assert isinstance(store, SqliteStore)
         return store
 

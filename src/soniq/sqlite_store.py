@@ -42,6 +42,7 @@ Errors: a file that cannot be opened or is not a SQLite database raises
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -55,7 +56,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from soniq.errors import DATABASE_UNREACHABLE, SoniqError
+from soniq.errors import DATABASE_UNREACHABLE, SQLITE_TOO_OLD, SoniqError
 from soniq.sql import load_queries
 
 #: Output columns holding a time (REAL Unix seconds in SQLite, ``datetime`` out).
@@ -87,6 +88,34 @@ FLOAT_COLUMNS = frozenset({"interval_seconds"})
 BOOL_COLUMNS = frozenset({"catch_up", "stale"})
 
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
+
+#: The oldest SQLite the queries run on: FULL JOIN (3.39), the ->> operator (3.38),
+#: STRICT tables (3.37) and RETURNING (3.35).
+MIN_SQLITE_VERSION = (3, 39, 0)
+
+
+class StoreBusy(sqlite3.OperationalError):
+    """Another connection held the database's lock for longer than the busy timeout.
+
+    The one SQLite error that means "try again later" (a worker waits and retries, as
+    after a lost PostgreSQL connection); every other ``sqlite3`` error is a real one.
+    """
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _current_task() -> object | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        return None
+
 
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE")
 
@@ -194,7 +223,14 @@ def _lower(text: str | None) -> str | None:
 
 
 def _time(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(value, timezone.utc)
+    except (ValueError, OverflowError):
+        # Near the end of year 9999 a float can't hold the microseconds, and rounding
+        # may carry past datetime's range: such a time is "never" either way.
+        return datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _json(value: Any) -> Any:
@@ -256,10 +292,22 @@ class SqliteStore:
     """
 
     def __init__(self, path: str) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+            needed = ".".join(map(str, MIN_SQLITE_VERSION))
+            raise SoniqError(
+                SQLITE_TOO_OLD,
+                f"Soniq's SQLite and memory backends need SQLite {needed} or newer, and "
+                f"this Python links SQLite {sqlite3.sqlite_version}. Use a Python built "
+                "with a newer SQLite (python.org's and uv's builds are), or PostgreSQL "
+                "(pip install 'soniq[embedded]' and soniq dev, for a local one).",
+                found=sqlite3.sqlite_version,
+                needed=needed,
+            )
         self.path = path
         self.in_memory = path == ":memory:" or path == ""
         self._lock = threading.RLock()
         self._now: float | None = None  # the open transaction's clock
+        self._owner: object | None = None  # the asyncio task that opened it, if any
         try:
             conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -288,21 +336,35 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self, writes: bool) -> Iterator[float]:
-        with self._lock:
-            if self._conn.in_transaction and self._now is not None:
-                yield self._now  # a session of this thread is open: join it
-                return
-            self._conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-            self._now = round(time.time(), 6)
-            try:
-                yield self._now
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._now = None
+        try:
+            with self._lock:
+                if self._conn.in_transaction and self._now is not None:
+                    if _current_task() is not self._owner:
+                        # The lock is this thread's, but the transaction is another
+                        # task's, suspended inside it: joining would mix our writes
+                        # into a transaction that may yet roll back.
+                        raise RuntimeError(
+                            "another asyncio task of this thread has a SQLite transaction "
+                            "open and is suspended inside it; a transaction body must "
+                            "not await anything that suspends"
+                        )
+                    yield self._now  # this task's (or thread's) session: join it
+                    return
+                self._conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+                self._now, self._owner = round(time.time(), 6), _current_task()
+                try:
+                    yield self._now
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._now = self._owner = None
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc) and not isinstance(exc, StoreBusy):
+                raise StoreBusy(str(exc)) from exc
+            raise
 
     def transaction(self) -> AbstractContextManager[SqliteSession]:
         """A write transaction (``BEGIN IMMEDIATE``) for several statements.

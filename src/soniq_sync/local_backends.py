@@ -15,7 +15,7 @@ from soniq.adapters.copy_format import Shared
 from soniq.database_url import require_sqlite_path
 from soniq.settings import SoniqSettings
 from soniq.sql import Query
-from soniq.sqlite_store import SqliteSession, SqliteStore
+from soniq.sqlite_store import SqliteSession, SqliteStore, StoreBusy
 from soniq_sync.adapters.base import SyncAdapter
 from soniq_sync.backend import Row, StorageBackend
 
@@ -48,7 +48,7 @@ class SQLiteBackend(StorageBackend):
     kind = "sqlite"
     transactional = False
     notifies = False
-    unavailable = (sqlite3.OperationalError,)
+    unavailable = (StoreBusy,)
     errors = (sqlite3.Error,)
     duplicate = (sqlite3.IntegrityError,)
 
@@ -136,7 +136,11 @@ class MemoryBackend(SQLiteBackend):
         """The app's in-memory database, made on first use and kept until the app goes."""
         store = self._shared.get(_MEMORY_KEY)
         if store is None:
-            store = self._shared[_MEMORY_KEY] = SqliteStore(":memory:")
+            made = SqliteStore(":memory:")
+            # setdefault: a blocking app and its async twin may get here at once.
+            store = self._shared.setdefault(_MEMORY_KEY, made)
+            if store is not made:
+                made.close()
         assert isinstance(store, SqliteStore)
         return store
 

@@ -93,7 +93,9 @@ async def test_memory_jobs_vanish_with_the_app(
     job_id = await first.enqueue(gone)
     assert await first.get_job(job_id) is not None
     await first.close()
-
+    # Closing releases nothing the jobs live in: the app still has them...
+    assert [job["id"] for job in await first.list_jobs()] == [job_id]
+    # ...and no other app, even one with the same settings, ever sees them.
     second = make_app()
     assert await second.list_jobs() == []
     assert await second.get_job(job_id) is None

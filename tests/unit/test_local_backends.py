@@ -5,23 +5,34 @@ No PostgreSQL here: the SQLite and memory backends run on the stdlib's sqlite3.
 
 from __future__ import annotations
 
+import os
 import pickle
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+import anyio
 import pytest
+from click.testing import CliRunner
 
 import soniq_sync
 import soniq_sync.testing
 from soniq import Soniq, SoniqError
+from soniq.cli import main
 from soniq.database_url import sqlite_path, storage_kind
 from soniq.errors import (
     DATABASE_UNREACHABLE,
     INVALID_DATABASE_URL,
     INVALID_SETTING,
     NOT_SUPPORTED_BY_BACKEND,
+    SQLITE_TOO_OLD,
     BackendUnsupportedError,
 )
+from soniq.local_backends import SQLiteBackend
 from soniq.settings import SoniqSettings
+from soniq.sqlite_store import SqliteStore, StoreBusy
 from soniq.testing import assert_enqueued, drain, enqueued_jobs, in_memory
 
 
@@ -34,6 +45,7 @@ from soniq.testing import assert_enqueued, drain, enqueued_jobs, in_memory
         ("jobs.db", "jobs.db"),
         ("./data/jobs.sqlite3", "./data/jobs.sqlite3"),
         ("/tmp/x.SQLITE", "/tmp/x.SQLITE"),
+        ("C:/data/jobs.db", "C:/data/jobs.db"),  # a Windows drive, not a scheme
         ("postgresql://localhost/app", None),
         ("host=localhost dbname=app", None),
         ("jobs.txt", None),
@@ -51,7 +63,6 @@ def test_a_sqlite_url_without_a_file_says_how_to_write_one(url: str) -> None:
         Soniq(database_url=url)
     assert caught.value.code == INVALID_DATABASE_URL
     assert "sqlite:///relative/path.db" in caught.value.message
-    assert 'backend="memory"' in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -166,3 +177,93 @@ def test_in_memory_works_for_a_blocking_app_and_its_worker() -> None:
         assert soniq_sync.testing.drain(app).done == 1
         assert app.get_result(job_id) == 42
     assert app.backend.kind == "postgres"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def test_an_old_sqlite_is_refused_with_the_version_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.37.2")
+    with pytest.raises(SoniqError) as caught:
+        SqliteStore(":memory:")
+    assert caught.value.code == SQLITE_TOO_OLD
+    assert "3.39.0" in caught.value.message and "3.37.2" in caught.value.message
+
+
+def test_a_held_write_lock_is_busy_and_only_that_is_unavailable(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    holder, waiter = SqliteStore(path), SqliteStore(path)
+    holder.setup()
+    waiter._conn.execute("PRAGMA busy_timeout = 50")  # fail fast instead of after 5 s
+    try:
+        with holder.transaction(), pytest.raises(StoreBusy) as busy:
+            waiter.rows("delete_job", {"id": "00000000-0000-0000-0000-000000000000"})
+        assert isinstance(busy.value, SQLiteBackend.unavailable)
+        with pytest.raises(sqlite3.OperationalError) as broken, waiter.transaction():
+            waiter._conn.execute("SELECT * FROM no_such_table")
+        assert not isinstance(broken.value, SQLiteBackend.unavailable)
+    finally:
+        holder.close()
+        waiter.close()
+
+
+async def test_a_task_cannot_join_another_tasks_open_transaction() -> None:
+    app = Soniq(backend="memory", enqueue_validation="none")
+    opened, release = anyio.Event(), anyio.Event()
+
+    async def holds_a_transaction() -> None:
+        async with app.backend.transaction():
+            opened.set()
+            await release.wait()  # suspends inside the transaction: not allowed
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(holds_a_transaction)
+        await opened.wait()
+        with pytest.raises(RuntimeError, match="another asyncio task"):
+            await app.enqueue("jobs.anything")
+        release.set()
+    assert await app.list_jobs() == []  # nothing slipped into the other transaction
+    await app.enqueue("jobs.anything")  # and the store works once it has ended
+    assert len(await app.list_jobs()) == 1
+
+
+async def test_a_time_at_the_end_of_the_calendar_reads_back() -> None:
+    app = Soniq(backend="memory", enqueue_validation="none")
+    never = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    job_id = await app.schedule("jobs.someday", never)
+    job = await app.get_job(job_id)
+    assert job is not None and job["scheduled_at"].year == 9999
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(
+    "command", [["setup"], ["status"], ["jobs", "list"], ["worker"], ["scheduler"]]
+)
+def test_commands_refuse_the_memory_backend(command: list[str], tmp_path: Path) -> None:
+    (tmp_path / "memjobs.py").write_text("from soniq import Soniq\napp = Soniq()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
+    env.update(SONIQ_BACKEND="memory", SONIQ_JOBS_MODULES="memjobs", PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "soniq", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and NOT_SUPPORTED_BY_BACKEND in lines[0], done.stderr
+    assert "sqlite:///jobs.db" in lines[0]
+
+
+def test_demo_with_a_bad_sqlite_url_says_so_in_one_line() -> None:
+    result = CliRunner().invoke(main, ["demo", "--database-url", "sqlite://"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and INVALID_DATABASE_URL in lines[0], result.output

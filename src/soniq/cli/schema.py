@@ -9,7 +9,7 @@ import click
 
 from soniq.app import Soniq
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option, run
-from soniq.cli.session import with_app
+from soniq.cli.session import refuse_memory, with_app
 
 
 @click.command()
@@ -19,6 +19,7 @@ def setup(database_url: str | None) -> None:
 
     async def go() -> list[str]:
         app = Soniq(database_url=database_url)
+        refuse_memory(app)
         try:
             return await app.setup()
         finally:

@@ -6,7 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from soniq.app import Soniq
+from soniq.app_base import AppBase
 from soniq.cli.output import run
+from soniq.database_url import storage_kind
+from soniq.errors import BackendUnsupportedError
 
 T = TypeVar("T")
 
@@ -19,9 +22,22 @@ def with_app(database_url: str | None, use: Callable[[Soniq], Awaitable[T]]) -> 
 
     async def go() -> T:
         app = Soniq(database_url=database_url)
+        refuse_memory(app)
         try:
             return await use(app)
         finally:
             await app.close()
 
     return run(go)
+
+
+def refuse_memory(app: AppBase) -> None:
+    """A command runs in a process of its own, which can't see an app's memory store."""
+    if storage_kind(app.settings) == "memory":
+        raise BackendUnsupportedError(
+            "The memory backend keeps jobs inside one process, so a soniq command (a "
+            "process of its own) would only ever see an empty queue. Point it at a SQLite "
+            "file (SONIQ_DATABASE_URL=sqlite:///jobs.db) or PostgreSQL instead, and unset "
+            "SONIQ_BACKEND=memory for it.",
+            backend="memory",
+        )

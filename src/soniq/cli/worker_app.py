@@ -9,6 +9,7 @@ import traceback
 
 from soniq.app import Soniq, async_twin
 from soniq.app_base import INSTANCES
+from soniq.cli.session import refuse_memory
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
     INVALID_SETTING,
@@ -37,6 +38,16 @@ def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
 
 
 def app_for_worker() -> Soniq:
+    """The app whose jobs the worker (or scheduler) runs; see :func:`_pick_app`.
+
+    Not on the memory backend, whose jobs no other process can see.
+    """
+    app = _pick_app()
+    refuse_memory(app)
+    return app
+
+
+def _pick_app() -> Soniq:
     """The app whose jobs the worker runs.
 
     The first app (in creation order) that registers jobs, with its own settings.
