@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from soniq.sql import QUERIES, migration_files
+from soniq.sql import QUERIES, migration_files, migration_report
 
 logger = logging.getLogger("soniq.migrations")
 
@@ -53,11 +53,8 @@ async def pending_migrations(conn: psycopg.AsyncConnection[Any]) -> list[str]:
 
 
 async def migration_status(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions.
-
-    ``unknown`` lists versions recorded in the database that this Soniq does not ship,
-    which means a newer Soniq has upgraded the schema.
-    """
+    """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions
+    (see :func:`soniq.sql.migration_report`)."""
     cur = await conn.execute(QUERIES["schema_version"].psycopg)
     row = await cur.fetchone()
     applied: list[dict[str, Any]] = []
@@ -65,9 +62,4 @@ async def migration_status(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]
         cur = await conn.execute(QUERIES["migrations_applied"].psycopg)
         applied = [{"version": v, "applied_at": at} for v, at in await cur.fetchall()]
     shipped = [version for version, _ in migration_files()]
-    done = {entry["version"] for entry in applied}
-    return {
-        "applied": applied,
-        "pending": [v for v in shipped if v not in done],
-        "unknown": sorted(done - set(shipped)),
-    }
+    return migration_report(applied, shipped)

@@ -57,7 +57,7 @@ from importlib import resources
 from typing import Any
 
 from soniq.errors import DATABASE_UNREACHABLE, SQLITE_TOO_OLD, SoniqError
-from soniq.sql import load_queries
+from soniq.sql import load_queries, migration_report
 
 #: Output columns holding a time (REAL Unix seconds in SQLite, ``datetime`` out).
 TIME_COLUMNS = frozenset(
@@ -456,14 +456,8 @@ class SqliteStore:
 
         The shape of :func:`soniq.migrations.migration_status`.
         """
-        applied = self._applied()
         shipped = [version for version, _ in sqlite_migration_files()]
-        done = {entry["version"] for entry in applied}
-        return {
-            "applied": applied,
-            "pending": [v for v in shipped if v not in done],
-            "unknown": sorted(done - set(shipped)),
-        }
+        return migration_report(self._applied(), shipped)
 
 
 class SqliteSession:

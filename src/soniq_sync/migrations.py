@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from soniq.sql import QUERIES, migration_files
+from soniq.sql import QUERIES, migration_files, migration_report
 
 logger = logging.getLogger("soniq.migrations")
 
@@ -56,11 +56,8 @@ def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def migration_status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions.
-
-    ``unknown`` lists versions recorded in the database that this Soniq does not ship,
-    which means a newer Soniq has upgraded the schema.
-    """
+    """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions
+    (see :func:`soniq.sql.migration_report`)."""
     cur = conn.execute(QUERIES["schema_version"].psycopg)
     row = cur.fetchone()
     applied: list[dict[str, Any]] = []
@@ -68,9 +65,4 @@ def migration_status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         cur = conn.execute(QUERIES["migrations_applied"].psycopg)
         applied = [{"version": v, "applied_at": at} for v, at in cur.fetchall()]
     shipped = [version for version, _ in migration_files()]
-    done = {entry["version"] for entry in applied}
-    return {
-        "applied": applied,
-        "pending": [v for v in shipped if v not in done],
-        "unknown": sorted(done - set(shipped)),
-    }
+    return migration_report(applied, shipped)

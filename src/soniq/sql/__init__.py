@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
+from typing import Any
 
 from psycopg import sql
 
@@ -75,6 +76,20 @@ def load_queries(text: str) -> dict[str, Query]:
 QUERIES: dict[str, Query] = load_queries(
     resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
 )
+
+
+def migration_report(applied: list[dict[str, Any]], shipped: list[str]) -> dict[str, Any]:
+    """``applied`` as given, and the ``pending`` and ``unknown`` versions it implies.
+
+    ``unknown`` lists versions recorded in the database that this Soniq does not ship,
+    which means a newer Soniq has upgraded the schema.
+    """
+    done = {entry["version"] for entry in applied}
+    return {
+        "applied": applied,
+        "pending": [v for v in shipped if v not in done],
+        "unknown": sorted(done - set(shipped)),
+    }
 
 
 def migration_files() -> list[tuple[str, str]]:
