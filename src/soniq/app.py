@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter, async_adapter
+from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
 from soniq.backend import StorageBackend, make_backend
 from soniq.dead_letter import DeadLetterQueue
@@ -207,12 +207,8 @@ class Soniq(AppBase):
         if connection is not None:
             return await _on_callers_connection(connection, lambda a: _insert(a, row))
         await self.ensure_initialized()
-        backend = self.backend
-        if backend.kind == "postgres":  # one round trip, no transaction block
-            async with backend.acquire() as conn:
-                return await _insert(PsycopgAsyncAdapter(conn), row)
-        async with backend.transaction() as tx:
-            return await _insert(tx, row)
+        async with self.backend.session() as db:
+            return await _insert(db, row)
 
     async def schedule(
         self,

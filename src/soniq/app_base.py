@@ -83,8 +83,6 @@ class AppBase:
         # backend, so that the async twin of a blocking app (which runs its worker)
         # shares it; see soniq.app.async_twin.
         self._memory: dict[str, Any] = {}
-        self._kind: str = storage_kind(self.settings)
-        self._kind_for = self.settings  # the settings _kind was worked out from
         INSTANCES[next(_SERIAL)] = self
 
     # -- registration ---------------------------------------------------------------
@@ -310,16 +308,15 @@ class AppBase:
         Only PostgreSQL apps write on a caller's connection: on the other backends
         ``connection=`` raises, and a provider (Django's) is not consulted.
         """
-        if self._kind_for is not self.settings:
-            self._kind, self._kind_for = storage_kind(self.settings), self.settings
-        if self._kind != "postgres":
+        kind = storage_kind(self.settings)
+        if kind != "postgres":
             if connection is not None:
                 raise BackendUnsupportedError(
                     f"connection= needs the PostgreSQL backend: this app keeps its jobs in "
-                    f"{self._kind}, which cannot join your transaction, so the job could "
+                    f"{kind}, which cannot join your transaction, so the job could "
                     "commit without your data or the other way round. Drop connection= "
                     "(the job is written at once), or use a PostgreSQL database URL.",
-                    backend=self._kind,
+                    backend=kind,
                 )
             return None
         if connection is None and self.connection_provider is not None:

@@ -108,6 +108,14 @@ class StorageBackend(ABC):
     def transaction(self) -> AbstractAsyncContextManager[AsyncAdapter]:
         """An adapter whose queries share one transaction, committed on a clean exit."""
 
+    def session(self) -> AbstractAsyncContextManager[AsyncAdapter]:
+        """An adapter for a statement or two that need no transaction around them.
+
+        One transaction here; PostgreSQL overrides it to run each statement on its own
+        (autocommit), which saves the BEGIN and COMMIT round trips.
+        """
+        return self.transaction()
+
     @abstractmethod
     def for_worker(self) -> StorageBackend:
         """The backend a worker writes its claims and outcomes through."""
@@ -217,6 +225,12 @@ class PostgresBackend(StorageBackend):
     async def transaction(self) -> AsyncIterator[AsyncAdapter]:
         """A pooled connection in a transaction, behind an adapter."""
         async with self.acquire() as conn, conn.transaction():
+            yield PsycopgAsyncAdapter(conn)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncAdapter]:
+        """A pooled connection in autocommit, behind an adapter."""
+        async with self.acquire() as conn:
             yield PsycopgAsyncAdapter(conn)
 
     def for_worker(self) -> PostgresBackend:

@@ -28,7 +28,7 @@ from soniq.ids import new_job_ids
 from soniq.sql import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
-from soniq_sync.adapters import PsycopgAdapter, SyncAdapter, sync_adapter
+from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
 from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.dead_letter import DeadLetterQueue
@@ -180,12 +180,8 @@ class Soniq(SyncAppBase):
         if connection is not None:
             return _on_callers_connection(connection, lambda a: _insert(a, row))
         self.ensure_initialized()
-        backend = self.backend
-        if backend.kind == "postgres":  # one round trip, no transaction block
-            with backend.acquire() as conn:
-                return _insert(PsycopgAdapter(conn), row)
-        with backend.transaction() as tx:
-            return _insert(tx, row)
+        with self.backend.session() as db:
+            return _insert(db, row)
 
     def schedule(
         self,

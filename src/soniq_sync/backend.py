@@ -104,6 +104,14 @@ class StorageBackend(ABC):
     def transaction(self) -> AbstractContextManager[SyncAdapter]:
         """An adapter whose queries share one transaction, committed on a clean exit."""
 
+    def session(self) -> AbstractContextManager[SyncAdapter]:
+        """An adapter for a statement or two that need no transaction around them.
+
+        One transaction here; PostgreSQL overrides it to run each statement on its own
+        (autocommit), which saves the BEGIN and COMMIT round trips.
+        """
+        return self.transaction()
+
     @abstractmethod
     def for_worker(self) -> StorageBackend:
         """The backend a worker writes its claims and outcomes through."""
@@ -213,6 +221,12 @@ class PostgresBackend(StorageBackend):
     def transaction(self) -> Iterator[SyncAdapter]:
         """A pooled connection in a transaction, behind an adapter."""
         with self.acquire() as conn, conn.transaction():
+            yield PsycopgAdapter(conn)
+
+    @contextmanager
+    def session(self) -> Iterator[SyncAdapter]:
+        """A pooled connection in autocommit, behind an adapter."""
+        with self.acquire() as conn:
             yield PsycopgAdapter(conn)
 
     def for_worker(self) -> PostgresBackend:

@@ -43,10 +43,10 @@ def demo(database_url: str | None) -> None:
 
 def _run(database_url: str | None) -> DemoSummary:
     try:
-        on_sqlite = bool(database_url) and sqlite_path(database_url or "") is not None
+        sqlite_file = sqlite_path(database_url) if database_url else None
     except SoniqError as exc:
         fail(exc)
-    if database_url and not on_sqlite:
+    if database_url and sqlite_file is None:
         click.echo("Running in a scratch database on your server (dropped at the end).")
         return run(lambda: _demo_in(database_url, scratch=True))
     if not database_url and embedded.available():
