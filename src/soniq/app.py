@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -293,11 +293,14 @@ class Soniq(AppBase):
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        before: str | None = None,
     ) -> list[dict[str, Any]]:
         """Job records, newest first, optionally filtered by status, queue and name.
 
         ``since``/``until`` are aware datetimes on ``created_at`` (since inclusive,
-        until exclusive).
+        until exclusive). ``before`` is a job id: only older jobs are listed, so the
+        last id of one page gives the next page (keyset paging: no page repeats or
+        skips a job while new ones arrive, and a deep page costs what the first does).
         """
         if status is not None:
             try:
@@ -313,6 +316,7 @@ class Soniq(AppBase):
         return await self._fetch_dicts(
             "list_jobs",
             {
+                "before": None if before is None else job_id_param(before),
                 "status": status,
                 "queue": queue,
                 "job_name": job_name,
@@ -514,12 +518,14 @@ async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
             first.max_attempts,
         )
         if first.scheduled_at is not None:
-            shared += (first.scheduled_at,)
+            shared += (first.scheduled_at, first.scheduled_at > datetime.now(timezone.utc))
         await adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
         ids = await _insert_rows(adapter, rows)
     await adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
+    if first.scheduled_at is not None:
+        await adapter.execute(QUERIES["notify_delayed"], {"scheduled_at": first.scheduled_at})
     return ids
 
 

@@ -481,9 +481,10 @@ class SqliteSession:
     ) -> None:
         """Bulk-insert jobs: per row an id and its args JSON text, then what all share.
 
-        ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at])`` as
-        :mod:`soniq.adapters.copy_format` defines it; without ``scheduled_at`` the rows
-        are due now.
+        ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at,
+        delayed])`` as :mod:`soniq.adapters.copy_format` defines it; without
+        ``scheduled_at`` the rows are due now. ``delayed`` is not needed: the store works
+        it out on its own clock.
         """
         job_name, queue, priority, max_attempts, *rest = shared
         common = {

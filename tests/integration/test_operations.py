@@ -70,6 +70,31 @@ async def add_dead_letter(url: str, *, queue: str = "default", name: str = "ops.
     )
 
 
+async def add_stats(
+    url: str,
+    minutes_ago: int,
+    *,
+    queue: str = "default",
+    done: int = 0,
+    cancelled: int = 0,
+    retried: int = 0,
+    dead: int = 0,
+) -> None:
+    """A soniq_stats row for the minute ``minutes_ago`` whole minutes before this one."""
+    await sql(
+        url,
+        """INSERT INTO soniq_stats (minute, queue, job_name, done, cancelled, retried, dead)
+           VALUES (date_trunc('minute', now()) - make_interval(mins => %s), %s, 'ops.job',
+                   %s, %s, %s, %s)""",
+        minutes_ago,
+        queue,
+        done,
+        cancelled,
+        retried,
+        dead,
+    )
+
+
 async def test_status_counts_each_queue_and_the_workers(app: Soniq, database_url: str) -> None:
     live = await add_worker(database_url, silent_for="1 second")
     await add_worker(database_url, silent_for="1 hour")  # past the 300 s timeout
@@ -78,9 +103,12 @@ async def test_status_counts_each_queue_and_the_workers(app: Soniq, database_url
     await add_job(database_url, due="5 seconds")
     await add_job(database_url, due="-1 hour")  # scheduled for later
     await add_job(database_url, status="processing", worker_id=live)
+    # Finished rows are not counted: the figures come from what workers reported.
     await add_job(database_url, status="done", finished="10 seconds")
-    await add_job(database_url, status="done", finished="10 minutes")  # not last minute
     await add_job(database_url, status="cancelled", finished="10 seconds")
+    await add_stats(database_url, 0, done=1, cancelled=1)
+    await add_stats(database_url, 10, done=1, retried=2, dead=1)  # not in the last minute
+    await add_stats(database_url, 90, done=5)  # not in the last hour
     await add_dead_letter(database_url)
     await add_dead_letter(database_url, queue="graveyard")  # a queue with only dead letters
     await add_job(database_url, queue="emails", due="-1 minute")
@@ -99,6 +127,7 @@ async def test_status_counts_each_queue_and_the_workers(app: Soniq, database_url
         "processing": 1,
         "done": 2,
         "cancelled": 1,
+        "failed": 3,
         "dead_letter": 1,
         "done_last_minute": 1,
     }
@@ -106,6 +135,40 @@ async def test_status_counts_each_queue_and_the_workers(app: Soniq, database_url
     assert (queues["emails"]["scheduled"], queues["emails"]["runnable"]) == (1, 0)
     assert queues["graveyard"]["dead_letter"] == 1
     assert queues["graveyard"]["runnable"] == 0
+
+
+async def test_finished_figures_weigh_the_minute_the_window_cuts(
+    app: Soniq, database_url: str
+) -> None:
+    async def elapsed() -> float:
+        """Seconds since the database's current minute began."""
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cur = await conn.execute(
+                "SELECT EXTRACT(EPOCH FROM now() - date_trunc('minute', now()))::float8"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return float(row[0])
+
+    for _ in range(3):  # again if a new minute begins meanwhile (the buckets would move)
+        await sql(database_url, "DELETE FROM soniq_stats")
+        before = await elapsed()
+        await add_stats(database_url, 0, done=10)  # the minute under way: all in
+        await add_stats(database_url, 1, done=600)  # cut by the last-minute window
+        await add_stats(database_url, 2, done=7)  # in the hour, not the minute
+        await add_stats(database_url, 60, done=6000)  # cut by the hour window
+        await add_stats(database_url, 61, done=10_000)  # out of both
+        report = (await app.status())["queues"][0]
+        after = await elapsed()
+        if after >= before:
+            break
+    else:
+        raise AssertionError("three minute boundaries in a row")
+    # The minute a window cuts counts for the part of it inside the window.
+    assert 10 + 600 * (1 - after / 60) - 1 <= report["done_last_minute"]
+    assert report["done_last_minute"] <= 10 + 600 * (1 - before / 60) + 1
+    assert 617 + 6000 * (1 - after / 60) - 1 <= report["done"]
+    assert report["done"] <= 617 + 6000 * (1 - before / 60) + 1
 
 
 async def test_status_of_an_empty_database(app: Soniq) -> None:
@@ -161,7 +224,10 @@ async def test_unregistered_tasks(database_url: str) -> None:
         await add_dead_letter(database_url, name="ops.known")
         assert await app.unregistered_tasks() == []
         await add_job(database_url, name="ops.renamed")
-        await add_job(database_url, name="ops.renamed", status="processing")
+        # A running job is held by a worker: a claim sets worker_id with the status.
+        await add_job(
+            database_url, name="ops.renamed", status="processing", worker_id=str(uuid.uuid4())
+        )
         await add_job(database_url, name="ops.renamed", status="done", finished="1 second")
         await add_dead_letter(database_url, name="ops.removed")
         # Finished jobs need no handler: they are not drift.

@@ -32,14 +32,18 @@ def soniq(*args: str, **env: str) -> Result:
 
 
 def add_jobs(url: str, n: int, *, status: str = "queued", name: str = "cli.job", **extra: str):
+    """``n`` rows as Soniq leaves them: a running one is held by a worker (``worker_id``)."""
     finished = extra.get("finished", "0 seconds")
     sql(
         url,
-        """INSERT INTO soniq_jobs (id, job_name, status, finished_at)
-           SELECT gen_random_uuid(), %s, %s, now() - %s::interval FROM generate_series(1, %s)""",
+        """INSERT INTO soniq_jobs (id, job_name, status, finished_at, worker_id)
+           SELECT gen_random_uuid(), %s, %s, now() - %s::interval,
+                  CASE WHEN %s = 'processing' THEN gen_random_uuid() END
+           FROM generate_series(1, %s)""",
         name,
         status,
         finished,
+        status,
         n,
     )
 
@@ -61,6 +65,12 @@ def one_error_line(result: Result, code: str) -> None:
 def test_status_table_and_json(database_url: str) -> None:
     add_jobs(database_url, 3)
     add_jobs(database_url, 2, status="done")
+    # Finished figures are what workers reported: two done jobs this minute.
+    sql(
+        database_url,
+        """INSERT INTO soniq_stats (minute, queue, job_name, done)
+           VALUES (date_trunc('minute', now()), 'default', 'cli.job', 2)""",
+    )
     sql(
         database_url,
         """INSERT INTO soniq_workers (id, hostname, pid, concurrency)

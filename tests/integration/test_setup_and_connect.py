@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq, SoniqError
+from soniq.sql import migration_files
 
 TABLES = {
     "soniq_jobs",
@@ -18,7 +19,16 @@ TABLES = {
     "soniq_dead_letter_jobs",
     "soniq_recurring_jobs",
     "soniq_migrations",
+    "soniq_stats",
 }
+#: Every migration this Soniq ships, in order.
+SHIPPED = [version for version, _ in migration_files()]
+
+
+def test_migrations_are_numbered_in_order() -> None:
+    assert SHIPPED[:3] == ["0001_initial", "0002_recurring", "0003_operations"]
+    assert "0005_due_and_stats" in SHIPPED
+    assert [v[:4] for v in SHIPPED] == [f"{n:04d}" for n in range(1, len(SHIPPED) + 1)]
 
 
 async def soniq_tables(url: str) -> set[str]:
@@ -31,7 +41,7 @@ async def soniq_tables(url: str) -> set[str]:
 
 async def test_setup_creates_every_table_then_is_a_no_op(empty_database_url: str) -> None:
     async with Soniq(database_url=empty_database_url) as app:
-        assert await app.setup() == ["0001_initial", "0002_recurring", "0003_operations"]
+        assert await app.setup() == SHIPPED
         assert await soniq_tables(empty_database_url) == TABLES
         assert await app.setup() == []
 
@@ -50,21 +60,21 @@ async def test_concurrent_setups_apply_each_migration_once(empty_database_url: s
         [],
         [],
         [],
-        ["0001_initial", "0002_recurring", "0003_operations"],
+        SHIPPED,
     ]
     async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
         cur = await conn.execute("SELECT count(*) FROM soniq_migrations")
-        assert await cur.fetchone() == (3,)
+        assert await cur.fetchone() == (len(SHIPPED),)
 
 
-async def test_claim_index_covers_only_queued_rows(database_url: str) -> None:
+async def test_claim_index_covers_only_queued_rows_that_are_due(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'soniq_jobs_claim_idx'"
         )
         row = await cur.fetchone()
     assert row is not None
-    assert "WHERE (status = 'queued'::text)" in row[0]
+    assert "WHERE ((status = 'queued'::text) AND (NOT delayed))" in row[0]
 
 
 async def test_use_before_setup_says_to_run_setup(empty_database_url: str) -> None:

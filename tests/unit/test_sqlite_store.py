@@ -20,7 +20,10 @@ import pytest
 from soniq.errors import DATABASE_UNREACHABLE, SoniqError
 from soniq.ids import new_job_id, new_job_ids
 from soniq.sql import QUERIES as PG_QUERIES
-from soniq.sqlite_store import QUERIES, SqliteStore
+from soniq.sqlite_store import QUERIES, SqliteStore, sqlite_migration_files
+
+#: Every SQLite migration this Soniq ships, in order.
+SHIPPED = [version for version, _ in sqlite_migration_files()]
 
 #: PostgreSQL queries the SQLite store has no twin of (COPY, server admin, locks).
 POSTGRES_ONLY = {
@@ -106,15 +109,16 @@ def test_query_takes_the_postgres_parameters(name: str) -> None:
 def test_setup_is_idempotent(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     first = SqliteStore(path)
-    assert first.pending_migrations() == ["0001_initial"]
+    assert SHIPPED[0] == "0001_initial" and "0003_due_and_stats" in SHIPPED
+    assert first.pending_migrations() == SHIPPED
     assert first.migration_status()["applied"] == []
-    assert first.setup() == ["0001_initial"]
+    assert first.setup() == SHIPPED
     assert first.setup() == []
     first.close()
     second = SqliteStore(path)
     assert second.setup() == []
     status = second.migration_status()
-    assert [e["version"] for e in status["applied"]] == ["0001_initial"]
+    assert [e["version"] for e in status["applied"]] == SHIPPED
     assert isinstance(status["applied"][0]["applied_at"], datetime)
     assert status["pending"] == [] and status["unknown"] == []
     assert second.pending_migrations() == []
@@ -130,7 +134,7 @@ def test_concurrent_setup_applies_once(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert sorted(results) == [[], [], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], [], SHIPPED]
     for s in stores:
         s.close()
 

@@ -11,10 +11,21 @@ from soniq.sql import QUERIES, Query
 Row = tuple[Any, ...]
 
 #: Columns written by ``enqueue_many``'s COPY: per row an id and its args, then the
-#: values every row of the batch shares (``scheduled_at`` only when given).
-COPY_COLUMNS = ("id", "args", "job_name", "queue", "priority", "max_attempts", "scheduled_at")
+#: values every row of the batch shares (``scheduled_at`` and ``delayed`` only when a
+#: time is given).
+COPY_COLUMNS = (
+    "id",
+    "args",
+    "job_name",
+    "queue",
+    "priority",
+    "max_attempts",
+    "scheduled_at",
+    "delayed",
+)
 
-#: What the rows of one batch share: job_name, queue, priority, max_attempts[, scheduled_at].
+#: What the rows of one batch share: job_name, queue, priority, max_attempts[,
+#: scheduled_at, delayed]. ``delayed``: the time is still to come (see copy_jobs_scheduled).
 Shared = tuple[Any, ...]
 
 # COPY text format: backslash, tab, newline and carriage return are escaped.
@@ -39,7 +50,7 @@ def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
 
 def copy_query(shared: Shared) -> Query:
     """The COPY statement for a batch with (or without) a shared ``scheduled_at``."""
-    return QUERIES["copy_jobs_scheduled" if len(shared) == 5 else "copy_jobs"]
+    return QUERIES["copy_jobs_scheduled" if len(shared) > 4 else "copy_jobs"]
 
 
 def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) -> dict[str, Any]:

@@ -60,6 +60,11 @@ def group() -> None:
 @click.option("--until", help="Created before: ISO 8601, or a duration ago (30m).")
 @click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
 @click.option("--offset", type=int, default=0, show_default=True, help="Skip this many first.")
+@click.option(
+    "--before",
+    metavar="ID",
+    help="Only jobs older than job ID: the last ID of a page gives the next page.",
+)
 @json_option
 @database_url_option
 def list_jobs(
@@ -70,10 +75,15 @@ def list_jobs(
     until: str | None,
     limit: int,
     offset: int,
+    before: str | None,
     as_json: bool,
     database_url: str | None,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (by id: job ids are in creation order).
+
+    A full page ends with the command that lists the next one (--before the page's last
+    ID), which stays right while new jobs arrive; --offset counts from the newest job.
+    """
 
     async def use(app: Soniq) -> list[dict[str, Any]]:
         return await app.list_jobs(
@@ -84,6 +94,7 @@ def list_jobs(
             until=parse_when(until, "--until"),
             limit=limit,
             offset=offset,
+            before=before,
         )
 
     rows = with_app(database_url, use)
@@ -93,6 +104,9 @@ def list_jobs(
     for row in rows:
         row["tries"] = f"{row['attempts']}/{row['max_attempts']}"
     emit_table(rows, _COLUMNS, empty="No jobs match.")
+    if rows and len(rows) == limit:
+        # On stderr, so that the table alone can be piped on.
+        click.echo(f"Next page: add --before {rows[-1]['id']}", err=True)
 
 
 @group.command("show")

@@ -10,7 +10,7 @@ from soniq.cli.durations import format_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
 from soniq.cli.session import with_app
 
-_COUNTS = ("runnable", "scheduled", "processing", "done", "cancelled", "dead_letter")
+_COUNTS = ("runnable", "scheduled", "processing", "done", "cancelled", "failed", "dead_letter")
 
 
 @click.command()
@@ -19,9 +19,11 @@ _COUNTS = ("runnable", "scheduled", "processing", "done", "cancelled", "dead_let
 def status(as_json: bool, database_url: str | None) -> None:
     """Show each queue's jobs by state, its oldest due job and its throughput.
 
-    RUNNABLE jobs are due now; SCHEDULED ones wait for a later time. OLDEST DUE is how
-    long the longest-waiting runnable job has been due; DONE/MIN counts the jobs that
-    completed in the last 60 seconds. The last line counts live workers.
+    RUNNABLE jobs are due now; SCHEDULED ones wait for a later time. DONE, CANCELLED and
+    FAILED (attempts that raised, retried or dead-lettered) count the last hour, DONE/MIN
+    the last 60 seconds, as the workers reported them (every few seconds). DEAD counts
+    the queue's rows in the dead-letter table. OLDEST DUE is how long the
+    longest-waiting runnable job has been due. The last line counts live workers.
     """
     report = with_app(database_url, lambda app: app.status())
     if as_json:
@@ -42,8 +44,9 @@ def status(as_json: bool, database_url: str | None) -> None:
             ("runnable", "RUNNABLE"),
             ("scheduled", "SCHEDULED"),
             ("processing", "PROCESSING"),
-            ("done", "DONE"),
-            ("cancelled", "CANCELLED"),
+            ("done", "DONE/1H"),
+            ("cancelled", "CANCELLED/1H"),
+            ("failed", "FAILED/1H"),
             ("dead_letter", "DEAD"),
             ("oldest", "OLDEST DUE"),
             ("done_last_minute", "DONE/MIN"),

@@ -9,31 +9,44 @@
 -- name: insert_job
 -- One round trip: insert, skip when a queued job holds the same dedup key, and wake
 -- workers. Postgres delivers the NOTIFY at commit, and folds repeats within a
--- transaction into one.
+-- transaction into one. A job not due yet is written "delayed" (see migration 0005).
 WITH ins AS (
     INSERT INTO soniq_jobs
-        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers)
+        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
+         delayed)
     VALUES (
         %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
-        COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb
+        COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
+        COALESCE(%(scheduled_at)s::timestamptz > now(), false)
     )
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
-    RETURNING id, queue
+    RETURNING id, queue, delayed, scheduled_at
 )
-SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
+SELECT id::text,
+       pg_notify(CASE WHEN delayed THEN 'soniq_delayed' ELSE 'soniq_new_job' END,
+                 CASE WHEN delayed THEN EXTRACT(EPOCH FROM scheduled_at - now())::text
+                      ELSE queue END)
+FROM ins
 
 -- name: insert_job_plain
 -- insert_job for rows without a dedup key: nothing to skip, nothing to return. The
 -- NOTIFY rides in the FROM clause (pg_notify returns one empty row) instead of a CTE
--- with RETURNING, which costs the server about 10 us less per row.
+-- with RETURNING, which costs the server about 10 us less per row. A delayed job wakes
+-- no worker: it tells them on soniq_delayed in how many seconds it falls due, so that
+-- they promote it then (soniq.worker.promotion).
 INSERT INTO soniq_jobs
-    (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers)
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers, delayed)
 SELECT %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
        %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now()),
-       %(headers)s::text::jsonb
-FROM pg_notify('soniq_new_job', %(queue)s)
+       %(headers)s::text::jsonb, COALESCE(%(scheduled_at)s::timestamptz > now(), false)
+FROM pg_notify(
+    CASE WHEN %(scheduled_at)s::timestamptz > now() THEN 'soniq_delayed' ELSE 'soniq_new_job' END,
+    CASE WHEN %(scheduled_at)s::timestamptz > now()
+         THEN EXTRACT(EPOCH FROM %(scheduled_at)s::timestamptz - now())::text
+         ELSE %(queue)s END
+)
 
 -- name: insert_jobs
 -- enqueue_many with dedup keys or trace headers (which COPY does not write): one
@@ -45,9 +58,11 @@ WITH batch AS (
         WITH ORDINALITY AS b(id, args, dedup_key, n)
 ), ins AS (
     INSERT INTO soniq_jobs
-        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers)
+        (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
+         delayed)
     SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
-           dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb
+           dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
+           COALESCE(%(scheduled_at)s::timestamptz > now(), false)
     FROM batch ORDER BY n
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -69,10 +84,19 @@ LIMIT 1
 COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts) FROM STDIN
 
 -- name: copy_jobs_scheduled
-COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts, scheduled_at) FROM STDIN
+-- COPY computes nothing, so the caller says whether the time is still to come
+-- ("delayed", by its own clock). A job its clock calls due a moment early is held back by
+-- the claim's scheduled_at check; one it calls delayed a moment late is promoted.
+COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts, scheduled_at, delayed)
+FROM STDIN
 
 -- name: notify_queues
 SELECT pg_notify('soniq_new_job', q) FROM unnest(%(queues)s::text[]) AS q
+
+-- name: notify_delayed
+-- enqueue_many of jobs for later: in how many seconds they fall due (see insert_job_plain).
+SELECT pg_notify('soniq_delayed', EXTRACT(EPOCH FROM %(scheduled_at)s::timestamptz - now())::text)
+WHERE %(scheduled_at)s::timestamptz > now()
 
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
@@ -90,34 +114,49 @@ SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attem
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: list_jobs
--- since is inclusive, until exclusive, both on created_at.
+-- Newest first by id: job ids are UUIDv7, so their order is creation order, and the
+-- primary key serves a page without sorting the table. before (an id: the last one of
+-- the previous page) pages by keyset; as a bound, never "IS NULL OR", so that it stays
+-- an index condition in a generic plan too. since is inclusive, until exclusive, both
+-- on created_at. (ORDER BY names the table's column: a bare "id" would be the output's
+-- id::text, a sort of the whole table.)
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
        worker_id::text, result, last_error, cancel_requested_at
 FROM soniq_jobs
-WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+WHERE id < COALESCE(%(before)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-ORDER BY created_at DESC, id
+ORDER BY soniq_jobs.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int
 
 -- name: cancel_job
--- A queued job is cancelled at once. A running one gets a cancel request: the stamp
--- (the first one is kept), and a NOTIFY on soniq_cancel that wakes the worker holding
--- it; that worker asks the handler to stop and writes the outcome. (The SET clause
--- reads the old status, RETURNING the new one.)
-UPDATE soniq_jobs
-SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-    finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
-    cancel_requested_at = CASE WHEN status = 'processing'
-                               THEN COALESCE(cancel_requested_at, now())
-                               ELSE cancel_requested_at END,
-    updated_at = now()
-WHERE id = %(id)s::uuid AND status IN ('queued', 'processing')
-RETURNING id::text, status,
-          CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke
+-- A queued job is cancelled at once (and counted in soniq_stats). A running one gets a
+-- cancel request: the stamp (the first one is kept), and a NOTIFY on soniq_cancel that
+-- wakes the worker holding it; that worker asks the handler to stop and writes the
+-- outcome. (The SET clause reads the old status, RETURNING the new one.)
+WITH changed AS (
+    UPDATE soniq_jobs
+    SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+        finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+        cancel_requested_at = CASE WHEN status = 'processing'
+                                   THEN COALESCE(cancel_requested_at, now())
+                                   ELSE cancel_requested_at END,
+        updated_at = now()
+    WHERE id = %(id)s::uuid AND status IN ('queued', 'processing')
+    RETURNING id, status, queue, job_name
+), counted AS (
+    INSERT INTO soniq_stats AS s (minute, queue, job_name, cancelled)
+    SELECT date_trunc('minute', now()), queue, job_name, 1 FROM changed
+    WHERE status = 'cancelled'
+    ON CONFLICT (minute, queue, job_name) DO UPDATE SET cancelled = s.cancelled + 1
+)
+SELECT id::text, status,
+       CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke
+FROM changed
 
 -- name: retry_job_now
 -- app.retry_job on a row of soniq_jobs: a cancelled job goes back to the queue, due
@@ -133,7 +172,7 @@ WITH target AS (
     FOR UPDATE
 ), requeued AS (
     UPDATE soniq_jobs AS j
-    SET status = 'queued',
+    SET status = 'queued', delayed = false,
         max_attempts = CASE WHEN t.status = 'cancelled'
                             THEN GREATEST(j.max_attempts, j.attempts + 1)
                             ELSE j.max_attempts END,
@@ -191,12 +230,15 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- attempt at once, and the new attempt number fences every later write.
 -- "id = ANY(ARRAY(...))" makes the update find the picked rows by primary key; a join
 -- on the subquery lets the planner scan the whole table for 64 rows.
+-- Jobs not due yet are "delayed" and outside soniq_jobs_claim_idx (promote_due_jobs
+-- brings them in), so the scan meets only due rows, however many wait for later. The
+-- scheduled_at check still holds back a row a producer's clock wrote a moment early.
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
     started_at = now(), updated_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM soniq_jobs
-    WHERE status = 'queued'
+    WHERE status = 'queued' AND NOT delayed
       AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
     ORDER BY priority, scheduled_at, id
@@ -236,7 +278,8 @@ UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
     worker_id = NULL, last_error = %(error)s, updated_at = now(),
-    scheduled_at = now() + make_interval(secs => %(delay)s::float8)
+    scheduled_at = now() + make_interval(secs => %(delay)s::float8),
+    delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
 RETURNING id
 
@@ -248,7 +291,8 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
     worker_id = NULL, updated_at = now(),
-    scheduled_at = now() + make_interval(secs => %(delay)s::float8)
+    scheduled_at = now() + make_interval(secs => %(delay)s::float8),
+    delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
 RETURNING id
 
@@ -321,7 +365,7 @@ WITH dead AS (
     SELECT id, job_name, args, queue, priority, attempts, max_attempts,
            'Worker died during the final attempt.', last_error, created_at
     FROM exhausted
-    RETURNING id
+    RETURNING id, queue, job_name
 ), requeued AS (
     -- A job whose cancellation was requested ends cancelled instead, even on its last
     -- attempt: a dead letter would invite replaying what somebody chose to stop.
@@ -333,7 +377,21 @@ WITH dead AS (
     FROM lost
     WHERE j.id = lost.id
       AND (j.attempts < j.max_attempts OR j.cancel_requested_at IS NOT NULL)
-    RETURNING j.id, j.queue, j.status
+    RETURNING j.id, j.queue, j.job_name, j.status
+), counted AS (
+    -- The attempts that died, in soniq_stats as the worker would have counted them:
+    -- retried, cancelled or dead. Keys in order, as every stats upsert takes them.
+    INSERT INTO soniq_stats AS s (minute, queue, job_name, retried, dead, cancelled)
+    SELECT date_trunc('minute', now()), queue, job_name,
+           count(*) FILTER (WHERE outcome = 'queued'), count(*) FILTER (WHERE outcome = 'dead'),
+           count(*) FILTER (WHERE outcome = 'cancelled')
+    FROM (SELECT queue, job_name, status FROM requeued
+          UNION ALL SELECT queue, job_name, 'dead' FROM buried) AS ended(queue, job_name, outcome)
+    GROUP BY queue, job_name
+    ORDER BY queue, job_name
+    ON CONFLICT (minute, queue, job_name) DO UPDATE SET
+        retried = s.retried + EXCLUDED.retried, dead = s.dead + EXCLUDED.dead,
+        cancelled = s.cancelled + EXCLUDED.cancelled
 )
 SELECT (SELECT count(*) FROM dead)::int AS workers,
        (SELECT count(*) FROM requeued)::int AS requeued,
@@ -348,17 +406,71 @@ SELECT (SELECT count(*) FROM dead)::int AS workers,
 -- name: queue_gauges
 -- The metrics' per-queue gauges, read by each worker every SONIQ_METRICS_INTERVAL
 -- seconds (never per job or per scrape): jobs ready to run now, and how long the
--- oldest of them has been ready. It walks the claim index's rows.
-SELECT queue, count(*)::bigint AS depth,
-       EXTRACT(EPOCH FROM now() - min(scheduled_at))::float8 AS oldest_age
-FROM soniq_jobs
-WHERE status = 'queued' AND scheduled_at <= now()
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+-- oldest of them has been ready. It walks the claim index's rows, and the delayed
+-- jobs that are due but not yet promoted.
+SELECT queue, sum(n)::bigint AS depth,
+       EXTRACT(EPOCH FROM now() - min(oldest))::float8 AS oldest_age
+FROM (
+    SELECT queue, count(*) AS n, min(scheduled_at) AS oldest FROM soniq_jobs
+    WHERE status = 'queued' AND NOT delayed AND scheduled_at <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, count(*), min(scheduled_at) FROM soniq_jobs
+    WHERE status = 'queued' AND delayed AND scheduled_at <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    GROUP BY queue
+) AS due
 GROUP BY queue
 
 -- ---------------------------------------------------------------------------------
 -- Retention
 -- ---------------------------------------------------------------------------------
+
+-- name: promote_due_jobs
+-- Delayed jobs whose time has come join the claim's index, oldest first, up to %(limit)s
+-- per call (a worker calls again at once while calls come back full), and the workers
+-- of their queues are woken. next_due: seconds until the next delayed job falls due
+-- (NULL: none waits), so that an idle worker can sleep until then. The UPDATE changes
+-- only the flag: to every reader the job was queued and due all along.
+WITH moved AS (
+    UPDATE soniq_jobs SET delayed = false
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM soniq_jobs
+        WHERE status = 'queued' AND delayed AND scheduled_at <= now()
+        ORDER BY scheduled_at
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING queue
+)
+SELECT (SELECT count(*) FROM moved)::int AS moved,
+       (SELECT count(pg_notify('soniq_new_job', q))
+        FROM (SELECT DISTINCT queue FROM moved) AS queues(q))::int AS woke,
+       (SELECT EXTRACT(EPOCH FROM min(scheduled_at) - now())::float8 FROM soniq_jobs
+        WHERE status = 'queued' AND delayed AND scheduled_at > now()) AS next_due
+
+-- name: stats_flush
+-- A worker's outcome counts since its last flush (a JSON array of objects, sorted by
+-- queue and task name so that concurrent upserts lock rows in one order), added to the
+-- current minute's rows. Rows older than a week go in the same statement: through the
+-- primary key, usually none.
+WITH expired AS (
+    DELETE FROM soniq_stats WHERE minute < now() - interval '7 days'
+)
+INSERT INTO soniq_stats AS s
+    (minute, queue, job_name, done, retried, dead, cancelled, runtime_sum, runtime_max)
+SELECT date_trunc('minute', now()), r.queue, r.job_name, r.done, r.retried, r.dead,
+       r.cancelled, r.runtime_sum, r.runtime_max
+FROM jsonb_to_recordset(%(rows)s::text::jsonb) AS r(
+    queue text, job_name text, done int, retried int, dead int, cancelled int,
+    runtime_sum float8, runtime_max float8
+)
+ON CONFLICT (minute, queue, job_name) DO UPDATE SET
+    done = s.done + EXCLUDED.done, retried = s.retried + EXCLUDED.retried,
+    dead = s.dead + EXCLUDED.dead, cancelled = s.cancelled + EXCLUDED.cancelled,
+    runtime_sum = s.runtime_sum + EXCLUDED.runtime_sum,
+    runtime_max = GREATEST(s.runtime_max, EXCLUDED.runtime_max)
 
 -- name: prune_cutoff
 -- One cutoff per prune run, on the database's clock: rows that finish while the run
@@ -392,34 +504,51 @@ SELECT pg_try_advisory_xact_lock(%(key)s::bigint) AS locked
 -- ---------------------------------------------------------------------------------
 
 -- name: queue_status
--- Per queue: what is runnable now, what waits for its time, what runs, what finished,
--- how long the oldest runnable job has been due, and what completed in the last minute.
-WITH live AS (
-    SELECT queue,
-           count(*) FILTER (WHERE status = 'queued' AND scheduled_at <= now()) AS runnable,
-           count(*) FILTER (WHERE status = 'queued' AND scheduled_at > now()) AS scheduled,
-           count(*) FILTER (WHERE status = 'processing') AS processing,
-           count(*) FILTER (WHERE status = 'done') AS done,
-           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-           count(*) FILTER (
-               WHERE status = 'done' AND finished_at > now() - interval '60 seconds'
-           ) AS done_last_minute,
-           min(scheduled_at) FILTER (
-               WHERE status = 'queued' AND scheduled_at <= now()
-           ) AS oldest_due
-    FROM soniq_jobs GROUP BY queue
-), dead AS (
-    SELECT queue, count(*) AS dead_letter FROM soniq_dead_letter_jobs GROUP BY queue
+-- Per queue: jobs runnable now, waiting for their time, running; how long the oldest
+-- runnable job has been due; dead letters; and what finished over the last hour and
+-- minute, from soniq_stats. Each live count reads only its own partial index's rows
+-- (claim, delayed, in flight), so the cost follows the live jobs and never the
+-- finished rows that retention keeps.
+-- A stats row covers one minute; ends_in is the seconds until that minute ends
+-- (negative once it has). A window takes the minutes inside it whole and the one it cuts
+-- in proportion to the part inside (the minute under way counts in full: all of it so
+-- far is inside), which is exact while the rate holds steady within a minute.
+WITH parts(queue, runnable, scheduled, processing, oldest_due, done, cancelled, failed,
+           done_last_minute, dead_letter) AS (
+    SELECT queue, count(*) FILTER (WHERE scheduled_at <= now()),
+           count(*) FILTER (WHERE scheduled_at > now()), 0,
+           min(scheduled_at) FILTER (WHERE scheduled_at <= now()), 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE status = 'queued' AND NOT delayed GROUP BY queue
+    UNION ALL
+    SELECT queue, count(*) FILTER (WHERE scheduled_at <= now()),
+           count(*) FILTER (WHERE scheduled_at > now()), 0,
+           min(scheduled_at) FILTER (WHERE scheduled_at <= now()), 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE status = 'queued' AND delayed GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, count(*), NULL, 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE worker_id IS NOT NULL AND status = 'processing' GROUP BY queue
+    UNION ALL
+    SELECT st.queue, 0, 0, 0, NULL, sum(st.done * w.in_hour), sum(st.cancelled * w.in_hour),
+           sum((st.retried + st.dead) * w.in_hour), sum(st.done * w.in_minute), 0
+    FROM soniq_stats AS st,
+         LATERAL (SELECT EXTRACT(EPOCH FROM st.minute - now()) + 60 AS ends_in) AS b,
+         LATERAL (SELECT LEAST(1, GREATEST(0, (b.ends_in + 3600) / 60)) AS in_hour,
+                         LEAST(1, GREATEST(0, (b.ends_in + 60) / 60)) AS in_minute) AS w
+    WHERE st.minute > now() - interval '61 minutes'
+    GROUP BY st.queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, NULL, 0, 0, 0, 0, count(*)
+    FROM soniq_dead_letter_jobs GROUP BY queue
 )
-SELECT COALESCE(live.queue, dead.queue) AS queue,
-       COALESCE(runnable, 0)::int AS runnable, COALESCE(scheduled, 0)::int AS scheduled,
-       COALESCE(processing, 0)::int AS processing, COALESCE(done, 0)::int AS done,
-       COALESCE(cancelled, 0)::int AS cancelled,
-       COALESCE(dead_letter, 0)::int AS dead_letter,
-       EXTRACT(EPOCH FROM now() - oldest_due)::float8 AS oldest_runnable_age,
-       COALESCE(done_last_minute, 0)::int AS done_last_minute
-FROM live FULL JOIN dead ON live.queue = dead.queue
-ORDER BY 1
+SELECT queue, sum(runnable)::int AS runnable, sum(scheduled)::int AS scheduled,
+       sum(processing)::int AS processing, round(sum(done))::int AS done,
+       round(sum(cancelled))::int AS cancelled, round(sum(failed))::int AS failed,
+       sum(dead_letter)::int AS dead_letter,
+       EXTRACT(EPOCH FROM now() - min(oldest_due))::float8 AS oldest_runnable_age,
+       round(sum(done_last_minute))::int AS done_last_minute
+FROM parts
+GROUP BY queue
+ORDER BY queue
 
 -- name: list_workers
 -- Every registered worker, with how long it has been silent and the jobs it holds.
@@ -435,11 +564,20 @@ ORDER BY w.started_at, w.id
 -- name: task_names_in_use
 -- Task names of the jobs that still need a handler (queued or running) and of the
 -- dead letters, with a count for each.
+-- The three parts are the rows of the claim, delayed and in-flight indexes.
 WITH live AS (
     SELECT job_name,
            count(*) FILTER (WHERE status = 'queued') AS queued,
            count(*) FILTER (WHERE status = 'processing') AS processing
-    FROM soniq_jobs WHERE status IN ('queued', 'processing') GROUP BY job_name
+    FROM (
+        SELECT job_name, status FROM soniq_jobs WHERE status = 'queued' AND NOT delayed
+        UNION ALL
+        SELECT job_name, status FROM soniq_jobs WHERE status = 'queued' AND delayed
+        UNION ALL
+        SELECT job_name, status FROM soniq_jobs
+        WHERE worker_id IS NOT NULL AND status = 'processing'
+    ) AS j
+    GROUP BY job_name
 ), dead AS (
     SELECT job_name, count(*) AS dead_letter FROM soniq_dead_letter_jobs GROUP BY job_name
 )
@@ -733,8 +871,9 @@ ORDER BY created_at, id
 -- name: testing_make_due
 -- drain(skip_delays=True): waiting jobs (retry delays, schedule(), snoozes) are due now.
 WITH moved AS (
-    UPDATE soniq_jobs SET scheduled_at = now(), updated_at = now()
-    WHERE status = 'queued' AND scheduled_at > now()
+    UPDATE soniq_jobs SET scheduled_at = LEAST(scheduled_at, now()), delayed = false,
+        updated_at = now()
+    WHERE status = 'queued' AND (scheduled_at > now() OR delayed)
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
     RETURNING 1
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from soniq.backend import StorageBackend
@@ -23,9 +24,16 @@ class Acknowledger:
     grow with load on their own and an idle worker acknowledges at once.
     """
 
-    def __init__(self, backend: StorageBackend, retry_delay: float) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        retry_delay: float,
+        on_delayed: Callable[[float], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.retry_delay = retry_delay
+        #: Told the delay of each retry or snooze written for later (the promoter).
+        self.on_delayed = on_delayed
         self._done: list[tuple[str, int, str | None]] = []
         self._pending = asyncio.Event()
 
@@ -122,6 +130,13 @@ class Acknowledger:
                 )
                 await nap(closing, self.retry_delay)
                 continue
+            if (
+                written
+                and isinstance(outcome, (Retry, Requeue))
+                and outcome.delay > 0
+                and self.on_delayed is not None
+            ):
+                self.on_delayed(outcome.delay)
             if not written:
                 logger.warning(
                     "job %s attempt %d was taken over by another worker; its %s was dropped",

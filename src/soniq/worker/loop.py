@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
+from soniq.worker.promotion import Promoter
 from soniq.worker.runner import (
     CANCELLED,
     Bury,
@@ -38,6 +40,7 @@ from soniq.worker.runner import (
     Requeue,
     Retry,
 )
+from soniq.worker.stats import OutcomeStats
 from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
 
@@ -70,6 +73,7 @@ class Worker:
         self.settings = settings or backend.settings
         self.hooks = hooks or {}
         self.id = str(uuid.uuid4())
+        #: Jobs claimed over this worker's life (each run counts from where it is).
         self.processed = 0
         #: How the attempts this worker ran ended, by kind: "done", "retried",
         #: "dead_lettered", "snoozed" (also a shutdown's requeue), "cancelled".
@@ -101,6 +105,9 @@ class Worker:
         self._rate_mark = (0.0, 0)
         # Metrics and tracing of each job; None when both are off (see _observed).
         self.instruments: JobInstruments | None = None
+        # Per session: outcome counts for soniq_stats, and the promoter of delayed jobs.
+        self._stats: OutcomeStats | None = None
+        self._promoter: Promoter | None = None
 
     @property
     def poll_interval(self) -> float:
@@ -125,6 +132,7 @@ class Worker:
         """
         if run_once:
             return await self.run_once(queues, concurrency=concurrency)
+        start = self.processed
         async with (
             self._signals(),
             self._observed(),
@@ -142,7 +150,7 @@ class Worker:
                 self._backlog = claimed == want
                 if not self._backlog:  # the queue is drained for now
                     await self._wait(timeout=self.poll_interval)
-        return self.processed > 0
+        return self.processed > start
 
     async def run_once(
         self,
@@ -151,13 +159,18 @@ class Worker:
         *,
         concurrency: int = 4,
     ) -> bool:
-        """Process the jobs that are runnable now, then return; True if any ran."""
+        """Process the jobs that are runnable now, then return; True if any ran.
+
+        ``max_jobs`` caps the jobs this call claims (a worker may be run again).
+        """
+        start = self.processed
         async with self._observed(), self._session(concurrency, queues, listen=False) as acks:
+            await self._promote_due()  # delayed jobs due by now are runnable now too
             while not self._stopping.is_set():
                 self._nudge.clear()
                 want = self._wanted()
                 if max_jobs is not None:
-                    want = min(want, max_jobs - self.processed)
+                    want = min(want, max_jobs - (self.processed - start))
                 idle = not self._running and not self._ready
                 if want <= 0 and idle:
                     break  # max_jobs claimed, and all of them finished
@@ -168,11 +181,23 @@ class Worker:
                 self._backlog = claimed == want
                 if not self._backlog:
                     if idle and not claimed:
+                        if await self._promote_due():
+                            continue  # a retry delay or schedule ran out meanwhile
                         break  # nothing ran while this claim looked: no job is left
                     # Let the running jobs finish (one may requeue itself), then look again.
                     await self._drain()
             await self._drain()
-        return self.processed > 0
+        return self.processed > start
+
+    async def _promote_due(self) -> int:
+        """Promote the delayed jobs due now (see soniq.worker.promotion); how many."""
+        assert self._promoter is not None
+        try:
+            moved, _ = await self._promoter.promote_due()
+        except self.db.errors as exc:
+            await self._after_db_error("cannot promote delayed jobs", exc)
+            return 0
+        return moved
 
     def _threshold(self) -> int:
         # While jobs are waiting, claim only once a quarter of the slots are free:
@@ -246,6 +271,7 @@ class Worker:
     async def _execute(self, job: ClaimedJob, acks: Acknowledger) -> None:
         CURRENT_JOB.set(job)  # this task's log records are about the job (log_context)
         probe = None if self.instruments is None else self.instruments.start(job)
+        started = time.perf_counter()
         try:
             outcome = await self.runner.run(job)
         except asyncio.CancelledError:
@@ -268,7 +294,10 @@ class Worker:
             )
         if probe is not None:
             probe.end(outcome)
-        self.outcomes[_OUTCOME_KINDS[type(outcome)]] += 1
+        kind = _OUTCOME_KINDS[type(outcome)]
+        self.outcomes[kind] += 1
+        if self._stats is not None:
+            self._stats.record(job, kind, time.perf_counter() - started)
         if isinstance(outcome, Done):
             acks.done(job, outcome.result)  # batched: no I/O here
         else:
@@ -344,8 +373,13 @@ class Worker:
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
         self.db = self.backend.for_worker()
-        acks = Acknowledger(self.db, settings.error_retry_delay)
+        promoter = Promoter(
+            self.db, self.poll_interval, settings.error_retry_delay, self._nudge.set
+        )
+        self._promoter = promoter
+        acks = Acknowledger(self.db, settings.error_retry_delay, on_delayed=promoter.expect)
         self._acks = acks
+        self._stats = OutcomeStats(self.db)
         self._concurrency, self._refill_at = concurrency, max(1, concurrency // 4)
         self._ready.clear()
         self._cancel_requests.clear()
@@ -364,12 +398,15 @@ class Worker:
             asyncio.create_task(acks.run(self._closing)),
             asyncio.create_task(liveness.run(self._closing)),
             asyncio.create_task(deadlines.run(self._closing)),
+            asyncio.create_task(self._stats.run(self._closing)),
             asyncio.create_task(
                 CancelPoller(
                     self.db, self.id, settings.heartbeat_interval, self._busy, self._cancel_request
                 ).run(self._closing)
             ),
         ]
+        if listen:  # a long run promotes in the background; run_once as it goes
+            background.append(asyncio.create_task(promoter.run(self._closing)))
         if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
                 self.backend.url,
@@ -378,6 +415,8 @@ class Worker:
                 settings.error_retry_delay,
                 settings.poll_interval,
                 on_cancel=self._cancel_request,
+                on_delayed=promoter.expect,
+                on_ready=promoter.poke,
             )
             background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:
@@ -449,6 +488,8 @@ class Worker:
         # The acknowledger is not cancelled: it finishes the batch in hand and stops.
         await asyncio.gather(ack_task, *others, return_exceptions=True)
         await acks.flush(self._closing, give_up_after=self.settings.error_retry_delay * 2)
+        if self._stats is not None:
+            await self._stats.flush()
         with contextlib.suppress(*self.db.unavailable):
             await liveness.deregister()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)

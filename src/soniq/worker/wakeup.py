@@ -15,13 +15,18 @@ logger = logging.getLogger("soniq.worker")
 CHANNEL = "soniq_new_job"
 #: ``cancel_job`` notifies this channel with the job id when it asks a running job to stop.
 CANCEL_CHANNEL = "soniq_cancel"
+#: A job written for later notifies this channel with the seconds until it falls due.
+DELAYED_CHANNEL = "soniq_delayed"
 
 
 class Listener:
     """Holds a dedicated LISTEN connection and calls ``wake`` for relevant queues.
 
     With ``on_cancel``, it also listens for cancel requests and passes on their job ids
-    (every worker hears every request; each acts on the jobs it holds).
+    (every worker hears every request; each acts on the jobs it holds). With
+    ``on_delayed``, it passes on in how many seconds a newly written delayed job falls
+    due, and calls ``on_ready`` once listening (again after each reconnection): a job
+    written before then was not announced.
 
     When LISTEN cannot be set up (for example behind PgBouncer in transaction mode)
     the worker still finds work by polling; ``mode`` says which it is doing.
@@ -35,6 +40,8 @@ class Listener:
         retry_delay: float,
         poll_interval: float,
         on_cancel: Callable[[str], None] | None = None,
+        on_delayed: Callable[[float], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.queues = frozenset(queues) if queues else None
@@ -42,6 +49,8 @@ class Listener:
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
         self.on_cancel = on_cancel
+        self.on_delayed = on_delayed
+        self.on_ready = on_ready
         self.mode = "polling"
         self.ready = asyncio.Event()
 
@@ -53,6 +62,8 @@ class Listener:
                     await conn.execute("LISTEN soniq_new_job")
                     if self.on_cancel is not None:
                         await conn.execute("LISTEN soniq_cancel")
+                    if self.on_delayed is not None:
+                        await conn.execute("LISTEN soniq_delayed")
                     if self.mode != "listen":
                         logger.info(
                             "worker wakes on LISTEN %s (and polls every %gs)",
@@ -62,10 +73,15 @@ class Listener:
                     self.mode = "listen"
                     self.ready.set()
                     self.wake()  # look for anything committed while we were not listening
+                    if self.on_ready is not None:
+                        self.on_ready()
                     async for note in conn.notifies():
                         if note.channel == CANCEL_CHANNEL:
                             if self.on_cancel is not None:
                                 self.on_cancel(note.payload)
+                        elif note.channel == DELAYED_CHANNEL:
+                            if self.on_delayed is not None:
+                                self.on_delayed(_seconds(note.payload))
                         elif self.queues is None or note.payload in self.queues:
                             self.wake()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -79,3 +95,11 @@ class Listener:
                 self.mode = "polling"
                 self.ready.set()
                 await nap(closing, self.retry_delay)
+
+
+def _seconds(payload: str) -> float:
+    """A soniq_delayed payload as seconds (0 if it is not a number: look now)."""
+    try:
+        return float(payload)
+    except ValueError:
+        return 0.0

@@ -19,10 +19,11 @@
 -- name: insert_job
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers)
+     created_at, updated_at, headers, delayed)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
-    %(dedup_key)s, COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s
+    %(dedup_key)s, COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
+    COALESCE(%(scheduled_at)s > %(now)s, 0)
 )
 ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
 DO NOTHING
@@ -31,10 +32,11 @@ RETURNING id AS id, '' AS pg_notify
 -- name: insert_job_plain
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at,
-     updated_at, headers)
+     updated_at, headers, delayed)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
-    COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s
+    COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
+    COALESCE(%(scheduled_at)s > %(now)s, 0)
 )
 
 -- name: insert_jobs
@@ -42,9 +44,10 @@ VALUES (
 -- SQLite from reading ON CONFLICT as a join constraint of the SELECT.
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers)
+     created_at, updated_at, headers, delayed)
 SELECT i.value, %(job_name)s, a.value, %(queue)s, %(priority)s, %(max_attempts)s, d.value,
-       COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s
+       COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
+       COALESCE(%(scheduled_at)s > %(now)s, 0)
 FROM json_each(%(ids)s) AS i
 JOIN json_each(%(args)s) AS a ON a.key = i.key
 JOIN json_each(%(dedup_keys)s) AS d ON d.key = i.key
@@ -68,6 +71,10 @@ LIMIT 1
 -- Nobody listens (SQLite workers poll): one empty row per queue, as pg_notify gives.
 SELECT '' AS pg_notify FROM json_each(%(queues)s)
 
+-- name: notify_delayed
+-- Nobody listens: the row pg_notify gives when the jobs are for later.
+SELECT '' AS pg_notify WHERE %(scheduled_at)s > %(now)s
+
 -- name: get_job
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
@@ -84,23 +91,30 @@ SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: list_jobs
--- since is inclusive, until exclusive, both on created_at.
+-- Newest first by id (UUIDv7: creation order) through the primary key; before pages by
+-- keyset. since is inclusive, until exclusive, both on created_at.
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
        worker_id, result, last_error, cancel_requested_at
 FROM soniq_jobs
-WHERE (%(status)s IS NULL OR status = %(status)s)
+WHERE (%(before)s IS NULL OR id < %(before)s)
+  AND (%(status)s IS NULL OR status = %(status)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
   AND (%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(since)s IS NULL OR created_at >= %(since)s)
   AND (%(until)s IS NULL OR created_at < %(until)s)
-ORDER BY created_at DESC, id
+ORDER BY id DESC
 LIMIT COALESCE(%(limit)s, -1) OFFSET COALESCE(%(offset)s, 0)
 
 -- name: cancel_job
 -- A queued job is cancelled at once; a running one gets a cancel request (the first
 -- stamp is kept) that its worker finds through cancel_requests. SET reads the old
--- status, RETURNING the new one; woke is what pg_notify gives PostgreSQL callers.
+-- status, RETURNING the new one; woke is what pg_notify gives PostgreSQL callers. A
+-- queued job's cancellation is counted in soniq_stats first.
+INSERT INTO soniq_stats (minute, queue, job_name, cancelled)
+SELECT CAST(%(now)s / 60 AS INTEGER) * 60.0, queue, job_name, 1 FROM soniq_jobs
+WHERE id = %(id)s AND status = 'queued'
+ON CONFLICT (minute, queue, job_name) DO UPDATE SET cancelled = soniq_stats.cancelled + 1;
 UPDATE soniq_jobs
 SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
     finished_at = CASE WHEN status = 'queued' THEN %(now)s ELSE finished_at END,
@@ -121,7 +135,7 @@ SELECT 'target', id, status, attempts, scheduled_at,
        status = 'cancelled' OR (status = 'queued' AND attempts > 0)
 FROM soniq_jobs WHERE id = %(id)s;
 UPDATE soniq_jobs AS j
-SET status = 'queued',
+SET status = 'queued', delayed = 0,
     max_attempts = CASE WHEN t.ref = 'cancelled'
                         THEN max(j.max_attempts, j.attempts + 1)
                         ELSE j.max_attempts END,
@@ -173,7 +187,7 @@ SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s,
     started_at = %(now)s, updated_at = %(now)s
 WHERE id IN (
     SELECT id FROM soniq_jobs
-    WHERE status = 'queued'
+    WHERE status = 'queued' AND delayed = 0
       AND scheduled_at <= %(now)s
       AND (%(queues)s IS NULL OR queue IN (SELECT value FROM json_each(%(queues)s)))
     ORDER BY priority, scheduled_at, id
@@ -212,7 +226,7 @@ UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE %(now)s END,
     worker_id = NULL, last_error = %(error)s, updated_at = %(now)s,
-    scheduled_at = round(%(now)s + %(delay)s, 6)
+    scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id AS "id [uuid]"
 
@@ -223,7 +237,7 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE %(now)s END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
     worker_id = NULL, updated_at = %(now)s,
-    scheduled_at = round(%(now)s + %(delay)s, 6)
+    scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id AS "id [uuid]"
 
@@ -281,6 +295,17 @@ FROM soniq_jobs AS j
 WHERE j.worker_id IS NOT NULL
   AND j.status = 'processing'
   AND NOT EXISTS (SELECT 1 FROM soniq_workers AS w WHERE w.id = j.worker_id);
+INSERT INTO soniq_stats (minute, queue, job_name, retried, dead, cancelled)
+SELECT CAST(%(now)s / 60 AS INTEGER) * 60.0, j.queue, j.job_name,
+       count(*) FILTER (WHERE t.tag = 'requeue' AND j.cancel_requested_at IS NULL),
+       count(*) FILTER (WHERE t.tag = 'bury'),
+       count(*) FILTER (WHERE t.tag = 'requeue' AND j.cancel_requested_at IS NOT NULL)
+FROM temp.soniq_scratch AS t JOIN soniq_jobs AS j ON j.id = t.id
+WHERE t.tag IN ('bury', 'requeue')
+GROUP BY j.queue, j.job_name
+ON CONFLICT (minute, queue, job_name) DO UPDATE SET
+    retried = soniq_stats.retried + excluded.retried, dead = soniq_stats.dead + excluded.dead,
+    cancelled = soniq_stats.cancelled + excluded.cancelled;
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
      original_created_at, dead_lettered_at)
@@ -317,6 +342,38 @@ GROUP BY queue
 -- Retention
 -- ---------------------------------------------------------------------------------
 
+-- name: promote_due_jobs
+DELETE FROM temp.soniq_scratch;
+INSERT INTO temp.soniq_scratch (tag, id, ref)
+SELECT 'due', id, queue FROM soniq_jobs
+WHERE status = 'queued' AND delayed = 1 AND scheduled_at <= %(now)s
+ORDER BY scheduled_at
+LIMIT COALESCE(%(limit)s, -1);
+UPDATE soniq_jobs SET delayed = 0
+WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'due');
+SELECT (SELECT count(*) FROM temp.soniq_scratch WHERE tag = 'due') AS moved,
+       (SELECT count(DISTINCT ref) FROM temp.soniq_scratch WHERE tag = 'due') AS woke,
+       (SELECT min(scheduled_at) - %(now)s FROM soniq_jobs
+        WHERE status = 'queued' AND delayed = 1 AND scheduled_at > %(now)s) AS next_due
+
+-- name: stats_flush
+-- rows: a JSON array of {queue, job_name, done, retried, dead, cancelled, runtime_sum,
+-- runtime_max}, added to the rows of the current minute (%(now)s rounded down).
+DELETE FROM soniq_stats WHERE minute < %(now)s - 604800;
+INSERT INTO soniq_stats
+    (minute, queue, job_name, done, retried, dead, cancelled, runtime_sum, runtime_max)
+SELECT CAST(%(now)s / 60 AS INTEGER) * 60.0, r.value ->> 'queue', r.value ->> 'job_name',
+       r.value ->> 'done', r.value ->> 'retried', r.value ->> 'dead',
+       r.value ->> 'cancelled', r.value ->> 'runtime_sum', r.value ->> 'runtime_max'
+FROM json_each(%(rows)s) AS r
+WHERE true
+ON CONFLICT (minute, queue, job_name) DO UPDATE SET
+    done = soniq_stats.done + excluded.done, retried = soniq_stats.retried + excluded.retried,
+    dead = soniq_stats.dead + excluded.dead,
+    cancelled = soniq_stats.cancelled + excluded.cancelled,
+    runtime_sum = soniq_stats.runtime_sum + excluded.runtime_sum,
+    runtime_max = max(soniq_stats.runtime_max, excluded.runtime_max)
+
 -- name: prune_cutoff
 SELECT round(%(now)s - %(older_than)s, 6) AS cutoff
 
@@ -336,32 +393,38 @@ SELECT changes() AS deleted
 -- ---------------------------------------------------------------------------------
 
 -- name: queue_status
-WITH live AS (
-    SELECT queue,
-           count(*) FILTER (WHERE status = 'queued' AND scheduled_at <= %(now)s) AS runnable,
-           count(*) FILTER (WHERE status = 'queued' AND scheduled_at > %(now)s) AS scheduled,
-           count(*) FILTER (WHERE status = 'processing') AS processing,
-           count(*) FILTER (WHERE status = 'done') AS done,
-           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-           count(*) FILTER (
-               WHERE status = 'done' AND finished_at > %(now)s - 60
-           ) AS done_last_minute,
-           min(scheduled_at) FILTER (
-               WHERE status = 'queued' AND scheduled_at <= %(now)s
-           ) AS oldest_due
-    FROM soniq_jobs GROUP BY queue
-), dead AS (
-    SELECT queue, count(*) AS dead_letter FROM soniq_dead_letter_jobs GROUP BY queue
+-- The PostgreSQL query's figures: live counts from soniq_jobs, finished ones from
+-- soniq_stats with the same window weights.
+WITH parts(queue, runnable, scheduled, processing, oldest_due, done, cancelled, failed,
+           done_last_minute, dead_letter) AS (
+    SELECT queue, count(*) FILTER (WHERE scheduled_at <= %(now)s),
+           count(*) FILTER (WHERE scheduled_at > %(now)s), 0,
+           min(scheduled_at) FILTER (WHERE scheduled_at <= %(now)s), 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE status = 'queued' GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, count(*), NULL, 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE status = 'processing' GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, NULL, sum(done * hour), sum(cancelled * hour),
+           sum((retried + dead) * hour), sum(done * minute_part), 0
+    FROM (SELECT st.*,
+                 min(1.0, max(0.0, (st.minute + 60 - %(now)s + 3600) / 60.0)) AS hour,
+                 min(1.0, max(0.0, (st.minute + 60 - %(now)s + 60) / 60.0)) AS minute_part
+          FROM soniq_stats AS st WHERE st.minute > %(now)s - 3660)
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, NULL, 0, 0, 0, 0, count(*)
+    FROM soniq_dead_letter_jobs GROUP BY queue
 )
-SELECT COALESCE(live.queue, dead.queue) AS queue,
-       COALESCE(runnable, 0) AS runnable, COALESCE(scheduled, 0) AS scheduled,
-       COALESCE(processing, 0) AS processing, COALESCE(done, 0) AS done,
-       COALESCE(cancelled, 0) AS cancelled,
-       COALESCE(dead_letter, 0) AS dead_letter,
-       %(now)s - oldest_due AS oldest_runnable_age,
-       COALESCE(done_last_minute, 0) AS done_last_minute
-FROM live FULL JOIN dead ON live.queue = dead.queue
-ORDER BY 1
+SELECT queue, sum(runnable) AS runnable, sum(scheduled) AS scheduled,
+       sum(processing) AS processing, CAST(round(sum(done)) AS INTEGER) AS done,
+       CAST(round(sum(cancelled)) AS INTEGER) AS cancelled,
+       CAST(round(sum(failed)) AS INTEGER) AS failed, sum(dead_letter) AS dead_letter,
+       %(now)s - min(oldest_due) AS oldest_runnable_age,
+       CAST(round(sum(done_last_minute)) AS INTEGER) AS done_last_minute
+FROM parts
+GROUP BY queue
+ORDER BY queue
 
 -- name: list_workers
 SELECT w.id AS id, w.hostname AS hostname, w.pid AS pid, w.queues AS queues,
@@ -640,8 +703,9 @@ WHERE status = 'queued'
 ORDER BY created_at, id
 
 -- name: testing_make_due
-UPDATE soniq_jobs SET scheduled_at = %(now)s, updated_at = %(now)s
-WHERE status = 'queued' AND scheduled_at > %(now)s
+UPDATE soniq_jobs SET scheduled_at = min(scheduled_at, %(now)s), delayed = 0,
+    updated_at = %(now)s
+WHERE status = 'queued' AND (scheduled_at > %(now)s OR delayed = 1)
   AND (%(queues)s IS NULL OR queue IN (SELECT value FROM json_each(%(queues)s)));
 SELECT changes() AS moved
 
@@ -667,9 +731,10 @@ CREATE TEMP TABLE IF NOT EXISTS soniq_scratch (
 -- name: store_copy_job
 -- One row of enqueue_many's bulk insert (SqliteSession.copy_jobs, run by executemany).
 INSERT INTO soniq_jobs
-    (id, args, job_name, queue, priority, max_attempts, scheduled_at, created_at, updated_at)
+    (id, args, job_name, queue, priority, max_attempts, scheduled_at, created_at, updated_at,
+     delayed)
 VALUES (%(id)s, %(args)s, %(job_name)s, %(queue)s, %(priority)s, %(max_attempts)s,
-        %(scheduled_at)s, %(now)s, %(now)s)
+        %(scheduled_at)s, %(now)s, %(now)s, %(scheduled_at)s > %(now)s)
 
 -- name: store_migrations_table
 CREATE TABLE IF NOT EXISTS soniq_migrations (

@@ -1,0 +1,216 @@
+"""Claims, listings and status on a big ``soniq_jobs`` read only what they need.
+
+These tests check plans, never timings: each loads a table by COPY, lets the planner
+see it (``VACUUM ANALYZE``, what autovacuum leaves), and reads ``EXPLAIN (ANALYZE,
+BUFFERS)``. A claim with tens of thousands of jobs waiting for later, or behind them in
+priority order, must touch a handful of index pages, not walk them all; a listing must
+come off the primary key without sorting; status must never scan the table.
+(benchmarks/big_table.py prints the timings at a million rows and more.)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from soniq import Soniq
+from soniq.ids import new_job_ids
+from soniq.sql import QUERIES
+
+pytestmark = pytest.mark.integration
+
+WAITING = 20_000  # enough that walking them takes well over a hundred index pages
+DONE = 20_000
+WORKER = str(uuid.uuid4())
+
+
+def _lines(count: int, *, status: str, priority: int, at: datetime, delayed: bool) -> Iterator[str]:
+    finished = at.isoformat() if status == "done" else "\\N"
+    for job_id in new_job_ids(count):
+        yield (
+            f"{job_id}\tplans.job\t{{}}\tdefault\t{priority}\t{status}\t{at.isoformat()}"
+            f"\t{finished}\t{'t' if delayed else 'f'}\n"
+        )
+
+
+async def _load(
+    url: str,
+    count: int,
+    *,
+    status: str = "queued",
+    priority: int = 100,
+    at: datetime,
+    delayed: bool = False,
+) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY soniq_jobs (id, job_name, args, queue, priority, status, scheduled_at, "
+                "finished_at, delayed) FROM STDIN"
+            ) as copy,
+        ):
+            await copy.write(
+                "".join(_lines(count, status=status, priority=priority, at=at, delayed=delayed))
+            )
+        await conn.execute("VACUUM ANALYZE soniq_jobs")
+
+
+async def _explain(url: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The plan of named query ``name``, run and rolled back."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            b"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES[name].psycopg, params
+        )
+        row = await cur.fetchone()
+        await conn.rollback()
+    assert row is not None
+    plan: dict[str, Any] = row[0][0]["Plan"]
+    return plan
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+def _buffers(node: dict[str, Any]) -> int:
+    return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
+
+
+def _scans_of(plan: dict[str, Any], index: str) -> list[dict[str, Any]]:
+    return [n for n in _nodes(plan) if n.get("Index Name") == index]
+
+
+def _no_table_scan(plan: dict[str, Any]) -> None:
+    seq = [
+        n
+        for n in _nodes(plan)
+        if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "soniq_jobs"
+    ]
+    assert not seq, f"a sequential scan of soniq_jobs:\n{json.dumps(plan, indent=1)}"
+
+
+def _claim(limit: int = 16) -> dict[str, Any]:
+    return {"queues": None, "limit": limit, "worker_id": WORKER}
+
+
+@pytest.fixture
+async def future_jobs(database_url: str) -> str:
+    """A queue whose only jobs are due tomorrow, written as a producer writes them."""
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    await _load(database_url, WAITING, at=tomorrow, delayed=True)
+    return database_url
+
+
+async def test_a_claim_with_nothing_due_reads_a_few_pages(future_jobs: str) -> None:
+    plan = await _explain(future_jobs, "claim_jobs", _claim())
+    _no_table_scan(plan)
+    (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
+    assert scan["Actual Rows"] == 0
+    assert _buffers(plan) < 10, json.dumps(plan, indent=1)
+
+
+async def test_a_claim_behind_future_jobs_in_priority_order_reads_only_due_rows(
+    future_jobs: str,
+) -> None:
+    # Due jobs whose priority number is larger than the future ones': they sort after
+    # them in claim order, so an index that held the future ones would walk them all.
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    await _load(future_jobs, 100, priority=500, at=past)
+    plan = await _explain(future_jobs, "claim_jobs", _claim())
+    _no_table_scan(plan)
+    (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
+    assert scan["Actual Rows"] == 16
+    assert _buffers(scan) < 10, json.dumps(plan, indent=1)
+
+
+async def test_an_old_style_future_row_in_the_claim_index_is_still_not_claimed(
+    database_url: str,
+) -> None:
+    # A row written "not delayed" though not due (an older Soniq, or a producer whose
+    # clock runs ahead) must still wait for its time.
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    await _load(database_url, 10, at=tomorrow, delayed=False)
+    async with Soniq(database_url=database_url, enqueue_validation="none") as app:
+        assert await app.run_worker(run_once=True) is False
+        assert [j["status"] for j in await app.list_jobs()] == ["queued"] * 10
+
+
+async def test_promoting_with_nothing_due_reads_a_few_pages(future_jobs: str) -> None:
+    plan = await _explain(future_jobs, "promote_due_jobs", {"limit": 1000})
+    _no_table_scan(plan)
+    assert _buffers(plan) < 20, json.dumps(plan, indent=1)
+
+
+async def test_promotion_moves_due_jobs_into_the_claim(future_jobs: str) -> None:
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    await _load(future_jobs, 30, at=past, delayed=True)
+    async with Soniq(database_url=future_jobs, enqueue_validation="none") as app:
+        before = (await app.status())["queues"][0]
+        assert (before["runnable"], before["scheduled"]) == (30, WAITING)
+        assert await app.run_worker(run_once=True) is True
+        after = (await app.status())["queues"][0]
+        assert (after["runnable"], after["scheduled"]) == (0, WAITING)
+        assert after["failed"] == 30  # no handler registered: each was dead-lettered
+
+
+@pytest.fixture
+async def finished_jobs(database_url: str) -> str:
+    """Many done jobs, and a few live ones of every kind."""
+    now = datetime.now(timezone.utc)
+    await _load(database_url, DONE, status="done", at=now - timedelta(minutes=30))
+    await _load(database_url, 50, at=now - timedelta(minutes=1))
+    await _load(database_url, 20, at=now + timedelta(hours=1), delayed=True)
+    return database_url
+
+
+def _list(**changes: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "before": None,
+        "status": None,
+        "queue": None,
+        "job_name": None,
+        "since": None,
+        "until": None,
+        "limit": 20,
+        "offset": 0,
+    }
+    params.update(changes)
+    return params
+
+
+@pytest.mark.parametrize("page", ["first", "next"])
+async def test_a_page_of_jobs_comes_off_the_primary_key_unsorted(
+    finished_jobs: str, page: str
+) -> None:
+    before = None
+    if page == "next":
+        async with Soniq(database_url=finished_jobs) as app:
+            before = (await app.list_jobs(limit=5000))[-1]["id"]
+    plan = await _explain(finished_jobs, "list_jobs", _list(before=before))
+    _no_table_scan(plan)
+    assert not [n for n in _nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")]
+    (scan,) = _scans_of(plan, "soniq_jobs_pkey")
+    assert scan["Scan Direction"] == "Backward"
+    assert scan["Actual Rows"] == 20
+
+
+@pytest.mark.parametrize("name", ["queue_status", "task_names_in_use", "queue_gauges"])
+async def test_status_figures_read_only_the_live_rows(finished_jobs: str, name: str) -> None:
+    params = {"queues": None} if name == "queue_gauges" else {}
+    plan = await _explain(finished_jobs, name, params)
+    _no_table_scan(plan)
+    rows_read = sum(
+        n.get("Actual Rows", 0)
+        for n in _nodes(plan)
+        if n.get("Relation Name") == "soniq_jobs" or "soniq_jobs" in n.get("Index Name", "")
+    )
+    assert rows_read < DONE / 10, json.dumps(plan, indent=1)
