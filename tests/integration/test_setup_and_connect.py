@@ -31,7 +31,12 @@ async def soniq_tables(url: str) -> set[str]:
 
 async def test_setup_creates_every_table_then_is_a_no_op(empty_database_url: str) -> None:
     async with Soniq(database_url=empty_database_url) as app:
-        assert await app.setup() == ["0001_initial", "0002_recurring", "0003_operations"]
+        assert await app.setup() == [
+            "0001_initial",
+            "0002_recurring",
+            "0003_operations",
+            "0004_dead_letter_started_at",
+        ]
         assert await soniq_tables(empty_database_url) == TABLES
         assert await app.setup() == []
 
@@ -50,11 +55,11 @@ async def test_concurrent_setups_apply_each_migration_once(empty_database_url: s
         [],
         [],
         [],
-        ["0001_initial", "0002_recurring", "0003_operations"],
+        ["0001_initial", "0002_recurring", "0003_operations", "0004_dead_letter_started_at"],
     ]
     async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
         cur = await conn.execute("SELECT count(*) FROM soniq_migrations")
-        assert await cur.fetchone() == (3,)
+        assert await cur.fetchone() == (4,)
 
 
 async def test_claim_index_covers_only_queued_rows(database_url: str) -> None:

@@ -163,6 +163,7 @@ def test_enqueue_claim_and_outcomes_match(pair: Pair) -> None:
     pair.run("recover_stale_workers", {"timeout": 3600.0})
     pair.run("recover_stale_workers", {"timeout": -1.0})
     pair.run("list_jobs", {"limit": 100, "offset": 0})
+    pair.run("dead_letter_list", {**NO_FILTER, "limit": 100, "offset": 0})
     pair.run("deregister_worker", {"id": WORKER})
     pair.run("heartbeat", {"id": WORKER})
     pair.run("testing_make_due", {"queues": ["default"]})

@@ -78,7 +78,7 @@ FROM soniq_jobs WHERE id = %(id)s
 SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        max_attempts, NULL AS dedup_key, NULL AS scheduled_at,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
-       NULL AS started_at, dead_lettered_at AS finished_at,
+       started_at, dead_lettered_at AS finished_at,
        NULL AS worker_id, NULL AS result, last_error,
        NULL AS cancel_requested_at, reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
@@ -243,9 +243,9 @@ WHERE worker_id = %(worker_id)s
 -- exactly the row the INSERT copied, and its RETURNING is the result.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, dead_lettered_at)
+     traceback, original_created_at, started_at, dead_lettered_at)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, %(now)s
+       %(error)s, %(traceback)s, created_at, started_at, %(now)s
 FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing';
 DELETE FROM soniq_jobs
@@ -283,9 +283,10 @@ WHERE j.worker_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM soniq_workers AS w WHERE w.id = j.worker_id);
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     original_created_at, dead_lettered_at)
+     original_created_at, started_at, dead_lettered_at)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts,
-       'Worker died during the final attempt.', last_error, created_at, %(now)s
+       'Worker died during the final attempt.', last_error, created_at, started_at,
+       %(now)s
 FROM soniq_jobs
 WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
 DELETE FROM soniq_jobs WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
@@ -401,8 +402,8 @@ ORDER BY 1
 
 -- name: dead_letter_list
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
@@ -427,8 +428,8 @@ WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
 
 -- name: dead_letter_page
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
@@ -444,8 +445,8 @@ LIMIT COALESCE(%(limit)s, -1)
 
 -- name: dead_letter_get
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: dead_letter_replay
@@ -522,12 +523,13 @@ SELECT changes() AS count
 -- count of rows written is returned.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, dead_lettered_at, resurrection_count,
+     traceback, original_created_at, started_at, dead_lettered_at, resurrection_count,
      last_resurrected_at)
 SELECT r.value ->> 'id', r.value ->> 'job_name', r.value -> 'args', r.value ->> 'queue',
        r.value ->> 'priority', r.value ->> 'attempts', r.value ->> 'max_attempts',
        r.value ->> 'reason', r.value ->> 'last_error', r.value ->> 'traceback',
        soniq_epoch(r.value ->> 'original_created_at'),
+       soniq_epoch(r.value ->> 'started_at'),
        soniq_epoch(r.value ->> 'dead_lettered_at'),
        r.value ->> 'resurrection_count', soniq_epoch(r.value ->> 'last_resurrected_at')
 FROM json_each(%(rows)s) AS r
