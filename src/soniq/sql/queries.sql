@@ -80,6 +80,11 @@ SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts
        worker_id::text, result, last_error, cancel_requested_at
 FROM soniq_jobs WHERE id = %(id)s::uuid
 
+-- name: job_created_at
+-- The stored enqueue time of a job just written, read on the connection that wrote it
+-- (the Django tasks backend returns it with the task result).
+SELECT created_at FROM soniq_jobs WHERE id = %(id)s::uuid
+
 -- name: get_dead_letter_job
 SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        max_attempts, NULL::text AS dedup_key, NULL::timestamptz AS scheduled_at,

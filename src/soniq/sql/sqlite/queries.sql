@@ -74,6 +74,9 @@ SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        worker_id, result, last_error, cancel_requested_at
 FROM soniq_jobs WHERE id = %(id)s
 
+-- name: job_created_at
+SELECT created_at FROM soniq_jobs WHERE id = %(id)s
+
 -- name: get_dead_letter_job
 SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        max_attempts, NULL AS dedup_key, NULL AS scheduled_at,
