@@ -15,6 +15,8 @@ How a task maps onto a job:
   (1..201, lower runs sooner); Django's default 0 is Soniq's 101.
 * ``queue_name`` is the queue, ``run_after`` the job's ``scheduled_at``.
 * retries: ``OPTIONS["MAX_RETRIES"]``, else ``SONIQ["MAX_RETRIES"]`` (Soniq's default, 3).
+* signals: ``task_enqueued`` when enqueued; ``task_started`` and ``task_finished``
+  around each attempt, in the worker (see :func:`run_task`).
 """
 
 from __future__ import annotations
