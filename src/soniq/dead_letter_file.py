@@ -30,15 +30,18 @@ COLUMNS = (
     "last_error",
     "traceback",
     "original_created_at",
+    "started_at",
     "dead_lettered_at",
     "resurrection_count",
     "last_resurrected_at",
 )
 
-#: Columns that may be null, and so may be left out of a line.
-NULLABLE = frozenset({"last_error", "traceback", "last_resurrected_at"})
+#: Columns that may be null, and so may be left out of a line. ``started_at`` (the
+#: start of the last attempt) is also missing from every line exported before it
+#: existed; such lines import with it null.
+NULLABLE = frozenset({"last_error", "traceback", "started_at", "last_resurrected_at"})
 
-_TIMES = frozenset({"original_created_at", "dead_lettered_at", "last_resurrected_at"})
+_TIMES = frozenset({"original_created_at", "started_at", "dead_lettered_at", "last_resurrected_at"})
 _TEXTS = frozenset({"job_name", "queue", "reason", "last_error", "traceback"})
 # Integer columns and the least value each takes (priority also has a ceiling).
 _INTS = {"priority": 1, "attempts": 0, "max_attempts": 1, "resurrection_count": 0}

@@ -18,13 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from soniq.errors import (
     ARGS_CONFLICT,
-    ARGS_NOT_SERIALIZABLE,
     INVALID_DEDUP_KEY,
     INVALID_SCHEDULE,
     INVALID_TARGET,
     NAIVE_DATETIME,
     TASK_ARGS_INVALID,
     UNKNOWN_TASK_NAME,
+    ArgsNotSerializableError,
     SoniqError,
 )
 from soniq.ids import new_job_id
@@ -257,8 +257,7 @@ def dump_args(args: dict[str, Any], name: str) -> str:
         except (TypeError, ValueError):
             culprit = f"{key}={value!r} ({type(value).__name__})"
             break
-    raise SoniqError(
-        ARGS_NOT_SERIALIZABLE,
+    raise ArgsNotSerializableError(
         f"Arguments for {name!r} must be JSON-serialisable; {culprit} is not. Convert it "
         "first (e.g. str(uuid), dt.isoformat(), float(decimal)); NaN and infinity are "
         "not allowed either.",

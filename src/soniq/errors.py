@@ -111,9 +111,28 @@ class BackendUnsupportedError(SoniqError, ValueError):
         return (_rebuild_unsupported, (self.message, self.details))
 
 
+class ArgsNotSerializableError(SoniqError, TypeError):
+    """Arguments that JSON cannot carry (a ``UUID``, ``datetime``, set, NaN, an object).
+
+    Code ``SONIQ_ARGS_NOT_SERIALIZABLE``. It is also a ``TypeError``, which is what
+    Django's tasks framework (and ``json.dumps``) raise for such a value, so code
+    written against either catches it.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(ARGS_NOT_SERIALIZABLE, message, **details)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_not_serializable, (self.message, self.details))
+
+
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> SoniqError:
     return SoniqError(code, message, **details)
 
 
 def _rebuild_unsupported(message: str, details: dict[str, Any]) -> BackendUnsupportedError:
     return BackendUnsupportedError(message, **details)
+
+
+def _rebuild_not_serializable(message: str, details: dict[str, Any]) -> ArgsNotSerializableError:
+    return ArgsNotSerializableError(message, **details)

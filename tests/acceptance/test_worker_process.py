@@ -303,6 +303,7 @@ async def test_job_that_kills_its_worker_ends_in_the_dead_letter_queue(
     second = spawner.start(database_url)
     assert await second.wait_exit(20) == -signal.SIGKILL, second.describe()
     assert spawner.marked("suicide-2")
+    last_start = (await job(client, job_id))["started_at"]  # of attempt 2, orphaned
 
     third = spawner.start(database_url)
     await spawner.until(
@@ -311,6 +312,7 @@ async def test_job_that_kills_its_worker_ends_in_the_dead_letter_queue(
     (dead,) = await client.dead_letter.list()
     assert (dead["id"], dead["attempts"]) == (job_id, 2)
     assert "worker died" in dead["reason"].lower(), dead
+    assert dead["started_at"] == last_start is not None  # kept by stale-worker recovery
     assert not spawner.marked("suicide-3")
 
     normal = await client.enqueue("t.record", args={"key": "after"})

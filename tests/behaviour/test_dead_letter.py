@@ -5,13 +5,14 @@ them: by jobs that fail for good."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from soniq import Soniq, SoniqError
+from soniq import JobContext, Soniq, SoniqError
 from soniq.errors import FILTER_REQUIRED, INVALID_ARGUMENT, INVALID_JOB_ID, JOB_NOT_FOUND
 from soniq.testing import drain
 
@@ -159,3 +160,61 @@ async def test_export_then_import_round_trip(backend_app: Soniq) -> None:
     again = await app.dead_letter.import_(out.getvalue().splitlines())
     assert (again.imported, again.skipped) == (0, 4)
     assert await app.dead_letter.count() == 4
+
+
+async def test_a_dead_letter_keeps_the_start_of_its_last_attempt(backend_app: Soniq) -> None:
+    app = backend_app
+    starts: list[datetime] = []
+
+    @app.job(name="flaky.sync", retries=1)
+    async def flaky(ctx: JobContext) -> None:
+        job = await app.get_job(ctx.job_id)  # the attempt's start, as the claim stored it
+        assert job is not None
+        starts.append(job["started_at"])
+        raise RuntimeError(f"attempt {ctx.attempt}")
+
+    job_id = await app.enqueue(flaky)
+    report = await drain(app)
+    assert (report.retried, report.dead_lettered) == (1, 1)
+    first, last = starts
+    assert first < last
+
+    record = await app.dead_letter.get(job_id)
+    assert record is not None and record["started_at"] == last
+    assert record["original_created_at"] <= last <= record["dead_lettered_at"]
+    (listed,) = await app.dead_letter.list()
+    assert listed["started_at"] == last
+    job = await app.get_job(job_id)
+    assert job is not None and job["status"] == "dead_letter" and job["started_at"] == last
+
+    out = io.StringIO()
+    await app.dead_letter.export(out)
+    assert json.loads(out.getvalue())["started_at"] == last.isoformat()
+    await app.dead_letter.purge(all=True)
+    await app.dead_letter.import_(io.StringIO(out.getvalue()))
+    assert (await app.dead_letter.get(job_id)) == record
+
+
+async def test_an_export_from_before_started_at_imports(backend_app: Soniq) -> None:
+    app = backend_app
+    old_line = {
+        "id": "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+        "job_name": "x.job",
+        "args": {"a": 1},
+        "queue": "default",
+        "priority": 100,
+        "attempts": 1,
+        "max_attempts": 1,
+        "reason": "Failed all 1 attempts.",
+        "last_error": "RuntimeError: x",
+        "traceback": None,
+        "original_created_at": "2024-05-01T10:00:00+00:00",
+        "dead_lettered_at": "2024-05-01T11:00:00+00:00",
+        "resurrection_count": 0,
+        "last_resurrected_at": None,
+    }
+    result = await app.dead_letter.import_([json.dumps(old_line)])
+    assert (result.imported, result.skipped) == (1, 0)
+    record = await app.dead_letter.get(old_line["id"])  # type: ignore[arg-type]
+    assert record is not None and record["started_at"] is None
+    assert record["reason"] == "Failed all 1 attempts."

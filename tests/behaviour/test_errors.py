@@ -127,3 +127,28 @@ async def test_bad_input_raises_its_code_and_writes_nothing(
     assert [j["id"] for j in await app.list_jobs()] == [existing]
     assert await app.dead_letter.count() == 0
     assert await app.scheduler.list() == []
+
+
+async def test_arguments_json_cannot_carry_raise_a_type_error_everywhere(
+    backend_app: Soniq,
+) -> None:
+    app = backend_app
+
+    @app.job(name="pay.charge")
+    async def charge(cents: Any) -> None: ...
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: app.enqueue(charge, cents=uuid.uuid4()),
+        lambda: app.enqueue("pay.charge", args={"cents": {1, 2}}),
+        lambda: app.schedule(charge, 60, cents=float("nan")),
+        lambda: app.enqueue_many(charge, [{"cents": 1}, {"cents": object()}]),
+    ]
+    for call in calls:
+        # SoniqError for Soniq's callers, TypeError for code written against json or
+        # Django's tasks framework: one exception, both.
+        with pytest.raises(TypeError) as info:
+            await call()
+        assert isinstance(info.value, SoniqError)
+        assert info.value.code == ARGS_NOT_SERIALIZABLE
+        assert "cents" in info.value.message
+    assert await app.list_jobs() == []

@@ -37,7 +37,13 @@ SONIQ = {"DATABASE_ALIAS": "default", "JOBS_MODULES": ["tests.django_project.tes
 TASKS = {
     "default": {
         "BACKEND": "soniq_sync.django.backend.SoniqBackend",
-        "QUEUES": ["default", "other"],
+        # No test worker serves "parked": its tasks stay READY for as long as a test looks.
+        "QUEUES": ["default", "other", "parked"],
         "OPTIONS": {"MAX_RETRIES": 0},
-    }
+    },
+    # Jobs of tasks declared on this alias get a second attempt.
+    "retrying": {
+        "BACKEND": "soniq_sync.django.backend.SoniqBackend",
+        "OPTIONS": {"MAX_RETRIES": 1},
+    },
 }

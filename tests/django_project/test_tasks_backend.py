@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,7 +21,10 @@ from soniq_sync.django._compat import InvalidTask, TaskResultDoesNotExist, TaskR
 from soniq_sync.django.backend import SoniqBackend, to_django_priority, to_soniq_priority
 from tests.django_project.conftest import Outside, Worker
 from tests.django_project.testapp import tasks
+from tests.django_project.testapp.models import Order, SignalRecord
 from tests.helpers import wait_for_sync
+
+SONIQ_BACKEND = "soniq_sync.django.backend.SoniqBackend"
 
 
 class Boom(Exception):
@@ -89,6 +93,93 @@ def test_failing_task_reports_failed_with_the_error(outside: Outside, worker: Wo
     assert "it broke" in error.traceback
     with pytest.raises(ValueError):
         result.return_value  # noqa: B018 - the property raises for a failed task
+    # The dead letter keeps when its attempt started.
+    assert result.started_at is not None and result.last_attempted_at == result.started_at
+    assert result.enqueued_at <= result.started_at <= result.finished_at
+
+
+def test_a_failed_result_has_the_start_of_its_last_attempt(
+    outside: Outside, worker: Worker
+) -> None:
+    result = finished(tasks.flaky.enqueue(failures=2), worker)
+    assert result.status == TaskResultStatus.FAILED and result.attempts == 2
+    first, second = (r for r in records(result.id) if r.signal == "started")
+    assert first.started_at < second.started_at
+    assert result.started_at == second.started_at == result.last_attempted_at
+    assert second.started_at <= result.finished_at
+
+
+# -- the result enqueue returns is the stored one ----------------------------------
+
+
+def test_enqueue_returns_the_result_get_result_reads(outside: Outside, worker: Worker) -> None:
+    parked = {"queue_name": "parked"}  # no worker takes these: they stay as enqueued
+    with transaction.atomic():
+        Order.objects.create(ref=uuid.uuid4().hex)  # the view's own write comes first
+        inside = tasks.add.using(**parked).enqueue(2, 2)
+    assert tasks.add.get_result(inside.id) == inside
+    fresh = copy.copy(inside)
+    inside.refresh()
+    assert inside == fresh
+
+    plain = tasks.async_echo.using(**parked).enqueue({1: ("one", b"bytes")})
+    assert plain.args == [{"1": ["one", "bytes"]}]  # as JSON stores it
+    assert tasks.async_echo.get_result(plain.id) == plain
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    deferred = tasks.add.using(run_after=tomorrow).enqueue(1, 1)
+    assert tasks.add.get_result(deferred.id) == deferred
+    assert tasks.add.get_result(deferred.id).task.run_after == tomorrow
+
+    with transaction.atomic():
+        Order.objects.create(ref=uuid.uuid4().hex)
+        ran = tasks.async_echo.enqueue(b"bytes")
+    enqueued_at = ran.enqueued_at
+    assert finished(ran, worker).return_value == "bytes"
+    assert ran.enqueued_at == enqueued_at
+
+
+# -- task_started / task_finished ---------------------------------------------------
+
+
+def records(task_id: str) -> list[SignalRecord]:
+    """The signals the worker's receivers recorded for a task, in the order sent."""
+    return list(SignalRecord.objects.filter(task_id=task_id).order_by("id"))
+
+
+def test_the_worker_sends_task_started_and_task_finished(outside: Outside, worker: Worker) -> None:
+    ok = finished(tasks.add.enqueue(1, 2), worker)
+    started, done = records(ok.id)
+    assert (started.signal, started.sender, started.status) == ("started", SONIQ_BACKEND, "RUNNING")
+    assert started.started_at == started.last_attempted_at == ok.started_at
+    assert started.enqueued_at == ok.enqueued_at
+    assert (started.attempts, started.errors, started.finished_at) == (1, [], None)
+    assert (done.signal, done.sender, done.status) == ("finished", SONIQ_BACKEND, "SUCCESSFUL")
+    assert done.return_value == 3 and done.started_at == ok.started_at
+    assert done.finished_at is not None and not done.in_exception
+
+    failed = finished(tasks.fail.enqueue("no"), worker)
+    started, done = records(failed.id)
+    assert (started.status, done.status) == ("RUNNING", "FAILED")
+    assert done.errors == ["builtins.ValueError"]
+    assert done.in_exception  # sent while the exception is handled, as Django does
+    assert done.finished_at is not None and done.started_at == failed.started_at
+
+
+def test_a_retried_attempt_finishes_ready_and_the_next_one_starts_again(
+    outside: Outside, worker: Worker
+) -> None:
+    result = finished(tasks.flaky.enqueue(failures=1), worker)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == "ok on attempt 2"
+    sent = [(r.signal, r.status, r.attempts, r.errors) for r in records(result.id)]
+    assert sent == [
+        ("started", "RUNNING", 1, []),
+        ("finished", "READY", 1, ["builtins.ValueError"]),  # back to the queue for a retry
+        ("started", "RUNNING", 2, ["builtins.ValueError"]),  # the last attempt's error
+        ("finished", "SUCCESSFUL", 2, ["builtins.ValueError"]),
+    ]
+    retried = records(result.id)[1]
+    assert retried.finished_at is None and retried.in_exception
 
 
 def test_a_return_value_that_is_not_json_fails_the_task(outside: Outside, worker: Worker) -> None:
@@ -138,10 +229,20 @@ def test_invalid_tasks_are_refused_with_a_code() -> None:
 
 
 def test_arguments_that_are_not_json_are_refused(outside: Outside) -> None:
-    with pytest.raises(SoniqError) as err:
-        tasks.add.enqueue(1, datetime.now(timezone.utc))
-    assert err.value.code == ARGS_NOT_SERIALIZABLE
-    assert "positional argument 1" in err.value.message
+    jobs = "SELECT count(*) FROM soniq_jobs"
+    before = outside.conn.execute(jobs).fetchone()
+    for call, named in (
+        (lambda: tasks.add.enqueue(1, datetime.now(timezone.utc)), "positional argument 1"),
+        (lambda: tasks.add.enqueue(1, 2, scale={3}), "argument 'scale'"),
+        (lambda: tasks.add.enqueue(float("nan"), 2), "positional argument 0"),
+        (lambda: tasks.add.enqueue(b"\xff", 2), "positional argument 0"),  # not UTF-8
+    ):
+        # Django's contract: a TypeError. Soniq's: a SoniqError with a code. Both.
+        with pytest.raises(TypeError) as err:
+            call()
+        assert isinstance(err.value, SoniqError) and err.value.code == ARGS_NOT_SERIALIZABLE
+        assert named in err.value.message
+    assert outside.conn.execute(jobs).fetchone() == before
 
 
 @pytest.mark.django_db
@@ -167,3 +268,20 @@ def test_bad_backend_options() -> None:
         with pytest.raises(SoniqError) as err:
             SoniqBackend("broken", {"OPTIONS": options})
         assert err.value.code == INVALID_SETTING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_on_the_memory_backend_keep_the_contract() -> None:
+    import soniq_sync
+    from soniq_sync.testing import drain, in_memory
+
+    with in_memory(soniq_sync.default_app()):
+        result = tasks.add.enqueue(20, 22)
+        assert tasks.add.get_result(result.id) == result
+        report = drain(soniq_sync.default_app())
+        assert report.done == 1
+        result.refresh()
+        assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 42)
+        started, done = records(result.id)
+        assert (started.status, done.status) == ("RUNNING", "SUCCESSFUL")
+        assert started.started_at == result.started_at

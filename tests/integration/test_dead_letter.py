@@ -36,10 +36,11 @@ def bury(url: str, count: int = 1, **columns: Any) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO soniq_dead_letter_jobs (id, job_name, args, queue, priority, attempts,"
-            " max_attempts, reason, last_error, traceback, original_created_at,"
+            " max_attempts, reason, last_error, traceback, original_created_at, started_at,"
             " dead_lettered_at) "
             "SELECT id, %(job_name)s, jsonb_build_object('n', n), %(queue)s, 100, 4, 4,"
             " %(reason)s, %(last_error)s, %(traceback)s, %(at)s::timestamptz - interval '1 day',"
+            " %(at)s::timestamptz - interval '1 minute',"
             " %(at)s::timestamptz + make_interval(secs => n - 1) "
             "FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS t(id, n)",
             {
@@ -382,6 +383,8 @@ def _line(**overrides: Any) -> str:
         (_line(id="42"), "field 'id' must be a UUID"),
         (_line(dead_lettered_at="2024-05-01T11:00:00"), "has no UTC offset"),
         (_line(original_created_at="yesterday"), "is not an ISO 8601 time"),
+        (_line(started_at="2024-05-01 10:30"), "has no UTC offset"),
+        (_line(started_at=1714559400), "field 'started_at' must be an ISO 8601 string"),
         (_line(reason=None), "field 'reason' must not be null"),
         (_line(queue=""), "field 'queue' must not be empty"),
         (_line(last_error="nul \x00 here"), "NUL character"),
@@ -413,14 +416,16 @@ async def test_a_file_that_is_not_utf8_is_named_by_line(app: Soniq, tmp_path: An
 
 
 async def test_import_fills_in_left_out_nullable_fields(app: Soniq) -> None:
+    # _line() has no started_at, like every export written before that column existed.
     line = _line(last_error=..., traceback=..., last_resurrected_at=...)
     assert await app.dead_letter.import_([line, "\n", "   \n"]) == ImportResult(1, 0)
     [record] = await app.dead_letter.list()
-    assert (record["last_error"], record["traceback"], record["last_resurrected_at"]) == (
-        None,
-        None,
-        None,
-    )
+    assert (
+        record["last_error"],
+        record["traceback"],
+        record["started_at"],
+        record["last_resurrected_at"],
+    ) == (None, None, None, None)
     assert record["dead_lettered_at"] == datetime(2024, 5, 1, 11, tzinfo=timezone.utc)
 
 

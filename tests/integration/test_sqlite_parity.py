@@ -144,6 +144,7 @@ def test_enqueue_claim_and_outcomes_match(pair: Pair) -> None:
     pair.run("cancel_job", {"id": jobs[0]["id"]})
     for j in [*jobs, *({"id": i} for i in ids), {"id": a}]:
         pair.run("get_job", {"id": j["id"]})
+        pair.run("job_created_at", {"id": j["id"]})
         pair.run("get_dead_letter_job", {"id": j["id"]})
     pair.run("get_result", {"id": a, "ttl": 3600.0})
     pair.run("get_result", {"id": a, "ttl": -10.0})
@@ -163,6 +164,7 @@ def test_enqueue_claim_and_outcomes_match(pair: Pair) -> None:
     pair.run("recover_stale_workers", {"timeout": 3600.0})
     pair.run("recover_stale_workers", {"timeout": -1.0})
     pair.run("list_jobs", {"limit": 100, "offset": 0})
+    pair.run("dead_letter_list", {**NO_FILTER, "limit": 100, "offset": 0})
     pair.run("deregister_worker", {"id": WORKER})
     pair.run("heartbeat", {"id": WORKER})
     pair.run("testing_make_due", {"queues": ["default"]})

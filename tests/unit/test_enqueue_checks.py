@@ -26,6 +26,7 @@ from soniq.errors import (
     NAIVE_DATETIME,
     TASK_ARGS_INVALID,
     UNKNOWN_TASK_NAME,
+    ArgsNotSerializableError,
 )
 from soniq.registry import JobRegistry, JobSpec, build_spec
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN, SoniqSettings
@@ -312,6 +313,7 @@ def test_args_keys_must_be_strings(h: Harness) -> None:
 )
 def test_args_not_serialisable(h: Harness, value: object) -> None:
     err = raises(ARGS_NOT_SERIALIZABLE, h.row, task_ref("remote.task"), {"ok": 1, "payload": value})
+    assert isinstance(err, ArgsNotSerializableError) and isinstance(err, TypeError)
     assert "payload" in err.message
     assert "'ok'" not in err.message
     assert err.details["task_name"] == "remote.task"

@@ -8,7 +8,13 @@ import re
 import pytest
 
 from soniq import errors
-from soniq.errors import ALL_CODES, INVALID_SETTING, SoniqError
+from soniq.errors import (
+    ALL_CODES,
+    ARGS_NOT_SERIALIZABLE,
+    INVALID_SETTING,
+    ArgsNotSerializableError,
+    SoniqError,
+)
 from soniq.sql import QUERIES, Query, load_queries, migration_files
 
 USED_BY_THE_APP = {
@@ -109,3 +115,13 @@ def test_soniq_error_pickles() -> None:
     assert copy.message == err.message
     assert copy.details == {"setting": "SONIQ_X", "values": [1, 2]}
     assert str(copy) == str(err)
+
+
+def test_args_not_serializable_is_a_type_error_and_pickles() -> None:
+    err = ArgsNotSerializableError("No sets.", task_name="a.task")
+    assert isinstance(err, SoniqError) and isinstance(err, TypeError)
+    assert err.code == ARGS_NOT_SERIALIZABLE
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is ArgsNotSerializableError
+    assert (copy.code, copy.message, copy.details) == (err.code, err.message, err.details)
+    assert str(copy) == str(err) == f"[{ARGS_NOT_SERIALIZABLE}] No sets."

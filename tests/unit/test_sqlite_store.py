@@ -329,11 +329,14 @@ def test_dead_letter_job_moves_the_fenced_row(store: SqliteStore) -> None:
     bury = {"id": job, "reason": "Exhausted", "error": "E", "traceback": "tb"}
     assert store.rows("dead_letter_job", {**bury, "attempt": 9}) == []
     assert get(store, job)["status"] == "processing"
+    started_at = get(store, job)["started_at"]
     assert store.rows("dead_letter_job", {**bury, "attempt": 1}) == [(uuid.UUID(job),)]
     assert store.fetch("get_job", {"id": job}) == []
     (dead,) = store.fetch("get_dead_letter_job", {"id": job})
     assert dead["status"] == "dead_letter" and dead["reason"] == "Exhausted"
     assert dead["args"] == {"x": 1} and dead["resurrection_count"] == 0
+    assert dead["started_at"] == started_at is not None
+    assert store.fetch("dead_letter_get", {"id": job})[0]["started_at"] == started_at
 
 
 def test_workers_heartbeat_and_stale_recovery(store: SqliteStore) -> None:
@@ -344,6 +347,7 @@ def test_workers_heartbeat_and_stale_recovery(store: SqliteStore) -> None:
     last = enqueue(store, max_attempts=1)
     stopping = enqueue(store, max_attempts=1)
     claim(store)
+    last_started_at = get(store, last)["started_at"]
     store.fetch("cancel_job", {"id": stopping})
     assert store.fetch("recover_stale_workers", {"timeout": 3600}) == [
         {"workers": 0, "requeued": 0, "dead_lettered": 0, "woke": None}
@@ -355,6 +359,7 @@ def test_workers_heartbeat_and_stale_recovery(store: SqliteStore) -> None:
     assert get(store, stopping)["status"] == "cancelled"
     (dead,) = store.fetch("get_dead_letter_job", {"id": last})
     assert dead["reason"] == "Worker died during the final attempt."
+    assert dead["started_at"] == last_started_at is not None
     assert store.fetch("list_workers", {"timeout": 30}) == []
     # Jobs whose worker row is already gone are recovered too.
     claim(store)

@@ -104,11 +104,16 @@ SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts
        worker_id::text, result, last_error, cancel_requested_at
 FROM soniq_jobs WHERE id = %(id)s::uuid
 
+-- name: job_created_at
+-- The stored enqueue time of a job just written, read on the connection that wrote it
+-- (the Django tasks backend returns it with the task result).
+SELECT created_at FROM soniq_jobs WHERE id = %(id)s::uuid
+
 -- name: get_dead_letter_job
 SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        max_attempts, NULL::text AS dedup_key, NULL::timestamptz AS scheduled_at,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
-       NULL::timestamptz AS started_at, dead_lettered_at AS finished_at,
+       started_at, dead_lettered_at AS finished_at,
        NULL::text AS worker_id, NULL::jsonb AS result, last_error,
        NULL::timestamptz AS cancel_requested_at, reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
@@ -313,7 +318,7 @@ WHERE worker_id = %(worker_id)s::uuid  -- soniq_jobs_worker_idx
 
 -- name: dead_letter_job
 -- Move, not copy: the row leaves soniq_jobs and enters the dead-letter table in one
--- statement, so it is never in both or in neither.
+-- statement, so it is never in both or in neither. started_at is the last attempt's.
 WITH moved AS (
     DELETE FROM soniq_jobs
     WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
@@ -321,9 +326,9 @@ WITH moved AS (
 )
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at)
+     traceback, original_created_at, started_at)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at
+       %(error)s, %(traceback)s, created_at, started_at
 FROM moved
 RETURNING id
 
@@ -361,9 +366,9 @@ WITH dead AS (
 ), buried AS (
     INSERT INTO soniq_dead_letter_jobs
         (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-         original_created_at)
+         original_created_at, started_at)
     SELECT id, job_name, args, queue, priority, attempts, max_attempts,
-           'Worker died during the final attempt.', last_error, created_at
+           'Worker died during the final attempt.', last_error, created_at, started_at
     FROM exhausted
     RETURNING id, queue, job_name
 ), requeued AS (
@@ -605,8 +610,8 @@ SELECT version, applied_at FROM soniq_migrations ORDER BY version
 
 -- name: dead_letter_list
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -629,8 +634,8 @@ WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
 
 -- name: dead_letter_page
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -645,8 +650,8 @@ LIMIT %(limit)s::int
 
 -- name: dead_letter_get
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: dead_letter_replay
@@ -724,17 +729,18 @@ WITH incoming AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::text::jsonb) AS r(
         id uuid, job_name text, args jsonb, queue text, priority int, attempts int,
         max_attempts int, reason text, last_error text, traceback text,
-        original_created_at timestamptz, dead_lettered_at timestamptz,
-        resurrection_count int, last_resurrected_at timestamptz
+        original_created_at timestamptz, started_at timestamptz,
+        dead_lettered_at timestamptz, resurrection_count int,
+        last_resurrected_at timestamptz
     )
 ), ins AS (
     INSERT INTO soniq_dead_letter_jobs
         (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-         traceback, original_created_at, dead_lettered_at, resurrection_count,
+         traceback, original_created_at, started_at, dead_lettered_at, resurrection_count,
          last_resurrected_at)
     SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-           traceback, original_created_at, dead_lettered_at, resurrection_count,
-           last_resurrected_at
+           traceback, original_created_at, started_at, dead_lettered_at,
+           resurrection_count, last_resurrected_at
     FROM incoming
     ON CONFLICT (id) DO NOTHING
     RETURNING 1

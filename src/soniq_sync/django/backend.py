@@ -15,6 +15,8 @@ How a task maps onto a job:
   (1..201, lower runs sooner); Django's default 0 is Soniq's 101.
 * ``queue_name`` is the queue, ``run_after`` the job's ``scheduled_at``.
 * retries: ``OPTIONS["MAX_RETRIES"]``, else ``SONIQ["MAX_RETRIES"]`` (Soniq's default, 3).
+* signals: ``task_enqueued`` when enqueued; ``task_started`` and ``task_finished``
+  around each attempt, in the worker (see :func:`run_task`).
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from soniq.errors import (
-    ARGS_NOT_SERIALIZABLE,
     INVALID_JOB_ID,
     INVALID_JOB_OPTION,
     INVALID_SETTING,
     JOB_NOT_FOUND,
+    ArgsNotSerializableError,
     SoniqError,
 )
 from soniq.naming import derive_task_name
@@ -48,6 +51,8 @@ from soniq_sync.django._compat import (
     TaskResultStatus,
     normalize_json,
     task_enqueued,
+    task_finished,
+    task_started,
 )
 
 #: Keys of a backend's ``OPTIONS``.
@@ -128,16 +133,18 @@ class SoniqBackend(BaseTaskBackend):  # type: ignore[misc]
         self._register(task)
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> TaskResult:
-        """Write the task's job (in the open atomic block, if any); return its READY result."""
-        from django.utils import timezone
+        """Write the task's job (in the open atomic block, if any); return its READY result.
 
+        The result is what :meth:`get_result` reads back: the arguments as stored
+        (JSON) and ``enqueued_at`` as the row's ``created_at``.
+        """
         import soniq_sync
 
         self.validate_task(task)
         name = derive_task_name(task.func)
-        call_args, call_kwargs = list(args), dict(kwargs)
-        _check_json(name, call_args, call_kwargs)
-        job_id = soniq_sync.default_app().enqueue(
+        call_args, call_kwargs = _stored_arguments(name, args, kwargs)
+        app = soniq_sync.default_app()
+        job_id = app.enqueue(
             name,
             args={"args": call_args, "kwargs": call_kwargs},
             priority=to_soniq_priority(task.priority),
@@ -148,7 +155,7 @@ class SoniqBackend(BaseTaskBackend):  # type: ignore[misc]
             task=task,
             id=job_id,
             status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
+            enqueued_at=_enqueued_at(app, job_id),
             started_at=None,
             finished_at=None,
             last_attempted_at=None,
@@ -263,6 +270,12 @@ class SoniqBackend(BaseTaskBackend):  # type: ignore[misc]
             "queue_name": job["queue"],
             "backend": self.alias,
         }
+        # A job enqueued without run_after is due at its enqueue time; any other
+        # scheduled_at is the run_after it was given (or, after a failed attempt, the
+        # time its retry is due: the earliest it will run, as run_after means).
+        scheduled_at = job.get("scheduled_at")
+        if scheduled_at is not None and scheduled_at != job.get("created_at"):
+            changes["run_after"] = scheduled_at
         try:
             return dataclasses.replace(task, **changes)
         except InvalidTask:  # e.g. QUEUES changed since: report the task as declared
@@ -296,47 +309,82 @@ def _handler_for(task: Task) -> Callable[..., Any]:
 def run_task(task: Task, context: JobContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Run one attempt of ``task`` in a worker thread; return its JSON-ready value.
 
+    Sends Django's ``task_started`` and ``task_finished`` around it, as Django's own
+    backends do; the sender is the backend's class and ``task_result`` the attempt's
+    result. At ``task_started`` it is RUNNING, as :meth:`SoniqBackend.get_result`
+    reads it (``started_at`` and ``last_attempted_at`` are this attempt's start). At
+    ``task_finished`` it is SUCCESSFUL with the return value, or, when the task
+    raised, carries the new error and is FAILED if this was the last attempt (or its
+    cancellation was requested), else READY: the job goes back to the queue for its
+    retry. A failure's ``task_finished`` is sent while the exception is handled, so
+    receivers see it in ``sys.exc_info()``; the exception then propagates to the
+    worker, which retries or dead-letters the job.
+
     Stale database connections are closed before and after, as Django does around a
     request, since worker threads live much longer than one task.
     """
     from django.db import close_old_connections
 
+    backend = task.get_backend()
+    sender = type(backend)
     close_old_connections()
     try:
-        if task.takes_context:
-            value = task.call(
-                TaskContext(task_result=_running(task, context, args, kwargs)), *args, **kwargs
-            )
-        else:
-            value = task.call(*args, **kwargs)
+        result = backend.get_result(context.job_id)
         try:
-            return normalize_json(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"Task {_path(task)} returned a {type(value).__name__}, which cannot be "
-                f"stored as its result ({exc}). Return JSON-compatible values."
-            ) from exc
+            task_started.send(sender=sender, task_result=result)
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *args, **kwargs)
+            else:
+                value = task.call(*args, **kwargs)
+            value = _json_value(task, value)
+        except BaseException as exc:
+            _failed(
+                result,
+                exc,
+                last=context.attempt >= context.max_attempts or context.cancel_requested,
+            )
+            task_finished.send(sender=sender, task_result=result)
+            raise
+        _finished(result, TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(result, "_return_value", value)
+        task_finished.send(sender=sender, task_result=result)
+        return value
     finally:
         close_old_connections()
 
 
-def _running(task: Task, context: JobContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """The TaskResult a ``takes_context`` task sees while it runs."""
-    return TaskResult(
-        task=task,
-        id=context.job_id,
-        status=TaskResultStatus.RUNNING,
-        enqueued_at=context.created_at,
-        started_at=None,
-        finished_at=None,
-        last_attempted_at=None,
-        args=args,
-        kwargs=kwargs,
-        backend=task.backend,
-        errors=[],
-        # One entry per attempt, so context.attempt counts like Django's backends.
-        worker_ids=[context.worker_id or ""] * context.attempt,
+def _json_value(task: Task, value: Any) -> Any:
+    """The task's return value as its stored result, or a TypeError that says why not."""
+    try:
+        return normalize_json(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"Task {_path(task)} returned a {type(value).__name__}, which cannot be "
+            f"stored as its result ({exc}). Return JSON-compatible values."
+        ) from exc
+
+
+def _finished(result: Any, status: Any) -> None:
+    """Mark the attempt's result ``status`` (SUCCESSFUL or FAILED), finished now."""
+    from django.utils import timezone
+
+    object.__setattr__(result, "status", status)
+    object.__setattr__(result, "finished_at", timezone.now())
+
+
+def _failed(result: Any, exc: BaseException, *, last: bool) -> None:
+    """Add ``exc`` to the attempt's errors; FAILED on the last attempt, else READY."""
+    kind = type(exc)
+    result.errors.append(
+        TaskError(
+            exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+            traceback="".join(traceback.format_exception(kind, exc, exc.__traceback__)),
+        )
     )
+    if last:
+        _finished(result, TaskResultStatus.FAILED)
+    else:
+        object.__setattr__(result, "status", TaskResultStatus.READY)
 
 
 def _task_error(text: str) -> Any:
@@ -348,21 +396,56 @@ def _task_error(text: str) -> Any:
     return TaskError(exception_class_path=name or "builtins.Exception", traceback=text)
 
 
-def _check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Name the first argument that is not JSON, before anything is written."""
+def _stored_arguments(
+    name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments as the job stores them, checked before anything is written.
+
+    Normalised as Django's ``TaskResult`` does (tuples are lists, bytes are UTF-8
+    text), then through JSON (dict keys become strings), so the enqueued result and a
+    later ``get_result`` hold the same values. The first argument that JSON cannot
+    carry raises ArgsNotSerializableError: a SoniqError, and the TypeError Django's
+    contract asks for.
+    """
     values = [(f"positional argument {i}", v) for i, v in enumerate(args)]
     values += [(f"argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in values:
         try:
-            json.dumps(value, allow_nan=False)
+            json.dumps(normalize_json(value), allow_nan=False)
         except (TypeError, ValueError):
-            raise SoniqError(
-                ARGS_NOT_SERIALIZABLE,
+            raise ArgsNotSerializableError(
                 f"Task {name}: {label} ({value!r}, a {type(value).__name__}) is not JSON. "
                 "Pass JSON-compatible values (e.g. str(uuid), dt.isoformat(), an id "
                 "instead of a model instance).",
                 task_name=name,
             ) from None
+    stored = json.loads(json.dumps(normalize_json({"args": list(args), "kwargs": dict(kwargs)})))
+    return stored["args"], stored["kwargs"]
+
+
+def _enqueued_at(app: Any, job_id: str) -> datetime:
+    """The ``created_at`` of the job just written, read where it was written.
+
+    Inside ``transaction.atomic()`` the row is on Django's connection and uncommitted,
+    so only that connection can see it; otherwise it is committed, in Soniq's store.
+    The server's clock (the transaction's start, in PostgreSQL) set it, so it cannot
+    be worked out here.
+    """
+    from django.utils import timezone
+
+    from soniq.sql import QUERIES
+    from soniq_sync.adapters import sync_adapter
+
+    params = {"id": job_id}
+    connection = app._current_connection(None)
+    if connection is None:
+        value = app.backend.fetch("job_created_at", params)[0]["created_at"]
+    else:
+        value = sync_adapter(connection).fetch(QUERIES["job_created_at"], params)[0][0]
+    if timezone.is_naive(value):  # Django's connection with USE_TZ = False
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    created: datetime = value
+    return created
 
 
 def _aware(run_after: datetime | None) -> datetime | None:

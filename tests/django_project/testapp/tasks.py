@@ -40,3 +40,11 @@ def create_order(ref: str) -> int:
 @task()
 def returns_object() -> object:
     return object()
+
+
+@task(backend="retrying", takes_context=True)
+def flaky(context: Any, failures: int) -> str:
+    """Fails its first ``failures`` attempts (two are allowed), then succeeds."""
+    if context.attempt <= failures:
+        raise ValueError(f"attempt {context.attempt} failed")
+    return f"ok on attempt {context.attempt}"

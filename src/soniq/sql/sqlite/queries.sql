@@ -81,11 +81,14 @@ SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        worker_id, result, last_error, cancel_requested_at
 FROM soniq_jobs WHERE id = %(id)s
 
+-- name: job_created_at
+SELECT created_at FROM soniq_jobs WHERE id = %(id)s
+
 -- name: get_dead_letter_job
 SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        max_attempts, NULL AS dedup_key, NULL AS scheduled_at,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
-       NULL AS started_at, dead_lettered_at AS finished_at,
+       started_at, dead_lettered_at AS finished_at,
        NULL AS worker_id, NULL AS result, last_error,
        NULL AS cancel_requested_at, reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
@@ -257,9 +260,9 @@ WHERE worker_id = %(worker_id)s
 -- exactly the row the INSERT copied, and its RETURNING is the result.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, dead_lettered_at)
+     traceback, original_created_at, started_at, dead_lettered_at)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, %(now)s
+       %(error)s, %(traceback)s, created_at, started_at, %(now)s
 FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing';
 DELETE FROM soniq_jobs
@@ -308,9 +311,10 @@ ON CONFLICT (minute, queue, job_name) DO UPDATE SET
     cancelled = soniq_stats.cancelled + excluded.cancelled;
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     original_created_at, dead_lettered_at)
+     original_created_at, started_at, dead_lettered_at)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts,
-       'Worker died during the final attempt.', last_error, created_at, %(now)s
+       'Worker died during the final attempt.', last_error, created_at, started_at,
+       %(now)s
 FROM soniq_jobs
 WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
 DELETE FROM soniq_jobs WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
@@ -464,8 +468,8 @@ ORDER BY 1
 
 -- name: dead_letter_list
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
@@ -490,8 +494,8 @@ WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
 
 -- name: dead_letter_page
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
 WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
@@ -507,8 +511,8 @@ LIMIT COALESCE(%(limit)s, -1)
 
 -- name: dead_letter_get
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, dead_lettered_at, resurrection_count,
-       last_resurrected_at
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: dead_letter_replay
@@ -585,12 +589,13 @@ SELECT changes() AS count
 -- count of rows written is returned.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, dead_lettered_at, resurrection_count,
+     traceback, original_created_at, started_at, dead_lettered_at, resurrection_count,
      last_resurrected_at)
 SELECT r.value ->> 'id', r.value ->> 'job_name', r.value -> 'args', r.value ->> 'queue',
        r.value ->> 'priority', r.value ->> 'attempts', r.value ->> 'max_attempts',
        r.value ->> 'reason', r.value ->> 'last_error', r.value ->> 'traceback',
        soniq_epoch(r.value ->> 'original_created_at'),
+       soniq_epoch(r.value ->> 'started_at'),
        soniq_epoch(r.value ->> 'dead_lettered_at'),
        r.value ->> 'resurrection_count', soniq_epoch(r.value ->> 'last_resurrected_at')
 FROM json_each(%(rows)s) AS r
