@@ -170,6 +170,13 @@ async def status_is(app: Soniq, job_id: str, status: str) -> bool:
     return bool((await job(app, job_id))["status"] == status)
 
 
+async def reported(app: Soniq, **expected: int) -> bool:
+    """Whether status() shows the default queue's finished figures as ``expected``."""
+    queues = {q["queue"]: q for q in (await app.status())["queues"]}
+    row = queues.get("default", {})
+    return all(row.get(key) == value for key, value in expected.items())
+
+
 def worker_rows(database_url: str) -> int:
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM soniq_workers").fetchone()
@@ -283,6 +290,10 @@ async def test_sigkill_mid_job_is_recovered_by_another_worker(
     assert spawner.marked("done-k-2")
     await second.wait_log("recovered 1 stale worker(s): 1 job(s) requeued")
     assert second.alive(), second.describe()
+    # The dead attempt is counted by the recovery, the second by B within seconds.
+    await spawner.until(
+        lambda: reported(client, failed=1, done=1), 20, "status() to count both attempts"
+    )
 
 
 async def test_job_that_kills_its_worker_ends_in_the_dead_letter_queue(
@@ -314,6 +325,7 @@ async def test_job_that_kills_its_worker_ends_in_the_dead_letter_queue(
     assert "worker died" in dead["reason"].lower(), dead
     assert dead["started_at"] == last_start is not None  # kept by stale-worker recovery
     assert not spawner.marked("suicide-3")
+    assert await reported(client, failed=2, dead_letter=1)  # retried once, then buried
 
     normal = await client.enqueue("t.record", args={"key": "after"})
     await spawner.until(
@@ -377,6 +389,10 @@ async def test_postgres_restart_mid_run_loses_nothing(
             seen = {row[0] for row in conn.execute("SELECT id FROM seen").fetchall()}
         assert seen == set(ids)
         assert await app.dead_letter.list() == [], worker.describe()
+        # Counts the worker could not write during the outage were kept, not lost.
+        await spawner.until(
+            lambda: reported(app, done=len(ids)), 30, "status() to count every done job"
+        )
     finally:
         await app.close()
 

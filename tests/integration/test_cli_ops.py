@@ -106,6 +106,20 @@ def test_jobs_list_table_json_and_filters(cli: Any, sync_app: Any, database_url:
     error(cli("jobs", "list", "--limit", "-1"), "SONIQ_INVALID_ARGUMENT")
 
 
+def test_jobs_list_pages_with_before(cli: Any, sync_app: Any) -> None:
+    ids = enqueue(sync_app, 5)
+    first = cli("jobs", "list", "--limit", "2")
+    assert [r.split()[0] for r in ok(first).splitlines()[1:]] == [ids[4], ids[3]]
+    assert first.stderr == f"Next page: add --before {ids[3]}\n"
+    second = cli("jobs", "list", "--json", "--limit", "2", "--before", ids[3])
+    assert [j["id"] for j in json.loads(ok(second))] == [ids[2], ids[1]]
+    last = cli("jobs", "list", "--limit", "2", "--before", ids[1])
+    assert [r.split()[0] for r in ok(last).splitlines()[1:]] == [ids[0]]
+    assert last.stderr == ""  # not a full page: nothing follows
+    assert ok(cli("jobs", "list", "--before", ids[0])) == "No jobs match.\n"
+    error(cli("jobs", "list", "--before", "not-an-id"), "SONIQ_INVALID_JOB_ID")
+
+
 def test_jobs_show(cli: Any, sync_app: Any) -> None:
     [job_id] = enqueue(sync_app)
     text = ok(cli("jobs", "show", job_id))

@@ -196,3 +196,41 @@ async def test_callers_connection_without_the_schema_says_to_run_setup(
     finally:
         await pg.close()
     assert err.value.code == "SONIQ_SCHEMA_MISSING"
+
+
+async def test_upgrading_to_0005_marks_waiting_jobs_delayed(empty_database_url: str) -> None:
+    # A database that an older Soniq set up and used: migrations up to 0004 only.
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE soniq_migrations (version text PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, text in migration_files():
+            if version >= "0005":
+                break
+            await conn.execute(text.encode())
+            await conn.execute("INSERT INTO soniq_migrations (version) VALUES (%s)", (version,))
+        await conn.execute(
+            """INSERT INTO soniq_jobs (id, job_name, scheduled_at) VALUES
+               (gen_random_uuid(), 'old.later', now() + interval '1 hour'),
+               (gen_random_uuid(), 'old.now', now() - interval '1 minute')"""
+        )
+    async with Soniq(database_url=empty_database_url, enqueue_validation="none") as app:
+        assert await app.setup() == [v for v in SHIPPED if v >= "0005"]
+        [queue] = (await app.status())["queues"]
+        assert (queue["runnable"], queue["scheduled"]) == (1, 1)
+        ran: list[str] = []
+
+        @app.job(name="old.now")
+        async def now() -> None:
+            ran.append("now")
+
+        @app.job(name="old.later")
+        async def later() -> None:
+            ran.append("later")
+
+        assert await app.run_worker(run_once=True) is True
+        assert ran == ["now"]
+    async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+        cur = await conn.execute("SELECT job_name, delayed FROM soniq_jobs ORDER BY job_name")
+        assert await cur.fetchall() == [("old.later", True), ("old.now", False)]

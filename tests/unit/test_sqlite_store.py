@@ -726,3 +726,71 @@ def test_scheduler_due_and_advance_once(store: SqliteStore) -> None:
     assert store.fetch("scheduler_advance", advance) == [{"name": "nightly"}]
     assert store.fetch("scheduler_advance", advance) == []
     assert get_schedule(store)["last_run_at"] == due["now"]
+
+
+def test_upgrading_to_0003_marks_waiting_jobs_delayed(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    now = datetime.now(timezone.utc).timestamp()
+    for version, text in sqlite_migration_files():
+        if version >= "0003":
+            break
+        conn.executescript(text)
+        conn.execute("INSERT INTO soniq_migrations VALUES (?, ?)", (version, now))
+    for name, at in (("old.later", now + 3600), ("old.now", now - 60)):
+        conn.execute(
+            "INSERT INTO soniq_jobs (id, job_name, scheduled_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (new_job_id(), name, at, now, now),
+        )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    assert store.setup() == [v for v in SHIPPED if v >= "0003"]
+    [queue] = store.fetch("queue_status", {})
+    assert (queue["runnable"], queue["scheduled"]) == (1, 1)
+    claimed = store.rows("claim_jobs", {"queues": None, "limit": 10, "worker_id": "w"})
+    assert [row[1] for row in claimed] == ["old.now"]
+    store.close()
+
+
+def test_finished_figures_weigh_the_minute_a_window_cuts(store: SqliteStore) -> None:
+    for _ in range(3):  # again if a minute ends meanwhile (the buckets would move)
+        start = datetime.now(timezone.utc).timestamp()
+        minute = start // 60 * 60
+        with store._lock:
+            store._conn.execute("DELETE FROM soniq_stats")
+            for back, done in ((0, 10), (1, 600), (2, 7), (60, 6000), (61, 10_000)):
+                store._conn.execute(
+                    "INSERT INTO soniq_stats (minute, queue, job_name, done) "
+                    "VALUES (?, 'q', 't', ?)",
+                    (minute - 60 * back, done),
+                )
+        [row] = store.fetch("queue_status", {})
+        end = datetime.now(timezone.utc).timestamp()
+        if end // 60 * 60 == minute:
+            break
+    before, after = start - minute, end - minute
+    assert 10 + 600 * (1 - after / 60) - 1 <= row["done_last_minute"]
+    assert row["done_last_minute"] <= 10 + 600 * (1 - before / 60) + 1
+    assert 617 + 6000 * (1 - after / 60) - 1 <= row["done"] <= 617 + 6000 * (1 - before / 60) + 1
+
+
+def test_stats_flush_adds_to_the_current_minute(store: SqliteStore) -> None:
+    rows = [
+        {
+            "queue": "q",
+            "job_name": "t",
+            "done": 2,
+            "retried": 1,
+            "dead": 0,
+            "cancelled": 1,
+            "runtime_sum": 0.5,
+            "runtime_max": 0.4,
+        }
+    ]
+    store.fetch("stats_flush", {"rows": json.dumps(rows)})
+    rows[0].update(done=3, runtime_max=0.1)
+    store.fetch("stats_flush", {"rows": json.dumps(rows)})
+    [row] = store.fetch("queue_status", {})
+    assert (row["done"], row["failed"], row["cancelled"], row["done_last_minute"]) == (5, 2, 2, 5)
