@@ -28,7 +28,7 @@ from soniq.errors import (
     SoniqError,
 )
 from soniq.ids import new_job_id
-from soniq.naming import derive_task_name
+from soniq.naming import check_wire_name, derive_task_name
 from soniq.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.settings import SoniqSettings
 from soniq.task_ref import TaskRef
@@ -112,11 +112,19 @@ def resolve_target(
     registry: JobRegistry,
     settings: SoniqSettings,
     warner: UnknownNameWarner,
+    stored_name: bool = False,
 ) -> _Resolved:
-    """Work out the task name, local spec and args model for one of the three shapes."""
+    """Work out the task name, local spec and args model for one of the three shapes.
+
+    A task name (a string or a TaskRef's) that no local registration serves must match
+    SONIQ_TASK_NAME_PATTERN, whatever the validation mode, unless ``stored_name``: the
+    name comes from a row Soniq wrote (a schedule), checked when it was written.
+    """
     if isinstance(target, TaskRef):
         _no_kwargs(has_kwargs, "a TaskRef")
-        spec = registry.get(target.name)
+        spec = _served(registry, target.name)
+        if spec is None and not stored_name:
+            check_wire_name(target.name, settings.task_name_pattern)
         # The TaskRef is itself the declaration of a remote task, so strict mode
         # does not ask for a local registration.
         model = target.args_model or (spec.args_model if spec else None)
@@ -125,6 +133,8 @@ def resolve_target(
         _no_kwargs(has_kwargs, "a task name")
         spec = registry.get(target)
         if spec is None:
+            if not stored_name:
+                check_wire_name(target, settings.task_name_pattern)
             _unknown(target, settings, warner)
         return _Resolved(target, spec, spec.args_model if spec else None, None)
     if callable(target):
@@ -147,6 +157,11 @@ def resolve_target(
         f"enqueue() takes a @app.job() function, a task-name string or a TaskRef, "
         f"got {type(target).__name__}.",
     )
+
+
+def _served(registry: JobRegistry, name: object) -> JobSpec | None:
+    """The local registration of ``name``, if it is a string that has one."""
+    return registry.get(name) if isinstance(name, str) else None
 
 
 def _no_kwargs(has_kwargs: bool, what: str) -> None:
@@ -364,6 +379,7 @@ def plan_job(
     registry: JobRegistry,
     settings: SoniqSettings,
     warner: UnknownNameWarner,
+    stored_name: bool = False,
 ) -> JobPlan:
     """Resolve the target and check the options shared by all rows of a call."""
     resolved = resolve_target(
@@ -373,6 +389,7 @@ def plan_job(
         registry=registry,
         settings=settings,
         warner=warner,
+        stored_name=stored_name,
     )
     spec = resolved.spec
     where = f"enqueue({resolved.name!r})"
