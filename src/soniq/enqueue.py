@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -224,13 +224,22 @@ def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
         try:
             resolved.model.model_validate(args)
         except ValidationError as exc:
+            errors = exc.errors(include_url=False)
             raise SoniqError(
                 TASK_ARGS_INVALID,
                 f"Arguments for {resolved.name!r} do not match "
                 f"{resolved.model.__name__}: {_summarise(exc)}. Fix the arguments.",
                 task_name=resolved.name,
-                errors=exc.errors(include_url=False),
+                errors=errors,
+                field=(_field(errors[0]) or None) if errors else None,
             ) from None
+        except Exception as exc:  # a validator raising TypeError etc. is not wrapped
+            raise SoniqError(
+                TASK_ARGS_INVALID,
+                f"Arguments for {resolved.name!r} do not match {resolved.model.__name__}: "
+                f"its validation raised {type(exc).__name__}: {exc}. Fix the arguments.",
+                task_name=resolved.name,
+            ) from exc
         return
     spec = resolved.spec
     if spec is None:
@@ -254,9 +263,45 @@ def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
 def _summarise(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{_field(err) or '(root)'}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _field(error: Mapping[str, Any]) -> str:
+    """The dotted path of the value a pydantic error is about ("" for the whole)."""
+    return ".".join(str(p) for p in error["loc"])
+
+
+def check_args_list(args_list: object, name: object) -> list[Any]:
+    """``enqueue_many``'s items as a list; a dict, a string or a non-iterable is refused."""
+    if isinstance(args_list, Iterable) and not isinstance(
+        args_list, (str, bytes, Mapping, BaseModel)
+    ):
+        return list(args_list)
+    raise SoniqError(
+        TASK_ARGS_INVALID,
+        f"enqueue_many() for {name!r} takes a list (or any iterable) of argument dicts, "
+        f"one per job, got {type(args_list).__name__}. For one job, call enqueue().",
+    )
+
+
+def plan_rows(plan: JobPlan, items: list[Any], job_ids: list[str]) -> list[JobRow]:
+    """Check every item of an ``enqueue_many`` call and build its rows, all or none.
+
+    The error about a bad item says which one: ``details["index"]`` and the message
+    (and ``details["field"]`` when an args model refused a value).
+    """
+    rows: list[JobRow] = []
+    try:
+        for item, job_id in zip(items, job_ids, strict=True):
+            rows.append(plan.row(item, job_id=job_id))
+    except SoniqError as exc:
+        index = len(rows)
+        field = exc.details.get("field")
+        where = f"args_list[{index}]" + (f", field {field!r}" if field else "")
+        exc.locate(where, index=index)
+        raise
+    return rows
 
 
 def dump_args(args: dict[str, Any], name: str) -> str:
