@@ -46,6 +46,8 @@ from soniq.sql import QUERIES
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 JOB_NAME: Final = "bench.noop"
+# Enqueued by name by a producer with no handler for it (row 2d).
+REMOTE_NAME: Final = "bench.remote.noop"
 
 # The bare baselines write the same six columns Soniq writes for a plain job.
 BARE_INSERT: Final = (
@@ -187,6 +189,8 @@ class Bench:
             """Does nothing: only enqueueing is measured."""
 
         self.noop: Noop = noop
+        # A producer service: no local handlers, names checked only against the pattern.
+        self.producer = Soniq(database_url=url, enqueue_validation="none")
         spec = self.app.registry.get(JOB_NAME)
         assert spec is not None
         self.queue = spec.queue or "default"
@@ -197,6 +201,7 @@ class Bench:
 
     async def close(self) -> None:
         await self.app.close()
+        await self.producer.close()
         if self.control is not None:
             await self.control.close()
 
@@ -286,6 +291,13 @@ class Bench:
                         await cur.execute(INSERT_JOB, _insert_job_params(self.bare_row({"x": i})))
                         await cur.fetchall()
 
+            producer = self.producer
+
+            async def by_name_round(n: int) -> None:
+                async with conn.transaction():
+                    for i in range(n):
+                        await producer.enqueue(REMOTE_NAME, args={"x": i}, connection=conn)
+
             cases: list[tuple[str, str, Round]] = [
                 ("2a", "enqueue(noop, x=i, connection=conn) in one transaction", soniq_round),
                 ("2b", "bare psycopg INSERT in one transaction", bare_round),
@@ -294,6 +306,9 @@ class Bench:
                 cases.append(
                     ("2c", "  ref: Soniq's insert_job SQL in one transaction", same_sql_round)
                 )
+            cases.append(
+                ("2d", "enqueue('<unregistered name>', args=, conn) validation none", by_name_round)
+            )
             return await self.measure(cases, self.opts.single, WARMUP_SINGLE)
 
     # -- 3: enqueue_many on Soniq's pool vs a bare psycopg COPY -------------------------

@@ -20,7 +20,7 @@ from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
 from soniq.backend import StorageBackend, make_backend
 from soniq.dead_letter import DeadLetterQueue
-from soniq.enqueue import JobRow, Target, run_at_to_datetime
+from soniq.enqueue import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.errors import (
     ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
@@ -251,12 +251,11 @@ class Soniq(AppBase):
 
         All rows are checked before any is written, and they are written by one
         statement (COPY, or a single INSERT when deduplicating), so all or none land.
+        An error about a bad item names it: ``details["index"]`` and the message.
         """
-        items = list(args_list)
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
-        rows = [
-            plan.row(item, job_id=i) for item, i in zip(items, new_job_ids(len(items)), strict=True)
-        ]
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
         if not rows:
             return []
         if self._instruments is None:

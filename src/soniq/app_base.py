@@ -332,7 +332,14 @@ class AppBase:
         queue: object,
         scheduled_at: object,
         unique: bool | None,
+        *,
+        stored_name: bool = False,
     ) -> JobPlan:
+        """Check an enqueue call's target and options (cached for the common call).
+
+        ``stored_name``: the target is a task name read back from a row Soniq wrote (a
+        schedule's), so it is not checked against the name pattern again.
+        """
         key: tuple[object, ...] | None = None
         if self._plans_settings is not self.settings:
             # Plans carry defaults (priority, attempts) from the settings they were made
@@ -340,7 +347,13 @@ class AppBase:
             self._plans.clear()
             self._plans_settings = self.settings
             self._instruments = enqueue_instruments(self.settings)
-        if priority is None and queue is None and scheduled_at is None and unique is None:
+        if (
+            priority is None
+            and queue is None
+            and scheduled_at is None
+            and unique is None
+            and not stored_name
+        ):
             # The common call: a plan depends only on the target while the registry
             # stays the same, so it is worked out once.
             key = (target, args is not None, bool(func_kwargs), self.registry.version)
@@ -361,6 +374,7 @@ class AppBase:
             registry=self.registry,
             settings=self.settings,
             warner=self._warner,
+            stored_name=stored_name,
         )
         # Unregistered names are not cached: warn mode must see every call.
         if key is not None and (plan.resolved.spec is not None or isinstance(target, TaskRef)):

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +28,7 @@ from soniq.errors import (
     SoniqError,
 )
 from soniq.ids import new_job_id
-from soniq.naming import derive_task_name
+from soniq.naming import check_wire_name, derive_task_name
 from soniq.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.settings import SoniqSettings
 from soniq.task_ref import TaskRef
@@ -112,11 +112,19 @@ def resolve_target(
     registry: JobRegistry,
     settings: SoniqSettings,
     warner: UnknownNameWarner,
+    stored_name: bool = False,
 ) -> _Resolved:
-    """Work out the task name, local spec and args model for one of the three shapes."""
+    """Work out the task name, local spec and args model for one of the three shapes.
+
+    A task name (a string or a TaskRef's) that no local registration serves must match
+    SONIQ_TASK_NAME_PATTERN, whatever the validation mode, unless ``stored_name``: the
+    name comes from a row Soniq wrote (a schedule), checked when it was written.
+    """
     if isinstance(target, TaskRef):
         _no_kwargs(has_kwargs, "a TaskRef")
-        spec = registry.get(target.name)
+        spec = _served(registry, target.name)
+        if spec is None and not stored_name:
+            check_wire_name(target.name, settings.task_name_pattern)
         # The TaskRef is itself the declaration of a remote task, so strict mode
         # does not ask for a local registration.
         model = target.args_model or (spec.args_model if spec else None)
@@ -125,6 +133,8 @@ def resolve_target(
         _no_kwargs(has_kwargs, "a task name")
         spec = registry.get(target)
         if spec is None:
+            if not stored_name:
+                check_wire_name(target, settings.task_name_pattern)
             _unknown(target, settings, warner)
         return _Resolved(target, spec, spec.args_model if spec else None, None)
     if callable(target):
@@ -147,6 +157,11 @@ def resolve_target(
         f"enqueue() takes a @app.job() function, a task-name string or a TaskRef, "
         f"got {type(target).__name__}.",
     )
+
+
+def _served(registry: JobRegistry, name: object) -> JobSpec | None:
+    """The local registration of ``name``, if it is a string that has one."""
+    return registry.get(name) if isinstance(name, str) else None
 
 
 def _no_kwargs(has_kwargs: bool, what: str) -> None:
@@ -209,13 +224,22 @@ def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
         try:
             resolved.model.model_validate(args)
         except ValidationError as exc:
+            errors = exc.errors(include_url=False)
             raise SoniqError(
                 TASK_ARGS_INVALID,
                 f"Arguments for {resolved.name!r} do not match "
                 f"{resolved.model.__name__}: {_summarise(exc)}. Fix the arguments.",
                 task_name=resolved.name,
-                errors=exc.errors(include_url=False),
+                errors=errors,
+                field=(_field(errors[0]) or None) if errors else None,
             ) from None
+        except Exception as exc:  # a validator raising TypeError etc. is not wrapped
+            raise SoniqError(
+                TASK_ARGS_INVALID,
+                f"Arguments for {resolved.name!r} do not match {resolved.model.__name__}: "
+                f"its validation raised {type(exc).__name__}: {exc}. Fix the arguments.",
+                task_name=resolved.name,
+            ) from exc
         return
     spec = resolved.spec
     if spec is None:
@@ -239,9 +263,45 @@ def validate_args(resolved: _Resolved, args: dict[str, Any]) -> None:
 def _summarise(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{_field(err) or '(root)'}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _field(error: Mapping[str, Any]) -> str:
+    """The dotted path of the value a pydantic error is about ("" for the whole)."""
+    return ".".join(str(p) for p in error["loc"])
+
+
+def check_args_list(args_list: object, name: object) -> list[Any]:
+    """``enqueue_many``'s items as a list; a dict, a string or a non-iterable is refused."""
+    if isinstance(args_list, Iterable) and not isinstance(
+        args_list, (str, bytes, Mapping, BaseModel)
+    ):
+        return list(args_list)
+    raise SoniqError(
+        TASK_ARGS_INVALID,
+        f"enqueue_many() for {name!r} takes a list (or any iterable) of argument dicts, "
+        f"one per job, got {type(args_list).__name__}. For one job, call enqueue().",
+    )
+
+
+def plan_rows(plan: JobPlan, items: list[Any], job_ids: list[str]) -> list[JobRow]:
+    """Check every item of an ``enqueue_many`` call and build its rows, all or none.
+
+    The error about a bad item says which one: ``details["index"]`` and the message
+    (and ``details["field"]`` when an args model refused a value).
+    """
+    rows: list[JobRow] = []
+    try:
+        for item, job_id in zip(items, job_ids, strict=True):
+            rows.append(plan.row(item, job_id=job_id))
+    except SoniqError as exc:
+        index = len(rows)
+        field = exc.details.get("field")
+        where = f"args_list[{index}]" + (f", field {field!r}" if field else "")
+        exc.locate(where, index=index)
+        raise
+    return rows
 
 
 def dump_args(args: dict[str, Any], name: str) -> str:
@@ -363,6 +423,7 @@ def plan_job(
     registry: JobRegistry,
     settings: SoniqSettings,
     warner: UnknownNameWarner,
+    stored_name: bool = False,
 ) -> JobPlan:
     """Resolve the target and check the options shared by all rows of a call."""
     resolved = resolve_target(
@@ -372,6 +433,7 @@ def plan_job(
         registry=registry,
         settings=settings,
         warner=warner,
+        stored_name=stored_name,
     )
     spec = resolved.spec
     where = f"enqueue({resolved.name!r})"

@@ -96,6 +96,13 @@ class SoniqError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.code, self.message, self.details))
 
+    def locate(self, where: str, **details: Any) -> None:
+        """Say where in a larger call the error is: ``where`` goes before the message,
+        ``details`` join the others. The error keeps its class and code."""
+        self.message = f"{where}: {self.message}"
+        self.details.update(details)
+        self.args = (f"[{self.code}] {self.message}",)
+
 
 class BackendUnsupportedError(SoniqError, ValueError):
     """A call the app's storage backend cannot serve, such as ``connection=`` on SQLite.

@@ -68,3 +68,18 @@ def check_task_name(name: object, pattern: str | None = None) -> str:
 @lru_cache(maxsize=16)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+def check_wire_name(name: object, pattern: str) -> str:
+    """:func:`check_task_name` for a name given at enqueue, which no local registration
+    serves: the same check, with the names that passed remembered (enqueue's hot path
+    sees the same few names over and over)."""
+    if isinstance(name, str):
+        return _wire_name(name, pattern)
+    return check_task_name(name, pattern)
+
+
+@lru_cache(maxsize=4096)
+def _wire_name(name: str, pattern: str) -> str:
+    # A name that fails raises, and lru_cache keeps only what returned.
+    return check_task_name(name, pattern)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from soniq.enqueue import JobRow, Target, run_at_to_datetime
+from soniq.enqueue import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.errors import (
     ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
@@ -224,12 +224,11 @@ class Soniq(SyncAppBase):
 
         All rows are checked before any is written, and they are written by one
         statement (COPY, or a single INSERT when deduplicating), so all or none land.
+        An error about a bad item names it: ``details["index"]`` and the message.
         """
-        items = list(args_list)
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
-        rows = [
-            plan.row(item, job_id=i) for item, i in zip(items, new_job_ids(len(items)), strict=True)
-        ]
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
         if not rows:
             return []
         if self._instruments is None:

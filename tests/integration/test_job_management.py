@@ -350,6 +350,54 @@ async def test_a_request_during_before_job_hooks_keeps_the_handler_from_starting
         assert ran == []
 
 
+async def test_a_request_during_on_error_hooks_leaves_the_hooks_alone(
+    database_url: str,
+) -> None:
+    """Only a running handler is interrupted: once it has failed, its job is in its
+    hooks, which a cancel request must not cut short."""
+    in_hook, release_hook = asyncio.Event(), asyncio.Event()
+    hook_ends: list[str] = []
+    async with (
+        Soniq(database_url=database_url, heartbeat_interval=0.2) as app,
+        Soniq(database_url=database_url) as operator,
+    ):
+
+        @app.on_error
+        async def slow_hook(job_name: str, job_id: str, error: str, attempt: int) -> None:
+            in_hook.set()
+            try:
+                await release_hook.wait()
+            except asyncio.CancelledError:
+                hook_ends.append("interrupted")
+                raise
+            hook_ends.append("finished")
+
+        @app.job(retries=0)
+        async def fails() -> None:
+            raise ValueError("broken")
+
+        job_id = await app.enqueue(fails)
+        async with running(app) as worker:
+            await asyncio.wait_for(in_hook.wait(), 10)
+            assert await operator.cancel_job(job_id) is True
+            await wait_for(
+                lambda: job_id in worker._cancel_requests or hook_ends,
+                message="the worker to hear it",
+            )
+            release_hook.set()
+            await wait_for(
+                lambda: _has_left_processing(operator, job_id),
+                timeout=10,
+                message="the failed job's outcome to be written",
+            )
+        assert hook_ends == ["finished"]
+        assert (await job(operator, job_id))["last_error"] == "ValueError: broken"
+
+
+async def _has_left_processing(app: Soniq, job_id: str) -> bool:
+    return (await job(app, job_id))["status"] not in ("queued", "processing")
+
+
 async def test_a_failure_after_the_request_ends_cancelled_not_retried(
     database_url: str,
 ) -> None:

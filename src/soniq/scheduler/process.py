@@ -145,7 +145,14 @@ class SchedulerProcess:
         if decision.fire_at is not None:
             try:
                 plan = self.app._plan(
-                    name, row["args"], {}, row["priority"], row["queue"], decision.fire_at, None
+                    name,
+                    row["args"],
+                    {},
+                    row["priority"],
+                    row["queue"],
+                    decision.fire_at,
+                    None,
+                    stored_name=True,  # checked by scheduler.add; may be module-derived
                 )
                 job = plan.row(row["args"])
             except SoniqError as exc:

@@ -460,7 +460,9 @@ class Worker:
         self._ready.clear()
         running = dict(self._running)
         for task, job in running.items():
-            if self._interruptible(job):
+            # A running handler is interrupted through the watchdog, so the runner
+            # knows the CancelledError for the worker's own (not the handler's).
+            if self._interruptible(job) and not self.runner.deadlines.interrupt(task):
                 task.cancel()
         if not all(self._interruptible(job) for job in running.values()):
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")

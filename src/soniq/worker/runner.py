@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from soniq.log_context import current_job_fields
 from soniq.registry import JobRegistry, JobSpec
 from soniq.types import JobContext, Snooze, watch_cancel_requests
-from soniq.worker.deadlines import Deadlines
+from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.retry import retry_delay
 
 if TYPE_CHECKING:
@@ -105,6 +105,12 @@ _DONE_WITHOUT_RESULT = Done(None)
 Hook = Callable[..., Any]
 
 
+#: What a hook may raise without stopping the job or the worker: any exception, and
+#: the exits that would otherwise end the worker's event loop. (A CancelledError is
+#: left alone: a shutdown can arrive while a hook runs.)
+_HOOK_FAILURES = (Exception, SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
 async def run_hooks(event: str, hooks: Sequence[Hook], *args: Any) -> None:
     """Call each hook in order; a failing hook is logged and never stops the job."""
     for hook in hooks:
@@ -112,7 +118,7 @@ async def run_hooks(event: str, hooks: Sequence[Hook], *args: Any) -> None:
             result = hook(*args)
             if result is not None and inspect.isawaitable(result):
                 await result
-        except Exception as exc:
+        except _HOOK_FAILURES as exc:
             logger.warning(
                 "Hook %s failed: %r", event, exc, extra={"hook": event, **current_job_fields()}
             )
@@ -227,26 +233,37 @@ class JobRunner:
         if task is None:
             return await work
         # Armed even without a timeout: the watchdog's armed tasks are the handlers a
-        # cancel request may interrupt.
+        # cancel request or a shutdown may interrupt.
         token = self.deadlines.arm(task, math.inf if timeout is None else timeout)
         try:
             result = await work
-        except asyncio.CancelledError:
-            if not self.deadlines.disarm(task, token):
-                raise  # a shutdown or a cancel request, not the deadline
-            if sys.version_info >= (3, 11):
-                task.uncancel()
-            raise JobTimeout(timeout or math.inf) from None
+        except BaseException as exc:
+            stop = self.deadlines.disarm(task, token)
+            if isinstance(exc, asyncio.CancelledError):
+                if stop is Stop.INTERRUPTED:
+                    raise  # a shutdown or a cancel request: the worker's own
+                if stop is Stop.TIMED_OUT:
+                    if sys.version_info >= (3, 11):
+                        task.uncancel()
+                    raise JobTimeout(timeout or math.inf) from None
+            if isinstance(exc, Exception):
+                raise
+            # SystemExit, KeyboardInterrupt, GeneratorExit, or a CancelledError the
+            # worker did not ask for: the handler's own, a failure of this job like any
+            # exception. (A running worker takes SIGINT and SIGTERM itself, so a real
+            # signal never arrives here as a KeyboardInterrupt.)
+            raise HandlerExit(exc) from None
         self.deadlines.disarm(task, token)
         return result
 
     async def _failed(
-        self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], exc: Exception
+        self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], failure: Exception
     ) -> Outcome:
         if self.cancel_requests and job.id in self.cancel_requests:
             # Raised (or timed out) after a cancel request: the job stopped as asked,
             # which is not a failure. No on_error, no retry.
             return CANCELLED
+        exc = failure.exception if isinstance(failure, HandlerExit) else failure
         error = f"{type(exc).__name__}: {exc}"
         trace = _trace(exc)
         if self.instruments is not None:
@@ -275,6 +292,20 @@ class JobTimeout(TimeoutError):
         super().__init__(f"Job timed out after {seconds:g}s")
 
 
+class HandlerExit(Exception):
+    """Carries a handler's SystemExit, KeyboardInterrupt, GeneratorExit or its own
+    CancelledError out of :meth:`JobRunner._call` as an ordinary failure.
+
+    Left as they are, these would stop the worker's event loop (SystemExit,
+    KeyboardInterrupt), or leave the job's row ``processing`` (GeneratorExit) or requeue
+    it for ever (CancelledError, taken for a shutdown).
+    """
+
+    def __init__(self, exception: BaseException) -> None:
+        super().__init__(f"{type(exception).__name__}: {exception}")
+        self.exception = exception
+
+
 def _run_sync(
     loop: asyncio.AbstractEventLoop,
     started: asyncio.Future[None],
@@ -282,7 +313,15 @@ def _run_sync(
     kwargs: dict[str, Any],
 ) -> Any:
     loop.call_soon_threadsafe(_set_started, started)
-    return func(**kwargs)
+    try:
+        return func(**kwargs)
+    except Exception:
+        raise
+    except BaseException as exc:
+        # Wrapped here, in the thread: a GeneratorExit reaching the job's task through
+        # the executor's future would be thrown into the task, closing the runner's
+        # coroutines (its outcome lost) instead of raising where _call can catch it.
+        raise HandlerExit(exc) from None
 
 
 def _set_started(started: asyncio.Future[None]) -> None:
