@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import conninfo
 
 import soniq_sync
 from soniq.errors import (
@@ -95,21 +96,39 @@ def other_database_url(pg_server: PgServer) -> Iterator[str]:
         pg_server.drop_database(name)
 
 
+def spelled_otherwise(url: str) -> str:
+    """``url`` with the server named ``localhost`` where it says ``127.0.0.1``."""
+    if conninfo.conninfo_to_dict(url).get("host") != "127.0.0.1":
+        return url  # a socket or another host: nothing to respell
+    return conninfo.make_conninfo(url, host="localhost")
+
+
 @pytest.mark.parametrize(
-    ("driver", "installed_apps"),
-    [("psycopg", []), ("psycopg2", []), ("psycopg", [APP])],
-    ids=["psycopg-without-app", "psycopg2-without-app", "psycopg-with-app"],
+    ("driver", "installed_apps", "spelling"),
+    [
+        ("psycopg", [], "same"),
+        ("psycopg2", [], "same"),
+        ("psycopg", [APP], "same"),
+        ("psycopg", [], "localhost"),
+    ],
+    ids=[
+        "psycopg-without-app",
+        "psycopg2-without-app",
+        "psycopg-with-app",
+        "django-says-localhost",
+    ],
 )
 def test_enqueues_join_djangos_transaction_on_every_path(
-    database_url: str, driver: str, installed_apps: list[str]
+    database_url: str, driver: str, installed_apps: list[str], spelling: str
 ) -> None:
+    django_url = spelled_otherwise(database_url) if spelling == "localhost" else database_url
     # With the app, the default app's URL comes from DATABASES; without, from the env.
     result = run_shop(
         None if installed_apps else database_url,
         scenario="views",
         driver=driver,
         installed_apps=installed_apps,
-        databases={"default": {"url": database_url}},
+        databases={"default": {"url": django_url}},
         own_url=database_url,
     )
     assert result["driver"] == driver

@@ -57,21 +57,23 @@ _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 
 # (Soniq's URL, what the alias's URL is built from) -> same database?
 _same: dict[tuple[object, ...], bool] = {}
+# Driver connection classes Soniq has an adapter for.
+_writable: set[type] = set()
 _warned: set[tuple[str, ...]] = set()
 _warned_lock = threading.Lock()
 
 
 def django_transaction(app: AppBase) -> object | None:
-    """The Django connection ``app``'s enqueue must write on, or None for its own store.
+    """The connection ``app``'s enqueue must write on (the driver's, under Django's), or
+    None for the app's own store.
 
     Call only with ``"django.db"`` in ``sys.modules``.
     """
     settings = sys.modules["django.conf"].settings
     if not settings.configured:
         return None
-    kind = storage_kind(app.settings)
     url = app.settings.database_url
-    if url is None and kind == "postgres":
+    if url is None and storage_kind(app.settings) == "postgres":
         raise _no_url()
     alias, named = _alias(settings)
     connections = sys.modules[DJANGO_DB].connections
@@ -90,6 +92,7 @@ def django_transaction(app: AppBase) -> object | None:
         check_alias(alias, _WHERE)
     if not in_transaction(conn):
         return None
+    kind = storage_kind(app.settings)
     if kind == "memory":
         return None
     if kind == "sqlite":
@@ -121,7 +124,7 @@ def django_transaction(app: AppBase) -> object | None:
             describe_server(normalise_database_url(url)),
         )
         return None
-    if not _same_database(url, alias):
+    if not _same_database(url, alias, conn.settings_dict):
         from soniq_sync.django.conf import database_url_for
 
         _warn_once(
@@ -140,9 +143,7 @@ def django_transaction(app: AppBase) -> object | None:
             alias,
         )
         return None
-    _check_driver(alias, conn)
-    joined: object = conn
-    return joined
+    return _driver_connection(alias, conn)
 
 
 def in_transaction(conn: Any) -> bool:
@@ -185,13 +186,18 @@ def _alias(settings: Any) -> tuple[str, bool]:
     return alias, True
 
 
-def _same_database(url: str, alias: str) -> bool:
+def _same_database(url: str, alias: str, settings_dict: Mapping[str, Any]) -> bool:
     """Whether Soniq's URL and Django's alias name one host, port and database."""
-    from soniq_sync.django.conf import _database_key, database_url_for
-
-    key = (url, alias, _database_key(alias))
+    options = settings_dict.get("OPTIONS") or {}
+    key = (
+        url,
+        *(settings_dict.get(k) for k in ("NAME", "USER", "HOST", "PORT")),
+        options.get("service"),
+    )
     same = _same.get(key)
     if same is None:
+        from soniq_sync.django.conf import database_url_for
+
         same = _server(normalise_database_url(url)) == _server(database_url_for(alias))
         if len(_same) > 64:
             _same.clear()
@@ -217,13 +223,18 @@ def _server(url: str) -> tuple[str, str, str, str]:
     return service, host, port, dbname
 
 
-def _check_driver(alias: str, conn: Any) -> None:
-    """Refuse, before writing, a Django connection whose driver Soniq cannot use."""
+def _driver_connection(alias: str, conn: Any) -> object:
+    """The driver connection under Django's ``conn``, or SONIQ_TRANSACTION_NOT_JOINABLE
+    if Soniq cannot write through it (checked before anything is written)."""
+    if conn.connection is None:  # AUTOCOMMIT off and not connected yet
+        conn.ensure_connection()
+    raw: object = conn.connection
+    if type(raw) in _writable:
+        return raw
     from soniq_sync.adapters import sync_adapter
 
-    conn.ensure_connection()
     try:
-        sync_adapter(conn.connection)
+        sync_adapter(raw)
     except SoniqError as exc:
         if exc.code != UNSUPPORTED_CONNECTION:
             raise
@@ -238,6 +249,8 @@ def _check_driver(alias: str, conn: Any) -> None:
             alias=alias,
             connection_type=exc.details.get("connection_type"),
         ) from None
+    _writable.add(type(raw))
+    return raw
 
 
 def _no_url() -> SoniqError:
