@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
@@ -81,6 +82,7 @@ class Options:
     asyncpg: bool
     reference: bool
     quick: bool
+    django: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -121,6 +123,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes and one round: a smoke run"
     )
+    parser.add_argument(
+        "--django",
+        action="store_true",
+        help="run measurements 5 and 6 with Django configured in the process (no "
+        "soniq_sync.django app), add row 6c (enqueue inside transaction.atomic(), which "
+        "joins Django's connection) and print what the transaction check costs",
+    )
     ns = parser.parse_args(argv)
     quick: bool = ns.quick
     return Options(
@@ -131,6 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         asyncpg=not ns.no_asyncpg,
         reference=ns.reference,
         quick=quick,
+        django=ns.django,
     )
 
 
@@ -198,6 +208,8 @@ class Bench:
         self.max_attempts = spec.max_attempts
         self.control: psycopg.AsyncConnection[Any] | None = None
         self.results: list[Result] = []
+        #: With --django: µs per enqueue that the Django transaction check costs.
+        self.check_costs: dict[str, float] = {}
 
     async def close(self) -> None:
         await self.app.close()
@@ -374,7 +386,9 @@ class Bench:
     async def sync_single(self) -> tuple[list[Result], list[Result]]:
         """soniq_sync.Soniq.enqueue vs bare INSERTs on a blocking psycopg connection.
 
-        The rounds block the event loop on purpose: nothing else runs meanwhile.
+        The rounds block the event loop on purpose: nothing else runs meanwhile. With
+        --django they run in one thread of their own instead, because Django refuses
+        database calls in a thread that runs an event loop.
         """
         app = soniq_sync.Soniq(database_url=self.url)
 
@@ -384,48 +398,80 @@ class Bench:
 
         bare = psycopg.Connection.connect(self.url, autocommit=True)
         conn = psycopg.Connection.connect(self.url)
+        thread = concurrent.futures.ThreadPoolExecutor(max_workers=1) if self.opts.django else None
+
+        def blocking(calls: Callable[[int], None]) -> Round:
+            async def run(n: int) -> None:
+                if thread is None:
+                    calls(n)
+                else:
+                    await asyncio.get_running_loop().run_in_executor(thread, calls, n)
+
+            return run
+
         try:
 
-            async def pool_round(n: int) -> None:
+            def pool_round(n: int) -> None:
                 for i in range(n):
                     app.enqueue(noop, x=i)
 
-            async def bare_autocommit_round(n: int) -> None:
+            def bare_autocommit_round(n: int) -> None:
                 with bare.cursor() as cur:
                     for i in range(n):
                         cur.execute(BARE_INSERT, self.bare_row({"x": i}))
 
-            async def txn_round(n: int) -> None:
+            def txn_round(n: int) -> None:
                 with conn.transaction():
                     for i in range(n):
                         app.enqueue(noop, x=i, connection=conn)
 
-            async def bare_txn_round(n: int) -> None:
+            def bare_txn_round(n: int) -> None:
                 with conn.transaction(), conn.cursor() as cur:
                     for i in range(n):
                         cur.execute(BARE_INSERT, self.bare_row({"x": i}))
 
+            txn_cases: list[tuple[str, str, Round]] = [
+                ("6a", "soniq_sync enqueue(..., connection=conn) in one txn", blocking(txn_round)),
+                ("6b", "bare blocking psycopg INSERT in one transaction", blocking(bare_txn_round)),
+            ]
+            if thread is not None:
+                from django.db import transaction
+
+                def atomic_round(n: int) -> None:
+                    with transaction.atomic():
+                        for i in range(n):
+                            app.enqueue(noop, x=i)
+
+                label = "soniq_sync enqueue(noop, x=i) in one transaction.atomic()"
+                txn_cases.append(("6c", label, blocking(atomic_round)))
+
             r5 = await self.measure(
                 [
-                    ("5a", "soniq_sync enqueue(noop, x=i) on its pool, autocommit", pool_round),
-                    ("5b", "bare blocking psycopg INSERT, autocommit", bare_autocommit_round),
+                    (
+                        "5a",
+                        "soniq_sync enqueue(noop, x=i) on its pool, autocommit",
+                        blocking(pool_round),
+                    ),
+                    (
+                        "5b",
+                        "bare blocking psycopg INSERT, autocommit",
+                        blocking(bare_autocommit_round),
+                    ),
                 ],
                 self.opts.single,
                 WARMUP_SINGLE,
             )
-            r6 = await self.measure(
-                [
-                    ("6a", "soniq_sync enqueue(..., connection=conn) in one txn", txn_round),
-                    ("6b", "bare blocking psycopg INSERT in one transaction", bare_txn_round),
-                ],
-                self.opts.single,
-                WARMUP_SINGLE,
-            )
+            r6 = await self.measure(txn_cases, self.opts.single, WARMUP_SINGLE)
+            if thread is not None:
+                loop = asyncio.get_running_loop()
+                self.check_costs = await loop.run_in_executor(thread, django_check_costs, app)
             return r5, r6
         finally:
             app.close()
             bare.close()
             conn.close()
+            if thread is not None:
+                thread.shutdown()
 
     # -- the run ---------------------------------------------------------------------
 
@@ -488,8 +534,14 @@ class Bench:
             reason = "--no-asyncpg" if not self.opts.asyncpg else "asyncpg is not installed"
             print(f"4. skipped ({reason})", flush=True)
 
-        print("5-6. soniq_sync, the blocking facade", flush=True)
+        if self.opts.django:
+            print("5-6. soniq_sync, the blocking facade, with Django configured", flush=True)
+            configure_django(self.url)
+        else:
+            print("5-6. soniq_sync, the blocking facade", flush=True)
         r5, r6 = await self.sync_single()
+        for what, micros in self.check_costs.items():
+            print(f"  transaction check, {what}: {micros:.2f} µs per enqueue", flush=True)
         ratio5 = r5[0].rate / r5[1].rate
         ratio6 = r6[0].median / r6[1].median
         verdicts.append(
@@ -507,6 +559,45 @@ class Bench:
             )
         )
         return verdicts
+
+
+def configure_django(url: str) -> None:
+    """Django configured on the scratch database, as a project without soniq_sync.django."""
+    import django
+    from django.conf import settings
+
+    params = conninfo.conninfo_to_dict(url)
+    keys = (("NAME", "dbname"), ("USER", "user"), ("PASSWORD", "password"))
+    database = {key: params.get(p, "") for key, p in (*keys, ("HOST", "host"), ("PORT", "port"))}
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", **database}},
+        INSTALLED_APPS=[],
+        USE_TZ=True,
+    )
+    django.setup()
+
+
+def django_check_costs(app: soniq_sync.Soniq) -> dict[str, float]:
+    """µs per call of the check each enqueue makes, outside and inside an atomic block.
+
+    This is the app's private ``_current_connection``: what the enqueue asks before
+    writing, without the write.
+    """
+    import timeit
+
+    from django.db import connection, transaction
+
+    connection.ensure_connection()  # as in a view that has run a query already
+    calls = 20_000
+    costs: dict[str, float] = {}
+    costs["outside a transaction"] = timeit.timeit(
+        lambda: app._current_connection(None), number=calls
+    )
+    with transaction.atomic():
+        costs["inside transaction.atomic() (joins it)"] = timeit.timeit(
+            lambda: app._current_connection(None), number=calls
+        )
+    return {what: seconds / calls * 1e6 for what, seconds in costs.items()}
 
 
 def _insert_job_params(row: tuple[str, str, str, str, int, int]) -> dict[str, Any]:

@@ -306,7 +306,8 @@ class AppBase:
         """``connection=`` as given, else the provider's open transaction, else None.
 
         Only PostgreSQL apps write on a caller's connection: on the other backends
-        ``connection=`` raises, and a provider (Django's) is not consulted.
+        ``connection=`` raises, and a provider is not consulted. (The blocking app
+        also joins Django's open transaction: see ``soniq_sync.django.join``.)
         """
         kind = storage_kind(self.settings)
         if kind != "postgres":

@@ -1,16 +1,17 @@
 """Soniq for Django: transactional enqueue and a backend for Django's tasks framework.
 
-Add ``"soniq_sync.django"`` to ``INSTALLED_APPS``. At start-up the app configures
-``soniq_sync.default_app()`` from ``settings.SONIQ`` (see :mod:`soniq_sync.django.conf`)
-and makes every ``soniq_sync.enqueue(...)`` without ``connection=`` write through
-Django's connection while a ``transaction.atomic()`` block is open, so the job commits
-or rolls back with the view's own writes. Outside an atomic block the job commits at
-once, through Soniq's own pool.
+Every blocking enqueue without ``connection=`` (``soniq_sync.enqueue``, ``schedule``,
+``enqueue_many``, and the same methods of any ``soniq_sync.Soniq``) joins the
+transaction open on the database of ``settings.SONIQ['DATABASE_ALIAS']`` (default
+``"default"``), so the job commits or rolls back with the view's own writes. This
+holds with or without the app in ``INSTALLED_APPS``; see :mod:`soniq_sync.django.join`
+for when it cannot join. Outside a transaction the job commits at once, through
+Soniq's own pool.
 
-For an app of your own, assign the same behaviour::
-
-    app = soniq_sync.Soniq()
-    app.connection_provider = soniq_sync.django.atomic_connection
+Adding ``"soniq_sync.django"`` to ``INSTALLED_APPS`` also configures
+``soniq_sync.default_app()`` from ``settings.SONIQ`` (see :mod:`soniq_sync.django.conf`),
+builds its database URL from ``DATABASES``, follows the test runner to the test
+database and imports ``SONIQ['JOBS_MODULES']``.
 
 The tasks backend is :class:`soniq_sync.django.backend.SoniqBackend`; workers run
 ``soniq worker`` with ``SONIQ_JOBS_MODULES=soniq_sync.django.worker``.
@@ -27,7 +28,9 @@ def atomic_connection() -> object | None:
     """Django's connection if it has a transaction open, else None.
 
     Uses the alias of ``settings.SONIQ['DATABASE_ALIAS']`` (default ``"default"``) in
-    the calling thread. Meant for ``Soniq.connection_provider``.
+    the calling thread. As a ``Soniq.connection_provider`` it joins that transaction
+    without the checks of the automatic join (it does not compare databases); apps
+    do not need it any more.
     """
     from soniq_sync.django.conf import configured_alias
 
@@ -35,7 +38,11 @@ def atomic_connection() -> object | None:
 
 
 def atomic_connection_for(alias: str) -> ConnectionProvider:
-    """A ``connection_provider`` like :func:`atomic_connection`, for database ``alias``."""
+    """A ``connection_provider`` like :func:`atomic_connection`, for database ``alias``.
+
+    For an app whose jobs must join the transactions of another alias than
+    ``SONIQ['DATABASE_ALIAS']``.
+    """
     from soniq_sync.django.conf import check_alias
 
     check_alias(alias, "atomic_connection_for(alias)")
@@ -49,10 +56,7 @@ def atomic_connection_for(alias: str) -> ConnectionProvider:
 def _open_transaction(alias: str) -> object | None:
     from django.db import connections
 
+    from soniq_sync.django.join import in_transaction
+
     conn = connections[alias]
-    # Autocommit switched off by hand (transaction.set_autocommit(False)) is a
-    # transaction too; a connection not opened yet has nothing to join.
-    in_transaction = conn.in_atomic_block or (
-        conn.connection is not None and not conn.get_autocommit()
-    )
-    return conn if in_transaction else None
+    return conn if in_transaction(conn) else None

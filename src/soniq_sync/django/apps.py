@@ -10,7 +10,11 @@ WORKER_MODULE = "soniq_sync.django.worker"
 
 
 class SoniqConfig(AppConfig):  # type: ignore[misc]
-    """Configures the default ``soniq_sync`` app from ``settings.SONIQ`` at start-up."""
+    """Configures the default ``soniq_sync`` app from ``settings.SONIQ`` at start-up.
+
+    Enqueues join Django's transactions without it too; the app adds the settings,
+    the URL built from ``DATABASES`` and the import of ``SONIQ['JOBS_MODULES']``.
+    """
 
     name = "soniq_sync.django"
     label = "soniq"

@@ -172,17 +172,15 @@ _current_key: tuple[object, ...] | None = None
 def configure_default_app() -> soniq_sync.Soniq:
     """Configure ``soniq_sync.default_app()`` from ``settings.SONIQ``; return it.
 
-    The app keeps its registered jobs; enqueue calls without ``connection=`` join the
-    open ``transaction.atomic()`` block of the configured alias. ``AppConfig.ready()``
-    calls this; call it again after changing ``SONIQ`` or ``DATABASES`` at run time.
+    The app keeps its registered jobs and its ``connection_provider``. (Enqueue calls
+    without ``connection=`` join an open transaction of the configured alias whether
+    or not this ran; see :mod:`soniq_sync.django.join`.) ``AppConfig.ready()`` calls
+    this; call it again after changing ``SONIQ`` or ``DATABASES`` at run time.
     """
     global _current, _current_key
-    from soniq_sync.django import atomic_connection
-
     config = read_config()
     with _lock:
         app = soniq_sync.configure(**config.overrides)
-        app.connection_provider = atomic_connection
         _current = config
         _current_key = _database_key(config.alias) if config.url_from_databases else None
     return app

@@ -1,0 +1,1 @@
+"""A Django project in one file, configured by ``settings.configure()``; see views.py."""

@@ -1,0 +1,1 @@
+"""A PostgreSQL database backend whose driver connection Soniq cannot write through."""
