@@ -861,8 +861,9 @@ async def wait_for_listener(
         cur = await conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() "
-            # The worker listens for cancel requests right after new jobs.
-            "AND query IN ('LISTEN soniq_new_job', 'LISTEN soniq_cancel')"
+            # The worker listens for cancel requests and delayed jobs right after new jobs.
+            "AND query IN ('LISTEN soniq_new_job', 'LISTEN soniq_cancel', "
+            "'LISTEN soniq_delayed')"
         )
         row = await cur.fetchone()
         if row and row[0]:

@@ -237,7 +237,9 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- on the subquery lets the planner scan the whole table for 64 rows.
 -- Jobs not due yet are "delayed" and outside soniq_jobs_claim_idx (promote_due_jobs
 -- brings them in), so the scan meets only due rows, however many wait for later. The
--- scheduled_at check still holds back a row a producer's clock wrote a moment early.
+-- scheduled_at check still holds back a row written not delayed though not due (by an
+-- older Soniq, or a producer whose clock runs ahead). The worker's pool runs this with
+-- bitmap scans off (see PostgresBackend): the plan is the walk of the index in order.
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
     started_at = now(), updated_at = now()
