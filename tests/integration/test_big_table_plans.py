@@ -39,6 +39,29 @@ def _lines(count: int, *, status: str, priority: int, at: datetime, delayed: boo
         )
 
 
+async def _copy(
+    url: str,
+    count: int,
+    *,
+    status: str = "queued",
+    priority: int = 100,
+    at: datetime,
+    delayed: bool = False,
+) -> None:
+    """COPY ``count`` jobs in, as written, without analysing the table."""
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY soniq_jobs (id, job_name, args, queue, priority, status, scheduled_at, "
+            "finished_at, delayed) FROM STDIN"
+        ) as copy,
+    ):
+        await copy.write(
+            "".join(_lines(count, status=status, priority=priority, at=at, delayed=delayed))
+        )
+
+
 async def _load(
     url: str,
     count: int,
@@ -48,17 +71,9 @@ async def _load(
     at: datetime,
     delayed: bool = False,
 ) -> None:
+    """COPY ``count`` jobs in, then let the planner see them, as autovacuum would."""
+    await _copy(url, count, status=status, priority=priority, at=at, delayed=delayed)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        async with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY soniq_jobs (id, job_name, args, queue, priority, status, scheduled_at, "
-                "finished_at, delayed) FROM STDIN"
-            ) as copy,
-        ):
-            await copy.write(
-                "".join(_lines(count, status=status, priority=priority, at=at, delayed=delayed))
-            )
         await conn.execute("VACUUM ANALYZE soniq_jobs")
 
 
@@ -214,3 +229,33 @@ async def test_status_figures_read_only_the_live_rows(finished_jobs: str, name: 
         if n.get("Relation Name") == "soniq_jobs" or "soniq_jobs" in n.get("Index Name", "")
     )
     assert rows_read < DONE / 10, json.dumps(plan, indent=1)
+
+
+async def test_the_workers_claim_walks_the_index_on_a_table_never_analysed(
+    database_url: str,
+) -> None:
+    # No VACUUM ANALYZE: the planner knows nothing of these 20,000 due jobs. On the
+    # worker's own pool the claim must still walk the claim index in order rather than
+    # read every queued row and sort them.
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    await _copy(database_url, WAITING, at=past)
+    async with Soniq(database_url=database_url) as app:
+        await app.ensure_initialized()
+        worker_db = app.backend.for_worker()
+        await worker_db.open()
+        try:
+            async with worker_db.acquire() as conn:
+                cur = await conn.execute(
+                    b"EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["claim_jobs"].psycopg,
+                    _claim(64),
+                )
+                row = await cur.fetchone()
+                await conn.rollback()
+        finally:
+            await worker_db.close()
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    kinds = {n["Node Type"] for n in _nodes(plan)}
+    assert not kinds & {"Sort", "Bitmap Heap Scan"}, json.dumps(plan, indent=1)
+    (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
+    assert scan["Node Type"] == "Index Scan" and scan["Actual Rows"] == 64
