@@ -206,6 +206,24 @@ async def test_run_once_processes_runnable_jobs_and_exits(
     assert worker_rows(database_url) == 0, worker.describe()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_stops_run_once_gracefully(
+    client: Soniq, database_url: str, spawner: Spawner, sig: signal.Signals
+) -> None:
+    slow = await client.enqueue("t.ablock", args={"key": "slow"})
+    worker = spawner.start(database_url, "--run-once")
+    await spawner.until(lambda: spawner.marked("started-slow-1"), 15, "the slow job to start")
+
+    worker.proc.send_signal(sig)
+
+    assert await worker.wait_exit(10) == 0, worker.describe()
+    interrupted = await job(client, slow)
+    assert (interrupted["status"], interrupted["attempts"]) == ("queued", 0), worker.describe()
+    assert f"{sig.name} received" in worker.log()
+    assert "Traceback" not in worker.log(), worker.describe()
+    assert worker_rows(database_url) == 0, worker.describe()
+
+
 async def test_sigterm_requeues_a_running_async_job_and_exits_cleanly(
     client: Soniq, database_url: str, spawner: Spawner
 ) -> None:

@@ -161,10 +161,15 @@ class Worker:
     ) -> bool:
         """Process the jobs that are runnable now, then return; True if any ran.
 
-        ``max_jobs`` caps the jobs this call claims (a worker may be run again).
+        ``max_jobs`` caps the jobs this call claims (a worker may be run again). In the
+        main thread, SIGINT and SIGTERM stop it as they stop :meth:`run`.
         """
         start = self.processed
-        async with self._observed(), self._session(concurrency, queues, listen=False) as acks:
+        async with (
+            self._signals(),
+            self._observed(),
+            self._session(concurrency, queues, listen=False) as acks,
+        ):
             await self._promote_due()  # delayed jobs due by now are runnable now too
             while not self._stopping.is_set():
                 self._nudge.clear()
@@ -213,9 +218,22 @@ class Worker:
             self._slot_wanted = False
 
     async def _drain(self) -> None:
-        """Wait until every claimed job has finished."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+        """Wait until every claimed job has finished, or a stop is asked for (then the
+        shutdown deals with the jobs still running, as after run())."""
+        while self._running and not self._stopping.is_set():
+            running: asyncio.Future[object] = asyncio.ensure_future(
+                asyncio.gather(*list(self._running), return_exceptions=True)
+            )
+            stop: asyncio.Future[object] = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait([running, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            # A task can be finished while its done callback (_finished, which takes it
+            # out of _running) still waits in the loop's queue, and on Python 3.12+
+            # gather over finished tasks completes without yielding: yield once, or
+            # this loop would spin forever.
+            await asyncio.sleep(0)
 
     def _wanted(self) -> int:
         """How many jobs to claim now: free slots, plus the jobs to hold ready."""
