@@ -191,6 +191,11 @@ class Worker:
         """Wait until every claimed job has finished."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+            # A task can be finished while its done callback (_finished, which takes it
+            # out of _running) still waits in the loop's queue. On Python 3.12+ gather
+            # over finished tasks returns without yielding, so this loop would spin
+            # forever: yield once to let those callbacks run.
+            await asyncio.sleep(0)
 
     def _wanted(self) -> int:
         """How many jobs to claim now: free slots, plus the jobs to hold ready."""
