@@ -32,6 +32,27 @@ async def test_run_once_marks_jobs_done_with_results(backend_app: Soniq) -> None
     assert await app.run_worker(run_once=True) is False  # nothing left to run
 
 
+async def test_run_once_returns_when_the_last_job_ends_as_a_slot_frees(backend_app: Soniq) -> None:
+    # The order that once hung run_once on Python 3.12+: ``quick`` frees a slot and
+    # wakes the claim loop, then ``yields_once`` ends before its done callback has run,
+    # so the final drain met a finished task still counted as running (asyncio.gather
+    # over finished tasks returns there without yielding to the event loop).
+    app = backend_app
+
+    @app.job()
+    async def quick() -> str:
+        return "quick"
+
+    @app.job()
+    async def yields_once() -> str:
+        await asyncio.sleep(0)
+        return "yielded"
+
+    ids = [await app.enqueue(quick), await app.enqueue(yields_once)]
+    assert await app.run_worker(run_once=True, concurrency=2) is True
+    assert [await app.get_result(i) for i in ids] == ["quick", "yielded"]
+
+
 async def test_a_failing_job_is_retried_with_its_error_recorded(backend_app: Soniq) -> None:
     app = backend_app
     attempts: list[int] = []
