@@ -157,7 +157,12 @@ class PostgresBackend(StorageBackend):
         if not self.durable:
             # Commits return before their WAL reaches disk. Only for writes that a
             # server crash may lose without harm (see Worker), never for enqueues.
-            kwargs["options"] = "-c synchronous_commit=off"
+            # No bitmap scans either: a queue table's statistics are always stale
+            # (never analysed yet, or analysed a million jobs ago), and guessing a few
+            # due rows the planner would read every queued row by bitmap and sort them
+            # on each claim, instead of walking the claim index in order. The worker's
+            # other statements are primary-key probes and ordered index walks.
+            kwargs["options"] = "-c synchronous_commit=off -c enable_bitmapscan=off"
         return ConnectionPool(
             self.url,
             min_size=self.settings.pool_min_size,
