@@ -57,7 +57,7 @@ from support import Scratch, loadavg, positive, run_timed
 import soniq
 from soniq import Soniq
 from soniq.database_url import normalise_database_url
-from soniq.ids import new_job_ids
+from soniq.enqueue.ids import new_job_ids
 from soniq.sql import QUERIES
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -34,9 +34,9 @@ SOURCES = {
     "src/soniq/backend.py": "src/soniq_sync/backend.py",
     "src/soniq/local_backends.py": "src/soniq_sync/local_backends.py",
     "src/soniq/migrations.py": "src/soniq_sync/migrations.py",
-    "src/soniq/dead_letter.py": "src/soniq_sync/dead_letter.py",
-    "src/soniq/scheduling.py": "src/soniq_sync/scheduling.py",
-    "src/soniq/retention.py": "src/soniq_sync/retention.py",
+    "src/soniq/ops/dead_letter.py": "src/soniq_sync/ops/dead_letter.py",
+    "src/soniq/recurring/service.py": "src/soniq_sync/recurring/service.py",
+    "src/soniq/ops/retention.py": "src/soniq_sync/ops/retention.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
 }
 
@@ -66,10 +66,10 @@ MODULES = {
     "soniq.adapters.base": "soniq_sync.adapters.base",
     "soniq.backend": "soniq_sync.backend",
     "soniq.local_backends": "soniq_sync.local_backends",
-    "soniq.dead_letter": "soniq_sync.dead_letter",
+    "soniq.ops.dead_letter": "soniq_sync.ops.dead_letter",
     "soniq.migrations": "soniq_sync.migrations",
-    "soniq.retention": "soniq_sync.retention",
-    "soniq.scheduling": "soniq_sync.scheduling",
+    "soniq.ops.retention": "soniq_sync.ops.retention",
+    "soniq.recurring.service": "soniq_sync.recurring.service",
 }
 
 #: Generic types whose blocking form is their last argument: Awaitable[T] -> T.

@@ -1,9 +1,9 @@
 """Soniq: a background-job queue whose only infrastructure is your PostgreSQL."""
 
 from soniq.app import Soniq
+from soniq.enqueue.task_ref import TaskRef, task_ref
 from soniq.errors import SoniqError
-from soniq.schedules import cron, daily, every, monthly, weekly
-from soniq.task_ref import TaskRef, task_ref
+from soniq.recurring.schedules import cron, daily, every, monthly, weekly
 from soniq.types import JobContext, JobStatus, Snooze
 
 __all__ = [
@@ -20,4 +20,4 @@ __all__ = [
     "task_ref",
     "weekly",
 ]
-__version__ = "0.2.0.dev0"
+from soniq.version import __version__ as __version__

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, async_adapter
-from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
+from soniq.adapters.sqlstate import sqlstate
+from soniq.app_base import AppBase
 from soniq.backend import StorageBackend, make_backend
-from soniq.dead_letter import DeadLetterQueue
-from soniq.enqueue import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
+from soniq.enqueue.ids import new_job_ids
+from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
@@ -29,12 +31,11 @@ from soniq.errors import (
     SCHEMA_MISSING,
     SoniqError,
 )
-from soniq.filters import time_range
-from soniq.ids import new_job_ids
-from soniq.retention import prune_age, prune_finished, result_ttl
-from soniq.scheduling import Scheduler
+from soniq.ops.dead_letter import DeadLetterQueue
+from soniq.ops.filters import check_page, job_id_param, time_range
+from soniq.ops.retention import prune_age, prune_finished, result_ttl
+from soniq.recurring.service import Scheduler
 from soniq.sql import QUERIES
-from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ apps (and the blocking ones are generated from the async ones).
 from __future__ import annotations
 
 import itertools
-import uuid
 import weakref
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,22 +15,21 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.database_url import normalise_database_url, storage_kind
-from soniq.enqueue import JobPlan, UnknownNameWarner, normalise_args, plan_job
+from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     INVALID_ARGUMENT,
-    INVALID_JOB_ID,
     INVALID_JOB_OPTION,
     INVALID_TARGET,
     INVALID_TASK_NAME,
     BackendUnsupportedError,
     SoniqError,
 )
-from soniq.instruments import EnqueueInstruments, enqueue_instruments
-from soniq.recurrence import PeriodicJob, PlannedSchedule, recurrence
-from soniq.registry import JobRegistry, JobSpec, RetryDelay, build_spec
+from soniq.observability.instruments import EnqueueInstruments, enqueue_instruments
+from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
-from soniq.task_ref import TaskRef
 
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[..., Any]
@@ -144,7 +142,7 @@ class AppBase:
     ) -> Callable[[F], F]:
         """Register a job that ``soniq scheduler`` runs on a schedule.
 
-        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.schedules``
+        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.recurring.schedules``
         builder, evaluated in ``timezone``, UTC by default) and ``every=`` (a
         ``timedelta`` or seconds). ``catch_up=True`` makes the scheduler enqueue every
         run missed while no scheduler was up, instead of skipping them. Any other
@@ -402,36 +400,6 @@ _JOB_OPTIONS = frozenset(
         "args_model",
     }
 )
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error from any driver, or None.
-
-    psycopg and asyncpg name it ``sqlstate``, psycopg2 ``pgcode``; SQLAlchemy wraps the
-    driver's error in ``orig``.
-    """
-    for err in (exc, getattr(exc, "orig", None)):
-        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
-        if isinstance(code, str):
-            return code
-    return None
-
-
-def check_page(limit: object, offset: object) -> None:
-    """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
-    for label, value in (("limit", limit), ("offset", offset)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
-
-
-def job_id_param(job_id: object) -> str:
-    """A job id as the queries take it, or SONIQ_INVALID_JOB_ID."""
-    try:
-        return str(uuid.UUID(str(job_id)))
-    except ValueError:
-        raise SoniqError(
-            INVALID_JOB_ID, f"{job_id!r} is not a job id; job ids are UUID strings."
-        ) from None
 
 
 def _one_of(name_a: str, a: Any, name_b: str, b: Any) -> Any:

@@ -67,7 +67,7 @@ class SoniqSettings(BaseModel):
     log_level: str = "INFO"
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
-    # Observability (see soniq.metrics, soniq.tracing, soniq.log_context).
+    # Observability (see the soniq.observability package).
     metrics: bool = False
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"

@@ -211,7 +211,7 @@ def encode(value: object) -> object:
 
 
 def _iso_epoch(text: str | None) -> float | None:
-    # dead_letter_import's times: ISO 8601 with an offset, as soniq.dead_letter_file checks.
+    # dead_letter_import's times: ISO 8601 with an offset, as soniq.ops.dead_letter_file checks.
     if text is None:
         return None
     return round(_epoch(datetime.fromisoformat(text)), 6)

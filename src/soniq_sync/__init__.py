@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from soniq import JobContext, JobStatus, Snooze, SoniqError, TaskRef, task_ref
 from soniq.database_url import normalise_database_url, storage_kind
-from soniq.enqueue import Target
+from soniq.enqueue.plan import Target
 from soniq.settings import SoniqSettings
 from soniq_sync.app import Soniq
 

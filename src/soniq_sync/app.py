@@ -14,7 +14,10 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from soniq.enqueue import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
+from soniq.adapters.sqlstate import sqlstate
+from soniq.enqueue.ids import new_job_ids
+from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
@@ -23,17 +26,15 @@ from soniq.errors import (
     SCHEMA_MISSING,
     SoniqError,
 )
-from soniq.filters import time_range
-from soniq.ids import new_job_ids
+from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.sql import QUERIES
-from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 from soniq_sync.adapters import SyncAdapter, sync_adapter
-from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
+from soniq_sync.app_base import SyncAppBase
 from soniq_sync.backend import StorageBackend, make_backend
-from soniq_sync.dead_letter import DeadLetterQueue
-from soniq_sync.retention import prune_age, prune_finished, result_ttl
-from soniq_sync.scheduling import Scheduler
+from soniq_sync.ops.dead_letter import DeadLetterQueue
+from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl
+from soniq_sync.recurring.service import Scheduler
 
 T = TypeVar("T")
 

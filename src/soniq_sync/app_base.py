@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
+from soniq.app_base import AppBase
 from soniq_sync.django.join import DJANGO_DB, django_transaction
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
 
-__all__ = ["SyncAppBase", "check_page", "job_id_param", "sqlstate"]
+__all__ = ["SyncAppBase"]
 
 
 class SyncAppBase(AppBase):

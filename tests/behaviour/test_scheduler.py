@@ -10,7 +10,7 @@ import pytest
 
 from soniq import Soniq, SoniqError
 from soniq.errors import CRON_OR_EVERY, SCHEDULE_NOT_FOUND
-from soniq.scheduler import SchedulerProcess
+from soniq.recurring.periodic import SchedulerProcess
 
 
 async def test_add_get_list_pause_resume_remove(backend_app: Soniq) -> None:

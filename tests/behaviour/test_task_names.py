@@ -10,9 +10,9 @@ import pytest
 
 import soniq_sync
 from soniq import Soniq, SoniqError
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import INVALID_TASK_NAME
-from soniq.scheduler import SchedulerProcess
-from soniq.task_ref import TaskRef
+from soniq.recurring.periodic import SchedulerProcess
 from tests.behaviour.conftest import POSTGRES, SQLITE
 
 MODES = ["strict", "warn", "none"]

@@ -17,12 +17,8 @@ from psycopg import conninfo
 import soniq_sync
 from soniq.errors import INVALID_SETTING, SoniqError
 from soniq_sync.django import atomic_connection_for
-from soniq_sync.django.conf import (
-    configure_default_app,
-    database_url_for,
-    follow_database_changes,
-    read_config,
-)
+from soniq_sync.django.conf import database_url_for, read_config
+from soniq_sync.django.configured import configure_default_app, follow_database_changes
 from tests.django_project.conftest import ROOT
 
 

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq
-from soniq.ids import new_job_ids
+from soniq.enqueue.ids import new_job_ids
 from soniq.sql import QUERIES
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,6 @@ import pytest
 
 import soniq_sync
 from soniq import Soniq, SoniqError
-from soniq.dead_letter_file import COLUMNS, ImportResult
 from soniq.errors import (
     FILTER_REQUIRED,
     INVALID_ARGUMENT,
@@ -22,6 +21,7 @@ from soniq.errors import (
     JOB_NOT_FOUND,
     NAIVE_DATETIME,
 )
+from soniq.ops.dead_letter_file import COLUMNS, ImportResult
 
 NOW = datetime.now(timezone.utc)
 
@@ -204,7 +204,7 @@ async def test_replay_many_never_replays_a_dead_letter_twice(
 ) -> None:
     """Dead letters that appear during the call (a replayed job failing again) are
     newer than every row it pages through, so it never reaches them."""
-    from soniq import dead_letter
+    from soniq.ops import dead_letter
 
     monkeypatch.setattr(dead_letter, "BATCH", 2)
     bury(database_url, 5, job_name="loop.job")
@@ -317,7 +317,7 @@ async def test_export_purge_import_round_trip_preserves_every_row(
 
 
 async def test_export_filters_and_reports_progress(app: Soniq, database_url: str) -> None:
-    from soniq import dead_letter
+    from soniq.ops import dead_letter
 
     bury(database_url, 7, job_name="keep.me")
     bury(database_url, 2, job_name="not.me")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from soniq import Soniq
-from soniq.log_context import JobLogFilter
+from soniq.observability.log_context import JobLogFilter
 
 FIELDS = ("job_id", "job_name", "queue", "attempt")
 

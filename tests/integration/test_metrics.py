@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from soniq import Soniq
-from soniq.metrics import SoniqMetrics
-from soniq.worker.instruments import QueueGauges
+from soniq.observability.metrics import SoniqMetrics
+from soniq.observability.worker import QueueGauges
 from tests.helpers import wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

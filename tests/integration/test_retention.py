@@ -16,7 +16,7 @@ import pytest
 import soniq_sync
 from soniq import Soniq
 from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
-from soniq.worker.pruning import SWEEP_LOCK_KEY, Pruner
+from soniq.ops.pruning import SWEEP_LOCK_KEY, Pruner
 from tests.helpers import wait_for
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import psycopg
 
 from soniq import Soniq
-from soniq.scheduler import SchedulerProcess
+from soniq.recurring.periodic import SchedulerProcess
 from tests.helpers import wait_for
 
 

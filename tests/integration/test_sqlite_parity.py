@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from soniq.ids import new_job_id, new_job_ids
+from soniq.enqueue.ids import new_job_id, new_job_ids
 from soniq.sql import QUERIES as PG_QUERIES
 from soniq.sqlite_store import SqliteStore
 

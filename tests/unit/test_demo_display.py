@@ -7,7 +7,7 @@ import io
 import pytest
 
 from soniq.cli.demo import _Display
-from soniq.demo import ONE_OFF_JOBS, PERIODIC_RUNS, DemoProgress
+from soniq.dev.demo import ONE_OFF_JOBS, PERIODIC_RUNS, DemoProgress
 
 
 class FakeStdout(io.StringIO):

@@ -14,7 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from soniq import JobContext, SoniqError, task_ref
-from soniq.enqueue import JobPlan, JobRow, UnknownNameWarner, plan_job, run_at_to_datetime
+from soniq.core.registry import JobRegistry, JobSpec, build_spec
+from soniq.enqueue.plan import JobPlan, JobRow, UnknownNameWarner, plan_job, run_at_to_datetime
 from soniq.errors import (
     ARGS_CONFLICT,
     ARGS_NOT_SERIALIZABLE,
@@ -28,7 +29,6 @@ from soniq.errors import (
     UNKNOWN_TASK_NAME,
     ArgsNotSerializableError,
 )
-from soniq.registry import JobRegistry, JobSpec, build_spec
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN, SoniqSettings
 
 

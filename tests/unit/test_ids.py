@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from soniq.ids import new_job_id
+from soniq.enqueue.ids import new_job_id
 
 
 def test_ids_are_version_7_rfc_uuids() -> None:
@@ -26,7 +26,7 @@ def test_ids_are_unique_and_sort_by_creation_millisecond() -> None:
 
 
 def test_bulk_ids_increase_in_list_order() -> None:
-    from soniq.ids import new_job_ids
+    from soniq.enqueue.ids import new_job_ids
 
     for count in (1, 2, 1000, 70_000):  # 70,000 crosses the split of the sequence number
         ids = new_job_ids(count)

@@ -20,10 +20,10 @@ from soniq.errors import (
     METRICS_UNAVAILABLE,
     TRACING_UNAVAILABLE,
 )
-from soniq.metrics import MetricsServer, SoniqMetrics
+from soniq.observability.metrics import MetricsServer, SoniqMetrics
+from soniq.observability.tracing import ConsumerTracing, consumer_tracing
+from soniq.observability.worker import QueueGauges
 from soniq.settings import SoniqSettings
-from soniq.tracing import ConsumerTracing, consumer_tracing
-from soniq.worker.instruments import QueueGauges
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""soniq.log_context: the running job's fields on log records, and JSON lines."""
+"""soniq.observability.log_context: the running job's fields on log records, and JSON lines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from soniq.log_context import (
+from soniq.observability.log_context import (
     CURRENT_JOB,
     JobLogFilter,
     JsonLogFormatter,

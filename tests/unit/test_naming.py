@@ -8,8 +8,8 @@ import types
 import pytest
 
 from soniq import SoniqError, task_ref
+from soniq.enqueue.naming import check_task_name, derive_task_name
 from soniq.errors import INVALID_TASK_NAME
-from soniq.naming import check_task_name, derive_task_name
 
 
 def module_level() -> None: ...

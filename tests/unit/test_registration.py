@@ -11,6 +11,7 @@ from pydantic import BaseModel
 import soniq.app
 import soniq.backend
 from soniq import JobContext, Soniq, SoniqError
+from soniq.core.registry import JobSpec
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
     INVALID_JOB_OPTION,
@@ -18,7 +19,6 @@ from soniq.errors import (
     INVALID_QUEUE,
     INVALID_TASK_NAME,
 )
-from soniq.registry import JobSpec
 
 
 class Args(BaseModel):

@@ -10,7 +10,7 @@ import pytest
 
 from soniq.cli.durations import format_duration, parse_duration
 from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
-from soniq.retention import LONGEST_AGE, prune_age
+from soniq.ops.retention import LONGEST_AGE, prune_age
 from soniq.settings import SoniqSettings
 
 

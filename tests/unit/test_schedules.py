@@ -1,4 +1,4 @@
-"""The cron-string DSL (soniq.schedules) and the recurrence rules behind it."""
+"""The cron-string DSL (soniq.recurring.schedules) and the recurrence rules behind it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soniq
 from soniq import SoniqError, cron, daily, every, monthly, weekly
 from soniq.errors import CRON_OR_EVERY, INVALID_CRON, INVALID_INTERVAL, INVALID_TIMEZONE
-from soniq.recurrence import Recurrence, decide, recurrence
+from soniq.recurring.recurrence import Recurrence, decide, recurrence
 
 UTC = timezone.utc
 BERLIN = "Europe/Berlin"
@@ -33,7 +33,7 @@ def test_terminals_are_plain_strings_and_reexported() -> None:
     assert weekly().on("Sun").at("00:00") == "0 0 * * 0"
     assert weekly().on("saturday").at("18:30") == "30 18 * * 6"
     assert str(daily()) == "0 0 * * *"
-    assert soniq.schedules.every is every
+    assert soniq.recurring.schedules.every is every
     for name in ("cron", "daily", "every", "monthly", "weekly"):
         assert name in soniq.__all__
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from soniq.enqueue.ids import new_job_id, new_job_ids
 from soniq.errors import DATABASE_UNREACHABLE, SoniqError
-from soniq.ids import new_job_id, new_job_ids
 from soniq.sql import QUERIES as PG_QUERIES
 from soniq.sqlite_store import QUERIES, SqliteStore, sqlite_migration_files
 

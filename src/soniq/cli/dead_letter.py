@@ -20,9 +20,9 @@ from soniq.cli.output import (
 )
 from soniq.cli.session import with_app
 from soniq.cli.when import parse_when
-from soniq.dead_letter_file import ImportResult
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
-from soniq.filters import DeadLetterFilter
+from soniq.ops.dead_letter_file import ImportResult
+from soniq.ops.filters import DeadLetterFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 

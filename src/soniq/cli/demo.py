@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from soniq import embedded
 from soniq.cli.output import database_url_option, debug_enabled, emit_table, fail, run
 from soniq.database_url import sqlite_path
-from soniq.demo import CONCURRENCY, DemoProgress, DemoSummary, build_demo_app, run_demo
-from soniq.demo_database import demo_database
+from soniq.dev import embedded
+from soniq.dev.demo import CONCURRENCY, DemoProgress, DemoSummary, build_demo_app, run_demo
+from soniq.dev.demo_database import demo_database
 from soniq.errors import SoniqError
 
 

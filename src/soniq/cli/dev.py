@@ -11,10 +11,10 @@ from types import FrameType
 
 import click
 
-from soniq import embedded
 from soniq.app import Soniq
 from soniq.cli.output import fail, run
 from soniq.cli.processes import worker
+from soniq.dev import embedded
 from soniq.errors import SoniqError
 
 

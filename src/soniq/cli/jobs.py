@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from soniq.app import Soniq
-from soniq.app_base import job_id_param
 from soniq.cli.output import (
     database_url_option,
     emit_json,
@@ -19,6 +18,7 @@ from soniq.cli.output import (
 from soniq.cli.session import with_app
 from soniq.cli.when import parse_when
 from soniq.errors import JOB_NOT_CANCELLABLE, JOB_NOT_FOUND, SoniqError
+from soniq.ops.filters import job_id_param
 from soniq.types import JobStatus
 
 _COLUMNS = [

@@ -10,10 +10,10 @@ from soniq.app import Soniq
 from soniq.cli.output import emit_table, fail, run
 from soniq.cli.worker_app import app_for_worker, import_jobs_modules
 from soniq.errors import INVALID_ARGUMENT, SoniqError
-from soniq.log_context import configure_process_logging
-from soniq.metrics import require_prometheus
-from soniq.recurrence import from_row
-from soniq.scheduler import SchedulerProcess, declared_periodic_jobs
+from soniq.observability.log_context import configure_process_logging
+from soniq.observability.metrics import require_prometheus
+from soniq.recurring.periodic import SchedulerProcess, declared_periodic_jobs
+from soniq.recurring.recurrence import from_row
 from soniq.settings import SoniqSettings
 
 

@@ -9,7 +9,7 @@ from soniq.cli.durations import format_duration, parse_duration
 from soniq.cli.output import database_url_option, emit_json, fail, json_option
 from soniq.cli.session import with_app
 from soniq.errors import SoniqError
-from soniq.retention import prune_age
+from soniq.ops.retention import prune_age
 
 
 @click.command()

@@ -1,1 +1,1 @@
-"""Import paths the documentation uses for Soniq's building blocks."""
+"""The job registry: what ``@app.job()`` declares and the worker runs."""

@@ -10,8 +10,8 @@ import socket
 from typing import Any
 
 from soniq.backend import StorageBackend
+from soniq.ops.pruning import Pruner
 from soniq.settings import SoniqSettings
-from soniq.worker.pruning import Pruner
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -19,7 +19,7 @@ logger = logging.getLogger("soniq.worker")
 
 class Liveness:
     """Registers the worker, heartbeats, periodically recovers stale workers, and
-    sweeps old finished jobs (see :mod:`soniq.worker.pruning`)."""
+    sweeps old finished jobs (see :mod:`soniq.ops.pruning`)."""
 
     def __init__(
         self,

@@ -21,13 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from soniq.backend import PostgresBackend, StorageBackend
-from soniq.log_context import CURRENT_JOB
-from soniq.registry import JobRegistry
+from soniq.core.registry import JobRegistry
+from soniq.observability.log_context import CURRENT_JOB
+from soniq.observability.worker import (
+    JobInstruments,
+    QueueGauges,
+    job_instruments,
+    metrics_endpoint,
+)
 from soniq.settings import SoniqSettings
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
-from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
 from soniq.worker.promotion import Promoter
 from soniq.worker.runner import (

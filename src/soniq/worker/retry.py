@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soniq.registry import JobSpec
+from soniq.core.registry import JobSpec
 
 
 def retry_delay(spec: JobSpec | None, failed_attempt: int) -> float:

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
-from soniq.log_context import current_job_fields
-from soniq.registry import JobRegistry, JobSpec
+from soniq.core.registry import JobRegistry, JobSpec
+from soniq.observability.log_context import current_job_fields
 from soniq.types import JobContext, Snooze, watch_cancel_requests
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.retry import retry_delay
 
 if TYPE_CHECKING:
-    from soniq.worker.instruments import JobInstruments
+    from soniq.observability.worker import JobInstruments
 
 logger = logging.getLogger("soniq.worker")
 
@@ -216,7 +216,7 @@ class JobRunner:
             loop = asyncio.get_running_loop()
             started: asyncio.Future[None] = loop.create_future()
             # In a copy of this task's context: the handler's logs and spans then belong
-            # to the job (soniq.log_context, the job's trace span).
+            # to the job (soniq.observability.log_context, the job's trace span).
             work = loop.run_in_executor(
                 self.executor,
                 contextvars.copy_context().run,

@@ -37,11 +37,11 @@ def sync_adapter(conn: object) -> SyncAdapter:
     if "django" in sys.modules:
         # Checked by type, not by the class's package: database backends outside the
         # django package (PostGIS wrappers, django-prometheus, ...) are Django's too.
-        from soniq_sync.adapters.for_django import django_adapter
+        from soniq_sync.adapters.for_django import django_driver_connection
 
-        adapter = django_adapter(conn)
-        if adapter is not None:
-            return adapter
+        underneath = django_driver_connection(conn)
+        if underneath is not None:
+            return sync_adapter(underneath)
     if family == "sqlalchemy":
         session = _sqlalchemy_sync(conn)
         if session is not None:

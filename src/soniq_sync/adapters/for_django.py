@@ -11,11 +11,11 @@ from typing import Any
 
 from soniq.adapters import type_name
 from soniq.errors import UNSUPPORTED_CONNECTION, SoniqError
-from soniq_sync.adapters.base import SyncAdapter
 
 
-def django_adapter(conn: Any) -> SyncAdapter | None:
-    """The adapter for a Django connection (or its proxy), or None if it is not one."""
+def django_driver_connection(conn: Any) -> Any:
+    """The driver's connection under a Django connection (or its proxy), or None if
+    ``conn`` is not one. ``soniq_sync.adapters.sync_adapter`` adapts what it returns."""
     from django.db import connections
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.utils.connection import ConnectionProxy
@@ -36,6 +36,4 @@ def django_adapter(conn: Any) -> SyncAdapter | None:
             connection_type=type_name(conn),
         )
     conn.ensure_connection()
-    from soniq_sync.adapters import sync_adapter
-
-    return sync_adapter(conn.connection)
+    return conn.connection

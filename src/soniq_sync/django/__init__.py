@@ -32,7 +32,7 @@ def atomic_connection() -> object | None:
     without the checks of the automatic join (it does not compare databases); apps
     do not need it any more.
     """
-    from soniq_sync.django.conf import configured_alias
+    from soniq_sync.django.configured import configured_alias
 
     return _open_transaction(configured_alias())
 

@@ -29,7 +29,7 @@ class SoniqConfig(AppConfig):  # type: ignore[misc]
         """
         from django.db.backends.signals import connection_created
 
-        from soniq_sync.django.conf import configure_default_app, follow_database_changes
+        from soniq_sync.django.configured import configure_default_app, follow_database_changes
 
         app = configure_default_app()
         connection_created.connect(follow_database_changes, dispatch_uid="soniq_sync.django")

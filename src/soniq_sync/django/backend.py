@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from soniq.enqueue.naming import derive_task_name
 from soniq.errors import (
     INVALID_JOB_ID,
     INVALID_JOB_OPTION,
@@ -37,7 +38,6 @@ from soniq.errors import (
     ArgsNotSerializableError,
     SoniqError,
 )
-from soniq.naming import derive_task_name
 from soniq.settings import SoniqSettings
 from soniq.types import JobContext
 from soniq_sync.django._compat import (

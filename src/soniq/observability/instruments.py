@@ -10,10 +10,10 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 
-from soniq.enqueue import JobRow
-from soniq.metrics import SoniqMetrics, get_metrics
+from soniq.enqueue.plan import JobRow
+from soniq.observability.metrics import SoniqMetrics, get_metrics
+from soniq.observability.tracing import ProducerSpan, ProducerTracing, producer_tracing
 from soniq.settings import SoniqSettings
-from soniq.tracing import ProducerSpan, ProducerTracing, producer_tracing
 
 logger = logging.getLogger("soniq.enqueue")
 

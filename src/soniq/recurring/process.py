@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from soniq.app import Soniq, _insert
-from soniq.enqueue import JobRow
+from soniq.enqueue.plan import JobRow
 from soniq.errors import SoniqError
-from soniq.recurrence import PeriodicJob, decide, from_row
-from soniq.scheduler.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
+from soniq.recurring.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
+from soniq.recurring.recurrence import PeriodicJob, decide, from_row
 from soniq.sql import QUERIES
 from soniq.worker.stopping import nap
 

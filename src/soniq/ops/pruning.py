@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 from soniq.backend import SWEEP_LOCK_KEY, StorageBackend
-from soniq.retention import BATCH_SIZE, prune_age, prune_cutoff
+from soniq.ops.retention import BATCH_SIZE, prune_age, prune_cutoff
 from soniq.settings import SoniqSettings
 from soniq.worker.stopping import nap
 

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from soniq.backend import StorageBackend
-from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
+from soniq.observability.metrics import MetricsServer, SoniqMetrics, get_metrics
+from soniq.observability.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.settings import SoniqSettings
-from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 

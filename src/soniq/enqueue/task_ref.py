@@ -7,8 +7,8 @@ from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
+from soniq.enqueue.naming import check_task_name
 from soniq.errors import INVALID_JOB_OPTION, INVALID_QUEUE, SoniqError
-from soniq.naming import check_task_name
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 

@@ -3,7 +3,7 @@
 ``await drain(app)`` runs every job that is runnable until none is left, in this
 process, and reports how each attempt ended. ``assert_enqueued`` and friends check
 what the code under test put on the queue. ``soniq_sync.testing`` has the same
-helpers for blocking apps, and the pytest plugin (``soniq.pytest_plugin``) gives
+helpers for blocking apps, and the pytest plugin (``soniq.testing.pytest_plugin``) gives
 tests a fresh database to run them on.
 
 They work on every storage backend. ``in_memory(app)`` points an app your code
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from soniq.enqueue import dump_args, normalise_args
+from soniq.enqueue.naming import derive_task_name
+from soniq.enqueue.plan import dump_args, normalise_args
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import DRAIN_LIMIT, INVALID_ARGUMENT, INVALID_TARGET, SoniqError
-from soniq.naming import derive_task_name
-from soniq.task_ref import TaskRef
 
 if TYPE_CHECKING:
     from soniq.app import Soniq

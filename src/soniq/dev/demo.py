@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 
 from soniq.app import Soniq
-from soniq.scheduler import SchedulerProcess
+from soniq.recurring.periodic import SchedulerProcess
 from soniq.types import JobContext
 
 #: The demo's queue; its worker serves only this one.

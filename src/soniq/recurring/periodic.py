@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from soniq.app_base import INSTANCES
 from soniq.errors import DUPLICATE_TASK_NAME, SoniqError
-from soniq.recurrence import PeriodicJob
-from soniq.scheduler.process import LEADER_LOCK_KEY, SchedulerProcess
+from soniq.recurring.process import LEADER_LOCK_KEY, SchedulerProcess
+from soniq.recurring.recurrence import PeriodicJob
 
 __all__ = ["LEADER_LOCK_KEY", "SchedulerProcess", "declared_periodic_jobs"]
 

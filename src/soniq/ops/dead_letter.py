@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.dead_letter_file import ImportResult, parse_lines, to_line
+from soniq.enqueue.ids import new_job_id, new_job_ids
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
-from soniq.filters import DeadLetterFilter
-from soniq.ids import new_job_id, new_job_ids
+from soniq.ops.dead_letter_file import ImportResult, parse_lines, to_line
+from soniq.ops.filters import DeadLetterFilter
 from soniq.sql import QUERIES
 
 Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]

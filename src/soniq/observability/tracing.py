@@ -81,9 +81,9 @@ def consumer_tracing(settings: SoniqSettings) -> ConsumerTracing | None:
 def _tracer() -> Any:
     from opentelemetry import trace
 
-    import soniq
+    from soniq.version import __version__
 
-    return trace.get_tracer(TRACER_NAME, soniq.__version__)
+    return trace.get_tracer(TRACER_NAME, __version__)
 
 
 class ProducerSpan:
@@ -135,7 +135,7 @@ class ProducerTracing:
         else:
             attributes["messaging.batch.message_count"] = count
         span = self.tracer.start_span(
-            f"soniq.enqueue {job_name}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+            f"soniq.enqueue.plan {job_name}", kind=trace.SpanKind.PRODUCER, attributes=attributes
         )
         token = context.attach(trace.set_span_in_context(span))
         carrier: dict[str, str] = {}

@@ -7,11 +7,18 @@ parameters of the queries, or raises a :class:`~soniq.errors.SoniqError`.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from soniq.errors import FILTER_REQUIRED, INVALID_ARGUMENT, NAIVE_DATETIME, SoniqError
+from soniq.errors import (
+    FILTER_REQUIRED,
+    INVALID_ARGUMENT,
+    INVALID_JOB_ID,
+    NAIVE_DATETIME,
+    SoniqError,
+)
 
 
 def aware(label: str, value: object) -> datetime | None:
@@ -143,3 +150,20 @@ class DeadLetterFilter:
             if value is not None
         ]
         return ", ".join(parts) or "no filter"
+
+
+def check_page(limit: object, offset: object) -> None:
+    """Reject a ``limit``/``offset`` pair that is not two ints >= 0."""
+    for label, value in (("limit", limit), ("offset", offset)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
+
+
+def job_id_param(job_id: object) -> str:
+    """A job id as the queries take it, or SONIQ_INVALID_JOB_ID."""
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise SoniqError(
+            INVALID_JOB_ID, f"{job_id!r} is not a job id; job ids are UUID strings."
+        ) from None

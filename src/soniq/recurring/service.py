@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from soniq.errors import INVALID_ARGUMENT, SCHEDULE_NOT_FOUND, SoniqError
-from soniq.recurrence import PlannedSchedule, from_row
+from soniq.recurring.recurrence import PlannedSchedule, from_row
 
 Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 

@@ -16,6 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from soniq.core.registry import JobRegistry, JobSpec, check_priority, check_queue
+from soniq.enqueue.ids import new_job_id
+from soniq.enqueue.naming import check_wire_name, derive_task_name
+from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ARGS_CONFLICT,
     INVALID_DEDUP_KEY,
@@ -27,11 +31,7 @@ from soniq.errors import (
     ArgsNotSerializableError,
     SoniqError,
 )
-from soniq.ids import new_job_id
-from soniq.naming import check_wire_name, derive_task_name
-from soniq.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.settings import SoniqSettings
-from soniq.task_ref import TaskRef
 
 logger = logging.getLogger("soniq.enqueue")
 
@@ -54,7 +54,7 @@ class JobRow:
     max_attempts: int
     dedup_key: str | None
     scheduled_at: datetime | None
-    #: Propagation headers as JSON text (a trace context), or None; see soniq.tracing.
+    #: Propagation headers as JSON text (a trace context), or None; see soniq.observability.tracing.
     headers: str | None = None
 
     def params(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Development tooling: the embedded PostgreSQL server and the demo."""

@@ -1,0 +1,1 @@
+"""Turning an enqueue call into checked job rows: plans, ids, task names, TaskRefs."""

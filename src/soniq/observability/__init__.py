@@ -1,0 +1,2 @@
+"""Seeing what Soniq does: log context, metrics, tracing, and their wiring into
+enqueue and the worker."""

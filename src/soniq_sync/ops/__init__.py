@@ -1,0 +1,1 @@
+"""Blocking twins of ``soniq.ops`` (generated modules)."""

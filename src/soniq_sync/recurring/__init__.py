@@ -1,0 +1,1 @@
+"""Blocking twins of ``soniq.recurring`` (generated modules)."""
