@@ -142,7 +142,7 @@ class AppBase:
     ) -> Callable[[F], F]:
         """Register a job that ``soniq scheduler`` runs on a schedule.
 
-        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.recurring.schedules``
+        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.schedules``
         builder, evaluated in ``timezone``, UTC by default) and ``every=`` (a
         ``timedelta`` or seconds). ``catch_up=True`` makes the scheduler enqueue every
         run missed while no scheduler was up, instead of skipping them. Any other

@@ -109,7 +109,7 @@ async def test_a_worker_prunes_while_status_and_workers_watch(
     # Run, then deleted by the sweep: nothing of them is left in soniq_jobs.
     await until(lambda: jobs_left(database_url, ids) == 0, 30, "jobs run and pruned", [worker])
     assert jobs_left(database_url, [later]) == 1  # queued for later: never pruned
-    assert "soniq.ops.retention" in worker.log()
+    assert "soniq.retention" in worker.log()
 
     code, out, err = await commands.run("workers", "--json")
     assert code == 0, err

@@ -71,7 +71,7 @@ async def test_a_trace_runs_from_the_enqueue_into_the_worker(
         ("t.traced", "inside the async handler", job_id),
         ("t.traced-sync", "inside the sync handler", sync_id),
     ]:
-        producer = one(finished, f"soniq.enqueue.plan {name}")
+        producer = one(finished, f"soniq.enqueue {name}")
         consumer = one(finished, f"soniq.run {name}")
         inner = one(finished, handler_span)
         assert producer.kind is SpanKind.PRODUCER
@@ -111,7 +111,7 @@ async def test_an_enqueue_outside_a_span_writes_no_headers_and_starts_a_new_trac
 
     job_id = await app.enqueue(plain)
     assert await headers_of(database_url, job_id) is None
-    assert named(spans.get_finished_spans(), "soniq.enqueue.plan t.plain") == []
+    assert named(spans.get_finished_spans(), "soniq.enqueue t.plain") == []
     # A worker inside a span of its own does not adopt jobs without headers.
     with tracer.start_as_current_span("around the worker"):
         await app.run_worker(run_once=True)
@@ -137,7 +137,7 @@ async def test_enqueue_many_and_schedule_carry_the_context(
         headers = await headers_of(database_url, job_id)
         assert headers["traceparent"].split("-")[1] == trace_hex(batch)
 
-    producers = named(spans.get_finished_spans(), "soniq.enqueue.plan t.many")
+    producers = named(spans.get_finished_spans(), "soniq.enqueue t.many")
     counts = [(p.attributes or {}).get("messaging.batch.message_count") for p in producers]
     assert sorted(counts, key=str) == [3, None]  # enqueue_many, then schedule
     await app.run_worker(run_once=True)
@@ -295,6 +295,6 @@ async def test_a_failed_write_ends_the_producer_span_with_the_error(
             await app.enqueue(never, connection=conn)
         raise psycopg.Rollback()
     assert info.value.code == SCHEMA_MISSING
-    producer = one(spans.get_finished_spans(), "soniq.enqueue.plan t.never-written")
+    producer = one(spans.get_finished_spans(), "soniq.enqueue t.never-written")
     assert producer.status.status_code is StatusCode.ERROR
     assert [e.name for e in producer.events] == ["exception"]

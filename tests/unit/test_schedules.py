@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import soniq
+import soniq.schedules
 from soniq import SoniqError, cron, daily, every, monthly, weekly
 from soniq.errors import CRON_OR_EVERY, INVALID_CRON, INVALID_INTERVAL, INVALID_TIMEZONE
 from soniq.recurring.recurrence import Recurrence, decide, recurrence
@@ -33,7 +34,7 @@ def test_terminals_are_plain_strings_and_reexported() -> None:
     assert weekly().on("Sun").at("00:00") == "0 0 * * 0"
     assert weekly().on("saturday").at("18:30") == "30 18 * * 6"
     assert str(daily()) == "0 0 * * *"
-    assert soniq.recurring.schedules.every is every
+    assert soniq.schedules.every is every
     for name in ("cron", "daily", "every", "monthly", "weekly"):
         assert name in soniq.__all__
 

@@ -135,7 +135,7 @@ class ProducerTracing:
         else:
             attributes["messaging.batch.message_count"] = count
         span = self.tracer.start_span(
-            f"soniq.enqueue.plan {job_name}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+            f"soniq.enqueue {job_name}", kind=trace.SpanKind.PRODUCER, attributes=attributes
         )
         token = context.attach(trace.set_span_in_context(span))
         carrier: dict[str, str] = {}

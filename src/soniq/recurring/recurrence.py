@@ -37,7 +37,7 @@ _PROBE_FROM = datetime(2001, 1, 1)
 def check_cron(expression: object) -> str:
     """A valid 5-field cron string (surrounding blanks removed), or SONIQ_INVALID_CRON.
 
-    Anything that is not a ``str`` but renders as one (a ``soniq.recurring.schedules`` builder)
+    Anything that is not a ``str`` but renders as one (a ``soniq.schedules`` builder)
     is accepted through ``str()``; a ``timedelta`` is not, it belongs in ``every=``.
     """
     if isinstance(expression, timedelta):
