@@ -4,7 +4,8 @@
     python tools/async_to_sync.py --check   # fail if any is stale; CI runs this
 
 Each source in ``SOURCES`` is rewritten token by token by ``Unasync`` and written
-under ``src/soniq_sync/``: coroutines become functions, ``await x`` becomes ``x``,
+to its target (under ``src/soniq_sync/``, or ``tests/behaviour/sync/`` for the
+behaviour suite's blocking side): coroutines become functions, ``await x`` becomes ``x``,
 ``async with``/``async for`` lose their ``async``, and names follow the tables below.
 Then ruff drops the imports the rewrite left unused, sorts them and formats the file;
 only the ruff version pinned in ``pyproject.toml`` may do that, so that the output does
@@ -47,6 +48,16 @@ SOURCES = {
     "src/soniq/scheduling.py": "src/soniq_sync/scheduling.py",
     "src/soniq/retention.py": "src/soniq_sync/retention.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
+    # The behaviour suite's blocking side; tests/behaviour/sync/conftest.py gives the
+    # same fixture names blocking apps.
+    "tests/behaviour/test_batch_errors.py": "tests/behaviour/sync/test_batch_errors.py",
+    "tests/behaviour/test_dead_letter.py": "tests/behaviour/sync/test_dead_letter.py",
+    "tests/behaviour/test_enqueue.py": "tests/behaviour/sync/test_enqueue.py",
+    "tests/behaviour/test_errors.py": "tests/behaviour/sync/test_errors.py",
+    "tests/behaviour/test_limits.py": "tests/behaviour/sync/test_limits.py",
+    "tests/behaviour/test_scheduler.py": "tests/behaviour/sync/test_scheduler.py",
+    "tests/behaviour/test_task_names.py": "tests/behaviour/sync/test_task_names.py",
+    "tests/behaviour/test_testing_helpers.py": "tests/behaviour/sync/test_testing_helpers.py",
 }
 
 #: Identifiers (names, attributes, imported names, definitions) to rename.
@@ -79,6 +90,9 @@ MODULES = {
     "soniq.migrations": "soniq_sync.migrations",
     "soniq.retention": "soniq_sync.retention",
     "soniq.scheduling": "soniq_sync.scheduling",
+    # For the tests: the public app and its test helpers.
+    "soniq": "soniq_sync",
+    "soniq.testing": "soniq_sync.testing",
 }
 
 #: Generic types whose blocking form is their last argument: Awaitable[T] -> T.
@@ -93,8 +107,18 @@ TEXT = {
     "asyncio extension": "ORM",
 }
 
-#: Definitions (``Class.method`` or a top-level name) and imports that stay async-only.
-DROP = {"Soniq.worker", "Soniq.run_worker", "async_twin"}
+#: Definitions (``Class.method`` or a top-level name, in any source or, after
+#: ``path::``, in that one) and imports that stay async-only.
+DROP = {
+    "Soniq.worker",
+    "Soniq.run_worker",
+    "async_twin",
+    # The scheduler process is async-only.
+    "tests/behaviour/test_scheduler.py::fire_when_due",
+    "tests/behaviour/test_scheduler.py::test_a_due_every_schedule_enqueues_exactly_one_job",
+    "tests/behaviour/test_task_names.py::fire",
+    "tests/behaviour/test_task_names.py::test_a_stored_schedule_fires_under_its_module_derived_name",
+}
 DROP_IMPORTS = {"soniq.worker"}
 
 HEADER = (
@@ -120,8 +144,9 @@ class Unasync:
     layout; the syntax tree only tells which definitions to drop.
     """
 
-    def __init__(self, source: str, used: Counter[str]) -> None:
+    def __init__(self, source: str, used: Counter[str], path: str = "") -> None:
         self.source = source
+        self.path = path
         self.used = used
         self.lines = source.splitlines(keepends=True)
         self._offsets = [0]
@@ -166,8 +191,11 @@ class Unasync:
             for node in body:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     qualname = ".".join([*scope, node.name])
-                    if qualname in DROP:
-                        self.used[f"drop:{qualname}"] += 1
+                    rule = next(
+                        (r for r in (qualname, f"{self.path}::{qualname}") if r in DROP), None
+                    )
+                    if rule is not None:
+                        self.used[f"drop:{rule}"] += 1
                         first = min([d.lineno for d in node.decorator_list] + [node.lineno])
                         assert node.end_lineno is not None
                         self._replace_lines(first, node.end_lineno)
@@ -257,8 +285,9 @@ def _dropped_import(node: ast.stmt) -> bool:
 
 def convert(source: str, source_path: str, target_path: str, used: Counter[str]) -> str:
     """The generated module for one async source, formatted as it is stored."""
-    code = HEADER.format(source=source_path) + "\n" + Unasync(source, used).convert()
-    fixes = ["check", "--fix", "--select", "F401,I,UP034", "--exit-zero", "--quiet"]
+    code = HEADER.format(source=source_path) + "\n" + Unasync(source, used, source_path).convert()
+    # SIM117: a ``with`` around what was an ``async with`` nests two plain ones now.
+    fixes = ["check", "--fix", "--select", "F401,I,SIM117,UP034", "--exit-zero", "--quiet"]
     return _ruff(["format", "--quiet"], _ruff(fixes, code, target_path), target_path)
 
 

@@ -220,3 +220,16 @@ def test_another_ruff_version_is_refused(
     (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["ruff>=0.6"]\n')
     with pytest.raises(SystemExit, match="pins no ruff version"):
         gen.pinned_ruff(tmp_path)
+
+
+def test_a_path_qualified_drop_applies_to_that_source_only(
+    gen: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gen, "DROP", {"tests/a.py::helper"})
+    source = "async def helper() -> None: ...\n\n\nasync def kept() -> None: ...\n"
+    used: Counter[str] = Counter()
+    in_a = gen.Unasync(source, used, "tests/a.py").convert()
+    in_b = gen.Unasync(source, used, "tests/b.py").convert()
+    assert "helper" not in in_a and "def kept() -> None" in in_a
+    assert "def helper() -> None" in in_b
+    assert used["drop:tests/a.py::helper"] == 1
