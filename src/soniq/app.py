@@ -1,13 +1,12 @@
 """The ``Soniq`` app: lifecycle, enqueue and inspection.
 
 The async app also starts workers. ``soniq_sync/app.py`` is generated from this file
-by ``tools/async_to_sync.py``: write it so that it converts mechanically (no asyncio
-beyond ``asyncio.Lock``; the worker-only methods are listed in the generator).
+by ``tools/async_to_sync.py``: write it so that it converts mechanically (no asyncio:
+primitives come from ``soniq._acompat``; the worker-only methods are listed in the generator).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
 
+from soniq._acompat import Lock
 from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.adapters.sqlstate import sqlstate
 from soniq.app_base import AppBase
@@ -66,7 +66,7 @@ class Soniq(AppBase):
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
         self._backend: StorageBackend | None = None
         self._ready = False
-        self._init_lock = asyncio.Lock()
+        self._init_lock = Lock()
         self.dead_letter = DeadLetterQueue(
             self._fetch_dicts, self._transaction, job_id_param, check_page
         )

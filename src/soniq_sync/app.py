@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -29,6 +28,7 @@ from soniq.errors import (
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.sql import QUERIES
 from soniq.types import JobStatus
+from soniq_sync._acompat import Lock
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
 from soniq_sync.backend import StorageBackend, make_backend
@@ -61,7 +61,7 @@ class Soniq(SyncAppBase):
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
         self._backend: StorageBackend | None = None
         self._ready = False
-        self._init_lock = threading.Lock()
+        self._init_lock = Lock()
         self.dead_letter = DeadLetterQueue(
             self._fetch_dicts, self._transaction, job_id_param, check_page
         )

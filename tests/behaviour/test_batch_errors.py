@@ -1,5 +1,8 @@
-"""A bad item in ``enqueue_many``, on every backend and both apps: the error names the
-item (its index, and the field an args model refused), and nothing is written."""
+"""A bad item in ``enqueue_many``, on every backend: the error names the item (its
+index, and the field an args model refused), and nothing is written.
+
+The blocking app's twin of this module is generated: tests/behaviour/sync/.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, model_validator
 
-import soniq_sync
 from soniq import Soniq, SoniqError, task_ref
 from soniq.errors import ARGS_NOT_SERIALIZABLE, TASK_ARGS_INVALID
 
@@ -66,7 +68,7 @@ CASES: dict[str, tuple[Any, list[Any], str, int, str | None]] = {
 }
 
 
-def target(app: Soniq | soniq_sync.Soniq, kind: Any) -> Any:
+def target(app: Soniq, kind: Any) -> Any:
     @app.job(name="pay.charge")
     def charge(cents: Any) -> None: ...
 
@@ -99,20 +101,6 @@ async def test_the_first_bad_item_is_named_and_nothing_is_written(
     assert [j["id"] for j in await app.list_jobs()] == existing
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_the_blocking_app_names_it_too(backend_sync_app: soniq_sync.Soniq, case: str) -> None:
-    kind, items, code, index, field = CASES[case]
-    app = backend_sync_app
-    job = target(app, kind)
-    existing = app.enqueue_many(job, [GOOD])
-
-    with pytest.raises(SoniqError) as info:
-        app.enqueue_many(job, items)
-
-    check(info.value, code, index, field)
-    assert [j["id"] for j in app.list_jobs()] == existing
-
-
 async def test_a_single_enqueue_names_the_field_but_no_index(backend_app: Soniq) -> None:
     with pytest.raises(SoniqError) as info:
         await backend_app.enqueue(task_ref("pay.charge", Order), args={"cents": "lots"})
@@ -140,14 +128,3 @@ async def test_args_list_must_be_a_list_of_items(backend_app: Soniq, args_list: 
         await backend_app.enqueue_many(job, args_list)
     check_not_a_list(info.value)
     assert await backend_app.list_jobs() == []
-
-
-@NOT_A_LIST
-def test_the_blocking_app_wants_a_list_too(
-    backend_sync_app: soniq_sync.Soniq, args_list: Any
-) -> None:
-    job = target(backend_sync_app, "function")
-    with pytest.raises(SoniqError) as info:
-        backend_sync_app.enqueue_many(job, args_list)
-    check_not_a_list(info.value)
-    assert backend_sync_app.list_jobs() == []

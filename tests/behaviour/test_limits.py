@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import soniq_sync
 from soniq import Soniq, SoniqError
 from soniq.errors import NOT_SUPPORTED_BY_BACKEND
 from tests.behaviour.conftest import MEMORY, NOT_POSTGRES, ONLY_POSTGRES, SQLITE
@@ -59,26 +58,6 @@ async def test_connection_argument_is_refused(
     finally:
         conn.close()
     assert await app.list_jobs() == []
-
-
-@pytest.mark.parametrize("backend", NOT_POSTGRES)
-def test_connection_argument_is_refused_by_the_blocking_twin(
-    backend_sync_app: soniq_sync.Soniq, tmp_path: Path, backend: str
-) -> None:
-    app = backend_sync_app
-
-    @app.job(name="limits.sync_tx")
-    def tx(n: int) -> None: ...
-
-    conn = sqlite3.connect(tmp_path / "caller.db")
-    try:
-        with pytest.raises(ValueError) as info:
-            app.enqueue(tx, n=1, connection=conn)
-    finally:
-        conn.close()
-    assert isinstance(info.value, SoniqError)
-    assert info.value.code == NOT_SUPPORTED_BY_BACKEND
-    assert app.list_jobs() == []
 
 
 @pytest.mark.parametrize("backend", [MEMORY])

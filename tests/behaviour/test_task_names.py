@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-import soniq_sync
 from soniq import Soniq, SoniqError
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import INVALID_TASK_NAME
@@ -19,7 +18,6 @@ MODES = ["strict", "warn", "none"]
 BAD_NAMES = ["Bad Name", ".leading", "trailing.", "double..dot", "Has.Caps", ""]
 
 Call = Callable[[Soniq, str], Awaitable[object]]
-SyncCall = Callable[[soniq_sync.Soniq, str], object]
 
 ENTRY_POINTS: dict[str, Call] = {
     "enqueue(name)": lambda app, name: app.enqueue(name, args={}),
@@ -29,14 +27,6 @@ ENTRY_POINTS: dict[str, Call] = {
     "schedule(name)": lambda app, name: app.schedule(name, 60, args={}),
     "scheduler.add(name)": lambda app, name: app.scheduler.add(name, every=60),
     "scheduler.add(name=)": lambda app, name: app.scheduler.add(name=name, every=60),
-}
-
-SYNC_ENTRY_POINTS: dict[str, SyncCall] = {
-    "enqueue(name)": lambda app, name: app.enqueue(name, args={}),
-    "enqueue(TaskRef)": lambda app, name: app.enqueue(TaskRef(name), args={}),
-    "enqueue_many(name)": lambda app, name: app.enqueue_many(name, [{}, {}]),
-    "schedule(name)": lambda app, name: app.schedule(name, 60, args={}),
-    "scheduler.add(name)": lambda app, name: app.scheduler.add(name, every=60),
 }
 
 
@@ -61,20 +51,6 @@ async def test_a_malformed_unregistered_name_is_refused_in_every_mode(
         assert info.value.details["task_name"] == name
         assert "SONIQ_TASK_NAME_PATTERN" in info.value.message or name == ""
     assert await nothing_written(app)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_the_blocking_app_refuses_them_too(
-    make_sync_app: Callable[..., soniq_sync.Soniq], mode: str
-) -> None:
-    app = make_sync_app(enqueue_validation=mode)
-    for entry, call in SYNC_ENTRY_POINTS.items():
-        for name in BAD_NAMES:
-            with pytest.raises(SoniqError) as info:
-                call(app, name)
-            assert info.value.code == INVALID_TASK_NAME, (entry, name, info.value)
-    assert app.list_jobs() == []
-    assert app.scheduler.list() == []
 
 
 @pytest.mark.parametrize("mode", MODES)

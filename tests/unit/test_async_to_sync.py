@@ -32,10 +32,10 @@ This paragraph is about the async source only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from soniq._acompat import Lock
 from soniq.backend import connect
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Soniq:
     """Uses ``async with app.backend.acquire()``."""
 
     def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
-        self.lock = asyncio.Lock()
+        self.lock = Lock()
         self.fetch = fetch
 
     async def __aenter__(self) -> Soniq:
@@ -79,7 +79,7 @@ def test_sample_conversion(gen: ModuleType) -> None:
     assert "rows = [r for r in self.rows()]" in out
     assert "return self.fetch() + len(rows)" in out
     assert "fetch: Callable[[], int]" in out
-    assert "self.lock = threading.Lock()" in out and "import threading" in out
+    assert "self.lock = Lock()" in out and "from soniq_sync._acompat import Lock" in out
     assert "from soniq_sync.backend import connect" in out
     assert "Uses ``with app.backend.acquire()``" in out
     # The worker-only method and its type-checking import are gone, and so is the
@@ -127,3 +127,109 @@ def test_unused_rules_are_reported(gen: ModuleType) -> None:
     unused = gen.unused_rules(used)
     assert "name:AsyncAdapter" not in unused
     assert f"module:{next(iter(gen.MODULES))}" in unused
+
+
+def test_a_source_that_uses_asyncio_directly_is_pointed_at_acompat(
+    gen: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    uses = '"""Not asyncio."""\nimport asyncio\n\nx = asyncio.Lock()\n'
+    assert gen.direct_asyncio(uses) == [2, 4]
+    assert gen.direct_asyncio("from soniq._acompat import Lock\n") == []
+    source = tmp_path / "src/soniq/locked.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("import asyncio\n\nLOCK = asyncio.Lock()\n")
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    monkeypatch.setattr(gen, "SOURCES", {"src/soniq/locked.py": "src/soniq_sync/locked.py"})
+    monkeypatch.setattr(gen, "unused_rules", lambda used: [])
+
+    assert gen.main([]) == 1
+    err = capsys.readouterr().err
+    assert "src/soniq/locked.py:1: uses asyncio directly" in err
+    assert "src/soniq/locked.py:3: uses asyncio directly" in err and "soniq._acompat" in err
+
+
+def test_the_acompat_twins_have_the_same_names() -> None:
+    import soniq._acompat
+    import soniq_sync._acompat
+
+    assert soniq._acompat.__all__ == soniq_sync._acompat.__all__
+    for name in soniq._acompat.__all__:
+        async_form = getattr(soniq._acompat, name)
+        blocking = getattr(soniq_sync._acompat, name)
+        assert async_form is not blocking, name
+
+
+def test_orphans_are_found_by_their_header(
+    gen: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    source = tmp_path / "src/soniq/kept.py"
+    source.parent.mkdir(parents=True)
+    source.write_text('"""Kept."""\n\n\nasync def f() -> None: ...\n')
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    monkeypatch.setattr(gen, "SOURCES", {"src/soniq/kept.py": "src/soniq_sync/kept.py"})
+    monkeypatch.setattr(gen, "unused_rules", lambda used: [])
+    assert gen.main([]) == 0
+    assert gen.orphans(tmp_path, {"src/soniq_sync/kept.py"}) == {}
+
+    # Generated once from sources that have since left SOURCES, in two output folders.
+    header = gen.HEADER.format(source="src/soniq/gone.py")
+    (tmp_path / "src/soniq_sync/sub").mkdir()
+    (tmp_path / "src/soniq_sync/sub/gone.py").write_text(header + "\nx = 1\n")
+    test_header = gen.HEADER.format(source="tests/test_old.py")
+    (tmp_path / "tests/sync").mkdir(parents=True)
+    (tmp_path / "tests/sync/test_old.py").write_text(test_header + "\nx = 1\n")
+    # Hand-written files, one quoting the header below its first line: not generated.
+    (tmp_path / "src/soniq_sync/hand.py").write_text('"""Hand-written."""\n')
+    (tmp_path / "tests/test_quotes.py").write_text(f"TEXT = {header!r}\n")
+
+    assert gen.orphans(tmp_path, {"src/soniq_sync/kept.py"}) == {
+        "src/soniq_sync/sub/gone.py": "src/soniq/gone.py",
+        "tests/sync/test_old.py": "tests/test_old.py",
+    }
+    capsys.readouterr()
+    assert gen.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "src/soniq_sync/sub/gone.py is generated (from src/soniq/gone.py)" in err
+    assert "tests/sync/test_old.py is generated (from tests/test_old.py)" in err
+    assert "kept.py" not in err and "hand.py" not in err and "test_quotes" not in err
+
+
+def test_the_pinned_ruff_is_the_one_installed(gen: ModuleType) -> None:
+    # The dev extra pins it; a fresh `pip install -e '.[dev]'` gives exactly that one.
+    assert gen.pinned_ruff(ROOT) == gen.installed_ruff()
+
+
+def test_another_ruff_version_is_refused(
+    gen: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gen, "installed_ruff", lambda: "0.0.1")
+    pinned = gen.pinned_ruff(ROOT)
+    for argv in ([], ["--check"]):
+        with pytest.raises(SystemExit) as info:
+            gen.main(argv)
+        message = str(info.value.code)
+        assert f"ruff=={pinned}" in message and "ruff 0.0.1" in message
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["ruff>=0.6"]\n')
+    with pytest.raises(SystemExit, match="pins no ruff version"):
+        gen.pinned_ruff(tmp_path)
+
+
+def test_a_path_qualified_drop_applies_to_that_source_only(
+    gen: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gen, "DROP", {"tests/a.py::helper"})
+    source = "async def helper() -> None: ...\n\n\nasync def kept() -> None: ...\n"
+    used: Counter[str] = Counter()
+    in_a = gen.Unasync(source, used, "tests/a.py").convert()
+    in_b = gen.Unasync(source, used, "tests/b.py").convert()
+    assert "helper" not in in_a and "def kept() -> None" in in_a
+    assert "def helper() -> None" in in_b
+    assert used["drop:tests/a.py::helper"] == 1

@@ -1,0 +1,16 @@
+"""The async forms of the few concurrency primitives the generated sources use.
+
+``tools/async_to_sync.py`` maps this module to :mod:`soniq_sync._acompat`, which
+holds their blocking twins under the same names, instead of renaming ``asyncio``
+wholesale. A source it converts imports its primitives from here, never from
+``asyncio``: the generator's check refuses a source that does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["Lock"]
+
+#: A mutual-exclusion lock held across ``await`` (``async with lock:``).
+Lock = asyncio.Lock
