@@ -150,7 +150,7 @@ class MemoryBackend(SQLiteBackend):
         return store
 
     def describe(self) -> str:
-        """``memory``."""
+        """``memory (this process only)``."""
         return "memory (this process only)"
 
     async def close(self) -> None:

@@ -145,7 +145,7 @@ class MemoryBackend(SQLiteBackend):
         return store
 
     def describe(self) -> str:
-        """``memory``."""
+        """``memory (this process only)``."""
         return "memory (this process only)"
 
     def close(self) -> None:

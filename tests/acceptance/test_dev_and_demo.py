@@ -24,8 +24,9 @@ from psycopg import conninfo, sql
 
 from soniq import Soniq
 from soniq.cli import main
+from soniq.testing.pytest_plugin import TestServer
 from tests.acceptance.processes import SoniqProcess, start_soniq, until
-from tests.conftest import PgServer, unique_name
+from tests.conftest import unique_name
 
 EXPORT_PREFIX = "export SONIQ_DATABASE_URL="
 
@@ -294,7 +295,7 @@ async def test_demo_without_a_url_runs_on_an_embedded_server(tmp_path: Path) -> 
     assert not (tmp_path / ".soniq").exists()  # the throwaway server left nothing here
 
 
-def _demo_databases(server: PgServer) -> set[str]:
+def _demo_databases(server: TestServer) -> set[str]:
     with psycopg.connect(server.url, connect_timeout=10) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'soniq\\_demo\\_%%'"
@@ -302,7 +303,7 @@ def _demo_databases(server: PgServer) -> set[str]:
     return {row[0] for row in rows}
 
 
-def test_demo_on_a_url_uses_a_scratch_database_and_drops_it(pg_server: PgServer) -> None:
+def test_demo_on_a_url_uses_a_scratch_database_and_drops_it(pg_server: TestServer) -> None:
     before = _demo_databases(pg_server)
     result = CliRunner().invoke(main, ["demo", "--database-url", pg_server.url])
     assert result.exit_code == 0, result.output
@@ -311,9 +312,14 @@ def test_demo_on_a_url_uses_a_scratch_database_and_drops_it(pg_server: PgServer)
     assert _demo_databases(pg_server) == before
 
 
-def test_demo_without_createdb_says_so(pg_server: PgServer) -> None:
+def _run_on(server: TestServer, statement: sql.Composable) -> None:
+    with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(statement)
+
+
+def test_demo_without_createdb_says_so(pg_server: TestServer) -> None:
     role = unique_name("soniq_demo_nocreatedb_")
-    pg_server.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
+    _run_on(pg_server, sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
     try:
         url = conninfo.make_conninfo(pg_server.url, user=role, password="")
         result = CliRunner().invoke(main, ["demo", "--database-url", url])
@@ -321,4 +327,4 @@ def test_demo_without_createdb_says_so(pg_server: PgServer) -> None:
         assert "SONIQ_DEMO_DATABASE_UNAVAILABLE" in result.output
         assert "CREATEDB" in result.output
     finally:
-        pg_server.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        _run_on(pg_server, sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

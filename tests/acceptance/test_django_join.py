@@ -26,7 +26,7 @@ from soniq.errors import (
     INVALID_SETTING,
     TRANSACTION_NOT_JOINABLE,
 )
-from tests.conftest import PgServer, unique_name
+from soniq.testing.pytest_plugin import TestServer
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "soniq_sync.django"
@@ -86,14 +86,10 @@ def kept(result: dict[str, Any]) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def other_database_url(pg_server: PgServer) -> Iterator[str]:
+def other_database_url(pg_server: TestServer) -> Iterator[str]:
     """A second empty database: Django's, when Soniq's jobs live somewhere else."""
-    name = unique_name("soniq_test_django_")
-    pg_server.create_database(name)
-    try:
-        yield pg_server.url_for(name)
-    finally:
-        pg_server.drop_database(name)
+    with pg_server.temporary_database(prefix="soniq_test_django_") as url:
+        yield url
 
 
 def spelled_otherwise(url: str) -> str:

@@ -45,8 +45,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """The constructor keywords that point an app at this test's store.
 
-    A plain (not async) fixture: the postgres template database is made with
-    ``anyio.run``, which cannot be called from inside the running event loop.
+    A plain (not async) fixture: the postgres template database is migrated by the
+    pytest plugin with blocking calls, which must not run inside the event loop.
     """
     if backend == "postgres":
         # Asked for lazily, so the sqlite and memory cases never touch PostgreSQL.

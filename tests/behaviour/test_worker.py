@@ -53,6 +53,21 @@ async def test_run_once_returns_when_the_last_job_ends_as_a_slot_frees(backend_a
     assert [await app.get_result(i) for i in ids] == ["quick", "yielded"]
 
 
+async def test_run_worker_runs_as_many_jobs_at_once_as_the_concurrency_setting(
+    make_app: Callable[..., Soniq],
+) -> None:
+    app = make_app(concurrency=3)  # what SONIQ_CONCURRENCY=3 would set
+    seen: list[int] = []
+
+    @app.job()
+    async def look() -> None:
+        seen.extend(worker["concurrency"] for worker in await app.list_workers())
+
+    await app.enqueue(look)
+    assert await app.run_worker(run_once=True) is True
+    assert seen == [3]
+
+
 async def test_a_failing_job_is_retried_with_its_error_recorded(backend_app: Soniq) -> None:
     app = backend_app
     attempts: list[int] = []

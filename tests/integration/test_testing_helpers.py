@@ -22,7 +22,7 @@ from soniq.testing import (
     drain,
     enqueued_jobs,
 )
-from tests.conftest import DATABASE_URL_ENV, PgServer
+from soniq.testing.pytest_plugin import DATABASE_URL_ENV, TestServer
 
 # --------------------------------------------------------------------------- drain
 
@@ -279,8 +279,9 @@ def test_the_sync_helpers_reject_an_async_app(database_url: str) -> None:
 def test_the_plugin_gives_each_test_a_fresh_migrated_database(
     soniq_database_url: str, soniq_sync_app: soniq_sync.Soniq, database_url: str
 ) -> None:
-    assert soniq_database_url != database_url
+    assert soniq_database_url == database_url  # the project's own tests use the plugin
     assert soniq_sync_app.migration_status()["pending"] == []
+    assert sync_testing.enqueued_jobs(soniq_sync_app) == []
     soniq_sync_app.enqueue(task_ref("plugin.check"))
     sync_testing.assert_enqueued(soniq_sync_app, "plugin.check", count=1)
 
@@ -331,7 +332,7 @@ def test_databases_are_per_test(soniq_sync_app: soniq_sync.Soniq) -> None:
 """
 
 
-def test_the_plugin_works_in_a_users_project(tmp_path: Path, pg_server: PgServer) -> None:
+def test_the_plugin_works_in_a_users_project(tmp_path: Path, pg_server: TestServer) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_user_app.py").write_text(textwrap.dedent(USER_TESTS))
     env = {**os.environ, DATABASE_URL_ENV: pg_server.url}

@@ -90,6 +90,22 @@ class TestServer:
         """Drop database ``name``, ending any session a test left open."""
         self.execute("drop_database", database=name)
 
+    @contextlib.contextmanager
+    def temporary_database(
+        self, *, template: str = "template0", prefix: str = "soniq_test_"
+    ) -> Iterator[str]:
+        """A new database copied from ``template`` (empty by default), dropped on exit.
+
+        Yields its URL. For a test that needs a database without Soniq's schema (to
+        test a migration, say) or a second one beside ``soniq_database_url``.
+        """
+        name = _unique(prefix)
+        self.create_database(name, template=template)
+        try:
+            yield self.url_for(name)
+        finally:
+            self.drop_database(name)
+
 
 def _unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
