@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from soniq import embedded
+from soniq.dev import embedded
 from soniq.testing.pytest_plugin import DATABASE_URL_ENV, TestServer
 
 if TYPE_CHECKING:
