@@ -85,7 +85,7 @@ TEXT = {
 }
 
 #: Definitions (``Class.method`` or a top-level name) and imports that stay async-only.
-DROP = {"Soniq.worker", "Soniq.run_worker", "async_twin"}
+DROP = {"Soniq.worker", "Soniq.run_worker"}
 DROP_IMPORTS = {"soniq.worker"}
 
 HEADER = (
