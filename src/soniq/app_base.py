@@ -181,14 +181,16 @@ class AppBase:
                 f"using_backend() takes 'memory', got {backend!r}. To move the app to "
                 "another database for good, use reconfigure(database_url=...).",
             )
-        saved = self._runtime, self._config.state()
+        runtime, settings, state = self._runtime, self._config.settings, self._config.state()
         self._runtime = AppRuntime(self.settings.model_copy(update={"backend": "memory"}))
-        self._config.restore((False, saved[1][1]))
         try:
             yield self
         finally:
-            self._runtime = saved[0]
-            self._config.restore(saved[1])
+            # Whatever happened inside (an initialisation, close(), reconfigure()) is
+            # undone with the temporary runtime.
+            self._runtime = runtime
+            self._config.replace_settings(settings)
+            self._config.restore(state)
 
     # -- registration ---------------------------------------------------------------
 
