@@ -58,11 +58,8 @@ class AppRuntime(Generic[B]):
     def successor(self, settings: SoniqSettings) -> AppRuntime[B]:
         """A new runtime for ``settings``. A memory app that stays on memory keeps its
         database (it lives as long as the app); any other change starts afresh."""
-        memory = self._memory if self.kind == "memory" else None
-        fresh: AppRuntime[B] = AppRuntime(settings, memory=memory)
-        if fresh.kind != "memory":
-            fresh._memory = None
-        return fresh
+        stays = self.kind == "memory" and storage_kind(settings) == "memory"
+        return AppRuntime(settings, memory=self._memory if stays else None)
 
     def remember(self, key: tuple[object, ...], plan: JobPlan) -> None:
         """Cache ``plan`` under ``key``, starting over when the cache is full."""
