@@ -131,13 +131,25 @@ class AppBase:
 
     @property
     def registry(self) -> JobRegistry:
-        """The registered jobs: ``@app.job()`` and ``@app.periodic()`` handlers."""
+        """The registered jobs: ``@app.job()`` and ``@app.periodic()`` handlers.
+
+        Assignable (to share another app's) until a worker of this app starts."""
         return self._config.registry
+
+    @registry.setter
+    def registry(self, registry: JobRegistry) -> None:
+        self._config.set_registry(registry)
 
     @property
     def hooks(self) -> dict[str, list[Hook]]:
-        """The worker's hooks by event (``before_job``, ``after_job``, ``on_error``)."""
+        """The worker's hooks by event (``before_job``, ``after_job``, ``on_error``).
+
+        Assignable until a worker of this app starts."""
         return self._config.hooks
+
+    @hooks.setter
+    def hooks(self, hooks: dict[str, list[Hook]]) -> None:
+        self._config.set_hooks(hooks)
 
     @property
     def periodic_jobs(self) -> dict[str, PeriodicJob]:

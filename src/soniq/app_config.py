@@ -12,7 +12,9 @@ that nothing running is changed behind its back; a change then raises
   ``app.settings`` works only while the app is closed.
 - **hooks and middleware**, from the first worker start (``app.worker()``,
   ``run_worker()``, ``drain()``) until ``close()``: a worker copies them when it
-  starts, so one added later would silently never run there.
+  starts, so one added later would silently never run there. Replacing the registry
+  or the hooks object as a whole (``app.registry = ...``) is refused then too: a
+  running worker holds the old one.
 - **the registry and the periodic declarations** never freeze. Registering later is
   legitimate: Django's tasks backend registers each task on first enqueue, and a
   jobs module may be imported lazily. A worker looks each job's handler up when it
@@ -127,6 +129,28 @@ class AppConfig:
                 event=event,
             )
         self.hooks[event].append(hook)
+
+    def set_registry(self, registry: JobRegistry) -> None:
+        """Replace the registry, or raise ``SONIQ_APP_FROZEN`` while a worker of the app
+        may be running (it holds the old one)."""
+        self._refuse_while_serving("registry")
+        self.registry = registry
+
+    def set_hooks(self, hooks: dict[str, list[Hook]]) -> None:
+        """Replace the hooks, or raise ``SONIQ_APP_FROZEN`` while a worker of the app may
+        be running (it took the old ones)."""
+        self._refuse_while_serving("hooks")
+        self.hooks = hooks
+
+    def _refuse_while_serving(self, part: str) -> None:
+        if self._serving:
+            raise SoniqError(
+                APP_FROZEN,
+                f"Can't replace the app's {part}: a worker of this app has started and "
+                f"holds the current {part}. Set it up before starting workers (or after "
+                "app.close()).",
+                part=part,
+            )
 
     # -- lifecycle ------------------------------------------------------------------
 

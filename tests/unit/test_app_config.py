@@ -138,3 +138,21 @@ def test_the_plan_cache_starts_over_when_full() -> None:
     assert len(runtime.plans) == MAX_PLANS + 1
     runtime.remember(("one more",), plan)  # type: ignore[arg-type]
     assert list(runtime.plans) == [("one more",)]
+
+
+def test_the_registry_and_hooks_objects_are_replaceable_until_a_worker_starts() -> None:
+    config = AppConfig(settings())
+    config.freeze()  # in use, no worker: still replaceable
+    other = AppConfig(settings())
+    config.set_registry(other.registry)
+    config.set_hooks(other.hooks)
+    assert config.registry is other.registry and config.hooks is other.hooks
+    config.freeze(worker=True)
+    for part, replace in (
+        ("registry", lambda: config.set_registry(AppConfig(settings()).registry)),
+        ("hooks", lambda: config.set_hooks({event: [] for event in HOOK_EVENTS})),
+    ):
+        with pytest.raises(SoniqError) as caught:
+            replace()
+        assert caught.value.code == APP_FROZEN and caught.value.details == {"part": part}
+    assert config.registry is other.registry and config.hooks is other.hooks
