@@ -112,7 +112,6 @@ TEXT = {
 DROP = {
     "Soniq.worker",
     "Soniq.run_worker",
-    "async_twin",
     # The scheduler process is async-only.
     "tests/behaviour/test_scheduler.py::fire_when_due",
     "tests/behaviour/test_scheduler.py::test_a_due_every_schedule_enqueues_exactly_one_job",

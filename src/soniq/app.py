@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from soniq._acompat import Lock
 from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.adapters.sqlstate import sqlstate
-from soniq.app_base import AppBase
+from soniq.app_base import AppBase, load_settings, schema_missing
+from soniq.app_runtime import AppRuntime
 from soniq.backend import StorageBackend, make_backend
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
@@ -56,6 +57,8 @@ class Soniq(AppBase):
     lazily on first use.
     """
 
+    _runtime: AppRuntime[StorageBackend]
+
     def __init__(
         self,
         database_url: str | None = None,
@@ -64,8 +67,6 @@ class Soniq(AppBase):
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
-        self._backend: StorageBackend | None = None
-        self._ready = False
         self._init_lock = Lock()
         self.dead_letter = DeadLetterQueue(
             self._fetch_dicts, self._transaction, job_id_param, check_page
@@ -78,47 +79,86 @@ class Soniq(AppBase):
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``async with app.backend.acquire() as conn``
         lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
-        if self._backend is None:
-            self._backend = make_backend(self.settings, self._memory)
-        return self._backend
+        runtime = self._runtime
+        if runtime.backend is None:
+            memory = runtime.memory_store() if runtime.kind == "memory" else None
+            runtime.backend = make_backend(runtime.settings, memory)
+        return runtime.backend
 
     async def setup(self) -> list[str]:
         """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
 
-        Returns the migration versions applied by this call.
+        Returns the migration versions applied by this call. The app's settings are
+        frozen from then on, until ``close()`` (see ``reconfigure``).
         """
-        return await self.backend.setup()
+        applied = await self.backend.setup()
+        self._config.freeze()
+        return applied
 
     async def ensure_initialized(self) -> None:
-        """Connect and check the schema; later calls return at once."""
-        if self._ready:
+        """Connect and check the schema; later calls return at once.
+
+        The app's settings are frozen from then on, until ``close()`` (see
+        ``reconfigure``).
+        """
+        if self._runtime.ready:
             return
         async with self._init_lock:
-            if self._ready:
+            runtime = self._runtime
+            if runtime.ready:
                 return
             pending = await self.backend.prepare()
             if pending:
-                raise SoniqError(
-                    SCHEMA_MISSING,
-                    f"The database is missing Soniq migrations {', '.join(pending)}. "
-                    "Run `soniq setup` (or `await app.setup()`) first.",
-                    pending=pending,
-                )
-            self._ready = True
+                raise schema_missing(pending, "await app.setup()")
+            runtime.ready = True
+            self._config.freeze()
 
     async def close(self) -> None:
-        """Close Soniq's connections. Safe to call twice; the app reopens on next use."""
+        """Close Soniq's connections. Safe to call twice; the app reopens on next use.
+
+        Until then the settings, hooks and middleware may change again.
+        """
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         async with self._init_lock:
-            backend, self._backend, self._ready = self._backend, None, False
+            runtime = self._runtime
+            backend, runtime.backend, runtime.ready = runtime.backend, None, False
+            self._config.thaw()
         if backend is not None:
             await backend.close()
 
+    async def reconfigure(
+        self,
+        database_url: str | None = None,
+        *,
+        enqueue_validation: str | None = None,
+        **settings: Any,
+    ) -> None:
+        """Give the app new settings: keywords as for ``Soniq(...)``, over the ``SONIQ_*``
+        environment (settings not given are not carried over from the old ones).
+
+        They are checked first: a bad value raises SoniqError and changes nothing.
+        Then the app's connections are closed and it starts afresh on the new
+        settings, reconnecting on next use. Registered jobs, hooks and periodic
+        declarations are kept; a memory app that stays on memory keeps its jobs.
+        This works whether or not the app is in use (assigning ``app.settings`` does
+        not, see :mod:`soniq.app_config`).
+        """
+        fresh = load_settings(database_url, enqueue_validation, settings)
+        async with self._init_lock:
+            old = self._swap_runtime(fresh)
+        if old.backend is not None:
+            await old.backend.close()
+
     def worker(self) -> Worker:
-        """A :class:`~soniq.worker.Worker` for this app's jobs, hooks and settings."""
+        """A :class:`~soniq.worker.Worker` for this app's jobs, hooks and settings.
+
+        The hooks and middleware are frozen from then on, until ``close()``: the
+        worker takes them when it starts.
+        """
         from soniq.worker import Worker
 
+        self._config.freeze(worker=True)
         return Worker(self.backend, self.registry, self.settings, self.hooks)
 
     async def run_worker(
@@ -472,19 +512,6 @@ def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
         f"Job {job_id} is queued and has not failed yet; it runs when due "
         f"({row['scheduled_at'].isoformat()}). There is nothing to retry."
     )
-
-
-def async_twin(app: AppBase) -> Soniq:
-    """``app`` if it is async, else an async app sharing its settings, jobs and hooks.
-
-    This is how the worker, which is async only, runs the jobs of a blocking app.
-    """
-    if isinstance(app, Soniq):
-        return app
-    twin = Soniq()
-    twin.settings, twin.registry, twin.hooks = app.settings, app.registry, app.hooks
-    twin._memory = app._memory  # an in-memory app's jobs are the twin's too
-    return twin
 
 
 async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:

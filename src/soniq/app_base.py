@@ -7,14 +7,17 @@ apps (and the blocking ones are generated from the async ones).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from soniq.app_config import AppConfig
+from soniq.app_runtime import AppRuntime
 from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
@@ -24,14 +27,16 @@ from soniq.errors import (
     INVALID_JOB_OPTION,
     INVALID_TARGET,
     INVALID_TASK_NAME,
+    SCHEMA_MISSING,
     BackendUnsupportedError,
     SoniqError,
 )
-from soniq.observability.instruments import EnqueueInstruments, enqueue_instruments
+from soniq.observability.instruments import EnqueueInstruments
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
+AppT = TypeVar("AppT", bound="AppBase")
 Hook = Callable[..., Any]
 
 #: Finds the connection of a transaction the caller is in, if any (e.g. Django's
@@ -44,11 +49,43 @@ INSTANCES: weakref.WeakValueDictionary[int, AppBase] = weakref.WeakValueDictiona
 _SERIAL = itertools.count()
 
 
+def load_settings(
+    database_url: str | None, enqueue_validation: str | None, settings: dict[str, Any]
+) -> SoniqSettings:
+    """The settings ``Soniq(database_url, enqueue_validation=..., **settings)`` gets:
+    the ``SONIQ_*`` environment overridden by the keywords, checked whole (a bad value
+    or a URL that can never work raises SoniqError)."""
+    if database_url is not None:
+        settings["database_url"] = database_url
+    if enqueue_validation is not None:
+        settings["enqueue_validation"] = enqueue_validation
+    loaded = SoniqSettings.load(**settings)
+    # Fail now, not at first use, on a URL that can never work.
+    if storage_kind(loaded) == "postgres" and loaded.database_url is not None:
+        normalise_database_url(loaded.database_url)
+    return loaded
+
+
+def schema_missing(pending: list[str], setup_call: str = "await app.setup()") -> SoniqError:
+    """The error for a database whose schema lacks the ``pending`` migrations;
+    ``setup_call`` is how the app at hand runs setup."""
+    return SoniqError(
+        SCHEMA_MISSING,
+        f"The database is missing Soniq migrations {', '.join(pending)}. "
+        f"Run `soniq setup` (or `{setup_call}`) first.",
+        pending=pending,
+    )
+
+
 class AppBase:
     """Settings, registrations and hooks of one Soniq app; no I/O.
 
     ``database_url`` and any setting of :class:`~soniq.settings.SoniqSettings` may be
     given as keywords; they override the ``SONIQ_*`` environment.
+
+    What the app is declared with is its :class:`~soniq.app_config.AppConfig` (parts
+    of which freeze once the app is in use; see that module); what it runs on is an
+    :class:`~soniq.app_runtime.AppRuntime`, replaced whole when the settings change.
     """
 
     def __init__(
@@ -58,30 +95,112 @@ class AppBase:
         enqueue_validation: str | None = None,
         **settings: Any,
     ) -> None:
-        if database_url is not None:
-            settings["database_url"] = database_url
-        if enqueue_validation is not None:
-            settings["enqueue_validation"] = enqueue_validation
-        self.settings = SoniqSettings.load(**settings)
-        # Fail now, not at first use, on a URL that can never work.
-        if storage_kind(self.settings) == "postgres" and self.settings.database_url is not None:
-            normalise_database_url(self.settings.database_url)
-        self.registry = JobRegistry()
-        self.hooks: dict[str, list[Hook]] = {"before_job": [], "after_job": [], "on_error": []}
+        self._config = AppConfig(load_settings(database_url, enqueue_validation, settings))
+        self._runtime: AppRuntime[Any] = AppRuntime(self._config.settings)
         #: Consulted by ``enqueue`` calls without ``connection=``; see ConnectionProvider.
         self.connection_provider: ConnectionProvider | None = None
         self._warner = UnknownNameWarner()
-        self._plans: dict[tuple[object, ...], JobPlan] = {}
-        self._plans_settings = self.settings  # the settings the cached plans were made with
-        #: Metrics and tracing of enqueues; None when both are off (the usual case).
-        self._instruments: EnqueueInstruments | None = enqueue_instruments(self.settings)
-        #: Schedules declared by ``@app.periodic``, by task name.
-        self.periodic_jobs: dict[str, PeriodicJob] = {}
-        # The in-memory backend's database, made on first use. Held here, not by the
-        # backend, so that the async twin of a blocking app (which runs its worker)
-        # shares it; see soniq.app.async_twin.
-        self._memory: dict[str, Any] = {}
         INSTANCES[next(_SERIAL)] = self
+
+    @classmethod
+    def _serving_declarations_of(cls: type[AppT], other: AppBase) -> AppT:
+        """An app of this class over ``other``'s registry, hooks and periodic declarations
+        (the same objects) with the same settings and a runtime of its own. ``soniq
+        worker`` serves a blocking app's jobs from one; a memory app's jobs are not
+        shared (the command refuses memory apps)."""
+        app = cls()
+        app._config = other._config.sharing_declarations()
+        app._runtime = AppRuntime(app._config.settings)
+        return app
+
+    # -- declaration ----------------------------------------------------------------
+
+    @property
+    def settings(self) -> SoniqSettings:
+        """The settings in force: the app's own, or a temporary backend's inside
+        ``using_backend``. Assignable only while the app is closed (before first use or
+        after ``close()``); otherwise use ``reconfigure``."""
+        return self._runtime.settings
+
+    @settings.setter
+    def settings(self, settings: SoniqSettings) -> None:
+        self._config.set_settings(settings)  # raises SONIQ_APP_FROZEN while in use
+        self._runtime = self._runtime.successor(settings)
+
+    @property
+    def registry(self) -> JobRegistry:
+        """The registered jobs: ``@app.job()`` and ``@app.periodic()`` handlers.
+
+        Assignable (to share another app's) until a worker of this app starts."""
+        return self._config.registry
+
+    @registry.setter
+    def registry(self, registry: JobRegistry) -> None:
+        self._config.set_registry(registry)
+
+    @property
+    def hooks(self) -> dict[str, list[Hook]]:
+        """The worker's hooks by event (``before_job``, ``after_job``, ``on_error``).
+
+        Assignable until a worker of this app starts."""
+        return self._config.hooks
+
+    @hooks.setter
+    def hooks(self, hooks: dict[str, list[Hook]]) -> None:
+        self._config.set_hooks(hooks)
+
+    @property
+    def periodic_jobs(self) -> dict[str, PeriodicJob]:
+        """Schedules declared by ``@app.periodic``, by task name."""
+        return self._config.periodic_jobs
+
+    @property
+    def _instruments(self) -> EnqueueInstruments | None:
+        """Metrics and tracing of enqueues; None when both are off (the usual case)."""
+        return self._runtime.instruments
+
+    # -- runtime swaps --------------------------------------------------------------
+
+    def _swap_runtime(self, settings: SoniqSettings) -> AppRuntime[Any]:
+        """Put the app on a new runtime for ``settings`` (the config takes them too and
+        thaws); return the old runtime, whose backend the caller closes."""
+        old = self._runtime
+        self._config.replace_settings(settings)
+        self._config.thaw()
+        self._runtime = old.successor(settings)
+        return old
+
+    @contextlib.contextmanager
+    def using_backend(self: AppT, backend: str = "memory") -> Iterator[AppT]:
+        """Within the block, the app keeps its jobs on another backend; yields the app.
+
+        Only ``"memory"`` for now: a fresh, empty in-memory database, for tests of code
+        that enqueues through an app it imports::
+
+            with app.using_backend("memory"):
+                ...  # enqueue, drain, assert
+
+        A plain ``with`` for the async and the blocking app alike; entering and
+        leaving do no I/O. The registry, hooks and other settings are the app's own.
+        Afterwards the app is back on its own backend and settings, and connections it
+        had open stay open, untouched (they are not closed on the way in either).
+        """
+        if backend != "memory":
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"using_backend() takes 'memory', got {backend!r}. To move the app to "
+                "another database for good, use reconfigure(database_url=...).",
+            )
+        runtime, settings, state = self._runtime, self._config.settings, self._config.state()
+        self._runtime = AppRuntime(self.settings.model_copy(update={"backend": "memory"}))
+        try:
+            yield self
+        finally:
+            # Whatever happened inside (an initialisation, close(), reconfigure()) is
+            # undone with the temporary runtime.
+            self._runtime = runtime
+            self._config.replace_settings(settings)
+            self._config.restore(state)
 
     # -- registration ---------------------------------------------------------------
 
@@ -125,7 +244,7 @@ class AppBase:
         )
 
         def register(func: F) -> F:
-            self.registry.add(make_spec(func))
+            self._config.registry.add(make_spec(func))
             return func
 
         return register
@@ -142,7 +261,7 @@ class AppBase:
     ) -> Callable[[F], F]:
         """Register a job that ``soniq scheduler`` runs on a schedule.
 
-        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.schedules``
+        Exactly one of ``cron=`` (a 5-field cron string or a ``soniq.recurring.schedules``
         builder, evaluated in ``timezone``, UTC by default) and ``every=`` (a
         ``timedelta`` or seconds). ``catch_up=True`` makes the scheduler enqueue every
         run missed while no scheduler was up, instead of skipping them. Any other
@@ -175,8 +294,8 @@ class AppBase:
                     f"{', '.join(sorted(spec.required_args))}. Give them defaults.",
                     task_name=spec.name,
                 )
-            self.registry.add(spec)
-            self.periodic_jobs[spec.name] = PeriodicJob(spec.name, rule, catch_up)
+            self._config.registry.add(spec)
+            self._config.periodic_jobs[spec.name] = PeriodicJob(spec.name, rule, catch_up)
             return func
 
         return register
@@ -287,17 +406,17 @@ class AppBase:
 
     def before_job(self, hook: Hook) -> Hook:
         """Run ``hook(job_name, job_id, attempt)`` before every job."""
-        self.hooks["before_job"].append(hook)
+        self._config.add_hook("before_job", hook)
         return hook
 
     def after_job(self, hook: Hook) -> Hook:
         """Run ``hook(job_name, job_id, duration_ms)`` after every successful job."""
-        self.hooks["after_job"].append(hook)
+        self._config.add_hook("after_job", hook)
         return hook
 
     def on_error(self, hook: Hook) -> Hook:
         """Run ``hook(job_name, job_id, error, attempt)`` when a job raises."""
-        self.hooks["on_error"].append(hook)
+        self._config.add_hook("on_error", hook)
         return hook
 
     def _current_connection(self, connection: object) -> object:
@@ -340,12 +459,9 @@ class AppBase:
         schedule's), so it is not checked against the name pattern again.
         """
         key: tuple[object, ...] | None = None
-        if self._plans_settings is not self.settings:
-            # Plans carry defaults (priority, attempts) from the settings they were made
-            # with; new settings (soniq_sync.configure) start a new cache.
-            self._plans.clear()
-            self._plans_settings = self.settings
-            self._instruments = enqueue_instruments(self.settings)
+        # Plans carry defaults (priority, attempts) from the runtime's settings; new
+        # settings come with a new runtime, and so a new cache.
+        runtime = self._runtime
         if (
             priority is None
             and queue is None
@@ -357,7 +473,7 @@ class AppBase:
             # stays the same, so it is worked out once.
             key = (target, args is not None, bool(func_kwargs), self.registry.version)
             try:
-                cached = self._plans.get(key)
+                cached = runtime.plans.get(key)
             except TypeError:  # an unhashable callable
                 cached, key = None, None
             if cached is not None:
@@ -371,15 +487,13 @@ class AppBase:
             scheduled_at=scheduled_at,
             unique=unique,
             registry=self.registry,
-            settings=self.settings,
+            settings=runtime.settings,
             warner=self._warner,
             stored_name=stored_name,
         )
         # Unregistered names are not cached: warn mode must see every call.
         if key is not None and (plan.resolved.spec is not None or isinstance(target, TaskRef)):
-            if len(self._plans) > 1024:
-                self._plans.clear()
-            self._plans[key] = plan
+            runtime.remember(key, plan)
         return plan
 
 

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,6 +26,9 @@ from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqErr
 from soniq.migrations import apply_migrations, migration_status, pending_migrations
 from soniq.settings import SoniqSettings
 from soniq.sql import QUERIES
+
+if TYPE_CHECKING:
+    from soniq.sqlite_store import SqliteStore
 
 logger = logging.getLogger("soniq.backend")
 
@@ -270,15 +273,16 @@ class PostgresBackend(StorageBackend):
 SWEEP_LOCK_KEY = 0x736F6E69717072
 
 
-def make_backend(settings: SoniqSettings, memory: dict[str, Any] | None = None) -> StorageBackend:
+def make_backend(settings: SoniqSettings, memory: SqliteStore | None = None) -> StorageBackend:
     """The backend the settings choose (see ``soniq.database_url.storage_kind``).
 
-    ``memory`` holds the in-memory backend's database once made, so that apps given the
-    same dict share it.
+    ``memory`` is the in-memory backend's database, when the settings choose memory:
+    backends made around the same one share its jobs. Without it the memory backend
+    makes a database of its own.
     """
     kind = storage_kind(settings)
     if kind == "postgres":
         return PostgresBackend(require_url(settings), settings)
     from soniq.local_backends import local_backend
 
-    return local_backend(kind, settings, {} if memory is None else memory)
+    return local_backend(kind, settings, memory)

@@ -24,8 +24,6 @@ from soniq.settings import SoniqSettings
 from soniq.sql import Query
 from soniq.sqlite_store import SqliteSession, SqliteStore, StoreBusy
 
-_MEMORY_KEY = "store"
-
 
 class SqliteSessionAdapter(AsyncAdapter):
     """Runs named queries inside one open SQLite transaction."""
@@ -132,22 +130,15 @@ class MemoryBackend(SQLiteBackend):
 
     kind = "memory"
 
-    def __init__(self, settings: SoniqSettings, shared: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self._shared = {} if shared is None else shared
+    def __init__(self, settings: SoniqSettings, store: SqliteStore | None = None) -> None:
+        super().__init__(settings, SqliteStore(":memory:") if store is None else store)
 
     @property
     def store(self) -> SqliteStore:
-        """The app's in-memory database, made on first use and kept until the app goes."""
-        store = self._shared.get(_MEMORY_KEY)
-        if store is None:
-            made = SqliteStore(":memory:")
-            # setdefault: a blocking app and its async twin may get here at once.
-            store = self._shared.setdefault(_MEMORY_KEY, made)
-            if store is not made:
-                made.close()
-        assert isinstance(store, SqliteStore)
-        return store
+        """The in-memory database: the app's (its runtime makes it once), or this
+        backend's own when made without one."""
+        assert self._store is not None  # close() keeps it
+        return self._store
 
     def describe(self) -> str:
         """``memory (this process only)``."""
@@ -161,8 +152,10 @@ class MemoryBackend(SQLiteBackend):
         return self
 
 
-def local_backend(kind: str, settings: SoniqSettings, memory: dict[str, Any]) -> StorageBackend:
-    """A ``SQLiteBackend`` or a ``MemoryBackend`` (sharing ``memory``'s database)."""
+def local_backend(
+    kind: str, settings: SoniqSettings, memory: SqliteStore | None = None
+) -> StorageBackend:
+    """A ``SQLiteBackend`` or a ``MemoryBackend`` (around ``memory``, if given)."""
     if kind == "memory":
         return MemoryBackend(settings, memory)
     return SQLiteBackend(settings)

@@ -21,9 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from soniq import JobContext, JobStatus, Snooze, SoniqError, TaskRef, task_ref
-from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue.plan import Target
-from soniq.settings import SoniqSettings
 from soniq_sync.app import Soniq
 
 __all__ = [
@@ -61,16 +59,11 @@ def configure(database_url: str | None = None, **settings: Any) -> Soniq:
     """Set the default app's settings (keywords as for ``Soniq(...)``); return the app.
 
     The default app keeps its registered jobs and hooks; its connections are closed
-    and reopen with the new settings on next use.
+    and reopen with the new settings on next use. This is
+    ``default_app().reconfigure(...)``: a bad value raises and changes nothing.
     """
-    if database_url is not None:
-        settings["database_url"] = database_url
-    fresh = SoniqSettings.load(**settings)  # a bad value fails before anything changes
-    if storage_kind(fresh) == "postgres" and fresh.database_url is not None:
-        normalise_database_url(fresh.database_url)
     app = default_app()
-    app.settings = fresh
-    app.close()
+    app.reconfigure(database_url, **settings)
     return app
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from soniq.adapters.sqlstate import sqlstate
+from soniq.app_runtime import AppRuntime
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.enqueue.task_ref import TaskRef
@@ -30,7 +31,7 @@ from soniq.sql import QUERIES
 from soniq.types import JobStatus
 from soniq_sync._acompat import Lock
 from soniq_sync.adapters import SyncAdapter, sync_adapter
-from soniq_sync.app_base import SyncAppBase
+from soniq_sync.app_base import SyncAppBase, load_settings, schema_missing
 from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.ops.dead_letter import DeadLetterQueue
 from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl
@@ -51,6 +52,8 @@ class Soniq(SyncAppBase):
     lazily on first use.
     """
 
+    _runtime: AppRuntime[StorageBackend]
+
     def __init__(
         self,
         database_url: str | None = None,
@@ -59,8 +62,6 @@ class Soniq(SyncAppBase):
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
-        self._backend: StorageBackend | None = None
-        self._ready = False
         self._init_lock = Lock()
         self.dead_letter = DeadLetterQueue(
             self._fetch_dicts, self._transaction, job_id_param, check_page
@@ -73,42 +74,76 @@ class Soniq(SyncAppBase):
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``with app.backend.acquire() as conn``
         lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
-        if self._backend is None:
-            self._backend = make_backend(self.settings, self._memory)
-        return self._backend
+        runtime = self._runtime
+        if runtime.backend is None:
+            memory = runtime.memory_store() if runtime.kind == "memory" else None
+            runtime.backend = make_backend(runtime.settings, memory)
+        return runtime.backend
 
     def setup(self) -> list[str]:
         """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
 
-        Returns the migration versions applied by this call.
+        Returns the migration versions applied by this call. The app's settings are
+        frozen from then on, until ``close()`` (see ``reconfigure``).
         """
-        return self.backend.setup()
+        applied = self.backend.setup()
+        self._config.freeze()
+        return applied
 
     def ensure_initialized(self) -> None:
-        """Connect and check the schema; later calls return at once."""
-        if self._ready:
+        """Connect and check the schema; later calls return at once.
+
+        The app's settings are frozen from then on, until ``close()`` (see
+        ``reconfigure``).
+        """
+        if self._runtime.ready:
             return
         with self._init_lock:
-            if self._ready:
+            runtime = self._runtime
+            if runtime.ready:
                 return
             pending = self.backend.prepare()
             if pending:
-                raise SoniqError(
-                    SCHEMA_MISSING,
-                    f"The database is missing Soniq migrations {', '.join(pending)}. "
-                    "Run `soniq setup` (or `app.setup()`) first.",
-                    pending=pending,
-                )
-            self._ready = True
+                raise schema_missing(pending, "app.setup()")
+            runtime.ready = True
+            self._config.freeze()
 
     def close(self) -> None:
-        """Close Soniq's connections. Safe to call twice; the app reopens on next use."""
+        """Close Soniq's connections. Safe to call twice; the app reopens on next use.
+
+        Until then the settings, hooks and middleware may change again.
+        """
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         with self._init_lock:
-            backend, self._backend, self._ready = self._backend, None, False
+            runtime = self._runtime
+            backend, runtime.backend, runtime.ready = runtime.backend, None, False
+            self._config.thaw()
         if backend is not None:
             backend.close()
+
+    def reconfigure(
+        self,
+        database_url: str | None = None,
+        *,
+        enqueue_validation: str | None = None,
+        **settings: Any,
+    ) -> None:
+        """Give the app new settings: keywords as for ``Soniq(...)``, over the ``SONIQ_*``
+        environment (settings not given are not carried over from the old ones).
+
+        They are checked first: a bad value raises SoniqError and changes nothing.
+        Then the app's connections are closed and it starts afresh on the new
+        settings, reconnecting on next use. Registered jobs, hooks and periodic
+        declarations are kept; a memory app that stays on memory keeps its jobs.
+        This works whether or not the app is in use (assigning ``app.settings`` does
+        not, see :mod:`soniq.app_config`).
+        """
+        fresh = load_settings(database_url, enqueue_validation, settings)
+        with self._init_lock:
+            old = self._swap_runtime(fresh)
+        if old.backend is not None:
+            old.backend.close()
 
     def __enter__(self) -> Soniq:
         return self

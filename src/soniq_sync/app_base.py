@@ -1,7 +1,9 @@
 """The base of the blocking app: ``soniq.app_base.AppBase`` plus blocking worker methods.
 
 The worker is async only. These methods run it on an event loop of their own, for
-scripts, management commands and tests that want to process jobs in-process. Enqueues
+scripts, management commands and tests that want to process jobs in-process: the
+worker is built from the app's config and an async backend made from the same
+settings (for the memory backend, around the app's very in-memory database). Enqueues
 also join Django's open transaction (see :mod:`soniq_sync.django.join`), which only
 blocking code can have.
 """
@@ -13,13 +15,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from soniq.app_base import AppBase
+from soniq.app_base import AppBase, load_settings, schema_missing
 from soniq_sync.django.join import DJANGO_DB, django_transaction
 
 if TYPE_CHECKING:
+    from soniq.backend import StorageBackend as AsyncStorageBackend
     from soniq.worker import Worker
 
-__all__ = ["SyncAppBase"]
+__all__ = ["SyncAppBase", "load_settings", "prepare_worker_backend", "schema_missing"]
 
 
 class SyncAppBase(AppBase):
@@ -36,10 +39,25 @@ class SyncAppBase(AppBase):
         """An async :class:`~soniq.worker.Worker` for this app's jobs, hooks and settings.
 
         It has a pool of its own; run it inside an event loop: ``anyio.run(w.run)``.
+        The hooks and middleware are frozen from then on, until ``close()``.
         """
-        from soniq.app import async_twin
+        return self._worker_on(self._worker_backend())
 
-        return async_twin(self).worker()
+    def _worker_backend(self) -> AsyncStorageBackend:
+        """A new async backend on the app's settings; for the memory backend, around the
+        app's own in-memory database, so the worker sees the jobs the app enqueued."""
+        from soniq.backend import make_backend
+
+        runtime = self._runtime
+        memory = runtime.memory_store() if runtime.kind == "memory" else None
+        return make_backend(runtime.settings, memory)
+
+    def _worker_on(self, backend: AsyncStorageBackend) -> Worker:
+        """A worker for this app's jobs and hooks on ``backend``."""
+        from soniq.worker import Worker
+
+        self._config.freeze(worker=True)
+        return Worker(backend, self.registry, self.settings, self.hooks)
 
     def run_worker(
         self,
@@ -52,14 +70,25 @@ class SyncAppBase(AppBase):
         With ``run_once`` it processes the jobs runnable now and returns. Returns True
         if any job was processed. Don't call it from a thread that runs an event loop.
         """
-        from soniq.app import async_twin
-
-        twin = async_twin(self)
+        worker = self.worker()
 
         async def run() -> bool:
             try:
-                return await twin.run_worker(concurrency, run_once, queues)
+                await prepare_worker_backend(worker.backend)
+                return await worker.run(
+                    concurrency=concurrency or self.settings.concurrency,
+                    run_once=run_once,
+                    queues=queues,
+                )
             finally:
-                await twin.close()
+                await worker.backend.close()
 
         return anyio.run(run)
+
+
+async def prepare_worker_backend(backend: AsyncStorageBackend) -> None:
+    """Connect a worker's async backend and check its schema, as ``ensure_initialized``
+    does for an app (SONIQ_SCHEMA_MISSING when migrations are pending)."""
+    pending = await backend.prepare()
+    if pending:
+        raise schema_missing(pending)

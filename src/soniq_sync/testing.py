@@ -20,11 +20,13 @@ from soniq.testing import (
     DrainReport,
     check_enqueued,
     check_max_rounds,
+    drain_rounds,
     expectation,
     in_memory,
     task_name,
 )
 from soniq_sync.app import Soniq
+from soniq_sync.app_base import prepare_worker_backend
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
@@ -49,18 +51,21 @@ def drain(
     """
     _check_sync_app(app, "drain")
     check_max_rounds(max_rounds)
-    from soniq import testing
-    from soniq.app import async_twin
-
-    twin = async_twin(app)
+    backend = app._worker_backend()
 
     async def run() -> DrainReport:
         try:
-            return await testing.drain(
-                twin, skip_delays=skip_delays, max_rounds=max_rounds, queues=queues
+            await prepare_worker_backend(backend)
+            return await drain_rounds(
+                backend,
+                lambda: app._worker_on(backend),
+                skip_delays=skip_delays,
+                max_rounds=max_rounds,
+                queues=queues,
+                concurrency=app.settings.concurrency,
             )
         finally:
-            await twin.close()
+            await backend.close()
 
     return anyio.run(run)
 

@@ -173,7 +173,7 @@ def test_in_memory_works_for_a_blocking_app_and_its_worker() -> None:
 
     with soniq_sync.testing.in_memory(app):
         job_id = app.enqueue(build, n=21)
-        # drain runs the async worker on a twin of the app: it must see the same store.
+        # drain runs the async worker on a backend of its own: it must see the same store.
         assert soniq_sync.testing.drain(app).done == 1
         assert app.get_result(job_id) == 42
     assert app.backend.kind == "postgres"

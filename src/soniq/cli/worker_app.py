@@ -7,8 +7,8 @@ import os
 import sys
 import traceback
 
-from soniq.app import Soniq, async_twin
-from soniq.app_base import INSTANCES
+from soniq.app import Soniq
+from soniq.app_base import INSTANCES, AppBase
 from soniq.cli.session import refuse_memory
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
@@ -59,7 +59,7 @@ def _pick_app() -> Soniq:
     apps = [app for _, app in sorted(INSTANCES.items())]
     with_jobs = [app for app in apps if len(app.registry)]
     if not with_jobs:
-        return async_twin(apps[0]) if apps else Soniq()
+        return _async(apps[0]) if apps else Soniq()
     base = with_jobs[0]
     urls = {app.settings.database_url for app in with_jobs}
     if len(urls) > 1:
@@ -86,4 +86,12 @@ def _pick_app() -> Soniq:
             base.registry.add(spec)
         for event, hooks in app.hooks.items():
             base.hooks[event].extend(h for h in hooks if h not in base.hooks[event])
-    return async_twin(base)
+    return _async(base)
+
+
+def _async(app: AppBase) -> Soniq:
+    """``app`` if it is async; for a blocking app, an async app serving its declarations
+    (the same registry, hooks and periodic schedules) with its settings."""
+    if isinstance(app, Soniq):
+        return app
+    return Soniq._serving_declarations_of(app)

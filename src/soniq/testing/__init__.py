@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +29,8 @@ from soniq.errors import DRAIN_LIMIT, INVALID_ARGUMENT, INVALID_TARGET, SoniqErr
 if TYPE_CHECKING:
     from soniq.app import Soniq
     from soniq.app_base import AppBase
+    from soniq.backend import StorageBackend
+    from soniq.worker import Worker
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
@@ -98,17 +100,11 @@ def in_memory(app: AppT) -> Iterator[AppT]:
                 yield app
 
     Each use starts empty. Afterwards the app is back on its own backend and
-    settings; connections it had open stay open, untouched.
+    settings; connections it had open stay open, untouched. This is
+    ``app.using_backend("memory")``.
     """
-    saved = (app.settings, app._memory, app.__dict__.get("_backend"), app.__dict__.get("_ready"))
-    app.settings = app.settings.model_copy(update={"backend": "memory"})
-    app._memory = {}
-    app.__dict__["_backend"], app.__dict__["_ready"] = None, False
-    try:
+    with app.using_backend("memory"):
         yield app
-    finally:
-        app.settings, app._memory = saved[0], saved[1]
-        app.__dict__["_backend"], app.__dict__["_ready"] = saved[2], saved[3]
 
 
 # --------------------------------------------------------------------------- drain
@@ -133,20 +129,41 @@ async def drain(
     check_async_app(app, "drain")
     check_max_rounds(max_rounds)
     await app.ensure_initialized()
+    return await drain_rounds(
+        app.backend,
+        app.worker,
+        skip_delays=skip_delays,
+        max_rounds=max_rounds,
+        queues=queues,
+        concurrency=app.settings.concurrency,
+    )
+
+
+async def drain_rounds(
+    backend: StorageBackend,
+    new_worker: Callable[[], Worker],
+    *,
+    skip_delays: bool,
+    max_rounds: int,
+    queues: list[str] | None,
+    concurrency: int,
+) -> DrainReport:
+    """The rounds of :func:`drain` on a connected ``backend``, each run by a new worker
+    (``soniq_sync.testing.drain`` runs them on a blocking app's worker backend)."""
     report = DrainReport()
     while True:
         if skip_delays:
-            await app._fetch_dicts("testing_make_due", {"queues": queues})
-        runnable = await app._fetch_dicts("testing_runnable", {"queues": queues})
+            await backend.fetch("testing_make_due", {"queues": queues})
+        runnable = await backend.fetch("testing_runnable", {"queues": queues})
         waiting = sum(int(row["jobs"]) for row in runnable)
         if not waiting:
             return report
         if report.rounds >= max_rounds:
             raise drain_limit(max_rounds, runnable, report)
-        worker = app.worker()
+        worker = new_worker()
         # At most the jobs runnable now: a job that snoozes for 0 s would otherwise
         # keep one worker pass going forever, past max_rounds.
-        await worker.run_once(queues, max_jobs=waiting, concurrency=app.settings.concurrency)
+        await worker.run_once(queues, max_jobs=waiting, concurrency=concurrency)
         report = report.add(worker.outcomes)
         logger.debug(
             "drain round %d ran %d attempts",

@@ -1,0 +1,174 @@
+"""What an app is declared with: settings, jobs, hooks, middleware, periodic schedules.
+
+An :class:`AppConfig` is filled while the application is declared (``Soniq(...)``,
+``@app.job()``, ``@app.before_job``...). Parts of it freeze once the app is in use, so
+that nothing running is changed behind its back; a change then raises
+``SONIQ_APP_FROZEN``. What freezes, and when:
+
+- **settings**, from the app's first initialisation (``setup()``,
+  ``ensure_initialized()``, the first enqueue or inspection, a worker start) until
+  ``close()``. Open connections and running workers were made from them. Change them
+  with ``app.reconfigure(...)``, which closes the connections first; assigning
+  ``app.settings`` works only while the app is closed.
+- **hooks and middleware**, from the first worker start (``app.worker()``,
+  ``run_worker()``, ``drain()``) until ``close()``: a worker copies them when it
+  starts, so one added later would silently never run there. Replacing the registry
+  or the hooks object as a whole (``app.registry = ...``) is refused then too: a
+  running worker holds the old one.
+- **the registry and the periodic declarations** never freeze. Registering later is
+  legitimate: Django's tasks backend registers each task on first enqueue, and a
+  jobs module may be imported lazily. A worker looks each job's handler up when it
+  claims the job, so it sees a later registration, and the enqueue plan cache is keyed
+  on the registry's version. A second handler for a taken name is still refused
+  (``SONIQ_DUPLICATE_TASK_NAME``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from soniq.core.registry import JobRegistry
+from soniq.errors import APP_FROZEN, SoniqError
+from soniq.recurring.recurrence import PeriodicJob
+from soniq.settings import SoniqSettings
+
+Hook = Callable[..., Any]
+
+#: The worker's hook events, in the order a job meets them.
+HOOK_EVENTS = ("before_job", "after_job", "on_error")
+
+
+class AppConfig:
+    """The declaration of one app; see the module docstring for what freezes when."""
+
+    def __init__(
+        self,
+        settings: SoniqSettings,
+        *,
+        registry: JobRegistry | None = None,
+        hooks: dict[str, list[Hook]] | None = None,
+        middleware: list[Any] | None = None,
+        periodic_jobs: dict[str, PeriodicJob] | None = None,
+    ) -> None:
+        self._settings = settings
+        #: The registered jobs.
+        self.registry = JobRegistry() if registry is None else registry
+        #: The worker's hooks by event (see :data:`HOOK_EVENTS`), in registration order.
+        self.hooks: dict[str, list[Hook]] = (
+            {event: [] for event in HOOK_EVENTS} if hooks is None else hooks
+        )
+        #: Reserved for job middleware; empty until Soniq has middleware.
+        self.middleware: list[Any] = [] if middleware is None else middleware
+        #: Schedules declared by ``@app.periodic``, by task name.
+        self.periodic_jobs: dict[str, PeriodicJob] = {} if periodic_jobs is None else periodic_jobs
+        self._in_use = False  # settings frozen
+        self._serving = False  # hooks and middleware frozen
+
+    @property
+    def settings(self) -> SoniqSettings:
+        """The settings the app was declared (or last reconfigured) with."""
+        return self._settings
+
+    @property
+    def in_use(self) -> bool:
+        """Whether the settings are frozen: initialised and not closed since."""
+        return self._in_use
+
+    @property
+    def serving(self) -> bool:
+        """Whether hooks and middleware are frozen: a worker started, not closed since."""
+        return self._serving
+
+    def sharing_declarations(self) -> AppConfig:
+        """A config over the same registry, hooks, middleware and periodic declarations
+        (the same objects, so a registration on either is seen by both), with these
+        settings and nothing frozen. For ``soniq worker`` serving a blocking app's jobs
+        from an async app."""
+        return AppConfig(
+            self._settings,
+            registry=self.registry,
+            hooks=self.hooks,
+            middleware=self.middleware,
+            periodic_jobs=self.periodic_jobs,
+        )
+
+    # -- changes --------------------------------------------------------------------
+
+    def set_settings(self, settings: SoniqSettings) -> None:
+        """Replace the settings, or raise ``SONIQ_APP_FROZEN`` while they are in use."""
+        if self._in_use:
+            raise SoniqError(
+                APP_FROZEN,
+                "The app's settings can't be assigned while it is in use (it has been "
+                "initialised: an enqueue, setup(), a worker...). Use "
+                "`await app.reconfigure(...)` (`app.reconfigure(...)` on a soniq_sync app, "
+                "or soniq_sync.configure(...)), which closes the connections first and "
+                "keeps the jobs and hooks; or assign them before first use or after "
+                "app.close().",
+                part="settings",
+            )
+        self._settings = settings
+
+    def replace_settings(self, settings: SoniqSettings) -> None:
+        """Replace the settings even while in use: for ``reconfigure``, which has closed
+        what was made from the old ones."""
+        self._settings = settings
+
+    def add_hook(self, event: str, hook: Hook) -> None:
+        """Append ``hook`` to ``event``'s hooks, or raise ``SONIQ_APP_FROZEN`` while a
+        worker of the app may be running."""
+        if self._serving:
+            raise SoniqError(
+                APP_FROZEN,
+                f"Can't add a {event} hook: a worker of this app has started, and a worker "
+                "takes the hooks when it starts, so it would never run this one. Register "
+                "hooks where the jobs are declared, before starting workers (or after "
+                "app.close()).",
+                part="hooks",
+                event=event,
+            )
+        self.hooks[event].append(hook)
+
+    def set_registry(self, registry: JobRegistry) -> None:
+        """Replace the registry, or raise ``SONIQ_APP_FROZEN`` while a worker of the app
+        may be running (it holds the old one)."""
+        self._refuse_while_serving("registry")
+        self.registry = registry
+
+    def set_hooks(self, hooks: dict[str, list[Hook]]) -> None:
+        """Replace the hooks, or raise ``SONIQ_APP_FROZEN`` while a worker of the app may
+        be running (it took the old ones)."""
+        self._refuse_while_serving("hooks")
+        self.hooks = hooks
+
+    def _refuse_while_serving(self, part: str) -> None:
+        if self._serving:
+            raise SoniqError(
+                APP_FROZEN,
+                f"Can't replace the app's {part}: a worker of this app has started and "
+                f"holds the current {part}. Set it up before starting workers (or after "
+                "app.close()).",
+                part=part,
+            )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def freeze(self, *, worker: bool = False) -> None:
+        """Mark the app initialised (settings freeze); ``worker``: a worker starts too
+        (hooks and middleware freeze)."""
+        self._in_use = True
+        if worker:
+            self._serving = True
+
+    def thaw(self) -> None:
+        """Mark the app closed: nothing made from the config is running any more."""
+        self._in_use = self._serving = False
+
+    def state(self) -> tuple[bool, bool]:
+        """What is frozen now, for :meth:`restore` (``app.using_backend`` puts it back)."""
+        return self._in_use, self._serving
+
+    def restore(self, state: tuple[bool, bool]) -> None:
+        """Put back a :meth:`state`."""
+        self._in_use, self._serving = state
