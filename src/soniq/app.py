@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from soniq._acompat import Lock
 from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.adapters.sqlstate import sqlstate
-from soniq.app_base import AppBase, load_settings, schema_missing
+from soniq.app_base import AppBase
+from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
 from soniq.backend import StorageBackend, make_backend
 from soniq.enqueue.ids import new_job_ids
@@ -31,6 +32,7 @@ from soniq.errors import (
     JOB_NOT_RETRYABLE,
     SCHEMA_MISSING,
     SoniqError,
+    schema_missing,
 )
 from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, time_range

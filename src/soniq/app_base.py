@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from soniq.app_config import AppConfig
+from soniq.app_config import AppConfig, load_settings
 from soniq.app_runtime import AppRuntime
 from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
-from soniq.database_url import normalise_database_url, storage_kind
+from soniq.database_url import storage_kind
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
@@ -27,7 +27,6 @@ from soniq.errors import (
     INVALID_JOB_OPTION,
     INVALID_TARGET,
     INVALID_TASK_NAME,
-    SCHEMA_MISSING,
     BackendUnsupportedError,
     SoniqError,
 )
@@ -47,34 +46,6 @@ ConnectionProvider = Callable[[], object | None]
 # `soniq worker` finds the jobs modules' apps here.
 INSTANCES: weakref.WeakValueDictionary[int, AppBase] = weakref.WeakValueDictionary()
 _SERIAL = itertools.count()
-
-
-def load_settings(
-    database_url: str | None, enqueue_validation: str | None, settings: dict[str, Any]
-) -> SoniqSettings:
-    """The settings ``Soniq(database_url, enqueue_validation=..., **settings)`` gets:
-    the ``SONIQ_*`` environment overridden by the keywords, checked whole (a bad value
-    or a URL that can never work raises SoniqError)."""
-    if database_url is not None:
-        settings["database_url"] = database_url
-    if enqueue_validation is not None:
-        settings["enqueue_validation"] = enqueue_validation
-    loaded = SoniqSettings.load(**settings)
-    # Fail now, not at first use, on a URL that can never work.
-    if storage_kind(loaded) == "postgres" and loaded.database_url is not None:
-        normalise_database_url(loaded.database_url)
-    return loaded
-
-
-def schema_missing(pending: list[str], setup_call: str = "await app.setup()") -> SoniqError:
-    """The error for a database whose schema lacks the ``pending`` migrations;
-    ``setup_call`` is how the app at hand runs setup."""
-    return SoniqError(
-        SCHEMA_MISSING,
-        f"The database is missing Soniq migrations {', '.join(pending)}. "
-        f"Run `soniq setup` (or `{setup_call}`) first.",
-        pending=pending,
-    )
 
 
 class AppBase:

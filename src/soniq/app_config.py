@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from soniq.core.registry import JobRegistry
+from soniq.database_url import normalise_database_url, storage_kind
 from soniq.errors import APP_FROZEN, SoniqError
 from soniq.recurring.recurrence import PeriodicJob
 from soniq.settings import SoniqSettings
@@ -172,3 +173,20 @@ class AppConfig:
     def restore(self, state: tuple[bool, bool]) -> None:
         """Put back a :meth:`state`."""
         self._in_use, self._serving = state
+
+
+def load_settings(
+    database_url: str | None, enqueue_validation: str | None, settings: dict[str, Any]
+) -> SoniqSettings:
+    """The settings ``Soniq(database_url, enqueue_validation=..., **settings)`` gets:
+    the ``SONIQ_*`` environment overridden by the keywords, checked whole (a bad value
+    or a URL that can never work raises SoniqError)."""
+    if database_url is not None:
+        settings["database_url"] = database_url
+    if enqueue_validation is not None:
+        settings["enqueue_validation"] = enqueue_validation
+    loaded = SoniqSettings.load(**settings)
+    # Fail now, not at first use, on a URL that can never work.
+    if storage_kind(loaded) == "postgres" and loaded.database_url is not None:
+        normalise_database_url(loaded.database_url)
+    return loaded

@@ -145,3 +145,14 @@ def _rebuild_unsupported(message: str, details: dict[str, Any]) -> BackendUnsupp
 
 def _rebuild_not_serializable(message: str, details: dict[str, Any]) -> ArgsNotSerializableError:
     return ArgsNotSerializableError(message, **details)
+
+
+def schema_missing(pending: list[str], setup_call: str = "await app.setup()") -> SoniqError:
+    """The error for a database whose schema lacks the ``pending`` migrations;
+    ``setup_call`` is how the app at hand runs setup."""
+    return SoniqError(
+        SCHEMA_MISSING,
+        f"The database is missing Soniq migrations {', '.join(pending)}. "
+        f"Run `soniq setup` (or `{setup_call}`) first.",
+        pending=pending,
+    )

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from soniq.adapters.sqlstate import sqlstate
+from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
@@ -25,13 +26,14 @@ from soniq.errors import (
     JOB_NOT_RETRYABLE,
     SCHEMA_MISSING,
     SoniqError,
+    schema_missing,
 )
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.sql import QUERIES
 from soniq.types import JobStatus
 from soniq_sync._acompat import Lock
 from soniq_sync.adapters import SyncAdapter, sync_adapter
-from soniq_sync.app_base import SyncAppBase, load_settings, schema_missing
+from soniq_sync.app_base import SyncAppBase
 from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.ops.dead_letter import DeadLetterQueue
 from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from soniq.app_base import AppBase, load_settings, schema_missing
+from soniq.app_base import AppBase
+from soniq.errors import schema_missing
 from soniq_sync.django.join import DJANGO_DB, django_transaction
 
 if TYPE_CHECKING:
     from soniq.backend import StorageBackend as AsyncStorageBackend
     from soniq.worker import Worker
 
-__all__ = ["SyncAppBase", "load_settings", "prepare_worker_backend", "schema_missing"]
+__all__ = ["SyncAppBase", "prepare_worker_backend"]
 
 
 class SyncAppBase(AppBase):
