@@ -19,7 +19,8 @@ from soniq.backend import StorageBackend
 from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.settings import SoniqSettings
 from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
-from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
+from soniq.worker.outcomes import Bury, Cancelled, Done, Outcome, Requeue, Retry
+from soniq.worker.runner import ClaimedJob
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")

@@ -29,17 +29,9 @@ from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.instruments import JobInstruments, QueueGauges, job_instruments, metrics_endpoint
 from soniq.worker.liveness import Liveness
+from soniq.worker.outcomes import CANCELLED, KINDS, Done, Requeue, failure_outcome
 from soniq.worker.promotion import Promoter
-from soniq.worker.runner import (
-    CANCELLED,
-    Bury,
-    Cancelled,
-    ClaimedJob,
-    Done,
-    JobRunner,
-    Requeue,
-    Retry,
-)
+from soniq.worker.runner import ClaimedJob, JobRunner
 from soniq.worker.stats import OutcomeStats
 from soniq.worker.stopping import nap
 from soniq.worker.wakeup import Listener
@@ -48,14 +40,6 @@ logger = logging.getLogger("soniq.worker")
 
 #: The longest poll interval of a worker on a backend without LISTEN/NOTIFY (seconds).
 LOCAL_POLL_INTERVAL = 0.5
-
-_OUTCOME_KINDS: dict[type, str] = {
-    Done: "done",
-    Retry: "retried",
-    Bury: "dead_lettered",
-    Requeue: "snoozed",
-    Cancelled: "cancelled",
-}
 
 
 class Worker:
@@ -305,14 +289,16 @@ class Worker:
             # row must not stay 'processing' under a live worker, so count it a failure.
             logger.exception("running job %s failed", job.id, extra=job.log_extra())
             error = f"Worker error: {type(exc).__name__}: {exc}"
-            outcome = (
-                Retry(self.settings.error_retry_delay, error)
-                if job.attempt < job.max_attempts
-                else Bury(error, error)
+            outcome = failure_outcome(
+                job.attempt,
+                job.max_attempts,
+                error,
+                delay=self.settings.error_retry_delay,
+                reason=error,
             )
         if probe is not None:
             probe.end(outcome)
-        kind = _OUTCOME_KINDS[type(outcome)]
+        kind = KINDS[type(outcome)]
         self.outcomes[kind] += 1
         if self._stats is not None:
             self._stats.record(job, kind, time.perf_counter() - started)
@@ -385,7 +371,7 @@ class Worker:
             worker_id=self.id,
             executor=executor,
             deadlines=deadlines,
-            instruments=self.instruments,
+            on_failure=None if self.instruments is None else self.instruments.failed,
             cancel_requests=self._cancel_requests,
         )
         # The worker's own claims and outcomes go through a backend of their own (for
