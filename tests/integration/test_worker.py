@@ -497,6 +497,37 @@ async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
     assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4
 
 
+async def test_stop_requeues_jobs_claimed_ahead_while_a_sync_job_finishes(
+    app: Soniq, database_url: str, eager: None
+) -> None:
+    """The jobs held ready go back at once: not only after the running sync job, which
+    may take long (and a second signal would then leave them to stale-worker recovery)."""
+    started, release = threading.Event(), threading.Event()
+
+    @app.job()
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+
+    first, *held = await app.enqueue_many(slow, [{}] * 3)
+    await app.ensure_initialized()
+    worker = Worker(app.backend, app.registry, app.settings, app.hooks)
+    task = asyncio.create_task(worker.run(concurrency=1))
+    try:
+        await asyncio.to_thread(started.wait, 10)
+        worker.stop()
+
+        async def held_requeued() -> bool:
+            return {await status(app, i) for i in held} == {"queued"}
+
+        await wait_for(held_requeued, timeout=10, message="the held jobs to be requeued")
+        assert await status(app, first) == "processing"  # still running: waited for
+    finally:
+        release.set()
+        await asyncio.wait_for(task, 10)
+    assert await status(app, first) == "done"
+
+
 async def test_results_of_one_batch_keep_their_exact_values(app: Soniq) -> None:
     tricky: list[Any] = [
         'quote " backslash \\ comma , brace } {',
