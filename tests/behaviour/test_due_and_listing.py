@@ -114,7 +114,7 @@ async def test_a_running_worker_runs_a_delayed_job_without_waiting_for_its_poll(
     worker = app.worker()
     task = asyncio.create_task(worker.run(concurrency=2))
     try:
-        await wait_for(lambda: worker._acks is not None, 10, message="the worker to start")
+        await wait_for(lambda: worker._live is not None, 10, message="the worker to start")
         await asyncio.sleep(0)  # let its promoter look once (nothing is delayed yet)
         await app.enqueue(tick)  # a NOTIFY (or a poll) wakes nobody for a delayed job...
         job_id = await app.schedule(tick, 0.5)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from soniq import JobContext, Soniq
 from soniq.types import Snooze
 from soniq.worker import Worker
+from soniq.worker.claim_ahead import ClaimAhead
 from tests.helpers import wait_for
 
 
@@ -78,6 +79,20 @@ async def test_max_jobs_caps_one_run(app: Soniq) -> None:
     assert await worker.run_once(max_jobs=2) is True
     assert worker.processed == 2
     assert len(await app.list_jobs(status="queued")) == 3
+
+
+async def test_max_jobs_just_above_the_concurrency_returns(app: Soniq) -> None:
+    """The last claim of a capped run is as small as the cap, even while a backlog
+    waits (which otherwise claims only once a quarter of the slots are free)."""
+
+    @app.job()
+    async def noop() -> None: ...
+
+    await app.enqueue_many(noop, [{}] * 40)
+    worker = app.worker()
+    assert await asyncio.wait_for(worker.run_once(max_jobs=17, concurrency=16), 30) is True
+    assert worker.processed == 17
+    assert len(await app.list_jobs(status="queued", limit=100)) == 23
 
 
 async def test_context_is_injected_and_sync_handlers_run_off_the_loop(app: Soniq) -> None:
@@ -437,14 +452,13 @@ async def test_a_backlog_of_completions_is_written_in_bounded_batches(
     assert {await status(app, i) for i in ids} == {"done"}
 
 
-class _EagerWorker(Worker):
-    """Claims two jobs beyond its free slots whatever its measurements say."""
+@pytest.fixture
+def eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers claim two jobs beyond their free slots whatever their measurements say."""
+    monkeypatch.setattr(ClaimAhead, "ahead", lambda self: 2)
 
-    def _ahead(self) -> int:
-        return 2
 
-
-async def test_jobs_claimed_ahead_run_in_claim_order(app: Soniq) -> None:
+async def test_jobs_claimed_ahead_run_in_claim_order(app: Soniq, eager: None) -> None:
     seen: list[int] = []
 
     @app.job()
@@ -454,13 +468,13 @@ async def test_jobs_claimed_ahead_run_in_claim_order(app: Soniq) -> None:
     base = datetime.now(timezone.utc) - timedelta(minutes=10)
     for n in range(6):
         await app.enqueue(record, n=n, scheduled_at=base + timedelta(seconds=n))
-    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    worker = Worker(app.backend, app.registry, app.settings, app.hooks)
     assert await worker.run_once(concurrency=1) is True
     assert seen == list(range(6))
 
 
 async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
-    app: Soniq, database_url: str
+    app: Soniq, database_url: str, eager: None
 ) -> None:
     started = asyncio.Event()
 
@@ -471,7 +485,7 @@ async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
 
     ids = await app.enqueue_many(long, [{}] * 4)
     await app.ensure_initialized()
-    worker = _EagerWorker(app.backend, app.registry, app.settings, app.hooks)
+    worker = Worker(app.backend, app.registry, app.settings, app.hooks)
     task = asyncio.create_task(worker.run(concurrency=1))
     await asyncio.wait_for(started.wait(), 10)
     # One job runs and two wait in the worker for its only slot.
@@ -481,6 +495,37 @@ async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
     await asyncio.wait_for(task, 10)
     jobs = [await app.get_job(i) for i in ids]
     assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4
+
+
+async def test_stop_requeues_jobs_claimed_ahead_while_a_sync_job_finishes(
+    app: Soniq, database_url: str, eager: None
+) -> None:
+    """The jobs held ready go back at once: not only after the running sync job, which
+    may take long (and a second signal would then leave them to stale-worker recovery)."""
+    started, release = threading.Event(), threading.Event()
+
+    @app.job()
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+
+    first, *held = await app.enqueue_many(slow, [{}] * 3)
+    await app.ensure_initialized()
+    worker = Worker(app.backend, app.registry, app.settings, app.hooks)
+    task = asyncio.create_task(worker.run(concurrency=1))
+    try:
+        await asyncio.to_thread(started.wait, 10)
+        worker.stop()
+
+        async def held_requeued() -> bool:
+            return {await status(app, i) for i in held} == {"queued"}
+
+        await wait_for(held_requeued, timeout=10, message="the held jobs to be requeued")
+        assert await status(app, first) == "processing"  # still running: waited for
+    finally:
+        release.set()
+        await asyncio.wait_for(task, 10)
+    assert await status(app, first) == "done"
 
 
 async def test_results_of_one_batch_keep_their_exact_values(app: Soniq) -> None:

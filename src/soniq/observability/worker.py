@@ -19,7 +19,8 @@ from soniq.backend import StorageBackend
 from soniq.observability.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.observability.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.settings import SoniqSettings
-from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
+from soniq.worker.outcomes import Bury, Cancelled, Done, Outcome, Requeue, Retry
+from soniq.worker.runner import ClaimedJob
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")

@@ -15,9 +15,8 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -25,10 +24,33 @@ from soniq.core.registry import JobRegistry, JobSpec
 from soniq.observability.log_context import current_job_fields
 from soniq.types import JobContext, Snooze, watch_cancel_requests
 from soniq.worker.deadlines import Deadlines, Stop
+from soniq.worker.outcomes import (
+    CANCELLED,
+    Bury,
+    Cancelled,
+    Done,
+    Outcome,
+    Requeue,
+    Retry,
+    failure_outcome,
+)
 from soniq.worker.retry import retry_delay
 
-if TYPE_CHECKING:
-    from soniq.observability.worker import JobInstruments
+# The outcomes are re-exported for the modules that import them from here.
+__all__ = [
+    "CANCELLED",
+    "Bury",
+    "Cancelled",
+    "ClaimedJob",
+    "Done",
+    "HandlerExit",
+    "JobRunner",
+    "JobTimeout",
+    "Outcome",
+    "Requeue",
+    "Retry",
+    "run_hooks",
+]
 
 logger = logging.getLogger("soniq.worker")
 
@@ -63,44 +85,6 @@ class ClaimedJob(NamedTuple):
         }
 
 
-@dataclass(frozen=True)
-class Done:
-    """Finished; ``result`` is the JSON text of the return value (or None)."""
-
-    result: str | None
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Failed with attempts left; run again after ``delay`` seconds."""
-
-    delay: float
-    error: str
-
-
-@dataclass(frozen=True)
-class Bury:
-    """Move to the dead-letter queue, for ``reason``."""
-
-    reason: str
-    error: str | None = None
-    traceback: str | None = None
-
-
-@dataclass(frozen=True)
-class Requeue:
-    """Back to the queue without spending the attempt (snooze, shutdown)."""
-
-    delay: float
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    """Stopped after ``cancel_job`` asked it to: the row ends cancelled, no retry."""
-
-
-CANCELLED = Cancelled()
-Outcome = Done | Retry | Bury | Requeue | Cancelled
 _DONE_WITHOUT_RESULT = Done(None)
 Hook = Callable[..., Any]
 
@@ -136,7 +120,7 @@ class JobRunner:
         worker_id: str,
         executor: Executor,
         deadlines: Deadlines,
-        instruments: JobInstruments | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
         cancel_requests: AbstractSet[str] = frozenset(),
     ) -> None:
         self.registry = registry
@@ -147,7 +131,8 @@ class JobRunner:
         self.worker_id = worker_id
         self.executor = executor
         self.deadlines = deadlines
-        self.instruments = instruments
+        #: Told of each handler's exception (the instruments record it on the span).
+        self.on_failure = on_failure
         #: Ids of the worker's jobs whose cancellation was requested (the worker's set).
         self.cancel_requests = cancel_requests
 
@@ -266,23 +251,30 @@ class JobRunner:
         exc = failure.exception if isinstance(failure, HandlerExit) else failure
         error = f"{type(exc).__name__}: {exc}"
         trace = _trace(exc)
-        if self.instruments is not None:
-            self.instruments.failed(exc)
+        if self.on_failure is not None:
+            self.on_failure(exc)
         await run_hooks("on_error", self.on_error, job.job_name, job.id, str(exc), job.attempt)
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
             return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
-        if job.attempt >= job.max_attempts:
-            return Bury(f"Failed all {job.max_attempts} attempts.", error, trace)
-        logger.info(
-            "job %s failed (attempt %d of %d), retrying: %s",
-            job.job_name,
+        outcome = failure_outcome(
             job.attempt,
             job.max_attempts,
             error,
-            extra=job.log_extra(),
+            delay=retry_delay(spec, job.attempt),
+            reason=f"Failed all {job.max_attempts} attempts.",
+            trace=trace,
         )
-        return Retry(retry_delay(spec, job.attempt), error)
+        if isinstance(outcome, Retry):
+            logger.info(
+                "job %s failed (attempt %d of %d), retrying: %s",
+                job.job_name,
+                job.attempt,
+                job.max_attempts,
+                error,
+                extra=job.log_extra(),
+            )
+        return outcome
 
 
 class JobTimeout(TimeoutError):
