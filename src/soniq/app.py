@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.app_base import AppBase, check_page, job_id_param, sqlstate
-from soniq.backend import StorageBackend, make_backend
 from soniq.dead_letter import DeadLetterQueue
 from soniq.enqueue import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.errors import (
@@ -33,7 +32,8 @@ from soniq.filters import time_range
 from soniq.ids import new_job_ids
 from soniq.retention import prune_age, prune_finished, result_ttl
 from soniq.scheduling import Scheduler
-from soniq.sql import QUERIES
+from soniq.storage.backend import StorageBackend, make_backend
+from soniq.storage.queries import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 
@@ -76,7 +76,7 @@ class Soniq(AppBase):
     @property
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``async with app.backend.acquire() as conn``
-        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
+        lends a pooled connection), SQLite, or memory. See ``soniq.storage.backend``."""
         if self._backend is None:
             self._backend = make_backend(self.settings, self._memory)
         return self._backend

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.errors import (
     INVALID_ARGUMENT,
@@ -31,6 +30,7 @@ from soniq.instruments import EnqueueInstruments, enqueue_instruments
 from soniq.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import normalise_database_url, storage_kind
 from soniq.task_ref import TaskRef
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 import psycopg
 from psycopg import conninfo
 
-from soniq.backend import connect
-from soniq.database_url import describe_server, normalise_database_url
 from soniq.errors import DEMO_DATABASE_UNAVAILABLE, SoniqError
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
+from soniq.storage.backend import connect
+from soniq.storage.queries import QUERIES
+from soniq.storage.urls import describe_server, normalise_database_url
 
 logger = logging.getLogger("soniq.demo")
 

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
 
 if TYPE_CHECKING:
     import soniq_sync

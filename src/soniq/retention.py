@@ -15,7 +15,7 @@ from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
 from soniq.settings import SoniqSettings
 
 if TYPE_CHECKING:
-    from soniq.backend import StorageBackend
+    from soniq.storage.backend import StorageBackend
 
 logger = logging.getLogger("soniq.retention")
 

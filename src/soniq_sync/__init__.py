@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from soniq import JobContext, JobStatus, Snooze, SoniqError, TaskRef, task_ref
-from soniq.database_url import normalise_database_url, storage_kind
 from soniq.enqueue import Target
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import normalise_database_url, storage_kind
 from soniq_sync.app import Soniq
 
 __all__ = [

@@ -25,15 +25,15 @@ from soniq.errors import (
 )
 from soniq.filters import time_range
 from soniq.ids import new_job_ids
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
 from soniq.task_ref import TaskRef
 from soniq.types import JobStatus
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase, check_page, job_id_param, sqlstate
-from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.dead_letter import DeadLetterQueue
 from soniq_sync.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.scheduling import Scheduler
+from soniq_sync.storage.backend import StorageBackend, make_backend
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class Soniq(SyncAppBase):
     @property
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``with app.backend.acquire() as conn``
-        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
+        lends a pooled connection), SQLite, or memory. See ``soniq.storage.backend``."""
         if self._backend is None:
             self._backend = make_backend(self.settings, self._memory)
         return self._backend

@@ -16,7 +16,7 @@ from soniq.dead_letter_file import ImportResult, parse_lines, to_line
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
 from soniq.filters import DeadLetterFilter
 from soniq.ids import new_job_id, new_job_ids
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
 from soniq_sync.adapters.base import SyncAdapter
 
 Fetch = Callable[[str, dict[str, Any]], list[dict[str, Any]]]

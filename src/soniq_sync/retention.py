@@ -14,7 +14,7 @@ from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
 from soniq.settings import SoniqSettings
 
 if TYPE_CHECKING:
-    from soniq_sync.backend import StorageBackend
+    from soniq_sync.storage.backend import StorageBackend
 
 logger = logging.getLogger("soniq.retention")
 

@@ -19,8 +19,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from soniq.ids import new_job_id, new_job_ids
-from soniq.sql import QUERIES as PG_QUERIES
-from soniq.sqlite_store import SqliteStore
+from soniq.storage.queries import QUERIES as PG_QUERIES
+from soniq.storage.sqlite_engine import SqliteStore
 
 WORKER = "00000000-0000-4000-8000-0000000000aa"
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)

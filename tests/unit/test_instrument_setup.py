@@ -13,7 +13,6 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter
 
 from soniq import Soniq, SoniqError
-from soniq.backend import PostgresBackend
 from soniq.errors import (
     METRICS_NAME_TAKEN,
     METRICS_PORT_UNAVAILABLE,
@@ -22,6 +21,7 @@ from soniq.errors import (
 )
 from soniq.metrics import MetricsServer, SoniqMetrics
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import PostgresBackend
 from soniq.tracing import ConsumerTracing, consumer_tracing
 from soniq.worker.instruments import QueueGauges
 

@@ -21,7 +21,6 @@ import soniq_sync
 import soniq_sync.testing
 from soniq import Soniq, SoniqError
 from soniq.cli import main
-from soniq.database_url import sqlite_path, storage_kind
 from soniq.errors import (
     DATABASE_UNREACHABLE,
     INVALID_DATABASE_URL,
@@ -30,9 +29,10 @@ from soniq.errors import (
     SQLITE_TOO_OLD,
     BackendUnsupportedError,
 )
-from soniq.local_backends import SQLiteBackend
 from soniq.settings import SoniqSettings
-from soniq.sqlite_store import SqliteStore, StoreBusy
+from soniq.storage.local import SQLiteBackend
+from soniq.storage.sqlite_engine import SqliteStore, StoreBusy
+from soniq.storage.urls import sqlite_path, storage_kind
 from soniq.testing import assert_enqueued, drain, enqueued_jobs, in_memory
 
 

@@ -19,8 +19,8 @@ import pytest
 
 from soniq.errors import DATABASE_UNREACHABLE, SoniqError
 from soniq.ids import new_job_id, new_job_ids
-from soniq.sql import QUERIES as PG_QUERIES
-from soniq.sqlite_store import QUERIES, SqliteStore, sqlite_migration_files
+from soniq.storage.queries import QUERIES as PG_QUERIES
+from soniq.storage.sqlite_engine import QUERIES, SqliteStore, sqlite_migration_files
 
 #: Every SQLite migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in sqlite_migration_files()]

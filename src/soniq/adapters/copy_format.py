@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from soniq.sql import QUERIES, Query
+from soniq.storage.queries import QUERIES, Query
 
 Row = tuple[Any, ...]
 

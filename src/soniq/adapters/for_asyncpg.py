@@ -7,7 +7,7 @@ from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import COPY_COLUMNS, Row, Shared, copy_text
-from soniq.sql import Query
+from soniq.storage.queries import Query
 
 
 class AsyncpgAdapter(AsyncAdapter):

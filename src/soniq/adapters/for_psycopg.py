@@ -13,7 +13,7 @@ from psycopg.rows import tuple_row
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.storage.queries import Query
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).
 _CURSOR = "_soniq_cursor"

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
-from soniq.sql import QUERIES, Query
+from soniq.storage.queries import QUERIES, Query
 
 
 class SQLAlchemyAsyncAdapter(AsyncAdapter):

@@ -13,10 +13,10 @@ import click
 
 from soniq import embedded
 from soniq.cli.output import database_url_option, debug_enabled, emit_table, fail, run
-from soniq.database_url import sqlite_path
 from soniq.demo import CONCURRENCY, DemoProgress, DemoSummary, build_demo_app, run_demo
 from soniq.demo_database import demo_database
 from soniq.errors import SoniqError
+from soniq.storage.urls import sqlite_path
 
 
 @click.command()

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import psycopg
 
-from soniq.backend import PostgresBackend, StorageBackend, connect
-from soniq.database_url import require_sqlite_path
-from soniq.sql import QUERIES
+from soniq.storage.backend import PostgresBackend, StorageBackend, connect
+from soniq.storage.queries import QUERIES
+from soniq.storage.urls import require_sqlite_path
 
 logger = logging.getLogger("soniq.scheduler")
 

@@ -23,7 +23,7 @@ from soniq.enqueue import JobRow
 from soniq.errors import SoniqError
 from soniq.recurrence import PeriodicJob, decide, from_row
 from soniq.scheduler.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.scheduler")

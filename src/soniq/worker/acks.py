@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from soniq.backend import StorageBackend
+from soniq.storage.backend import StorageBackend
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from soniq.backend import StorageBackend
+from soniq.storage.backend import StorageBackend
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")

@@ -15,9 +15,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from soniq.backend import StorageBackend
 from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import StorageBackend
 from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap

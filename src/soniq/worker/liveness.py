@@ -9,8 +9,8 @@ import os
 import socket
 from typing import Any
 
-from soniq.backend import StorageBackend
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import StorageBackend
 from soniq.worker.pruning import Pruner
 from soniq.worker.stopping import nap
 

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from soniq.backend import PostgresBackend, StorageBackend
 from soniq.log_context import CURRENT_JOB
 from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import PostgresBackend, StorageBackend
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines

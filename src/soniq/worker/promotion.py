@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from soniq.backend import StorageBackend
+from soniq.storage.backend import StorageBackend
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")

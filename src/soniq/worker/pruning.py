@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from soniq.backend import SWEEP_LOCK_KEY, StorageBackend
 from soniq.retention import BATCH_SIZE, prune_age, prune_cutoff
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import SWEEP_LOCK_KEY, StorageBackend
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.retention")

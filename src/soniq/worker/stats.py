@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 
-from soniq.backend import StorageBackend
+from soniq.storage.backend import StorageBackend
 from soniq.worker.runner import ClaimedJob
 from soniq.worker.stopping import nap
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from soniq.adapters.copy_format import Row, Shared
-from soniq.sql import Query
+from soniq.storage.queries import Query
 
 
 class SyncAdapter(ABC):

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.storage.queries import Query
 from soniq_sync.adapters.base import SyncAdapter
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).

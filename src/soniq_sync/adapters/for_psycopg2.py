@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.storage.queries import Query
 from soniq_sync.adapters.base import SyncAdapter
 
 

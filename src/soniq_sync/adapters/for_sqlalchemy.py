@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
-from soniq.sql import QUERIES, Query
+from soniq.storage.queries import QUERIES, Query
 from soniq_sync.adapters.base import SyncAdapter
 
 

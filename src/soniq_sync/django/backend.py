@@ -433,7 +433,7 @@ def _enqueued_at(app: Any, job_id: str) -> datetime:
     """
     from django.utils import timezone
 
-    from soniq.sql import QUERIES
+    from soniq.storage.queries import QUERIES
     from soniq_sync.adapters import sync_adapter
 
     params = {"id": job_id}

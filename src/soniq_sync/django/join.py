@@ -32,7 +32,6 @@ from typing import Any
 from psycopg import conninfo
 
 from soniq.app_base import AppBase
-from soniq.database_url import describe_server, normalise_database_url, storage_kind
 from soniq.errors import (
     DATABASE_URL_MISSING,
     INVALID_SETTING,
@@ -40,6 +39,7 @@ from soniq.errors import (
     UNSUPPORTED_CONNECTION,
     SoniqError,
 )
+from soniq.storage.urls import describe_server, normalise_database_url, storage_kind
 
 __all__ = ["DJANGO_DB", "django_transaction", "in_transaction"]
 

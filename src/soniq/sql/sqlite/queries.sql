@@ -1,4 +1,4 @@
--- Named queries of the SQLite store (soniq.sqlite_store), one per PostgreSQL query in
+-- Named queries of the SQLite store (soniq.storage.sqlite_engine), one per PostgreSQL query in
 -- soniq/sql/queries.sql except the PostgreSQL-only ones, with the same parameters and
 -- the same output columns in the same order. Conventions:
 -- * %(now)s is the store's clock (Unix seconds, rounded to the microsecond, one value

@@ -57,7 +57,7 @@ from importlib import resources
 from typing import Any
 
 from soniq.errors import DATABASE_UNREACHABLE, SQLITE_TOO_OLD, SoniqError
-from soniq.sql import load_queries, migration_report
+from soniq.storage.queries import load_queries, migration_report
 
 #: Output columns holding a time (REAL Unix seconds in SQLite, ``datetime`` out).
 TIME_COLUMNS = frozenset(
@@ -454,7 +454,7 @@ class SqliteStore:
     def migration_status(self) -> dict[str, Any]:
         """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions.
 
-        The shape of :func:`soniq.migrations.migration_status`.
+        The shape of :func:`soniq.storage.migrations.migration_status`.
         """
         shipped = [version for version, _ in sqlite_migration_files()]
         return migration_report(self._applied(), shipped)

@@ -1,0 +1,168 @@
+"""The SQLite and in-memory backends, for local development and tests.
+
+Both run the SQLite versions of Soniq's named queries on a ``soniq.storage.sqlite_engine``
+(stdlib ``sqlite3``): the SQLite backend on a file, the memory backend on a private
+``:memory:`` database that lives as long as its app. Their limits, by design: one
+writer at a time, workers poll (no LISTEN/NOTIFY), and no transactional enqueue
+(``connection=`` raises). They create their tables on first use.
+``soniq_sync/local_backends.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from soniq.adapters.base import AsyncAdapter
+from soniq.adapters.copy_format import Shared
+from soniq.settings import SoniqSettings
+from soniq.storage.backend import Row, StorageBackend
+from soniq.storage.queries import Query
+from soniq.storage.sqlite_engine import SqliteSession, SqliteStore, StoreBusy
+from soniq.storage.urls import require_sqlite_path
+
+_MEMORY_KEY = "store"
+
+
+class SqliteSessionAdapter(AsyncAdapter):
+    """Runs named queries inside one open SQLite transaction."""
+
+    def __init__(self, session: SqliteSession) -> None:
+        self.session = session
+
+    async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
+        return self.session.rows(query.name, params)
+
+    async def execute(self, query: Query, params: dict[str, Any]) -> None:
+        self.session.rows(query.name, params)
+
+    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+        self.session.copy_jobs(ids, args, shared)
+
+
+class SQLiteBackend(StorageBackend):
+    """Jobs in a SQLite file: ``Soniq(database_url="sqlite:///jobs.db")``.
+
+    Several processes may share the file (a worker and the app that enqueues), but
+    writes take turns: fine for development, not for production load.
+    """
+
+    kind = "sqlite"
+    transactional = False
+    notifies = False
+    unavailable = (StoreBusy,)
+    errors = (sqlite3.Error,)
+    duplicate = (sqlite3.IntegrityError,)
+
+    def __init__(self, settings: SoniqSettings, store: SqliteStore | None = None) -> None:
+        self.settings = settings
+        self._store = store
+
+    @property
+    def store(self) -> SqliteStore:
+        """The open database, opened on first use."""
+        if self._store is None:
+            self._store = SqliteStore(require_sqlite_path(self.settings))
+        return self._store
+
+    def describe(self) -> str:
+        """``SQLite file <path>``."""
+        return f"SQLite file {require_sqlite_path(self.settings)}"
+
+    async def prepare(self) -> list[str]:
+        """Create or upgrade the tables (cheap when they are current); nothing is pending."""
+        self.store.setup()
+        return []
+
+    async def open(self) -> None:
+        """Open the file, creating or upgrading the tables if needed."""
+        self.store.setup()
+
+    async def close(self) -> None:
+        """Close the file; it reopens on next use."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    async def setup(self) -> list[str]:
+        """Create or upgrade the tables; return the versions applied."""
+        return self.store.setup()
+
+    async def migration_status(self) -> dict[str, Any]:
+        """The SQLite schema's migrations."""
+        return self.store.migration_status()
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the SQLite version of ``query``; dict rows."""
+        return self.store.fetch(query, params)
+
+    async def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+        """Run the SQLite version of ``query``; tuple rows."""
+        return self.store.rows(query, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncAdapter]:
+        """One SQLite write transaction behind an adapter."""
+        # The store's lock is re-entrant per thread, so the body must not suspend (no
+        # awaiting real I/O): another task of this event loop could otherwise slip its
+        # statements into the transaction. Soniq's own bodies only run store queries,
+        # which never suspend.
+        with self.store.transaction() as session:
+            yield SqliteSessionAdapter(session)
+
+    def for_worker(self) -> StorageBackend:
+        """A connection of the worker's own to the same file."""
+        return SQLiteBackend(self.settings)
+
+    async def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
+        """One batch; writes take turns anyway, so ``exclusive`` needs no lock."""
+        deleted = self.store.rows("prune_finished_jobs", {"cutoff": cutoff, "limit": limit})
+        return int(deleted[0][0]) if deleted else 0
+
+
+class MemoryBackend(SQLiteBackend):
+    """Jobs in memory: ``Soniq(backend="memory")``. Gone when the app is.
+
+    For tests and trying things out: the app's workers run in its own process, and
+    nothing is written to disk.
+    """
+
+    kind = "memory"
+
+    def __init__(self, settings: SoniqSettings, shared: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._shared = {} if shared is None else shared
+
+    @property
+    def store(self) -> SqliteStore:
+        """The app's in-memory database, made on first use and kept until the app goes."""
+        store = self._shared.get(_MEMORY_KEY)
+        if store is None:
+            made = SqliteStore(":memory:")
+            # setdefault: a blocking app and its async twin may get here at once.
+            store = self._shared.setdefault(_MEMORY_KEY, made)
+            if store is not made:
+                made.close()
+        assert isinstance(store, SqliteStore)
+        return store
+
+    def describe(self) -> str:
+        """``memory``."""
+        return "memory (this process only)"
+
+    async def close(self) -> None:
+        """Nothing to release: closing would lose the jobs, which live as long as the app."""
+
+    def for_worker(self) -> StorageBackend:
+        """This backend: the worker must see the same database."""
+        return self
+
+
+def local_backend(kind: str, settings: SoniqSettings, memory: dict[str, Any]) -> StorageBackend:
+    """A ``SQLiteBackend`` or a ``MemoryBackend`` (sharing ``memory``'s database)."""
+    if kind == "memory":
+        return MemoryBackend(settings, memory)
+    return SQLiteBackend(settings)
