@@ -109,7 +109,9 @@ def test_check_fails_on_a_hand_edit_and_regeneration_fixes_it(
     source.write_text((ROOT / "src/soniq/storage/backend.py").read_text())
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     monkeypatch.setattr(gen, "ROOT", tmp_path)
-    monkeypatch.setattr(gen, "SOURCES", {"src/soniq/storage/backend.py": "src/soniq_sync/storage/backend.py"})
+    monkeypatch.setattr(
+        gen, "SOURCES", {"src/soniq/storage/backend.py": "src/soniq_sync/storage/backend.py"}
+    )
     monkeypatch.setattr(gen, "unused_rules", lambda used: [])
 
     assert gen.main(["--check"]) == 1  # the generated file does not exist yet

@@ -59,17 +59,43 @@ class Query:
         return [params[name] for name in self.param_names]
 
 
+_INCLUDE = re.compile(r"^[ \t]*-- include: (\w+)[ \t]*$", re.MULTILINE)
+
+
 def _strip_comments(body: str) -> str:
     lines = [ln for ln in body.splitlines() if not ln.lstrip().startswith("--")]
     return "\n".join(lines).strip()
 
 
 def load_queries(text: str) -> dict[str, Query]:
-    """Split a queries file into named :class:`Query` objects."""
+    """Split a queries file into named :class:`Query` objects.
+
+    A name that starts with ``_`` is a fragment, not a query: a line
+    ``-- include: _fragment`` in a query stands for the fragment's text. An include
+    of a fragment the file does not define raises ``ValueError`` at load time, and so
+    does an include inside a fragment (fragments stay one level deep).
+    """
     parts = _NAME.split(text)
+    bodies = dict(zip(parts[1::2], parts[2::2], strict=True))
+    fragments = {name: body for name, body in bodies.items() if name.startswith("_")}
+    for name, body in fragments.items():
+        nested = _INCLUDE.search(body)
+        if nested:
+            raise ValueError(f"fragment {name} includes {nested.group(1)}: fragments can't")
+
+    def expand(name: str, body: str) -> str:
+        def fragment(match: re.Match[str]) -> str:
+            wanted = match.group(1)
+            if wanted not in fragments:
+                raise ValueError(f"query {name} includes {wanted}, which is not defined")
+            return _strip_comments(fragments[wanted])
+
+        return _INCLUDE.sub(fragment, body)
+
     return {
-        name: Query(name, _strip_comments(body))
-        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+        name: Query(name, _strip_comments(expand(name, body)))
+        for name, body in bodies.items()
+        if not name.startswith("_")
     }
 
 

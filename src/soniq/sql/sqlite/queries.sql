@@ -466,44 +466,41 @@ ORDER BY 1
 -- case-insensitive beyond ASCII, as ILIKE is. Newest first, (dead_lettered_at, id)
 -- descending, with keyset paging on that pair (before_at/before_id).
 
--- name: dead_letter_list
-SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
-FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+-- name: _dead_letter_filter
+-- A fragment, not a query: the dead-letter filters (job name, queue, reason or error
+-- text as a LIKE pattern, dead-lettered time range), for the queries that include it.
+-- Every one of its parameters may be NULL: no filter on that column.
+(%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
   AND (%(reason)s IS NULL
        OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
        OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
   AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
   AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+
+-- name: dead_letter_list
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE
+-- include: _dead_letter_filter
 ORDER BY dead_lettered_at DESC, id DESC
 LIMIT COALESCE(%(limit)s, -1) OFFSET COALESCE(%(offset)s, 0)
 
 -- name: dead_letter_count
 SELECT count(*) AS count
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+WHERE
+-- include: _dead_letter_filter
 
 -- name: dead_letter_page
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
        resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+WHERE
+-- include: _dead_letter_filter
   AND (%(before_at)s IS NULL
        OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
 ORDER BY dead_lettered_at DESC, id DESC
@@ -540,13 +537,8 @@ FROM (
            row_number() OVER (ORDER BY dead_lettered_at DESC, id DESC) AS n
     FROM (
         SELECT id, dead_lettered_at FROM soniq_dead_letter_jobs
-        WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-          AND (%(queue)s IS NULL OR queue = %(queue)s)
-          AND (%(reason)s IS NULL
-               OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-               OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-          AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-          AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+        WHERE
+        -- include: _dead_letter_filter
           AND (%(before_at)s IS NULL
                OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
         ORDER BY dead_lettered_at DESC, id DESC
@@ -574,13 +566,9 @@ ORDER BY s.n
 
 -- name: dead_letter_purge
 DELETE FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s);
+WHERE
+-- include: _dead_letter_filter
+;
 SELECT changes() AS count
 
 -- name: dead_letter_import
