@@ -136,8 +136,8 @@ async def drain(
     report = DrainReport()
     while True:
         if skip_delays:
-            await app._fetch_dicts("testing_make_due", {"queues": queues})
-        runnable = await app._fetch_dicts("testing_runnable", {"queues": queues})
+            await app.store.jobs.make_due(queues)
+        runnable = await app.store.jobs.runnable(queues)
         waiting = sum(int(row["jobs"]) for row in runnable)
         if not waiting:
             return report
@@ -204,7 +204,7 @@ async def enqueued_jobs(
     """
     check_async_app(app, "enqueued_jobs")
     name = None if task is None else task_name(app, task)
-    return await app._fetch_dicts("testing_enqueued_jobs", {"job_name": name, "queue": queue})
+    return await app.store.jobs.enqueued(name, queue)
 
 
 async def assert_enqueued(
@@ -222,7 +222,7 @@ async def assert_enqueued(
     """
     check_async_app(app, "assert_enqueued")
     name, expected = expectation(app, task, args, count)
-    jobs = await app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = await app.store.jobs.enqueued(None, None)
     return check_enqueued(jobs, name, expected, queue, count)
 
 
@@ -236,7 +236,7 @@ async def assert_not_enqueued(
     """Fail if ``task`` is waiting on the queue (with exactly ``args``, if given)."""
     check_async_app(app, "assert_not_enqueued")
     name, expected = expectation(app, task, args, None)
-    jobs = await app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = await app.store.jobs.enqueued(None, None)
     check_enqueued(jobs, name, expected, queue, 0)
 
 

@@ -71,7 +71,7 @@ def enqueued_jobs(
     """Jobs waiting to run, oldest first; see :func:`soniq.testing.enqueued_jobs`."""
     _check_sync_app(app, "enqueued_jobs")
     name = None if task is None else task_name(app, task)
-    return app._fetch_dicts("testing_enqueued_jobs", {"job_name": name, "queue": queue})
+    return app.store.jobs.enqueued(name, queue)
 
 
 def assert_enqueued(
@@ -85,7 +85,7 @@ def assert_enqueued(
     """Fail unless ``task`` is waiting on the queue; see :func:`soniq.testing.assert_enqueued`."""
     _check_sync_app(app, "assert_enqueued")
     name, expected = expectation(app, task, args, count)
-    jobs = app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = app.store.jobs.enqueued(None, None)
     return check_enqueued(jobs, name, expected, queue, count)
 
 
@@ -99,7 +99,7 @@ def assert_not_enqueued(
     """Fail if ``task`` is waiting on the queue; see :func:`soniq.testing.assert_not_enqueued`."""
     _check_sync_app(app, "assert_not_enqueued")
     name, expected = expectation(app, task, args, None)
-    jobs = app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = app.store.jobs.enqueued(None, None)
     check_enqueued(jobs, name, expected, queue, 0)
 
 

@@ -510,8 +510,8 @@ async def test_retrying_a_cancelled_job_keeps_the_old_attempt_fenced_out(
     """A cancel request, then stale-worker recovery (the row ends cancelled while the old
     attempt may still run somewhere), then retry_job: the new attempt has a new number,
     so the old attempt's late completion cannot land on it."""
+    from soniq.storage.dialect import POSTGRES
     from soniq.storage.queries import QUERIES
-    from soniq.worker.acks import _batch_params
 
     @app.job(name="ops.fenced")
     async def fenced() -> None: ...
@@ -530,7 +530,7 @@ async def test_retrying_a_cancelled_job_keeps_the_old_attempt_fenced_out(
         (claimed,) = await cur.fetchall()
         assert claimed[5] > old
         cur = await conn.execute(
-            QUERIES["complete_jobs"].psycopg, _batch_params([(job_id, old, '"stale"')])
+            QUERIES["complete_jobs"].psycopg, POSTGRES.completions([(job_id, old, '"stale"')])
         )
         assert await cur.fetchall() == []  # fenced out
     row = await job(app, job_id)

@@ -22,6 +22,7 @@ from soniq.errors import (
 from soniq.metrics import MetricsServer, SoniqMetrics
 from soniq.settings import SoniqSettings
 from soniq.storage.backend import PostgresBackend
+from soniq.storage.store import Store
 from soniq.tracing import ConsumerTracing, consumer_tracing
 from soniq.worker.instruments import QueueGauges
 
@@ -96,7 +97,7 @@ def test_a_taken_metric_name_is_reported_and_nothing_is_left_registered(
 
 def test_queue_gauges_drop_to_zero_for_queues_that_emptied(registry: CollectorRegistry) -> None:
     backend = PostgresBackend("postgresql://unused", SoniqSettings.load(environ={}))
-    gauges = QueueGauges(backend, SoniqMetrics(), ["c"], 5.0)
+    gauges = QueueGauges(Store(backend), SoniqMetrics(), ["c"], 5.0)
     gauges.apply([("a", 3, 12.5), ("b", 1, 0.25)])
 
     def gauge(name: str, queue: str) -> float | None:

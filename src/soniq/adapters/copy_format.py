@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from soniq.storage.queries import QUERIES, Query
+from soniq.storage.queries import Query
 
 Row = tuple[Any, ...]
 
@@ -48,9 +48,15 @@ def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
     return body.encode()
 
 
-def copy_query(shared: Shared) -> Query:
-    """The COPY statement for a batch with (or without) a shared ``scheduled_at``."""
-    return QUERIES["copy_jobs_scheduled" if len(shared) > 4 else "copy_jobs"]
+class BulkStatements(NamedTuple):
+    """What an adapter may run to write a batch, as the store chose them for it.
+
+    ``copy`` is the COPY statement for the batch's columns (with or without a shared
+    ``scheduled_at``); ``insert`` the multi-row INSERT for drivers without COPY.
+    """
+
+    copy: Query
+    insert: Query
 
 
 def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
+from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
 from soniq.storage.queries import Query
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).
@@ -42,7 +42,9 @@ class PsycopgAsyncAdapter(AsyncAdapter):
             cur = self.conn.__dict__[_CURSOR] = self.conn.cursor()
         await cur.execute(query.psycopg, params)
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
-        async with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        async with self.conn.cursor() as cur, cur.copy(bulk.copy.psycopg) as copy:
             # One buffer in COPY's text format instead of a call per row.
             await copy.write(copy_text(ids, args, shared))

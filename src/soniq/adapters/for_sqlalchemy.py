@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import text
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
-from soniq.storage.queries import QUERIES, Query
+from soniq.adapters.copy_format import BulkStatements, Row, Shared, bulk_insert_params
+from soniq.storage.queries import Query
 
 
 class SQLAlchemyAsyncAdapter(AsyncAdapter):
@@ -30,8 +30,8 @@ class SQLAlchemyAsyncAdapter(AsyncAdapter):
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
         await self.conn.execute(text(query.colon), params)
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
         # No COPY through SQLAlchemy: one multi-row INSERT, still a single statement.
-        await self.conn.execute(
-            text(QUERIES["insert_jobs"].colon), bulk_insert_params(ids, args, shared)
-        )
+        await self.conn.execute(text(bulk.insert.colon), bulk_insert_params(ids, args, shared))

@@ -252,8 +252,8 @@ WHERE j.id = ANY(ARRAY(
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max_attempts,
-          j.scheduled_at, j.created_at, j.headers
+RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts AS attempt,
+          j.max_attempts, j.scheduled_at, j.created_at, j.headers
 
 -- name: complete_jobs
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
@@ -264,7 +264,7 @@ RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max
 -- every row: quadratic, and a 1,000-row batch took seconds. The "OR d.attempt IS
 -- NULL" (never true: the attempt is a fence) makes it a join filter instead, so the
 -- batch drives one primary-key probe per element (or, for a large batch, a hash join).
--- The batch comes as three texts the worker joins cheaply: array literals of ids and
+-- The batch comes as three texts the dialect joins cheaply: array literals of ids and
 -- attempts, and a JSON array of results (null: none), element i for job i.
 UPDATE soniq_jobs AS j
 SET status = 'done', result = NULLIF(d.result, 'null'::jsonb), finished_at = now(),
@@ -842,6 +842,11 @@ SELECT 1
 -- `soniq demo` on a server the user named runs in a database of its own, so their
 -- workers never see its jobs. The name is Soniq's (soniq_demo_<hex>), and is
 -- composed in as a quoted identifier: CREATE/DROP DATABASE take no parameters.
+
+-- name: listen
+-- A worker's LISTEN connection subscribes to each channel it wants; {channel} is an
+-- identifier (Query.with_identifiers).
+LISTEN {channel}
 
 -- name: create_database
 -- {database} and {template} are identifiers (Query.with_identifiers): soniq demo's

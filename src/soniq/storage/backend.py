@@ -1,17 +1,18 @@
 """Storage backends: the one interface to where jobs are kept, and PostgreSQL's.
 
 Every read and write of Soniq's tables is a named query (``soniq/sql/queries.sql``).
-A backend runs those queries: PostgreSQL through a psycopg pool here, SQLite and
-the in-memory backend through ``soniq.storage.local`` with their own versions of
-the same queries. The app, the worker and the scheduler use only this interface.
-``soniq_sync/backend.py`` is generated from this file.
+A backend runs the :class:`~soniq.storage.queries.Query` objects the store gives it:
+PostgreSQL through a psycopg pool here, SQLite and the in-memory backend through
+``soniq.storage.local``, each in its own dialect (``soniq.storage.dialect``). The app,
+the worker and the scheduler reach it through ``soniq.storage.store.Store``.
+``soniq_sync/storage/backend.py`` is generated from this file.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -23,8 +24,10 @@ from psycopg_pool import AsyncConnectionPool
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter
 from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqError
 from soniq.settings import SoniqSettings
+from soniq.storage.dialect import POSTGRES, Dialect
 from soniq.storage.migrations import apply_migrations, migration_status, pending_migrations
-from soniq.storage.queries import QUERIES
+from soniq.storage.queries import Query
+from soniq.storage.records import Notification
 from soniq.storage.urls import describe_server, require_url, storage_kind
 
 logger = logging.getLogger("soniq.backend")
@@ -69,6 +72,8 @@ class StorageBackend(ABC):
     errors: ClassVar[tuple[type[Exception], ...]]
     #: A unique constraint refused a row.
     duplicate: ClassVar[tuple[type[Exception], ...]]
+    #: The queries and encodings of this backend's database.
+    dialect: ClassVar[Dialect]
 
     settings: SoniqSettings
 
@@ -97,12 +102,18 @@ class StorageBackend(ABC):
         """``applied``, ``pending`` and ``unknown`` migrations (see ``Soniq.migration_status``)."""
 
     @abstractmethod
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run the named query in a transaction of its own; rows as dicts."""
+    async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``query`` in a transaction of its own; rows as dicts."""
 
     @abstractmethod
-    async def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        """Run the named query in a transaction of its own; rows as tuples (faster)."""
+    async def rows(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``query`` in a transaction of its own; rows as tuples (faster)."""
+
+    @abstractmethod
+    async def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Run ``query`` in a transaction of its own; its column names and tuple rows."""
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[AsyncAdapter]:
@@ -127,6 +138,14 @@ class StorageBackend(ABC):
         Returns how many, or None when ``exclusive`` and another worker is deleting.
         """
 
+    def listen(
+        self, channels: Sequence[str]
+    ) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
+        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+        raise BackendUnsupportedError(
+            f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
+        )
+
     def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """Borrow a PostgreSQL connection (PostgreSQL only: other backends have none)."""
         raise BackendUnsupportedError(
@@ -146,6 +165,7 @@ class PostgresBackend(StorageBackend):
     unavailable = (psycopg.OperationalError, psycopg.InterfaceError)
     errors = (psycopg.Error,)
     duplicate = (psycopg.errors.UniqueViolation,)
+    dialect = POSTGRES
 
     def __init__(
         self, url: str, settings: SoniqSettings, *, durable: bool = True, name: str = "soniq"
@@ -214,17 +234,28 @@ class PostgresBackend(StorageBackend):
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""
         return self.pool.connection()
 
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``query`` on a pooled connection; dict rows."""
         async with self.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES[query].psycopg, params)
+            await cur.execute(query.psycopg, params)
             return await cur.fetchall() if cur.description else []
 
-    async def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+    async def rows(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
         """Run ``query`` on a pooled connection; tuple rows."""
         async with self.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(QUERIES[query].psycopg, params)
+            await cur.execute(query.psycopg, params)
             return await cur.fetchall() if cur.description else []
+
+    async def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Run ``query`` on a pooled connection; column names and tuple rows."""
+        async with self.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(query.psycopg, params)
+            described = cur.description
+            if not described:
+                return (), []
+            return tuple([c.name for c in described]), await cur.fetchall()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncAdapter]:
@@ -237,6 +268,19 @@ class PostgresBackend(StorageBackend):
         """A pooled connection in autocommit, behind an adapter."""
         async with self.acquire() as conn:
             yield PsycopgAsyncAdapter(conn)
+
+    @asynccontextmanager
+    async def listen(self, channels: Sequence[str]) -> AsyncIterator[AsyncIterator[Notification]]:
+        """An autocommit connection of its own, LISTENing; its notifications as they come.
+
+        The connection closes when the block ends. Its errors (a lost connection)
+        are in :attr:`unavailable`.
+        """
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            listen = self.dialect.queries["listen"]
+            for channel in channels:
+                await conn.execute(listen.with_identifiers(channel=channel))
+            yield _notifications(conn)
 
     def for_worker(self) -> PostgresBackend:
         """A pool of the worker's own whose commits do not wait for the WAL flush.
@@ -256,13 +300,20 @@ class PostgresBackend(StorageBackend):
         """
         async with self.transaction() as tx:
             if exclusive:
-                locked = await tx.fetch(QUERIES["prune_try_lock"], {"key": SWEEP_LOCK_KEY})
+                locked = await tx.fetch(
+                    self.dialect.queries["prune_try_lock"], {"key": SWEEP_LOCK_KEY}
+                )
                 if not (locked and locked[0][0]):
                     return None
             deleted = await tx.fetch(
-                QUERIES["prune_finished_jobs"], {"cutoff": cutoff, "limit": limit}
+                self.dialect.queries["prune_finished_jobs"], {"cutoff": cutoff, "limit": limit}
             )
             return int(deleted[0][0]) if deleted else 0
+
+
+async def _notifications(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[Notification]:
+    async for note in conn.notifies():
+        yield Notification(note.channel, note.payload)
 
 
 #: The workers' sweep lock key ("soniqpr" in ASCII); distinct from setup's and the

@@ -5,7 +5,7 @@ Both run the SQLite versions of Soniq's named queries on a ``soniq.storage.sqlit
 ``:memory:`` database that lives as long as its app. Their limits, by design: one
 writer at a time, workers poll (no LISTEN/NOTIFY), and no transactional enqueue
 (``connection=`` raises). They create their tables on first use.
-``soniq_sync/local_backends.py`` is generated from this file.
+``soniq_sync/storage/local.py`` is generated from this file.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import Shared
+from soniq.adapters.copy_format import BulkStatements, Shared
 from soniq.settings import SoniqSettings
 from soniq.storage.backend import Row, StorageBackend
+from soniq.storage.dialect import SQLITE
 from soniq.storage.queries import Query
 from soniq.storage.sqlite_engine import SqliteSession, SqliteStore, StoreBusy
 from soniq.storage.urls import require_sqlite_path
@@ -28,18 +29,23 @@ _MEMORY_KEY = "store"
 
 
 class SqliteSessionAdapter(AsyncAdapter):
-    """Runs named queries inside one open SQLite transaction."""
+    """Runs the SQLite dialect's queries inside one open SQLite transaction."""
+
+    dialect = SQLITE
 
     def __init__(self, session: SqliteSession) -> None:
         self.session = session
 
     async def fetch(self, query: Query, params: dict[str, Any]) -> list[Row]:
-        return self.session.rows(query.name, params)
+        return self.session.rows(query, params)
 
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
-        self.session.rows(query.name, params)
+        self.session.rows(query, params)
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        # SQLite has no COPY: the session inserts each row with one prepared statement.
         self.session.copy_jobs(ids, args, shared)
 
 
@@ -56,6 +62,7 @@ class SQLiteBackend(StorageBackend):
     unavailable = (StoreBusy,)
     errors = (sqlite3.Error,)
     duplicate = (sqlite3.IntegrityError,)
+    dialect = SQLITE
 
     def __init__(self, settings: SoniqSettings, store: SqliteStore | None = None) -> None:
         self.settings = settings
@@ -95,13 +102,19 @@ class SQLiteBackend(StorageBackend):
         """The SQLite schema's migrations."""
         return self.store.migration_status()
 
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run the SQLite version of ``query``; dict rows."""
+    async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``query`` (a SQLite dialect query); dict rows."""
         return self.store.fetch(query, params)
 
-    async def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        """Run the SQLite version of ``query``; tuple rows."""
+    async def rows(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``query`` (a SQLite dialect query); tuple rows."""
         return self.store.rows(query, params)
+
+    async def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Run ``query`` (a SQLite dialect query); column names and tuple rows."""
+        return self.store.named_rows(query, params)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncAdapter]:
@@ -119,7 +132,8 @@ class SQLiteBackend(StorageBackend):
 
     async def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
         """One batch; writes take turns anyway, so ``exclusive`` needs no lock."""
-        deleted = self.store.rows("prune_finished_jobs", {"cutoff": cutoff, "limit": limit})
+        query = self.dialect.queries["prune_finished_jobs"]
+        deleted = self.store.rows(query, {"cutoff": cutoff, "limit": limit})
         return int(deleted[0][0]) if deleted else 0
 
 

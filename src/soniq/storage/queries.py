@@ -99,9 +99,14 @@ def load_queries(text: str) -> dict[str, Query]:
     }
 
 
-QUERIES: dict[str, Query] = load_queries(
-    resources.files("soniq.sql").joinpath("queries.sql").read_text(encoding="utf-8")
-)
+def _sql_text(*parts: str) -> str:
+    return resources.files("soniq.sql").joinpath("/".join(parts)).read_text(encoding="utf-8")
+
+
+#: The PostgreSQL queries, by name.
+QUERIES: dict[str, Query] = load_queries(_sql_text("queries.sql"))
+#: Their SQLite twins (same names, parameters and output columns), by name.
+SQLITE_QUERIES: dict[str, Query] = load_queries(_sql_text("sqlite", "queries.sql"))
 
 
 def migration_report(applied: list[dict[str, Any]], shipped: list[str]) -> dict[str, Any]:

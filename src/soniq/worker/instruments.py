@@ -17,7 +17,7 @@ from typing import Any
 
 from soniq.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.settings import SoniqSettings
-from soniq.storage.backend import StorageBackend
+from soniq.storage.store import Store
 from soniq.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
@@ -131,12 +131,12 @@ class QueueGauges:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         metrics: SoniqMetrics,
         queues: Sequence[str] | None,
         interval: float,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.metrics = metrics
         self.queues = list(queues) if queues else None
         self.interval = interval
@@ -145,8 +145,7 @@ class QueueGauges:
 
     async def refresh(self) -> None:
         """Read the gauges once."""
-        rows = await self.backend.rows("queue_gauges", {"queues": self.queues})
-        self.apply(rows)
+        self.apply(await self.store.workers.queue_gauges(self.queues))
 
     def apply(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the gauges from ``(queue, depth, oldest age)`` rows.
@@ -167,7 +166,7 @@ class QueueGauges:
         while not closing.is_set():
             try:
                 await self.refresh()
-            except self.backend.errors as exc:  # an outage or not: try again next interval
+            except self.store.errors as exc:  # an outage or not: try again next interval
                 logger.warning("cannot read the queue gauges (%s)", str(exc).strip())
             await nap(closing, self.interval)
 

@@ -24,6 +24,7 @@ from soniq.log_context import CURRENT_JOB
 from soniq.registry import JobRegistry
 from soniq.settings import SoniqSettings
 from soniq.storage.backend import PostgresBackend, StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.deadlines import Deadlines
@@ -255,22 +256,20 @@ class Worker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            rows = await self.db.rows(
-                "claim_jobs", {"queues": queues, "limit": limit, "worker_id": self.id}
-            )
+            claimed = await self.db.jobs.claim(self.id, queues, limit)
         except self.db.unavailable as exc:
             await self._after_db_error("cannot claim jobs", exc)
             return 0
         now = loop.time()
         self._measure(started, now)
         ready = self._ready
-        ready.extend(ClaimedJob.from_row(row) for row in rows)
+        ready.extend(claimed)
         free = self._concurrency - len(self._running)
         while ready and free > 0:
             self._start(ready.popleft(), acks)
             free -= 1
-        self.processed += len(rows)
-        return len(rows)
+        self.processed += len(claimed)
+        return len(claimed)
 
     def _measure(self, started: float, now: float) -> None:
         """Update the smoothed claim round trip and job completion rate (for _ahead)."""
@@ -390,7 +389,7 @@ class Worker:
         )
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
-        self.db = self.backend.for_worker()
+        self.db = Store(self.backend.for_worker())
         promoter = Promoter(
             self.db, self.poll_interval, settings.error_retry_delay, self._nudge.set
         )
@@ -427,7 +426,7 @@ class Worker:
             background.append(asyncio.create_task(promoter.run(self._closing)))
         if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
-                self.backend.url,
+                self.db,
                 queues,
                 self._nudge.set,
                 settings.error_retry_delay,

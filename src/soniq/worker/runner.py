@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from soniq.log_context import current_job_fields
 from soniq.registry import JobRegistry, JobSpec
+from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
 from soniq.types import JobContext, Snooze, watch_cancel_requests
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.retry import retry_delay
@@ -31,36 +31,6 @@ if TYPE_CHECKING:
     from soniq.worker.instruments import JobInstruments
 
 logger = logging.getLogger("soniq.worker")
-
-
-class ClaimedJob(NamedTuple):
-    """A job row this worker holds for one attempt (built straight from the row)."""
-
-    id: str
-    job_name: str
-    args: dict[str, Any]
-    queue: str
-    priority: int
-    attempt: int
-    max_attempts: int
-    scheduled_at: datetime | None
-    created_at: datetime | None
-    #: Propagation headers as the producer stored them (a trace context), or None.
-    headers: Any
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> ClaimedJob:
-        """Build from a ``claim_jobs`` row."""
-        return cls._make(row)
-
-    def log_extra(self) -> dict[str, Any]:
-        """Fields every log record about this job carries."""
-        return {
-            "job_id": self.id,
-            "job_name": self.job_name,
-            "queue": self.queue,
-            "attempt": self.attempt,
-        }
 
 
 @dataclass(frozen=True)

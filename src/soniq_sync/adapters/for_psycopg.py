@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
+from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
 from soniq.storage.queries import Query
 from soniq_sync.adapters.base import SyncAdapter
 
@@ -42,7 +42,9 @@ class PsycopgAdapter(SyncAdapter):
             cur = self.conn.__dict__[_CURSOR] = self.conn.cursor()
         cur.execute(query.psycopg, params)
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
-        with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
+    def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        with self.conn.cursor() as cur, cur.copy(bulk.copy.psycopg) as copy:
             # One buffer in COPY's text format instead of a call per row.
             copy.write(copy_text(ids, args, shared))

@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
+from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
 from soniq.storage.queries import Query
 from soniq_sync.adapters.base import SyncAdapter
 
@@ -26,6 +26,8 @@ class Psycopg2Adapter(SyncAdapter):
         with self.conn.cursor() as cur:
             cur.execute(query.text, params)
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
         with self.conn.cursor() as cur:
-            cur.copy_expert(copy_query(shared).text, io.BytesIO(copy_text(ids, args, shared)))
+            cur.copy_expert(bulk.copy.text, io.BytesIO(copy_text(ids, args, shared)))

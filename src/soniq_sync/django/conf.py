@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from psycopg import conninfo, pq
-
 import soniq_sync
 from soniq.errors import INVALID_SETTING, SoniqError
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import libpq_keywords, make_conninfo
 
 #: The Django setting this app reads.
 SETTING = "SONIQ"
@@ -142,7 +141,7 @@ def database_url_for(alias: str) -> str:
     for key, value in (settings_dict.get("OPTIONS") or {}).items():
         if key in libpq and value is not None:
             params[key] = str(value)
-    return conninfo.make_conninfo("", **params)
+    return make_conninfo("", **params)
 
 
 def _database_key(alias: str) -> tuple[object, ...]:
@@ -159,7 +158,7 @@ def _database_key(alias: str) -> tuple[object, ...]:
 
 @lru_cache(maxsize=1)
 def _libpq_keywords() -> frozenset[str]:
-    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+    return libpq_keywords()
 
 
 # What configure_default_app() last did; read by atomic_connection() and

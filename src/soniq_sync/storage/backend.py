@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -18,7 +18,9 @@ from psycopg_pool import ConnectionPool
 
 from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqError
 from soniq.settings import SoniqSettings
-from soniq.storage.queries import QUERIES
+from soniq.storage.dialect import POSTGRES, Dialect
+from soniq.storage.queries import Query
+from soniq.storage.records import Notification
 from soniq.storage.urls import describe_server, require_url, storage_kind
 from soniq_sync.adapters import PsycopgAdapter, SyncAdapter
 from soniq_sync.storage.migrations import apply_migrations, migration_status, pending_migrations
@@ -65,6 +67,8 @@ class StorageBackend(ABC):
     errors: ClassVar[tuple[type[Exception], ...]]
     #: A unique constraint refused a row.
     duplicate: ClassVar[tuple[type[Exception], ...]]
+    #: The queries and encodings of this backend's database.
+    dialect: ClassVar[Dialect]
 
     settings: SoniqSettings
 
@@ -93,12 +97,18 @@ class StorageBackend(ABC):
         """``applied``, ``pending`` and ``unknown`` migrations (see ``Soniq.migration_status``)."""
 
     @abstractmethod
-    def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run the named query in a transaction of its own; rows as dicts."""
+    def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``query`` in a transaction of its own; rows as dicts."""
 
     @abstractmethod
-    def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        """Run the named query in a transaction of its own; rows as tuples (faster)."""
+    def rows(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``query`` in a transaction of its own; rows as tuples (faster)."""
+
+    @abstractmethod
+    def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Run ``query`` in a transaction of its own; its column names and tuple rows."""
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[SyncAdapter]:
@@ -123,6 +133,12 @@ class StorageBackend(ABC):
         Returns how many, or None when ``exclusive`` and another worker is deleting.
         """
 
+    def listen(self, channels: Sequence[str]) -> AbstractContextManager[Iterator[Notification]]:
+        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+        raise BackendUnsupportedError(
+            f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
+        )
+
     def acquire(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """Borrow a PostgreSQL connection (PostgreSQL only: other backends have none)."""
         raise BackendUnsupportedError(
@@ -142,6 +158,7 @@ class PostgresBackend(StorageBackend):
     unavailable = (psycopg.OperationalError, psycopg.InterfaceError)
     errors = (psycopg.Error,)
     duplicate = (psycopg.errors.UniqueViolation,)
+    dialect = POSTGRES
 
     def __init__(
         self, url: str, settings: SoniqSettings, *, durable: bool = True, name: str = "soniq"
@@ -210,17 +227,28 @@ class PostgresBackend(StorageBackend):
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""
         return self.pool.connection()
 
-    def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``query`` on a pooled connection; dict rows."""
         with self.acquire() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(QUERIES[query].psycopg, params)
+            cur.execute(query.psycopg, params)
             return cur.fetchall() if cur.description else []
 
-    def rows(self, query: str, params: Mapping[str, Any]) -> list[Row]:
+    def rows(self, query: Query, params: Mapping[str, Any]) -> list[Row]:
         """Run ``query`` on a pooled connection; tuple rows."""
         with self.acquire() as conn, conn.cursor() as cur:
-            cur.execute(QUERIES[query].psycopg, params)
+            cur.execute(query.psycopg, params)
             return cur.fetchall() if cur.description else []
+
+    def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Run ``query`` on a pooled connection; column names and tuple rows."""
+        with self.acquire() as conn, conn.cursor() as cur:
+            cur.execute(query.psycopg, params)
+            described = cur.description
+            if not described:
+                return (), []
+            return tuple([c.name for c in described]), cur.fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[SyncAdapter]:
@@ -233,6 +261,19 @@ class PostgresBackend(StorageBackend):
         """A pooled connection in autocommit, behind an adapter."""
         with self.acquire() as conn:
             yield PsycopgAdapter(conn)
+
+    @contextmanager
+    def listen(self, channels: Sequence[str]) -> Iterator[Iterator[Notification]]:
+        """An autocommit connection of its own, LISTENing; its notifications as they come.
+
+        The connection closes when the block ends. Its errors (a lost connection)
+        are in :attr:`unavailable`.
+        """
+        with psycopg.Connection.connect(self.url, autocommit=True) as conn:
+            listen = self.dialect.queries["listen"]
+            for channel in channels:
+                conn.execute(listen.with_identifiers(channel=channel))
+            yield _notifications(conn)
 
     def for_worker(self) -> PostgresBackend:
         """A pool of the worker's own whose commits do not wait for the WAL flush.
@@ -252,11 +293,18 @@ class PostgresBackend(StorageBackend):
         """
         with self.transaction() as tx:
             if exclusive:
-                locked = tx.fetch(QUERIES["prune_try_lock"], {"key": SWEEP_LOCK_KEY})
+                locked = tx.fetch(self.dialect.queries["prune_try_lock"], {"key": SWEEP_LOCK_KEY})
                 if not (locked and locked[0][0]):
                     return None
-            deleted = tx.fetch(QUERIES["prune_finished_jobs"], {"cutoff": cutoff, "limit": limit})
+            deleted = tx.fetch(
+                self.dialect.queries["prune_finished_jobs"], {"cutoff": cutoff, "limit": limit}
+            )
             return int(deleted[0][0]) if deleted else 0
+
+
+def _notifications(conn: psycopg.Connection[Any]) -> Iterator[Notification]:
+    for note in conn.notifies():
+        yield Notification(note.channel, note.payload)
 
 
 #: The workers' sweep lock key ("soniqpr" in ASCII); distinct from setup's and the

@@ -197,23 +197,18 @@ WHERE id IN (
     LIMIT COALESCE(%(limit)s, -1)
 )
 RETURNING id AS id, job_name AS job_name, args AS args, queue AS queue,
-          priority AS priority, attempts AS attempts, max_attempts AS max_attempts,
+          priority AS priority, attempts AS attempt, max_attempts AS max_attempts,
           scheduled_at AS scheduled_at, created_at AS created_at, headers AS headers
 
 -- name: complete_jobs
 -- One statement acknowledges a batch; only the attempt that was claimed completes.
--- ids and attempts come as PostgreSQL array literals ("{a,b}", what the worker builds)
--- or as JSON arrays; results is a JSON array (null: no result), element i for job i.
+-- ids, attempts and results are JSON arrays (the dialect encodes them; a null result:
+-- none), element i for job i.
 WITH d AS (
     SELECT i.value AS id, a.value AS attempt,
            NULLIF(%(results)s -> CAST(i.key AS INTEGER), 'null') AS result
-    FROM json_each(CASE WHEN json_valid(%(ids)s) THEN %(ids)s
-                        ELSE '["' || replace(substr(%(ids)s, 2, length(%(ids)s) - 2),
-                                             ',', '","') || '"]' END) AS i
-    JOIN json_each(CASE WHEN json_valid(%(attempts)s) THEN %(attempts)s
-                        ELSE '[' || substr(%(attempts)s, 2, length(%(attempts)s) - 2)
-                             || ']' END) AS a
-      ON a.key = i.key
+    FROM json_each(%(ids)s) AS i
+    JOIN json_each(%(attempts)s) AS a ON a.key = i.key
 )
 UPDATE soniq_jobs
 SET status = 'done', result = d.result, finished_at = %(now)s, updated_at = %(now)s,
