@@ -227,8 +227,12 @@ def test_copy_jobs_in_a_transaction(store: SqliteStore) -> None:
     ids = new_job_ids(3)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     with store.transaction() as session:
-        session.copy_jobs(ids[:2], ['{"a": 1}', '{"a": 2}'], ("app.bulk", "bulk", 7, 2))
-        session.copy_jobs(ids[2:], ['{"a": 3}'], ("app.bulk", "bulk", 7, 2, later))
+        session.copy_jobs(
+            QUERIES["store_copy_job"], ids[:2], ['{"a": 1}', '{"a": 2}'], ("app.bulk", "bulk", 7, 2)
+        )
+        session.copy_jobs(
+            QUERIES["store_copy_job"], ids[2:], ['{"a": 3}'], ("app.bulk", "bulk", 7, 2, later)
+        )
         assert len(session.fetch(QUERIES["testing_enqueued_jobs"], {"job_name": "app.bulk"})) == 3
     assert [r[0] for r in claim(store, queues=["bulk"])] == ids[:2]
     assert get(store, ids[2])["scheduled_at"] == later

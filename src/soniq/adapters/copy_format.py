@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
-
-from soniq.storage.queries import Query
+from typing import Any
 
 Row = tuple[Any, ...]
 
@@ -46,17 +44,6 @@ def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
         for i, a in zip(ids, args, strict=True)
     )
     return body.encode()
-
-
-class BulkStatements(NamedTuple):
-    """What an adapter may run to write a batch, as the store chose them for it.
-
-    ``copy`` is the COPY statement for the batch's columns (with or without a shared
-    ``scheduled_at``); ``insert`` the multi-row INSERT for drivers without COPY.
-    """
-
-    copy: Query
-    insert: Query
 
 
 def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import COPY_COLUMNS, BulkStatements, Row, Shared, copy_text
+from soniq.adapters.copy_format import COPY_COLUMNS, Row, Shared, copy_text
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 
 class AsyncpgAdapter(AsyncAdapter):

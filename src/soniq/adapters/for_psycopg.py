@@ -12,8 +12,9 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
+from soniq.adapters.copy_format import Row, Shared, copy_text
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).
 _CURSOR = "_soniq_cursor"

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import text
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import BulkStatements, Row, Shared, bulk_insert_params
+from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 
 class SQLAlchemyAsyncAdapter(AsyncAdapter):

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from soniq.storage.queries import QUERIES, SQLITE_QUERIES, Query
-from soniq.storage.records import Completion
+from soniq.storage.records import BulkStatements, Completion
 
 
 class Dialect:
@@ -33,6 +33,11 @@ class Dialect:
         """
         raise NotImplementedError
 
+    def bulk_statements(self, scheduled: bool) -> BulkStatements:
+        """The statements that write an ``enqueue_many`` batch (``scheduled``: the rows
+        share a ``scheduled_at``)."""
+        raise NotImplementedError
+
 
 class PostgresDialect(Dialect):
     """PostgreSQL: array literals of ids and attempts, a JSON array of results."""
@@ -47,6 +52,11 @@ class PostgresDialect(Dialect):
             "results": "[" + ",".join(["null" if b[2] is None else b[2] for b in batch]) + "]",
         }
 
+    def bulk_statements(self, scheduled: bool) -> BulkStatements:
+        """COPY with or without the ``scheduled_at`` and ``delayed`` columns."""
+        copy = self.queries["copy_jobs_scheduled" if scheduled else "copy_jobs"]
+        return BulkStatements(copy, self.queries["insert_jobs"])
+
 
 class SqliteDialect(Dialect):
     """SQLite: three JSON arrays, which ``json_each`` reads."""
@@ -60,6 +70,10 @@ class SqliteDialect(Dialect):
             "attempts": "[" + ",".join([str(b[1]) for b in batch]) + "]",
             "results": "[" + ",".join(["null" if b[2] is None else b[2] for b in batch]) + "]",
         }
+
+    def bulk_statements(self, scheduled: bool) -> BulkStatements:
+        """One prepared INSERT run for each row (a missing time: the store's clock)."""
+        return BulkStatements(self.queries["store_copy_job"], self.queries["insert_jobs"])
 
 
 #: The PostgreSQL dialect (``soniq/sql/queries.sql``).

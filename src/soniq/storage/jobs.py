@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import BulkStatements, Shared
+from soniq.adapters.copy_format import Shared
 from soniq.storage.records import ClaimedJob, Completion, Promoted, records
 
 if TYPE_CHECKING:
@@ -54,12 +54,7 @@ class Jobs:
         self, db: AsyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        queries = db.dialect.queries
-        scheduled = len(shared) > 4
-        bulk = BulkStatements(
-            queries["copy_jobs_scheduled" if scheduled else "copy_jobs"], queries["insert_jobs"]
-        )
-        await db.copy_jobs(bulk, ids, args, shared)
+        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
 
     async def insert_many(self, db: AsyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""

@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import BulkStatements, Shared
+from soniq.adapters.copy_format import Shared
 from soniq.settings import SoniqSettings
 from soniq.storage.backend import Row, StorageBackend
 from soniq.storage.dialect import SQLITE
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq.storage.sqlite_engine import SqliteSession, SqliteStore, StoreBusy
 from soniq.storage.urls import require_sqlite_path
 
@@ -45,8 +46,7 @@ class SqliteSessionAdapter(AsyncAdapter):
     async def copy_jobs(
         self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
-        # SQLite has no COPY: the session inserts each row with one prepared statement.
-        self.session.copy_jobs(ids, args, shared)
+        self.session.copy_jobs(bulk.copy, ids, args, shared)
 
 
 class SQLiteBackend(StorageBackend):

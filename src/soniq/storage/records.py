@@ -7,6 +7,8 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
+from soniq.storage.queries import Query
+
 #: One finished job for ``store.jobs.complete``: id, the attempt claimed, result JSON
 #: text (None: no result). A plain tuple: the worker builds one per job.
 Completion = tuple[str, int, str | None]
@@ -35,6 +37,18 @@ class ClaimedJob(NamedTuple):
             "queue": self.queue,
             "attempt": self.attempt,
         }
+
+
+class BulkStatements(NamedTuple):
+    """What an adapter may run to write a batch, as the dialect chose them for it.
+
+    ``copy`` writes the batch's rows in bulk (PostgreSQL's COPY for the batch's
+    columns, with or without a shared ``scheduled_at``; SQLite's one-row INSERT, run
+    for each row); ``insert`` is the multi-row INSERT for drivers without COPY.
+    """
+
+    copy: Query
+    insert: Query
 
 
 class Promoted(NamedTuple):

@@ -478,9 +478,10 @@ class SqliteSession:
         return [dict(zip(names, row, strict=True)) for row in found]
 
     def copy_jobs(
-        self, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]
+        self, query: Query, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]
     ) -> None:
-        """Bulk-insert jobs: per row an id and its args JSON text, then what all share.
+        """Bulk-insert jobs with ``query`` (one row's INSERT, run for each): per row an id
+        and its args JSON text, then what all share.
 
         ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at,
         delayed])`` as :mod:`soniq.adapters.copy_format` defines it; without
@@ -496,7 +497,7 @@ class SqliteSession:
             "scheduled_at": encode(rest[0]) if rest and rest[0] is not None else self._now,
             "now": self._now,
         }
-        (statement,) = compiled(SQLITE_QUERIES["store_copy_job"]).statements
+        (statement,) = compiled(query).statements
         self._store._conn.executemany(
             statement,
             ({**common, "id": i, "args": a} for i, a in zip(ids, args, strict=True)),

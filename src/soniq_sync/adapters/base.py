@@ -9,9 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from soniq.adapters.copy_format import BulkStatements, Row, Shared
+from soniq.adapters.copy_format import Row, Shared
 from soniq.storage.dialect import POSTGRES, Dialect
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 
 class SyncAdapter(ABC):

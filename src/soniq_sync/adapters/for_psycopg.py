@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
+from soniq.adapters.copy_format import Row, Shared, copy_text
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq_sync.adapters.base import SyncAdapter
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).

@@ -6,8 +6,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from soniq.adapters.copy_format import BulkStatements, Row, Shared, copy_text
+from soniq.adapters.copy_format import Row, Shared, copy_text
 from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq_sync.adapters.base import SyncAdapter
 
 

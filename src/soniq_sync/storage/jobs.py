@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from soniq.adapters.copy_format import BulkStatements, Shared
+from soniq.adapters.copy_format import Shared
 from soniq.storage.records import ClaimedJob, Completion, Promoted, records
 from soniq_sync.adapters.base import SyncAdapter
 
@@ -50,12 +50,7 @@ class Jobs:
         self, db: SyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        queries = db.dialect.queries
-        scheduled = len(shared) > 4
-        bulk = BulkStatements(
-            queries["copy_jobs_scheduled" if scheduled else "copy_jobs"], queries["insert_jobs"]
-        )
-        db.copy_jobs(bulk, ids, args, shared)
+        db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
 
     def insert_many(self, db: SyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""
