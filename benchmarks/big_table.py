@@ -56,9 +56,9 @@ from support import Scratch, loadavg, positive, run_timed
 
 import soniq
 from soniq import Soniq
-from soniq.database_url import normalise_database_url
 from soniq.enqueue.ids import new_job_ids
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
+from soniq.storage.urls import normalise_database_url
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 WORKER_ID: Final = str(uuid.uuid4())

@@ -42,8 +42,8 @@ from support import Scratch, loadavg, positive, run_timed
 import soniq
 import soniq_sync
 from soniq import Soniq
-from soniq.database_url import normalise_database_url
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
+from soniq.storage.urls import normalise_database_url
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 JOB_NAME: Final = "bench.noop"

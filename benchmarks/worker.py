@@ -52,7 +52,7 @@ from support import Scratch, loadavg, positive, run_timed
 
 import soniq
 from soniq import Soniq
-from soniq.database_url import normalise_database_url
+from soniq.storage.urls import normalise_database_url
 
 DEFAULT_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 JOBS_MODULE: Final = "soniq_bench_jobs"

@@ -7,8 +7,7 @@ primitives come from ``soniq._acompat``; the worker-only methods are listed in t
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -21,7 +20,6 @@ from soniq.adapters.sqlstate import sqlstate
 from soniq.app_base import AppBase
 from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
-from soniq.backend import StorageBackend, make_backend
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.enqueue.task_ref import TaskRef
@@ -38,7 +36,9 @@ from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.ops.retention import prune_age, prune_finished, result_ttl
 from soniq.recurring.service import Scheduler
-from soniq.sql import QUERIES
+from soniq.storage.backend import StorageBackend
+from soniq.storage.factory import make_backend
+from soniq.storage.store import Store
 from soniq.types import JobStatus
 
 if TYPE_CHECKING:
@@ -70,17 +70,17 @@ class Soniq(AppBase):
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
         self._init_lock = Lock()
-        self.dead_letter = DeadLetterQueue(
-            self._fetch_dicts, self._transaction, job_id_param, check_page
-        )
-        self.scheduler = Scheduler(self._fetch_dicts, self._plan_schedule)
+        #: Every query the app runs, over its current backend (see soniq.storage).
+        self.store = Store(self)
+        self.dead_letter = DeadLetterQueue(self.store, job_id_param, check_page)
+        self.scheduler = Scheduler(self.store, self._plan_schedule)
 
     # -- lifecycle ------------------------------------------------------------------
 
     @property
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``async with app.backend.acquire() as conn``
-        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
+        lends a pooled connection), SQLite, or memory. See ``soniq.storage.backend``."""
         runtime = self._runtime
         if runtime.backend is None:
             memory = runtime.memory_store() if runtime.kind == "memory" else None
@@ -248,10 +248,10 @@ class Soniq(AppBase):
         """Insert one checked row: on the caller's connection, or through the pool."""
         connection = self._current_connection(connection)
         if connection is not None:
-            return await _on_callers_connection(connection, lambda a: _insert(a, row))
+            return await _on_callers_connection(connection, lambda a: _insert(self.store, a, row))
         await self.ensure_initialized()
-        async with self.backend.session() as db:
-            return await _insert(db, row)
+        async with self.store.session() as db:
+            return await _insert(self.store, db, row)
 
     async def schedule(
         self,
@@ -310,20 +310,18 @@ class Soniq(AppBase):
         """Insert checked rows in one statement: on the caller's connection, or the pool's."""
         connection = self._current_connection(connection)
         if connection is not None:
-            return await _on_callers_connection(connection, lambda a: _insert_many(a, rows))
+            return await _on_callers_connection(
+                connection, lambda a: _insert_many(self.store, a, rows)
+            )
         await self.ensure_initialized()
-        async with self.backend.transaction() as tx:
-            return await _insert_many(tx, rows)
+        async with self.store.transaction() as tx:
+            return await _insert_many(self.store, tx, rows)
 
     # -- inspection -----------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's full record, or None. A dead-lettered job has status 'dead_letter'."""
-        params = {"id": job_id_param(job_id)}
-        rows = await self._fetch_dicts("get_job", params)
-        if not rows:
-            rows = await self._fetch_dicts("get_dead_letter_job", params)
-        return rows[0] if rows else None
+        return await self.store.jobs.get(job_id_param(job_id))
 
     async def list_jobs(
         self,
@@ -355,18 +353,15 @@ class Soniq(AppBase):
                 ) from None
         start, end = time_range(since, until)
         check_page(limit, offset)
-        return await self._fetch_dicts(
-            "list_jobs",
-            {
-                "before": None if before is None else job_id_param(before),
-                "status": status,
-                "queue": queue,
-                "job_name": job_name,
-                "since": start,
-                "until": end,
-                "limit": limit,
-                "offset": offset,
-            },
+        return await self.store.jobs.list(
+            before=None if before is None else job_id_param(before),
+            status=status,
+            queue=queue,
+            job_name=job_name,
+            since=start,
+            until=end,
+            limit=limit,
+            offset=offset,
         )
 
     async def cancel_job(self, job_id: str) -> bool:
@@ -378,7 +373,7 @@ class Soniq(AppBase):
         ``cancelled`` when the handler stops, or ``done`` if it finishes anyway. False
         for a finished, cancelled, dead-lettered or unknown job.
         """
-        return bool(await self._fetch_dicts("cancel_job", {"id": job_id_param(job_id)}))
+        return await self.store.jobs.cancel(job_id_param(job_id))
 
     async def retry_job(self, job_id: str) -> str:
         """Run a job again; return the id of the job that will run.
@@ -390,7 +385,7 @@ class Soniq(AppBase):
         """
         key = job_id_param(job_id)
         try:
-            rows = await self._fetch_dicts("retry_job_now", {"id": key})
+            row = await self.store.jobs.retry_now(key)
         except self.backend.duplicate:
             raise SoniqError(
                 JOB_NOT_RETRYABLE,
@@ -399,7 +394,7 @@ class Soniq(AppBase):
                 job_id=key,
                 status="cancelled",
             ) from None
-        if not rows:
+        if row is None:
             try:
                 return await self.dead_letter.replay(key)
             except SoniqError as exc:
@@ -411,7 +406,6 @@ class Soniq(AppBase):
                     "been deleted). Check the id with list_jobs() or dead_letter.list().",
                     job_id=key,
                 ) from None
-        row = rows[0]
         if row["requeued"]:
             return key
         raise SoniqError(
@@ -423,17 +417,16 @@ class Soniq(AppBase):
 
         A result is kept for SONIQ_RESULT_TTL seconds after the job finished.
         """
-        params = {"id": job_id_param(job_id), "ttl": result_ttl(self.settings)}
-        rows = await self._fetch_dicts("get_result", params)
-        return rows[0]["result"] if rows else None
+        _, result = await self.store.jobs.result(job_id_param(job_id), result_ttl(self.settings))
+        return result
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted."""
-        return bool(await self._fetch_dicts("delete_job", {"id": job_id_param(job_id)}))
+        return await self.store.jobs.delete(job_id_param(job_id))
 
     async def get_queue_stats(self) -> list[dict[str, Any]]:
         """Per-queue counts by status (and dead-lettered), sorted by queue name."""
-        stats = await self._fetch_dicts("queue_stats", {})
+        stats = await self.store.jobs.queue_stats()
         for row in stats:
             row["total"] = sum(
                 row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
@@ -447,7 +440,7 @@ class Soniq(AppBase):
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
         ``stale_workers`` the others.
         """
-        queues = await self._fetch_dicts("queue_status", {})
+        queues = await self.store.jobs.queue_status()
         workers = await self.list_workers()
         live = sum(1 for w in workers if not w["stale"])
         return {"queues": queues, "workers": live, "stale_workers": len(workers) - live}
@@ -457,13 +450,13 @@ class Soniq(AppBase):
 
         ``stale`` is True for a worker silent for longer than SONIQ_HEARTBEAT_TIMEOUT.
         """
-        return await self._fetch_dicts("list_workers", {"timeout": self.settings.heartbeat_timeout})
+        return await self.store.workers.list(self.settings.heartbeat_timeout)
 
     async def unregistered_tasks(self) -> list[dict[str, Any]]:
         """Task names that queued, running or dead-lettered jobs use but this app does
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
-        rows = await self._fetch_dicts("task_names_in_use", {})
+        rows = await self.store.jobs.task_names_in_use()
         return [row for row in rows if row["job_name"] not in self.registry]
 
     async def migration_status(self) -> dict[str, Any]:
@@ -483,18 +476,7 @@ class Soniq(AppBase):
         """
         age = prune_age(self.settings, older_than)
         await self.ensure_initialized()
-        return await prune_finished(self.backend, age)
-
-    async def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        await self.ensure_initialized()
-        return await self.backend.fetch(query, params)
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncAdapter]:
-        """An adapter whose queries share one transaction; commits on a clean exit."""
-        await self.ensure_initialized()
-        async with self.backend.transaction() as tx:
-            yield tx
+        return await prune_finished(self.store, age)
 
 
 def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
@@ -516,19 +498,19 @@ def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
     )
 
 
-async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
+async def _insert(store: Store, adapter: AsyncAdapter, row: JobRow) -> str:
     """Insert one row; with a dedup key already queued, return that job's id instead."""
     params = row.params()
     if row.dedup_key is None:
-        await adapter.execute(QUERIES["insert_job_plain"], params)
+        await store.jobs.insert(adapter, params)
         return row.id
     for _ in range(_DEDUP_ATTEMPTS):
-        inserted = await adapter.fetch(QUERIES["insert_job"], params)
-        if inserted:
-            return str(inserted[0][0])
-        existing = await adapter.fetch(QUERIES["find_queued_duplicate"], params)
-        if existing:
-            return str(existing[0][0])
+        inserted = await store.jobs.insert_unique(adapter, params)
+        if inserted is not None:
+            return inserted
+        existing = await store.jobs.queued_duplicate(adapter, params)
+        if existing is not None:
+            return existing
     raise SoniqError(
         ENQUEUE_CONFLICT,
         f"Could not enqueue {row.job_name!r} with dedup key {row.dedup_key!r}: a duplicate "
@@ -536,7 +518,7 @@ async def _insert(adapter: AsyncAdapter, row: JobRow) -> str:
     )
 
 
-async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+async def _insert_many(store: Store, adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
     """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
     if first.dedup_key is None and first.headers is None:
@@ -548,17 +530,15 @@ async def _insert_many(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
         )
         if first.scheduled_at is not None:
             shared += (first.scheduled_at, first.scheduled_at > datetime.now(timezone.utc))
-        await adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
+        await store.jobs.copy(adapter, [r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
-        ids = await _insert_rows(adapter, rows)
-    await adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
-    if first.scheduled_at is not None:
-        await adapter.execute(QUERIES["notify_delayed"], {"scheduled_at": first.scheduled_at})
+        ids = await _insert_rows(store, adapter, rows)
+    await store.jobs.notify(adapter, first.queue, first.scheduled_at)
     return ids
 
 
-async def _insert_rows(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
+async def _insert_rows(store: Store, adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
     """The batch in one INSERT, which (unlike COPY) skips queued duplicates and writes
     headers; a row whose duplicate left the queue meanwhile is inserted on its own."""
     params = {
@@ -567,12 +547,11 @@ async def _insert_rows(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
         "args": [r.args_json for r in rows],
         "dedup_keys": [r.dedup_key for r in rows],
     }
-    inserted = {row[0] for row in await adapter.fetch(QUERIES["insert_jobs"], params)}
+    inserted = await store.jobs.insert_many(adapter, params)
     skipped = [r.dedup_key for r in rows if r.id not in inserted]
     found: dict[str, str] = {}
     if skipped:
-        lookup = {"job_name": rows[0].job_name, "dedup_keys": skipped}
-        found = dict(await adapter.fetch(QUERIES["find_queued_duplicates"], lookup))
+        found = await store.jobs.queued_duplicates(adapter, rows[0].job_name, skipped)
     ids = []
     for row in rows:
         if row.id in inserted:
@@ -580,7 +559,7 @@ async def _insert_rows(adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
         elif row.dedup_key in found:
             ids.append(found[row.dedup_key])
         else:  # its duplicate left the queue in between: insert it on its own
-            ids.append(await _insert(adapter, row))
+            ids.append(await _insert(store, adapter, row))
     return ids
 
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from soniq.app_config import AppConfig, load_settings
 from soniq.app_runtime import AppRuntime
 from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
-from soniq.database_url import storage_kind
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
@@ -33,6 +32,7 @@ from soniq.errors import (
 from soniq.observability.instruments import EnqueueInstruments
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import storage_kind
 
 F = TypeVar("F", bound=Callable[..., Any])
 AppT = TypeVar("AppT", bound="AppBase")

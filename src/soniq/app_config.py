@@ -29,10 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 from soniq.core.registry import JobRegistry
-from soniq.database_url import normalise_database_url, storage_kind
 from soniq.errors import APP_FROZEN, SoniqError
 from soniq.recurring.recurrence import PeriodicJob
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import normalise_database_url, storage_kind
 
 Hook = Callable[..., Any]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar
 
-from soniq.database_url import storage_kind
 from soniq.enqueue.plan import JobPlan
 from soniq.observability.instruments import EnqueueInstruments, enqueue_instruments
 from soniq.settings import SoniqSettings, StorageKind
-from soniq.sqlite_store import SqliteStore
+from soniq.storage.sqlite_engine import SqliteStore
+from soniq.storage.urls import storage_kind
 
 B = TypeVar("B")
 

@@ -19,7 +19,7 @@ from soniq.errors import INVALID_SETTING, SoniqError
 EnqueueValidation = Literal["strict", "warn", "none"]
 TracingMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
-#: Where jobs are stored: see ``soniq.backend.make_backend``.
+#: Where jobs are stored: see ``soniq.storage.backend.make_backend``.
 StorageKind = Literal["postgres", "sqlite", "memory"]
 
 #: Explicit task names: lowercase ASCII segments joined by single dots.

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -29,15 +28,16 @@ from soniq.errors import (
     schema_missing,
 )
 from soniq.ops.filters import check_page, job_id_param, time_range
-from soniq.sql import QUERIES
 from soniq.types import JobStatus
 from soniq_sync._acompat import Lock
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
-from soniq_sync.backend import StorageBackend, make_backend
 from soniq_sync.ops.dead_letter import DeadLetterQueue
 from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.recurring.service import Scheduler
+from soniq_sync.storage.backend import StorageBackend
+from soniq_sync.storage.factory import make_backend
+from soniq_sync.storage.store import Store
 
 T = TypeVar("T")
 
@@ -65,17 +65,17 @@ class Soniq(SyncAppBase):
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
         self._init_lock = Lock()
-        self.dead_letter = DeadLetterQueue(
-            self._fetch_dicts, self._transaction, job_id_param, check_page
-        )
-        self.scheduler = Scheduler(self._fetch_dicts, self._plan_schedule)
+        #: Every query the app runs, over its current backend (see soniq.storage).
+        self.store = Store(self)
+        self.dead_letter = DeadLetterQueue(self.store, job_id_param, check_page)
+        self.scheduler = Scheduler(self.store, self._plan_schedule)
 
     # -- lifecycle ------------------------------------------------------------------
 
     @property
     def backend(self) -> StorageBackend:
         """Where the jobs live: PostgreSQL (``with app.backend.acquire() as conn``
-        lends a pooled connection), SQLite, or memory. See ``soniq.backend``."""
+        lends a pooled connection), SQLite, or memory. See ``soniq.storage.backend``."""
         runtime = self._runtime
         if runtime.backend is None:
             memory = runtime.memory_store() if runtime.kind == "memory" else None
@@ -216,10 +216,10 @@ class Soniq(SyncAppBase):
         """Insert one checked row: on the caller's connection, or through the pool."""
         connection = self._current_connection(connection)
         if connection is not None:
-            return _on_callers_connection(connection, lambda a: _insert(a, row))
+            return _on_callers_connection(connection, lambda a: _insert(self.store, a, row))
         self.ensure_initialized()
-        with self.backend.session() as db:
-            return _insert(db, row)
+        with self.store.session() as db:
+            return _insert(self.store, db, row)
 
     def schedule(
         self,
@@ -278,20 +278,16 @@ class Soniq(SyncAppBase):
         """Insert checked rows in one statement: on the caller's connection, or the pool's."""
         connection = self._current_connection(connection)
         if connection is not None:
-            return _on_callers_connection(connection, lambda a: _insert_many(a, rows))
+            return _on_callers_connection(connection, lambda a: _insert_many(self.store, a, rows))
         self.ensure_initialized()
-        with self.backend.transaction() as tx:
-            return _insert_many(tx, rows)
+        with self.store.transaction() as tx:
+            return _insert_many(self.store, tx, rows)
 
     # -- inspection -----------------------------------------------------------------
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's full record, or None. A dead-lettered job has status 'dead_letter'."""
-        params = {"id": job_id_param(job_id)}
-        rows = self._fetch_dicts("get_job", params)
-        if not rows:
-            rows = self._fetch_dicts("get_dead_letter_job", params)
-        return rows[0] if rows else None
+        return self.store.jobs.get(job_id_param(job_id))
 
     def list_jobs(
         self,
@@ -323,18 +319,15 @@ class Soniq(SyncAppBase):
                 ) from None
         start, end = time_range(since, until)
         check_page(limit, offset)
-        return self._fetch_dicts(
-            "list_jobs",
-            {
-                "before": None if before is None else job_id_param(before),
-                "status": status,
-                "queue": queue,
-                "job_name": job_name,
-                "since": start,
-                "until": end,
-                "limit": limit,
-                "offset": offset,
-            },
+        return self.store.jobs.list(
+            before=None if before is None else job_id_param(before),
+            status=status,
+            queue=queue,
+            job_name=job_name,
+            since=start,
+            until=end,
+            limit=limit,
+            offset=offset,
         )
 
     def cancel_job(self, job_id: str) -> bool:
@@ -346,7 +339,7 @@ class Soniq(SyncAppBase):
         ``cancelled`` when the handler stops, or ``done`` if it finishes anyway. False
         for a finished, cancelled, dead-lettered or unknown job.
         """
-        return bool(self._fetch_dicts("cancel_job", {"id": job_id_param(job_id)}))
+        return self.store.jobs.cancel(job_id_param(job_id))
 
     def retry_job(self, job_id: str) -> str:
         """Run a job again; return the id of the job that will run.
@@ -358,7 +351,7 @@ class Soniq(SyncAppBase):
         """
         key = job_id_param(job_id)
         try:
-            rows = self._fetch_dicts("retry_job_now", {"id": key})
+            row = self.store.jobs.retry_now(key)
         except self.backend.duplicate:
             raise SoniqError(
                 JOB_NOT_RETRYABLE,
@@ -367,7 +360,7 @@ class Soniq(SyncAppBase):
                 job_id=key,
                 status="cancelled",
             ) from None
-        if not rows:
+        if row is None:
             try:
                 return self.dead_letter.replay(key)
             except SoniqError as exc:
@@ -379,7 +372,6 @@ class Soniq(SyncAppBase):
                     "been deleted). Check the id with list_jobs() or dead_letter.list().",
                     job_id=key,
                 ) from None
-        row = rows[0]
         if row["requeued"]:
             return key
         raise SoniqError(
@@ -391,17 +383,16 @@ class Soniq(SyncAppBase):
 
         A result is kept for SONIQ_RESULT_TTL seconds after the job finished.
         """
-        params = {"id": job_id_param(job_id), "ttl": result_ttl(self.settings)}
-        rows = self._fetch_dicts("get_result", params)
-        return rows[0]["result"] if rows else None
+        _, result = self.store.jobs.result(job_id_param(job_id), result_ttl(self.settings))
+        return result
 
     def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted."""
-        return bool(self._fetch_dicts("delete_job", {"id": job_id_param(job_id)}))
+        return self.store.jobs.delete(job_id_param(job_id))
 
     def get_queue_stats(self) -> list[dict[str, Any]]:
         """Per-queue counts by status (and dead-lettered), sorted by queue name."""
-        stats = self._fetch_dicts("queue_stats", {})
+        stats = self.store.jobs.queue_stats()
         for row in stats:
             row["total"] = sum(
                 row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
@@ -415,7 +406,7 @@ class Soniq(SyncAppBase):
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
         ``stale_workers`` the others.
         """
-        queues = self._fetch_dicts("queue_status", {})
+        queues = self.store.jobs.queue_status()
         workers = self.list_workers()
         live = sum(1 for w in workers if not w["stale"])
         return {"queues": queues, "workers": live, "stale_workers": len(workers) - live}
@@ -425,13 +416,13 @@ class Soniq(SyncAppBase):
 
         ``stale`` is True for a worker silent for longer than SONIQ_HEARTBEAT_TIMEOUT.
         """
-        return self._fetch_dicts("list_workers", {"timeout": self.settings.heartbeat_timeout})
+        return self.store.workers.list(self.settings.heartbeat_timeout)
 
     def unregistered_tasks(self) -> list[dict[str, Any]]:
         """Task names that queued, running or dead-lettered jobs use but this app does
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
-        rows = self._fetch_dicts("task_names_in_use", {})
+        rows = self.store.jobs.task_names_in_use()
         return [row for row in rows if row["job_name"] not in self.registry]
 
     def migration_status(self) -> dict[str, Any]:
@@ -451,18 +442,7 @@ class Soniq(SyncAppBase):
         """
         age = prune_age(self.settings, older_than)
         self.ensure_initialized()
-        return prune_finished(self.backend, age)
-
-    def _fetch_dicts(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        self.ensure_initialized()
-        return self.backend.fetch(query, params)
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[SyncAdapter]:
-        """An adapter whose queries share one transaction; commits on a clean exit."""
-        self.ensure_initialized()
-        with self.backend.transaction() as tx:
-            yield tx
+        return prune_finished(self.store, age)
 
 
 def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
@@ -484,19 +464,19 @@ def _not_retryable(job_id: str, row: Mapping[str, Any]) -> str:
     )
 
 
-def _insert(adapter: SyncAdapter, row: JobRow) -> str:
+def _insert(store: Store, adapter: SyncAdapter, row: JobRow) -> str:
     """Insert one row; with a dedup key already queued, return that job's id instead."""
     params = row.params()
     if row.dedup_key is None:
-        adapter.execute(QUERIES["insert_job_plain"], params)
+        store.jobs.insert(adapter, params)
         return row.id
     for _ in range(_DEDUP_ATTEMPTS):
-        inserted = adapter.fetch(QUERIES["insert_job"], params)
-        if inserted:
-            return str(inserted[0][0])
-        existing = adapter.fetch(QUERIES["find_queued_duplicate"], params)
-        if existing:
-            return str(existing[0][0])
+        inserted = store.jobs.insert_unique(adapter, params)
+        if inserted is not None:
+            return inserted
+        existing = store.jobs.queued_duplicate(adapter, params)
+        if existing is not None:
+            return existing
     raise SoniqError(
         ENQUEUE_CONFLICT,
         f"Could not enqueue {row.job_name!r} with dedup key {row.dedup_key!r}: a duplicate "
@@ -504,7 +484,7 @@ def _insert(adapter: SyncAdapter, row: JobRow) -> str:
     )
 
 
-def _insert_many(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
+def _insert_many(store: Store, adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
     """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
     if first.dedup_key is None and first.headers is None:
@@ -516,17 +496,15 @@ def _insert_many(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
         )
         if first.scheduled_at is not None:
             shared += (first.scheduled_at, first.scheduled_at > datetime.now(timezone.utc))
-        adapter.copy_jobs([r.id for r in rows], [r.args_json for r in rows], shared)
+        store.jobs.copy(adapter, [r.id for r in rows], [r.args_json for r in rows], shared)
         ids = [row.id for row in rows]
     else:
-        ids = _insert_rows(adapter, rows)
-    adapter.execute(QUERIES["notify_queues"], {"queues": [first.queue]})
-    if first.scheduled_at is not None:
-        adapter.execute(QUERIES["notify_delayed"], {"scheduled_at": first.scheduled_at})
+        ids = _insert_rows(store, adapter, rows)
+    store.jobs.notify(adapter, first.queue, first.scheduled_at)
     return ids
 
 
-def _insert_rows(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
+def _insert_rows(store: Store, adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
     """The batch in one INSERT, which (unlike COPY) skips queued duplicates and writes
     headers; a row whose duplicate left the queue meanwhile is inserted on its own."""
     params = {
@@ -535,12 +513,11 @@ def _insert_rows(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
         "args": [r.args_json for r in rows],
         "dedup_keys": [r.dedup_key for r in rows],
     }
-    inserted = {row[0] for row in adapter.fetch(QUERIES["insert_jobs"], params)}
+    inserted = store.jobs.insert_many(adapter, params)
     skipped = [r.dedup_key for r in rows if r.id not in inserted]
     found: dict[str, str] = {}
     if skipped:
-        lookup = {"job_name": rows[0].job_name, "dedup_keys": skipped}
-        found = dict(adapter.fetch(QUERIES["find_queued_duplicates"], lookup))
+        found = store.jobs.queued_duplicates(adapter, rows[0].job_name, skipped)
     ids = []
     for row in rows:
         if row.id in inserted:
@@ -548,7 +525,7 @@ def _insert_rows(adapter: SyncAdapter, rows: list[JobRow]) -> list[str]:
         elif row.dedup_key in found:
             ids.append(found[row.dedup_key])
         else:  # its duplicate left the queue in between: insert it on its own
-            ids.append(_insert(adapter, row))
+            ids.append(_insert(store, adapter, row))
     return ids
 
 

@@ -20,7 +20,7 @@ from soniq.errors import schema_missing
 from soniq_sync.django.join import DJANGO_DB, django_transaction
 
 if TYPE_CHECKING:
-    from soniq.backend import StorageBackend as AsyncStorageBackend
+    from soniq.storage.backend import StorageBackend as AsyncStorageBackend
     from soniq.worker import Worker
 
 __all__ = ["SyncAppBase", "prepare_worker_backend"]
@@ -47,7 +47,7 @@ class SyncAppBase(AppBase):
     def _worker_backend(self) -> AsyncStorageBackend:
         """A new async backend on the app's settings; for the memory backend, around the
         app's own in-memory database, so the worker sees the jobs the app enqueued."""
-        from soniq.backend import make_backend
+        from soniq.storage.factory import make_backend
 
         runtime = self._runtime
         memory = runtime.memory_store() if runtime.kind == "memory" else None

@@ -15,6 +15,7 @@ import anyio
 from pydantic import BaseModel
 
 from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.storage.store import Store
 from soniq.testing import (
     DEFAULT_MAX_ROUNDS,
     DrainReport,
@@ -57,7 +58,7 @@ def drain(
         try:
             await prepare_worker_backend(backend)
             return await drain_rounds(
-                backend,
+                Store(backend),
                 lambda: app._worker_on(backend),
                 skip_delays=skip_delays,
                 max_rounds=max_rounds,
@@ -76,7 +77,7 @@ def enqueued_jobs(
     """Jobs waiting to run, oldest first; see :func:`soniq.testing.enqueued_jobs`."""
     _check_sync_app(app, "enqueued_jobs")
     name = None if task is None else task_name(app, task)
-    return app._fetch_dicts("testing_enqueued_jobs", {"job_name": name, "queue": queue})
+    return app.store.jobs.enqueued(name, queue)
 
 
 def assert_enqueued(
@@ -90,7 +91,7 @@ def assert_enqueued(
     """Fail unless ``task`` is waiting on the queue; see :func:`soniq.testing.assert_enqueued`."""
     _check_sync_app(app, "assert_enqueued")
     name, expected = expectation(app, task, args, count)
-    jobs = app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = app.store.jobs.enqueued(None, None)
     return check_enqueued(jobs, name, expected, queue, count)
 
 
@@ -104,7 +105,7 @@ def assert_not_enqueued(
     """Fail if ``task`` is waiting on the queue; see :func:`soniq.testing.assert_not_enqueued`."""
     _check_sync_app(app, "assert_not_enqueued")
     name, expected = expectation(app, task, args, None)
-    jobs = app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = app.store.jobs.enqueued(None, None)
     check_enqueued(jobs, name, expected, queue, 0)
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq
-from soniq.sql import migration_files
+from soniq.storage.queries import migration_files
 from tests.acceptance.processes import SoniqProcess, start_soniq, until
 
 JOBS_MODULE = """

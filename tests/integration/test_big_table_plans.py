@@ -21,7 +21,7 @@ import pytest
 
 from soniq import Soniq
 from soniq.enqueue.ids import new_job_ids
-from soniq.sql import QUERIES
+from soniq.storage.queries import QUERIES
 
 pytestmark = pytest.mark.integration
 

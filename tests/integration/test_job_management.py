@@ -441,7 +441,7 @@ async def test_a_retry_written_after_a_request_ends_cancelled(
         job_id,
     )
     assert await app.cancel_job(job_id) is True
-    from soniq.sql import QUERIES
+    from soniq.storage.queries import QUERIES
 
     for name, params in (
         ("retry_job", {"id": job_id, "attempt": 1, "delay": 0.0, "error": "E: late"}),
@@ -486,7 +486,7 @@ async def _claim_as_dead_worker(app: Soniq, conn: psycopg.AsyncConnection[Any]) 
     """Claim the one queued job for a registered worker, then make that worker stale.
 
     Returns the attempt it claimed."""
-    from soniq.sql import QUERIES
+    from soniq.storage.queries import QUERIES
 
     worker = str(uuid.uuid4())
     await conn.execute(
@@ -510,8 +510,8 @@ async def test_retrying_a_cancelled_job_keeps_the_old_attempt_fenced_out(
     """A cancel request, then stale-worker recovery (the row ends cancelled while the old
     attempt may still run somewhere), then retry_job: the new attempt has a new number,
     so the old attempt's late completion cannot land on it."""
-    from soniq.sql import QUERIES
-    from soniq.worker.acks import _batch_params
+    from soniq.storage.dialect import POSTGRES
+    from soniq.storage.queries import QUERIES
 
     @app.job(name="ops.fenced")
     async def fenced() -> None: ...
@@ -530,7 +530,7 @@ async def test_retrying_a_cancelled_job_keeps_the_old_attempt_fenced_out(
         (claimed,) = await cur.fetchall()
         assert claimed[5] > old
         cur = await conn.execute(
-            QUERIES["complete_jobs"].psycopg, _batch_params([(job_id, old, '"stale"')])
+            QUERIES["complete_jobs"].psycopg, POSTGRES.completions([(job_id, old, '"stale"')])
         )
         assert await cur.fetchall() == []  # fenced out
     row = await job(app, job_id)
@@ -547,7 +547,7 @@ async def test_a_cancel_request_on_the_last_attempt_of_a_dead_worker_ends_cancel
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await _claim_as_dead_worker(app, conn)
         assert await app.cancel_job(job_id) is True
-        from soniq.sql import QUERIES
+        from soniq.storage.queries import QUERIES
 
         await conn.execute(QUERIES["recover_stale_workers"].psycopg, {"timeout": 300})
     row = await job(app, job_id)

@@ -134,13 +134,13 @@ async def test_queue_gauges_count_the_jobs_ready_now(
     def gauge(name: str, queue: str) -> float | None:
         return registry.get_sample_value(name, {"queue": queue})
 
-    await QueueGauges(app.backend, metrics, None, 1.0).refresh()
+    await QueueGauges(app.store, metrics, None, 1.0).refresh()
     assert (gauge("soniq_queue_depth", "q1"), gauge("soniq_queue_depth", "q2")) == (3, 1)
     assert 60 <= (gauge("soniq_queue_oldest_job_age_seconds", "q1") or 0) < 120
     assert 0 <= (gauge("soniq_queue_oldest_job_age_seconds", "q2") or -1) < 60
 
     # A reader for q2 only (a worker serving q2) leaves the other queues' gauges alone.
     await app.run_worker(run_once=True, queues=["q2"])
-    await QueueGauges(app.backend, metrics, ["q2"], 1.0).refresh()
+    await QueueGauges(app.store, metrics, ["q2"], 1.0).refresh()
     assert gauge("soniq_queue_depth", "q2") == 0
     assert gauge("soniq_queue_depth", "q1") == 3

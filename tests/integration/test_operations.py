@@ -10,7 +10,7 @@ import psycopg
 
 import soniq_sync
 from soniq import Soniq
-from soniq.sql import migration_files
+from soniq.storage.queries import migration_files
 
 
 async def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

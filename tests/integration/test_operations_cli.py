@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from soniq import app_base
 from soniq.cli import main, worker_app
-from soniq.sql import migration_files
+from soniq.storage.queries import migration_files
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
 

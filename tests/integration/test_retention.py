@@ -226,7 +226,7 @@ async def test_a_sweep_deletes_oldest_first_in_capped_batches(database_url: str)
     young = await add_jobs(database_url, 5, "done", "10 minutes")
     async with Soniq(database_url=database_url) as app:
         await app.ensure_initialized()
-        pruner = Pruner(app.backend, app.settings, batch_size=10, max_batches=2)
+        pruner = Pruner(app.store, app.settings, batch_size=10, max_batches=2)
         assert await pruner.sweep() == 20  # two full batches: the cap
         assert pruner.backlog is True
         assert await remaining(database_url, oldest) == 0
@@ -240,7 +240,7 @@ async def test_only_one_worker_sweeps_at_a_time(database_url: str) -> None:
     await add_jobs(database_url, 30, "done", "2 hours")
     async with Soniq(database_url=database_url) as app:
         await app.ensure_initialized()
-        pruner = Pruner(app.backend, app.settings, batch_size=10)
+        pruner = Pruner(app.store, app.settings, batch_size=10)
         # Another worker's sweep holds the lock: this one skips its turn.
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other:
             await other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
@@ -267,8 +267,8 @@ async def test_two_sweepers_at_once_delete_each_row_once(database_url: str) -> N
         await one.ensure_initialized()
         await two.ensure_initialized()
         sweepers = [
-            Pruner(one.backend, one.settings, batch_size=100),
-            Pruner(two.backend, two.settings, batch_size=100),
+            Pruner(one.store, one.settings, batch_size=100),
+            Pruner(two.store, two.settings, batch_size=100),
         ]
         results = await asyncio.gather(*(p.sweep() for p in sweepers))
     assert sum(r or 0 for r in results) == 2000
@@ -319,7 +319,7 @@ async def test_the_sweep_can_be_turned_off(database_url: str, settings: dict[str
     old = await add_jobs(database_url, 5, "done", "400 days")
     async with Soniq(database_url=database_url, result_ttl=0, **settings) as app:
         await app.ensure_initialized()
-        pruner = Pruner(app.backend, app.settings)
+        pruner = Pruner(app.store, app.settings)
         assert pruner.enabled is False
         # Returns at once without closing being set: there is nothing to do.
         await asyncio.wait_for(pruner.run(asyncio.Event()), 5)

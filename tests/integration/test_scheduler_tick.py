@@ -58,7 +58,7 @@ async def test_declarations_are_synced_and_due_runs_enqueued_once(
     assert await proc.tick() == 0  # not due yet
 
     set_due(database_url, "t.minutely", timedelta(seconds=5))
-    stale = await app._fetch_dicts("scheduler_due", {"limit": 10})
+    stale = await app.store.schedules.due(10)
     assert await proc.tick() == 1
     assert await proc._fire(stale[0]) == 0  # that run is claimed already
     (when,) = job_times(database_url, "t.minutely")

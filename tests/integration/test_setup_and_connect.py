@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq, SoniqError
-from soniq.sql import migration_files
+from soniq.storage.queries import migration_files
 
 TABLES = {
     "soniq_jobs",

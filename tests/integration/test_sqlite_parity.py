@@ -19,8 +19,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from soniq.enqueue.ids import new_job_id, new_job_ids
-from soniq.sql import QUERIES as PG_QUERIES
-from soniq.sqlite_store import SqliteStore
+from soniq.storage.dialect import POSTGRES, SQLITE
+from soniq.storage.queries import QUERIES as PG_QUERIES
+from soniq.storage.queries import SQLITE_QUERIES
+from soniq.storage.sqlite_engine import SqliteStore
 
 WORKER = "00000000-0000-4000-8000-0000000000aa"
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
@@ -47,12 +49,22 @@ class Pair:
         return cur.fetchall() if cur.description else []
 
     def run(
-        self, name: str, params: dict[str, Any], *, ordered: bool = True
+        self,
+        name: str,
+        params: dict[str, Any],
+        *,
+        ordered: bool = True,
+        sqlite_params: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run ``name`` on both; assert the results match; return PostgreSQL's."""
+        """Run ``name`` on both; assert the results match; return PostgreSQL's.
+
+        ``sqlite_params``: what SQLite takes instead, where the dialects encode apart.
+        """
         full = {p: None for p in PG_QUERIES[name].param_names} | params
         theirs = self.pg(name, full)
-        ours = self.store.fetch(name, full)
+        ours = self.store.fetch(
+            SQLITE_QUERIES[name], full if sqlite_params is None else sqlite_params
+        )
         a = [
             [(k, type(v) if v is not None else None, _norm(v)) for k, v in r.items()]
             for r in theirs
@@ -129,10 +141,12 @@ def test_enqueue_claim_and_outcomes_match(pair: Pair) -> None:
     )
     assert len(claimed) == 4
     a, b, c, d = (row["id"] for row in sorted(claimed, key=lambda r: r["id"]))
+    batch = [(a, 1, '{"ok": [1, 2]}'), (b, 7, None)]
     pair.run(
         "complete_jobs",
-        {"ids": "{" + f"{a},{b}" + "}", "attempts": "{1,7}", "results": '[{"ok": [1, 2]}, null]'},
+        POSTGRES.completions(batch),
         ordered=False,
+        sqlite_params=SQLITE.completions(batch),
     )
     pair.run("retry_job", {"id": b, "attempt": 1, "delay": 30.0, "error": "boom"})
     pair.run("cancel_job", {"id": c})
@@ -204,7 +218,7 @@ def test_dead_letters_match(pair: Pair) -> None:
             page = (
                 pair.pg("dead_letter_page", params)
                 if side == "pg"
-                else pair.store.fetch("dead_letter_page", params)
+                else pair.store.fetch(SQLITE_QUERIES["dead_letter_page"], params)
             )
             if not page:
                 break
@@ -236,7 +250,7 @@ def test_dead_letters_match(pair: Pair) -> None:
     pair.run("dead_letter_import", {"rows": rows})
     pair.run("dead_letter_import", {"rows": rows})
     pair.run("dead_letter_get", {"id": jobs[1]["id"]})
-    ours = pair.store.fetch("dead_letter_get", {"id": jobs[1]["id"]})[0]
+    ours = pair.store.fetch(SQLITE_QUERIES["dead_letter_get"], {"id": jobs[1]["id"]})[0]
     assert ours["dead_lettered_at"] == exported["dead_lettered_at"]
     pair.run("queue_stats", {})
     pair.run("task_names_in_use", {})

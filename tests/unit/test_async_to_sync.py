@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from soniq._acompat import Lock
-from soniq.backend import connect
+from soniq.storage.backend import connect
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
@@ -80,7 +80,7 @@ def test_sample_conversion(gen: ModuleType) -> None:
     assert "return self.fetch() + len(rows)" in out
     assert "fetch: Callable[[], int]" in out
     assert "self.lock = Lock()" in out and "from soniq_sync._acompat import Lock" in out
-    assert "from soniq_sync.backend import connect" in out
+    assert "from soniq_sync.storage.backend import connect" in out
     assert "Uses ``with app.backend.acquire()``" in out
     # The worker-only method and its type-checking import are gone, and so is the
     # now-unused TYPE_CHECKING import.
@@ -104,17 +104,19 @@ def test_check_fails_on_a_hand_edit_and_regeneration_fixes_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = tmp_path / "src/soniq/backend.py"
+    source = tmp_path / "src/soniq/storage/backend.py"
     source.parent.mkdir(parents=True)
-    source.write_text((ROOT / "src/soniq/backend.py").read_text())
+    source.write_text((ROOT / "src/soniq/storage/backend.py").read_text())
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     monkeypatch.setattr(gen, "ROOT", tmp_path)
-    monkeypatch.setattr(gen, "SOURCES", {"src/soniq/backend.py": "src/soniq_sync/backend.py"})
+    monkeypatch.setattr(
+        gen, "SOURCES", {"src/soniq/storage/backend.py": "src/soniq_sync/storage/backend.py"}
+    )
     monkeypatch.setattr(gen, "unused_rules", lambda used: [])
 
     assert gen.main(["--check"]) == 1  # the generated file does not exist yet
     assert gen.main([]) == 0
-    generated = tmp_path / "src/soniq_sync/backend.py"
+    generated = tmp_path / "src/soniq_sync/storage/backend.py"
     assert gen.main(["--check"]) == 0
     generated.write_text(generated.read_text().replace("ConnectionPool(", "Pool("))
     capsys.readouterr()

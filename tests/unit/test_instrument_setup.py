@@ -13,7 +13,6 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter
 
 from soniq import Soniq, SoniqError
-from soniq.backend import PostgresBackend
 from soniq.errors import (
     METRICS_NAME_TAKEN,
     METRICS_PORT_UNAVAILABLE,
@@ -24,6 +23,8 @@ from soniq.observability.metrics import MetricsServer, SoniqMetrics
 from soniq.observability.tracing import ConsumerTracing, consumer_tracing
 from soniq.observability.worker import QueueGauges
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import PostgresBackend
+from soniq.storage.store import Store
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_a_taken_metric_name_is_reported_and_nothing_is_left_registered(
 
 def test_queue_gauges_drop_to_zero_for_queues_that_emptied(registry: CollectorRegistry) -> None:
     backend = PostgresBackend("postgresql://unused", SoniqSettings.load(environ={}))
-    gauges = QueueGauges(backend, SoniqMetrics(), ["c"], 5.0)
+    gauges = QueueGauges(Store(backend), SoniqMetrics(), ["c"], 5.0)
     gauges.apply([("a", 3, 12.5), ("b", 1, 0.25)])
 
     def gauge(name: str, queue: str) -> float | None:

@@ -21,7 +21,6 @@ import soniq_sync
 import soniq_sync.testing
 from soniq import Soniq, SoniqError
 from soniq.cli import main
-from soniq.database_url import sqlite_path, storage_kind
 from soniq.errors import (
     DATABASE_UNREACHABLE,
     INVALID_DATABASE_URL,
@@ -30,9 +29,11 @@ from soniq.errors import (
     SQLITE_TOO_OLD,
     BackendUnsupportedError,
 )
-from soniq.local_backends import SQLiteBackend
 from soniq.settings import SoniqSettings
-from soniq.sqlite_store import SqliteStore, StoreBusy
+from soniq.storage.local import SQLiteBackend
+from soniq.storage.queries import SQLITE_QUERIES
+from soniq.storage.sqlite_engine import SqliteStore, StoreBusy
+from soniq.storage.urls import sqlite_path, storage_kind
 from soniq.testing import assert_enqueued, drain, enqueued_jobs, in_memory
 
 
@@ -200,7 +201,9 @@ def test_a_held_write_lock_is_busy_and_only_that_is_unavailable(tmp_path: Path) 
     waiter._conn.execute("PRAGMA busy_timeout = 50")  # fail fast instead of after 5 s
     try:
         with holder.transaction(), pytest.raises(StoreBusy) as busy:
-            waiter.rows("delete_job", {"id": "00000000-0000-0000-0000-000000000000"})
+            waiter.rows(
+                SQLITE_QUERIES["delete_job"], {"id": "00000000-0000-0000-0000-000000000000"}
+            )
         assert isinstance(busy.value, SQLiteBackend.unavailable)
         with pytest.raises(sqlite3.OperationalError) as broken, waiter.transaction():
             waiter._conn.execute("SELECT * FROM no_such_table")

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 import soniq.app
-import soniq.backend
+import soniq.storage.backend
 from soniq import JobContext, Soniq, SoniqError
 from soniq.core.registry import JobSpec
 from soniq.errors import (
@@ -52,7 +52,7 @@ def test_construction_does_not_connect(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(psycopg.AsyncConnection, "connect", refuse)
     monkeypatch.setattr(psycopg.Connection, "connect", refuse)
-    monkeypatch.setattr(soniq.backend, "connect", refuse)
+    monkeypatch.setattr(soniq.storage.backend, "connect", refuse)
     for app in (Soniq(), Soniq("postgresql://nobody@db.invalid:5432/nowhere")):
         assert register(app).name == f"{__name__}.add"
 

@@ -15,7 +15,7 @@ from soniq.errors import (
     ArgsNotSerializableError,
     SoniqError,
 )
-from soniq.sql import QUERIES, Query, load_queries, migration_files
+from soniq.storage.queries import QUERIES, Query, load_queries, migration_files
 
 USED_BY_THE_APP = {
     "insert_job",

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from soniq.sql import QUERIES, Query
-
 Row = tuple[Any, ...]
 
 #: Columns written by ``enqueue_many``'s COPY: per row an id and its args, then the
@@ -46,11 +44,6 @@ def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
         for i, a in zip(ids, args, strict=True)
     )
     return body.encode()
-
-
-def copy_query(shared: Shared) -> Query:
-    """The COPY statement for a batch with (or without) a shared ``scheduled_at``."""
-    return QUERIES["copy_jobs_scheduled" if len(shared) > 4 else "copy_jobs"]
 
 
 def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from typing import Any
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import COPY_COLUMNS, Row, Shared, copy_text
-from soniq.sql import Query
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 
 class AsyncpgAdapter(AsyncAdapter):
@@ -23,7 +24,10 @@ class AsyncpgAdapter(AsyncAdapter):
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
         await self.conn.execute(query.dollar, *query.positional(params))
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        # asyncpg builds the COPY statement itself from the table and columns.
         # COPY's text format, as for psycopg: binary COPY (copy_records_to_table) would
         # go through the connection's type codecs, and applications often replace the
         # jsonb codec with one that has no binary encoder or that encodes str again.

@@ -12,8 +12,9 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from soniq.adapters.base import AsyncAdapter
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.adapters.copy_format import Row, Shared, copy_text
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).
 _CURSOR = "_soniq_cursor"
@@ -42,7 +43,9 @@ class PsycopgAsyncAdapter(AsyncAdapter):
             cur = self.conn.__dict__[_CURSOR] = self.conn.cursor()
         await cur.execute(query.psycopg, params)
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
-        async with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        async with self.conn.cursor() as cur, cur.copy(bulk.copy.psycopg) as copy:
             # One buffer in COPY's text format instead of a call per row.
             await copy.write(copy_text(ids, args, shared))

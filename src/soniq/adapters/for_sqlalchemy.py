@@ -14,7 +14,8 @@ from sqlalchemy import text
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
-from soniq.sql import QUERIES, Query
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 
 
 class SQLAlchemyAsyncAdapter(AsyncAdapter):
@@ -30,8 +31,8 @@ class SQLAlchemyAsyncAdapter(AsyncAdapter):
     async def execute(self, query: Query, params: dict[str, Any]) -> None:
         await self.conn.execute(text(query.colon), params)
 
-    async def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    async def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
         # No COPY through SQLAlchemy: one multi-row INSERT, still a single statement.
-        await self.conn.execute(
-            text(QUERIES["insert_jobs"].colon), bulk_insert_params(ids, args, shared)
-        )
+        await self.conn.execute(text(bulk.insert.colon), bulk_insert_params(ids, args, shared))

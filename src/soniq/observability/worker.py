@@ -15,12 +15,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from soniq.backend import StorageBackend
 from soniq.observability.metrics import MetricsServer, SoniqMetrics, get_metrics
 from soniq.observability.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.settings import SoniqSettings
+from soniq.storage.records import ClaimedJob
+from soniq.storage.store import Store
 from soniq.worker.outcomes import Bury, Cancelled, Done, Outcome, Requeue, Retry
-from soniq.worker.runner import ClaimedJob
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -132,12 +132,12 @@ class QueueGauges:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         metrics: SoniqMetrics,
         queues: Sequence[str] | None,
         interval: float,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.metrics = metrics
         self.queues = list(queues) if queues else None
         self.interval = interval
@@ -146,8 +146,7 @@ class QueueGauges:
 
     async def refresh(self) -> None:
         """Read the gauges once."""
-        rows = await self.backend.rows("queue_gauges", {"queues": self.queues})
-        self.apply(rows)
+        self.apply(await self.store.workers.queue_gauges(self.queues))
 
     def apply(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the gauges from ``(queue, depth, oldest age)`` rows.
@@ -168,7 +167,7 @@ class QueueGauges:
         while not closing.is_set():
             try:
                 await self.refresh()
-            except self.backend.errors as exc:  # an outage or not: try again next interval
+            except self.store.errors as exc:  # an outage or not: try again next interval
                 logger.warning("cannot read the queue gauges (%s)", str(exc).strip())
             await nap(closing, self.interval)
 

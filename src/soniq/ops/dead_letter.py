@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from soniq.adapters.base import AsyncAdapter
 from soniq.enqueue.ids import new_job_id, new_job_ids
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
 from soniq.ops.dead_letter_file import ImportResult, parse_lines, to_line
 from soniq.ops.filters import DeadLetterFilter
-from soniq.sql import QUERIES
+from soniq.storage.store import Store
 
-Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
-#: Opens a transaction and lends an adapter to run queries in it; commits on a clean exit.
-Transaction = Callable[[], AbstractAsyncContextManager[AsyncAdapter]]
 Progress = Callable[[int], None]
 
 #: Rows per statement for the bulk operations (replay_many, export, import_).
@@ -49,13 +44,11 @@ class DeadLetterQueue:
 
     def __init__(
         self,
-        fetch: Fetch,
-        transaction: Transaction,
+        store: Store,
         check_id: Callable[[object], str],
         check_page: Callable[[object, object], None],
     ) -> None:
-        self._fetch = fetch
-        self._transaction = transaction
+        self._store = store
         self._check_id = check_id
         self._check_page = check_page
 
@@ -73,9 +66,7 @@ class DeadLetterQueue:
         """Dead-letter records matching the filters, newest first, a page at a time."""
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
         self._check_page(limit, offset)
-        return await self._fetch(
-            "dead_letter_list", {**where.params(), "limit": limit, "offset": offset}
-        )
+        return await self._store.dead_letters.list(where.params(), limit, offset)
 
     async def count(
         self,
@@ -88,29 +79,25 @@ class DeadLetterQueue:
     ) -> int:
         """How many dead letters match the filters."""
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
-        rows = await self._fetch("dead_letter_count", where.params())
-        return int(rows[0]["count"])
+        return await self._store.dead_letters.count(where.params())
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """One dead-letter record, or None."""
-        rows = await self._fetch("dead_letter_get", {"id": self._check_id(job_id)})
-        return rows[0] if rows else None
+        return await self._store.dead_letters.get(self._check_id(job_id))
 
     async def replay(self, job_id: str) -> str:
         """Queue a fresh copy of a dead-lettered job; return the new job's id.
 
         The dead-letter record stays, with ``resurrection_count`` raised by one.
         """
-        rows = await self._fetch(
-            "dead_letter_replay", {"id": self._check_id(job_id), "new_id": new_job_id()}
-        )
-        if not rows:
+        new_id = await self._store.dead_letters.replay(self._check_id(job_id), new_job_id())
+        if new_id is None:
             raise SoniqError(
                 JOB_NOT_FOUND,
                 f"No dead-lettered job {job_id!r}. List them with app.dead_letter.list().",
                 job_id=job_id,
             )
-        return str(rows[0]["id"])
+        return new_id
 
     async def replay_many(
         self,
@@ -133,19 +120,16 @@ class DeadLetterQueue:
         """
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
         _check_limit(limit)
-        params: dict[str, Any] = {**where.params(), "before_at": None, "before_id": None}
+        filters = where.params()
+        before: tuple[datetime, str] | None = None
         new_ids: list[str] = []
         while limit is None or len(new_ids) < limit:
             size = BATCH if limit is None else min(BATCH, limit - len(new_ids))
-            rows = await self._fetch(
-                "dead_letter_replay_batch",
-                {**params, "limit": size, "new_ids": new_job_ids(size)},
-            )
+            rows = await self._store.dead_letters.replay_page(filters, before, new_job_ids(size))
             if not rows:
                 break
             new_ids.extend(str(row["id"]) for row in rows)
-            params["before_at"] = rows[-1]["dead_lettered_at"]
-            params["before_id"] = rows[-1]["dead_letter_id"]
+            before = (rows[-1]["dead_lettered_at"], rows[-1]["dead_letter_id"])
             if progress is not None:
                 progress(len(rows))
             if len(rows) < size:
@@ -169,8 +153,7 @@ class DeadLetterQueue:
         """
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
         where.check_purge(all)
-        rows = await self._fetch("dead_letter_purge", where.params())
-        return int(rows[0]["count"])
+        return await self._store.dead_letters.purge(where.params())
 
     async def export(
         self,
@@ -190,15 +173,11 @@ class DeadLetterQueue:
         ``progress(n)`` is called after each batch of lines written.
         """
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
-        params: dict[str, Any] = {
-            **where.params(),
-            "before_at": None,
-            "before_id": None,
-            "limit": BATCH,
-        }
+        filters = where.params()
+        before: tuple[datetime, str] | None = None
         written = 0
         while True:
-            rows = await self._fetch("dead_letter_page", params)
+            rows = await self._store.dead_letters.page(filters, before, BATCH)
             for row in rows:
                 file.write(to_line(row))
             written += len(rows)
@@ -206,8 +185,7 @@ class DeadLetterQueue:
                 progress(len(rows))
             if len(rows) < BATCH:
                 return written
-            params["before_at"] = rows[-1]["dead_lettered_at"]
-            params["before_id"] = rows[-1]["id"]
+            before = (rows[-1]["dead_lettered_at"], rows[-1]["id"])
 
     async def import_(self, file: Iterable[str]) -> ImportResult:
         """Load dead letters written by :meth:`export`; return ``(imported, skipped)``.
@@ -218,12 +196,11 @@ class DeadLetterQueue:
         Ids already in the table are skipped and counted in ``skipped``.
         """
         rows = parse_lines(file)
-        imported = 0
-        async with self._transaction() as tx:
-            for start in range(0, len(rows), BATCH):
-                batch = json.dumps(rows[start : start + BATCH], ensure_ascii=False)
-                found = await tx.fetch(QUERIES["dead_letter_import"], {"rows": batch})
-                imported += int(found[0][0]) if found else 0
+        batches = [
+            json.dumps(rows[start : start + BATCH], ensure_ascii=False)
+            for start in range(0, len(rows), BATCH)
+        ]
+        imported = await self._store.dead_letters.import_batches(batches)
         return ImportResult(imported=imported, skipped=len(rows) - imported)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from soniq.backend import SWEEP_LOCK_KEY, StorageBackend
-from soniq.ops.retention import BATCH_SIZE, prune_age, prune_cutoff
+from soniq.ops.retention import BATCH_SIZE, prune_age
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import SWEEP_LOCK_KEY
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.retention")
@@ -37,13 +38,13 @@ class Pruner:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         settings: SoniqSettings,
         *,
         batch_size: int = BATCH_SIZE,
         max_batches: int = MAX_BATCHES_PER_RUN,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.settings = settings
         self.batch_size = batch_size
         self.max_batches = max_batches
@@ -61,7 +62,7 @@ class Pruner:
         while not closing.is_set():
             try:
                 await self.sweep(closing)
-            except self.backend.errors as exc:
+            except self.store.errors as exc:
                 logger.warning("pruning finished jobs failed (%s); retrying", str(exc).strip())
             except Exception:
                 logger.exception("pruning finished jobs failed")
@@ -76,11 +77,11 @@ class Pruner:
         age = prune_age(self.settings)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        cutoff = await prune_cutoff(self.backend, age)
+        cutoff = await self.store.jobs.prune_cutoff(age)
         deleted = batches = 0
         while True:
             started = loop.time()
-            count = await self.backend.prune_batch(cutoff, self.batch_size, exclusive=True)
+            count = await self.store.jobs.prune_batch(cutoff, self.batch_size, exclusive=True)
             if count is None:  # another worker is sweeping
                 if batches == 0:
                     return None

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
 from soniq.settings import SoniqSettings
 
 if TYPE_CHECKING:
-    from soniq.backend import StorageBackend
+    from soniq.storage.store import Store
 
 logger = logging.getLogger("soniq.retention")
 
@@ -72,19 +72,12 @@ def result_ttl(settings: SoniqSettings) -> float:
     return min(settings.result_ttl, LONGEST_AGE)
 
 
-async def prune_cutoff(backend: StorageBackend, age: float) -> datetime:
-    """The store's ``now - age``: rows that finished before it may be deleted."""
-    rows = await backend.fetch("prune_cutoff", {"older_than": age})
-    cutoff: datetime = rows[0]["cutoff"]
-    return cutoff
-
-
-async def prune_finished(backend: StorageBackend, age: float, batch_size: int = BATCH_SIZE) -> int:
+async def prune_finished(store: Store, age: float, batch_size: int = BATCH_SIZE) -> int:
     """Delete, batch by batch, every finished row older than ``age``; return how many."""
-    cutoff = await prune_cutoff(backend, age)
+    cutoff = await store.jobs.prune_cutoff(age)
     total = 0
     while True:
-        deleted = await backend.prune_batch(cutoff, batch_size, exclusive=False) or 0
+        deleted = await store.jobs.prune_batch(cutoff, batch_size, exclusive=False) or 0
         total += deleted
         if deleted < batch_size:
             break

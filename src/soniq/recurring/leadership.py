@@ -9,18 +9,12 @@ process. The memory backend lives in one process, whose scheduler always leads.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-from typing import Any, Protocol
+from typing import Protocol
 
-import psycopg
-
-from soniq.backend import PostgresBackend, StorageBackend, connect
-from soniq.database_url import require_sqlite_path
-from soniq.sql import QUERIES
-
-logger = logging.getLogger("soniq.scheduler")
+from soniq.storage.backend import PostgresBackend, StorageBackend
+from soniq.storage.locks import SessionLock
+from soniq.storage.urls import require_sqlite_path
 
 #: The advisory lock key of scheduler leadership ("soniqsc" in ASCII); distinct from
 #: the migrations' key.
@@ -40,46 +34,10 @@ class Leadership(Protocol):
 def leadership_for(backend: StorageBackend) -> Leadership:
     """The leader lock that suits ``backend``."""
     if isinstance(backend, PostgresBackend):
-        return AdvisoryLock(backend)
+        return SessionLock(backend, LEADER_LOCK_KEY)
     if backend.kind == "sqlite":
         return FileLock(require_sqlite_path(backend.settings) + ".scheduler-lock")
     return SoleProcess()
-
-
-class AdvisoryLock:
-    """A PostgreSQL session advisory lock on a connection of its own."""
-
-    def __init__(self, backend: PostgresBackend) -> None:
-        self.backend = backend
-        self.held = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-
-    async def hold(self) -> bool:
-        """Check the session (if leading) or try the lock once."""
-        timeout = self.backend.settings.connect_timeout
-        if self._conn is None or self._conn.closed:
-            self._conn = await connect(self.backend.url, self.backend.settings)
-            self.held = False
-        if self.held:
-            # The lock lives as long as the session: a live session means we still lead.
-            await asyncio.wait_for(self._conn.execute(QUERIES["scheduler_ping"].psycopg), timeout)
-            return True
-        cur = await asyncio.wait_for(
-            self._conn.execute(QUERIES["scheduler_try_lead"].psycopg, {"key": LEADER_LOCK_KEY}),
-            timeout,
-        )
-        row = await cur.fetchone()
-        self.held = bool(row and row[0])
-        return self.held
-
-    async def release(self) -> None:
-        """Close the lock's connection; the server releases the lock with it."""
-        conn, self._conn, self.held = self._conn, None, False
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception as exc:
-                logger.debug("closing the leader connection failed: %s", exc)
 
 
 class FileLock:

@@ -23,7 +23,6 @@ from soniq.enqueue.plan import JobRow
 from soniq.errors import SoniqError
 from soniq.recurring.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
 from soniq.recurring.recurrence import PeriodicJob, decide, from_row
-from soniq.sql import QUERIES
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.scheduler")
@@ -123,7 +122,7 @@ class SchedulerProcess:
         """Handle every due run (up to a bound); return how many jobs were enqueued."""
         enqueued = handled = 0
         while handled < _MAX_RUNS_PER_TICK and not self.stopping.is_set():
-            due = await self.app._fetch_dicts("scheduler_due", {"limit": _BATCH})
+            due = await self.app.store.schedules.due(_BATCH)
             if not due:
                 break
             for row in due:
@@ -171,18 +170,16 @@ class SchedulerProcess:
                 decision.next_run_at.isoformat(),
                 extra={"job_name": name},
             )
-        params = {
-            "name": name,
-            "due": row["next_run_at"],
-            "next_run_at": decision.next_run_at,
-            "fired_at": decision.fire_at if job is not None else None,
-        }
-        async with self.app.backend.transaction() as tx:
-            if not await tx.fetch(QUERIES["scheduler_advance"], params):
+        store = self.app.store
+        async with store.transaction() as tx:
+            fired_at = decision.fire_at if job is not None else None
+            if not await store.schedules.advance(
+                tx, name, row["next_run_at"], decision.next_run_at, fired_at
+            ):
                 return 0  # paused, removed or fired by another scheduler meanwhile
             if job is None:
                 return 0
-            job_id = await _insert(tx, job)
+            job_id = await _insert(store, tx, job)
         logger.info(
             "schedule %s: enqueued the run at %s",
             name,
@@ -192,11 +189,10 @@ class SchedulerProcess:
         return 1
 
     async def _seconds_to_next(self, longest: float) -> float:
-        rows = await self.app._fetch_dicts("scheduler_seconds_to_next", {})
-        seconds = rows[0]["seconds"] if rows else None
+        seconds = await self.app.store.schedules.seconds_to_next()
         if seconds is None:
             return longest
-        return min(longest, max(0.01, float(seconds)))
+        return min(longest, max(0.01, seconds))
 
     async def _resign(self) -> None:
         """Let the leader lock go."""

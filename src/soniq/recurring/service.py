@@ -7,14 +7,12 @@ this module is generated from it by ``tools/async_to_sync.py``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from soniq.errors import INVALID_ARGUMENT, SCHEDULE_NOT_FOUND, SoniqError
 from soniq.recurring.recurrence import PlannedSchedule, from_row
-
-Fetch = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
+from soniq.storage.store import Store
 
 #: The values ``list(status=...)`` accepts.
 STATUSES = ("active", "paused")
@@ -47,8 +45,8 @@ class Scheduler:
     ``last_run_at``, ``created_at`` and ``updated_at``.
     """
 
-    def __init__(self, fetch: Fetch, plan: PlanSchedule) -> None:
-        self._fetch = fetch
+    def __init__(self, store: Store, plan: PlanSchedule) -> None:
+        self._store = store
         self._plan = plan
 
     async def add(
@@ -83,12 +81,11 @@ class Scheduler:
             catch_up=catch_up,
         )
         first = planned.rule.next_after(await self._now())
-        rows = await self._fetch("schedule_upsert", planned.params(first))
-        return rows[0]
+        return await self._store.schedules.upsert(planned.params(first))
 
     async def pause(self, name: str) -> None:
         """Stop firing the schedule until :meth:`resume`; SONIQ_SCHEDULE_NOT_FOUND if none."""
-        if not await self._fetch("schedule_pause", {"name": _check_name(name)}):
+        if not await self._store.schedules.pause(_check_name(name)):
             raise _not_found(name)
 
     async def resume(self, name: str) -> None:
@@ -97,7 +94,7 @@ class Scheduler:
         if record is None:
             raise _not_found(name)
         following = from_row(record).next_after(await self._now())
-        if not await self._fetch("schedule_resume", {"name": name, "next_run_at": following}):
+        if not await self._store.schedules.resume(name, following):
             raise _not_found(name)
 
     async def remove(self, name: str) -> bool:
@@ -106,7 +103,7 @@ class Scheduler:
         A schedule declared by ``@app.periodic`` comes back when a ``soniq scheduler``
         starts with that declaration; pause it, or delete the decorator, to stop it.
         """
-        return bool(await self._fetch("schedule_remove", {"name": _check_name(name)}))
+        return await self._store.schedules.remove(_check_name(name))
 
     async def list(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every schedule by name, or only the ``"active"`` or ``"paused"`` ones."""
@@ -115,17 +112,14 @@ class Scheduler:
                 INVALID_ARGUMENT,
                 f"status must be 'active', 'paused' or None, got {status!r}.",
             )
-        return await self._fetch("schedule_list", {"status": status})
+        return await self._store.schedules.list(status)
 
     async def get(self, name: str) -> dict[str, Any] | None:
         """The schedule's record, or None."""
-        rows = await self._fetch("schedule_get", {"name": _check_name(name)})
-        return rows[0] if rows else None
+        return await self._store.schedules.get(_check_name(name))
 
     async def _now(self) -> datetime:
-        rows = await self._fetch("scheduler_now", {})
-        now: datetime = rows[0]["now"]
-        return now
+        return await self._store.schedules.now()
 
 
 def _check_name(name: object) -> str:

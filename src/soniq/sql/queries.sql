@@ -252,8 +252,8 @@ WHERE j.id = ANY(ARRAY(
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max_attempts,
-          j.scheduled_at, j.created_at, j.headers
+RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts AS attempt,
+          j.max_attempts, j.scheduled_at, j.created_at, j.headers
 
 -- name: complete_jobs
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
@@ -264,7 +264,7 @@ RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts, j.max
 -- every row: quadratic, and a 1,000-row batch took seconds. The "OR d.attempt IS
 -- NULL" (never true: the attempt is a fence) makes it a join filter instead, so the
 -- batch drives one primary-key probe per element (or, for a large batch, a hash join).
--- The batch comes as three texts the worker joins cheaply: array literals of ids and
+-- The batch comes as three texts the dialect joins cheaply: array literals of ids and
 -- attempts, and a JSON array of results (null: none), element i for job i.
 UPDATE soniq_jobs AS j
 SET status = 'done', result = NULLIF(d.result, 'null'::jsonb), finished_at = now(),
@@ -610,41 +610,40 @@ SELECT version, applied_at FROM soniq_migrations ORDER BY version
 -- previous page), so a page never repeats a row and rows dead-lettered meanwhile,
 -- which sort first, are never reached.
 
--- name: dead_letter_list
-SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
-FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
+-- name: _dead_letter_filter
+-- A fragment, not a query: the dead-letter filters (job name, queue, reason or error
+-- text as a LIKE pattern, dead-lettered time range), for the queries that include it.
+-- Every one of its parameters may be NULL: no filter on that column.
+(%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
        OR last_error ILIKE %(reason)s::text ESCAPE '\')
   AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+
+-- name: dead_letter_list
+SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE
+-- include: _dead_letter_filter
 ORDER BY dead_lettered_at DESC, id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int
 
 -- name: dead_letter_count
 SELECT count(*)::int AS count
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
-       OR last_error ILIKE %(reason)s::text ESCAPE '\')
-  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+WHERE
+-- include: _dead_letter_filter
 
 -- name: dead_letter_page
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
        resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
-       OR last_error ILIKE %(reason)s::text ESCAPE '\')
-  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+WHERE
+-- include: _dead_letter_filter
   AND (%(before_at)s::timestamptz IS NULL
        OR (dead_lettered_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
 ORDER BY dead_lettered_at DESC, id DESC
@@ -678,12 +677,8 @@ SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
 WITH picked AS (
     SELECT id, job_name, args, queue, priority, max_attempts, dead_lettered_at
     FROM soniq_dead_letter_jobs
-    WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
-       OR last_error ILIKE %(reason)s::text ESCAPE '\')
-  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+    WHERE
+-- include: _dead_letter_filter
     AND (%(before_at)s::timestamptz IS NULL
        OR (dead_lettered_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
     ORDER BY dead_lettered_at DESC, id DESC
@@ -714,12 +709,8 @@ ORDER BY n
 -- name: dead_letter_purge
 WITH gone AS (
     DELETE FROM soniq_dead_letter_jobs
-    WHERE (%(job_name)s::text IS NULL OR job_name = %(job_name)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(reason)s::text IS NULL OR reason ILIKE %(reason)s::text ESCAPE '\'
-       OR last_error ILIKE %(reason)s::text ESCAPE '\')
-  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR dead_lettered_at < %(until)s::timestamptz)
+    WHERE
+-- include: _dead_letter_filter
     RETURNING 1
 )
 SELECT count(*)::int AS count FROM gone
@@ -851,6 +842,11 @@ SELECT 1
 -- `soniq demo` on a server the user named runs in a database of its own, so their
 -- workers never see its jobs. The name is Soniq's (soniq_demo_<hex>), and is
 -- composed in as a quoted identifier: CREATE/DROP DATABASE take no parameters.
+
+-- name: listen
+-- A worker's LISTEN connection subscribes to each channel it wants; {channel} is an
+-- identifier (Query.with_identifiers).
+LISTEN {channel}
 
 -- name: create_database
 -- {database} and {template} are identifiers (Query.with_identifiers): soniq demo's

@@ -25,11 +25,11 @@ from soniq.enqueue.naming import derive_task_name
 from soniq.enqueue.plan import dump_args, normalise_args
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import DRAIN_LIMIT, INVALID_ARGUMENT, INVALID_TARGET, SoniqError
+from soniq.storage.store import Store
 
 if TYPE_CHECKING:
     from soniq.app import Soniq
     from soniq.app_base import AppBase
-    from soniq.backend import StorageBackend
     from soniq.worker import Worker
 
 __all__ = [
@@ -130,7 +130,7 @@ async def drain(
     check_max_rounds(max_rounds)
     await app.ensure_initialized()
     return await drain_rounds(
-        app.backend,
+        app.store,
         app.worker,
         skip_delays=skip_delays,
         max_rounds=max_rounds,
@@ -140,7 +140,7 @@ async def drain(
 
 
 async def drain_rounds(
-    backend: StorageBackend,
+    store: Store,
     new_worker: Callable[[], Worker],
     *,
     skip_delays: bool,
@@ -148,13 +148,13 @@ async def drain_rounds(
     queues: list[str] | None,
     concurrency: int,
 ) -> DrainReport:
-    """The rounds of :func:`drain` on a connected ``backend``, each run by a new worker
+    """The rounds of :func:`drain` over a connected ``store``, each run by a new worker
     (``soniq_sync.testing.drain`` runs them on a blocking app's worker backend)."""
     report = DrainReport()
     while True:
         if skip_delays:
-            await backend.fetch("testing_make_due", {"queues": queues})
-        runnable = await backend.fetch("testing_runnable", {"queues": queues})
+            await store.jobs.make_due(queues)
+        runnable = await store.jobs.runnable(queues)
         waiting = sum(int(row["jobs"]) for row in runnable)
         if not waiting:
             return report
@@ -221,7 +221,7 @@ async def enqueued_jobs(
     """
     check_async_app(app, "enqueued_jobs")
     name = None if task is None else task_name(app, task)
-    return await app._fetch_dicts("testing_enqueued_jobs", {"job_name": name, "queue": queue})
+    return await app.store.jobs.enqueued(name, queue)
 
 
 async def assert_enqueued(
@@ -239,7 +239,7 @@ async def assert_enqueued(
     """
     check_async_app(app, "assert_enqueued")
     name, expected = expectation(app, task, args, count)
-    jobs = await app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = await app.store.jobs.enqueued(None, None)
     return check_enqueued(jobs, name, expected, queue, count)
 
 
@@ -253,7 +253,7 @@ async def assert_not_enqueued(
     """Fail if ``task`` is waiting on the queue (with exactly ``args``, if given)."""
     check_async_app(app, "assert_not_enqueued")
     name, expected = expectation(app, task, args, None)
-    jobs = await app._fetch_dicts("testing_enqueued_jobs", {"job_name": None, "queue": None})
+    jobs = await app.store.jobs.enqueued(None, None)
     check_enqueued(jobs, name, expected, queue, 0)
 
 

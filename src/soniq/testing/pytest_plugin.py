@@ -26,13 +26,11 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import conninfo
 
-from soniq.sql import QUERIES
+from soniq.storage import admin
+from soniq.storage.urls import url_for_database
 
 if TYPE_CHECKING:
     import soniq_sync
@@ -69,26 +67,22 @@ class TestServer:
 
     def url_for(self, dbname: str) -> str:
         """``self.url`` pointed at another database on the same server."""
-        if "://" not in self.url:  # key=value conninfo
-            return conninfo.make_conninfo(self.url, dbname=dbname)
-        return urlunsplit(urlsplit(self.url)._replace(path="/" + dbname))
+        return url_for_database(self.url, dbname)
 
     def execute(self, query: str, params: dict[str, Any] | None = None, **names: str) -> None:
         """Run the named query on the maintenance database, outside a transaction.
 
         ``names`` fill the query's ``{placeholders}`` as quoted identifiers.
         """
-        statement = QUERIES[query].with_identifiers(**names)
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(statement, params)
+        admin.execute(self.url, query, params, **names)
 
     def create_database(self, name: str, *, template: str = "template0") -> None:
         """Create database ``name`` as a copy of ``template``."""
-        self.execute("create_database", database=name, template=template)
+        admin.create_database(self.url, name, template)
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name``, ending any session a test left open."""
-        self.execute("drop_database", database=name)
+        admin.drop_database(self.url, name)
 
     @contextlib.contextmanager
     def temporary_database(
@@ -118,8 +112,8 @@ def soniq_test_server() -> Iterator[TestServer]:
     if url:
         server = TestServer(url, embedded=False)
         try:
-            server.execute("testing_ping")
-        except psycopg.Error as exc:
+            admin.ping(server.url)
+        except admin.ERRORS as exc:
             pytest.fail(
                 f"{DATABASE_URL_ENV} is set but the server does not answer: {exc}. "
                 "Start it, or unset the variable to use an embedded server.",
@@ -155,8 +149,7 @@ def soniq_test_template(soniq_test_server: TestServer) -> Iterator[str]:
             app.setup()
         finally:
             app.close()
-        server.execute("testing_close_template", database=name)
-        server.execute("testing_end_sessions", {"database": name})
+        admin.seal_template(server.url, name)
         yield name
     finally:
         server.drop_database(name)

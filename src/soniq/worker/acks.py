@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from soniq.backend import StorageBackend
+from soniq.storage.records import Completion
+from soniq.storage.store import Store
 from soniq.worker.runner import Bury, Cancelled, ClaimedJob, Done, Outcome, Requeue, Retry
 from soniq.worker.stopping import nap
 
@@ -26,15 +26,15 @@ class Acknowledger:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         retry_delay: float,
         on_delayed: Callable[[float], None] | None = None,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.retry_delay = retry_delay
         #: Told the delay of each retry or snooze written for later (the promoter).
         self.on_delayed = on_delayed
-        self._done: list[tuple[str, int, str | None]] = []
+        self._done: list[Completion] = []
         self._pending = asyncio.Event()
 
     def done(self, job: ClaimedJob, result: str | None) -> None:
@@ -64,14 +64,14 @@ class Acknowledger:
         while self._done:
             batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
-                written = await self.backend.rows("complete_jobs", _batch_params(batch))
-                if len(written) < len(batch):
+                written = await self.store.jobs.complete(batch)
+                if written < len(batch):
                     logger.warning(
                         "%d finished job(s) had been taken over by another worker (this "
                         "one was presumed dead); their completions were dropped",
-                        len(batch) - len(written),
+                        len(batch) - written,
                     )
-            except self.backend.unavailable as exc:
+            except self.store.unavailable as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
                 if deadline is not None and loop.time() >= deadline:
                     logger.error("giving up acknowledging %d jobs: %s", len(batch), exc)
@@ -85,7 +85,7 @@ class Acknowledger:
                     self.retry_delay,
                 )
                 await nap(closing if deadline is None else asyncio.Event(), self.retry_delay)
-            except self.backend.errors as exc:
+            except self.store.errors as exc:
                 # A value the server refuses (results are checked when dumped, so this is
                 # a last resort) must not stall every later completion: write the batch
                 # again without results. Without results it cannot fail on data; if it
@@ -113,13 +113,13 @@ class Acknowledger:
         if isinstance(outcome, Done):
             self.done(job, outcome.result)
             return
-        name, params = _statement(job, outcome)
+        name = _NAMES[type(outcome)]
         attempts = 0
         while attempts == 0 or not closing.is_set():
             attempts += 1
             try:
-                written = await self.backend.rows(name, params)
-            except self.backend.unavailable as exc:
+                written = await self._write(job, outcome)
+            except self.store.unavailable as exc:
                 logger.warning(
                     "could not record %s for job %s (%s); retrying in %.1fs",
                     name,
@@ -159,36 +159,32 @@ class Acknowledger:
                 )
             return
 
+    async def _write(self, job: ClaimedJob, outcome: Outcome) -> bool:
+        """Record one rare outcome; False if the attempt was no longer this worker's."""
+        jobs = self.store.jobs
+        if isinstance(outcome, Retry):
+            return await jobs.retry(job, outcome.delay, _storable(outcome.error))
+        if isinstance(outcome, Requeue):
+            return await jobs.requeue(job, outcome.delay)
+        if isinstance(outcome, Cancelled):
+            return await jobs.cancelled(job)
+        if isinstance(outcome, Bury):
+            return await jobs.bury(
+                job,
+                _storable(outcome.reason),
+                _storable(outcome.error),
+                _storable(outcome.traceback),
+            )
+        raise AssertionError(f"unexpected outcome {outcome!r}")
 
-def _batch_params(batch: list[tuple[str, int, str | None]]) -> dict[str, str]:
-    """complete_jobs parameters: three joined strings instead of three arrays to adapt.
 
-    Ids are canonical uuid text and results JSON text, so nothing needs escaping. (A
-    JSON null stands for "no result": a handler's None is never stored as JSON.)
-    """
-    return {
-        "ids": "{" + ",".join([b[0] for b in batch]) + "}",
-        "attempts": "{" + ",".join([str(b[1]) for b in batch]) + "}",
-        "results": "[" + ",".join(["null" if b[2] is None else b[2] for b in batch]) + "]",
-    }
-
-
-def _statement(job: ClaimedJob, outcome: Outcome) -> tuple[str, dict[str, Any]]:
-    fence = {"id": job.id, "attempt": job.attempt}
-    if isinstance(outcome, Retry):
-        return "retry_job", {**fence, "delay": outcome.delay, "error": _storable(outcome.error)}
-    if isinstance(outcome, Requeue):
-        return "snooze_job", {**fence, "delay": outcome.delay}
-    if isinstance(outcome, Cancelled):
-        return "cancel_running_job", fence
-    if isinstance(outcome, Bury):
-        return "dead_letter_job", {
-            **fence,
-            "reason": _storable(outcome.reason),
-            "error": _storable(outcome.error),
-            "traceback": _storable(outcome.traceback),
-        }
-    raise AssertionError(f"unexpected outcome {outcome!r}")
+#: How the logs name each rare outcome.
+_NAMES: dict[type[Outcome], str] = {
+    Retry: "retry_job",
+    Requeue: "snooze_job",
+    Cancelled: "cancel_running_job",
+    Bury: "dead_letter_job",
+}
 
 
 def _storable(text: str | None) -> str | None:

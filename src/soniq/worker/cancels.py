@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from soniq.backend import StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -23,13 +23,13 @@ class CancelPoller:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         worker_id: str,
         interval: float,
         busy: Callable[[], bool],
         deliver: Callable[[str], None],
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.worker_id = worker_id
         self.interval = interval
         self.busy = busy
@@ -37,9 +37,8 @@ class CancelPoller:
 
     async def poll(self) -> None:
         """Look once, and pass each requested job id to ``deliver``."""
-        rows = await self.backend.rows("cancel_requests", {"worker_id": self.worker_id})
-        for (job_id,) in rows:
-            self.deliver(str(job_id))
+        for job_id in await self.store.workers.cancel_requests(self.worker_id):
+            self.deliver(job_id)
 
     async def run(self, closing: asyncio.Event) -> None:
         """Poll every ``interval`` while the worker holds jobs, until ``closing``."""
@@ -49,10 +48,10 @@ class CancelPoller:
                 continue
             try:
                 await self.poll()
-            except self.backend.unavailable as exc:
+            except self.store.unavailable as exc:
                 # The heartbeat reports outages; this one just tries again next time.
                 logger.debug("could not look for cancel requests: %s", str(exc).strip())
-            except self.backend.errors as exc:
+            except self.store.errors as exc:
                 # Anything else must not end the task: in polling mode it is the only
                 # way cancel requests reach this worker.
                 logger.warning("could not look for cancel requests: %s", str(exc).strip())

@@ -9,9 +9,9 @@ import os
 import socket
 from typing import Any
 
-from soniq.backend import StorageBackend
 from soniq.ops.pruning import Pruner
 from soniq.settings import SoniqSettings
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -23,13 +23,13 @@ class Liveness:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         settings: SoniqSettings,
         worker_id: str,
         queues: list[str] | None,
         concurrency: int,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.settings = settings
         self.worker_id = worker_id
         self.identity: dict[str, Any] = {
@@ -39,25 +39,19 @@ class Liveness:
             "queues": queues,
             "concurrency": concurrency,
         }
-        self.pruner = Pruner(backend, settings)
-
-    async def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return await self.backend.rows(query, params)
-
-    async def _execute(self, query: str, params: dict[str, Any]) -> None:
-        await self.backend.rows(query, params)
+        self.pruner = Pruner(store, settings)
 
     async def register(self) -> None:
         """Insert (or refresh) this worker's row."""
-        await self._execute("register_worker", self.identity)
+        await self.store.workers.register(self.identity)
 
     async def deregister(self) -> None:
         """Remove this worker's row."""
-        await self._execute("deregister_worker", {"id": self.worker_id})
+        await self.store.workers.deregister(self.worker_id)
 
     async def beat(self) -> None:
         """Refresh the heartbeat; re-register if another worker declared us dead."""
-        if not await self._fetch("heartbeat", {"id": self.worker_id}):
+        if not await self.store.workers.heartbeat(self.worker_id):
             logger.warning(
                 "worker %s was presumed dead and its jobs were requeued; registering again",
                 self.worker_id,
@@ -66,10 +60,9 @@ class Liveness:
 
     async def recover(self) -> tuple[int, int, int]:
         """Requeue (or dead-letter) the jobs of silent workers; return the counts."""
-        rows = await self._fetch(
-            "recover_stale_workers", {"timeout": self.settings.heartbeat_timeout}
+        workers, requeued, buried = await self.store.workers.recover_stale(
+            self.settings.heartbeat_timeout
         )
-        workers, requeued, buried = rows[0][:3]
         if workers or requeued or buried:
             logger.warning(
                 "recovered %d stale worker(s): %d job(s) requeued, %d dead-lettered",
@@ -101,6 +94,6 @@ class Liveness:
                 if loop.time() >= next_cleanup:
                     next_cleanup = loop.time() + self.settings.cleanup_interval
                     await self.recover()
-            except self.backend.unavailable as exc:
+            except self.store.unavailable as exc:
                 logger.warning("heartbeat failed (%s); retrying", str(exc).strip())
             await nap(closing, self.settings.heartbeat_interval)

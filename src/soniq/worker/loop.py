@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from soniq.backend import PostgresBackend, StorageBackend
 from soniq.core.registry import JobRegistry
 from soniq.observability.log_context import CURRENT_JOB
 from soniq.observability.worker import (
@@ -32,6 +31,8 @@ from soniq.observability.worker import (
     metrics_endpoint,
 )
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import PostgresBackend, StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.claim_ahead import ClaimAhead
@@ -71,7 +72,7 @@ class _Session:
     def __init__(
         self,
         concurrency: int,
-        db: StorageBackend,
+        db: Store,
         runner: JobRunner,
         acks: Acknowledger,
         promoter: Promoter,
@@ -79,7 +80,8 @@ class _Session:
         instruments: JobInstruments | None,
     ) -> None:
         self.concurrency = concurrency
-        #: The worker's own backend for claims and outcomes (see StorageBackend.for_worker).
+        #: The store over the worker's own backend for claims and outcomes
+        #: (see StorageBackend.for_worker).
         self.db = db
         self.runner = runner
         self.acks = acks
@@ -259,18 +261,16 @@ class Worker:
         """Claim up to ``limit`` jobs and start what the free slots allow; how many."""
         live.ahead.claim_started()
         try:
-            rows = await live.db.rows(
-                "claim_jobs", {"queues": queues, "limit": limit, "worker_id": self.id}
-            )
+            claimed = await live.db.jobs.claim(self.id, queues, limit)
         except live.db.unavailable as exc:
             live.ahead.claim_failed()
             await self._after_db_error("cannot claim jobs", exc)
             return 0
-        live.ahead.claim_ended(limit, len(rows))
-        live.ready.extend(ClaimedJob.from_row(row) for row in rows)
+        live.ahead.claim_ended(limit, len(claimed))
+        live.ready.extend(claimed)
         self._fill(live)
-        self.processed += len(rows)
-        return len(rows)
+        self.processed += len(claimed)
+        return len(claimed)
 
     def _fill(self, live: _Session) -> None:
         """Start ready jobs, in claim order, while slots are free: the one place that
@@ -396,7 +396,7 @@ class Worker:
         )
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
-        db = self.backend.for_worker()
+        db = Store(self.backend.for_worker())
         promoter = Promoter(db, self.poll_interval, settings.error_retry_delay, self._nudge.set)
         acks = Acknowledger(db, settings.error_retry_delay, on_delayed=promoter.expect)
         stats = OutcomeStats(db)
@@ -427,7 +427,7 @@ class Worker:
             background.append(asyncio.create_task(promoter.run(self._closing)))
         if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
-                self.backend.url,
+                db,
                 queues,
                 self._nudge.set,
                 settings.error_retry_delay,
@@ -521,7 +521,7 @@ class Worker:
         spec = self.registry.get(job.job_name)
         return spec is None or spec.is_async
 
-    async def _until_connected(self, db: StorageBackend, action: Callable[[], Any]) -> None:
+    async def _until_connected(self, db: Store, action: Callable[[], Any]) -> None:
         while not self._stopping.is_set():
             try:
                 await action()

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from soniq.backend import StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -32,13 +32,13 @@ class Promoter:
 
     def __init__(
         self,
-        backend: StorageBackend,
+        store: Store,
         poll_interval: float,
         retry_delay: float,
         on_promoted: Callable[[], None],
         batch: int = BATCH,
     ) -> None:
-        self.backend = backend
+        self.store = store
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
         self.on_promoted = on_promoted
@@ -54,9 +54,7 @@ class Promoter:
         """
         total = 0
         while True:
-            (moved, _woke, next_due), *_ = await self.backend.rows(
-                "promote_due_jobs", {"limit": self.batch}
-            )
+            moved, _woke, next_due = await self.store.jobs.promote_due(self.batch)
             total += moved
             if moved < self.batch:
                 break
@@ -83,7 +81,7 @@ class Promoter:
         while not closing.is_set():
             try:
                 moved, next_due = await self.promote_due()
-            except self.backend.errors as exc:
+            except self.store.errors as exc:
                 logger.warning("cannot promote delayed jobs (%s); retrying", str(exc).strip())
                 await nap(closing, self.retry_delay)
                 continue

@@ -15,13 +15,13 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import ValidationError
 
 from soniq.core.registry import JobRegistry, JobSpec
 from soniq.observability.log_context import current_job_fields
+from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
 from soniq.types import JobContext, Snooze, watch_cancel_requests
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.outcomes import (
@@ -53,36 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("soniq.worker")
-
-
-class ClaimedJob(NamedTuple):
-    """A job row this worker holds for one attempt (built straight from the row)."""
-
-    id: str
-    job_name: str
-    args: dict[str, Any]
-    queue: str
-    priority: int
-    attempt: int
-    max_attempts: int
-    scheduled_at: datetime | None
-    created_at: datetime | None
-    #: Propagation headers as the producer stored them (a trace context), or None.
-    headers: Any
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> ClaimedJob:
-        """Build from a ``claim_jobs`` row."""
-        return cls._make(row)
-
-    def log_extra(self) -> dict[str, Any]:
-        """Fields every log record about this job carries."""
-        return {
-            "job_id": self.id,
-            "job_name": self.job_name,
-            "queue": self.queue,
-            "attempt": self.attempt,
-        }
 
 
 _DONE_WITHOUT_RESULT = Done(None)

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 
-from soniq.backend import StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.runner import ClaimedJob
 from soniq.worker.stopping import nap
 
@@ -33,8 +33,8 @@ _NAMES = ("done", "retried", "dead", "cancelled")
 class OutcomeStats:
     """One worker's counts of finished attempts per (queue, task name), not yet written."""
 
-    def __init__(self, backend: StorageBackend, interval: float = FLUSH_INTERVAL) -> None:
-        self.backend = backend
+    def __init__(self, store: Store, interval: float = FLUSH_INTERVAL) -> None:
+        self.store = store
         self.interval = interval
         # (queue, job_name) -> [done, retried, dead, cancelled, runtime_sum, runtime_max]
         self._pending: dict[tuple[str, str], list[float]] = {}
@@ -78,8 +78,8 @@ class OutcomeStats:
             for (queue, name), counts in sorted(batch.items())
         ]
         try:
-            await self.backend.rows("stats_flush", {"rows": json.dumps(rows)})
-        except (*self.backend.unavailable, *self.backend.errors) as exc:
+            await self.store.workers.flush_stats(json.dumps(rows))
+        except (*self.store.unavailable, *self.store.errors) as exc:
             logger.warning("could not write job statistics (%s); keeping them", str(exc).strip())
             self._merge(batch)
             return False

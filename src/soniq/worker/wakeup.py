@@ -6,8 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import psycopg
-
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -34,7 +33,7 @@ class Listener:
 
     def __init__(
         self,
-        url: str,
+        store: Store,
         queues: list[str] | None,
         wake: Callable[[], None],
         retry_delay: float,
@@ -43,7 +42,7 @@ class Listener:
         on_delayed: Callable[[float], None] | None = None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
-        self.url = url
+        self.store = store
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
         self.retry_delay = retry_delay
@@ -58,12 +57,12 @@ class Listener:
         """Listen until ``closing``, reconnecting after errors (a background task)."""
         while not closing.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute("LISTEN soniq_new_job")
-                    if self.on_cancel is not None:
-                        await conn.execute("LISTEN soniq_cancel")
-                    if self.on_delayed is not None:
-                        await conn.execute("LISTEN soniq_delayed")
+                channels = [CHANNEL]
+                if self.on_cancel is not None:
+                    channels.append(CANCEL_CHANNEL)
+                if self.on_delayed is not None:
+                    channels.append(DELAYED_CHANNEL)
+                async with self.store.listen(channels) as notes:
                     if self.mode != "listen":
                         logger.info(
                             "worker wakes on LISTEN %s (and polls every %gs)",
@@ -75,7 +74,7 @@ class Listener:
                     self.wake()  # look for anything committed while we were not listening
                     if self.on_ready is not None:
                         self.on_ready()
-                    async for note in conn.notifies():
+                    async for note in notes:
                         if note.channel == CANCEL_CHANNEL:
                             if self.on_cancel is not None:
                                 self.on_cancel(note.payload)
@@ -84,7 +83,7 @@ class Listener:
                                 self.on_delayed(_seconds(note.payload))
                         elif self.queues is None or note.payload in self.queues:
                             self.wake()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except self.store.unavailable as exc:
                 if self.mode != "polling" or not self.ready.is_set():
                     logger.warning(
                         "LISTEN %s unavailable (%s); polling every %gs until it is back",

@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.adapters.copy_format import Row, Shared, copy_text
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq_sync.adapters.base import SyncAdapter
 
 # Where a connection keeps the cursor that ``execute`` reuses (see there).
@@ -42,7 +43,9 @@ class PsycopgAdapter(SyncAdapter):
             cur = self.conn.__dict__[_CURSOR] = self.conn.cursor()
         cur.execute(query.psycopg, params)
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
-        with self.conn.cursor() as cur, cur.copy(copy_query(shared).psycopg) as copy:
+    def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        with self.conn.cursor() as cur, cur.copy(bulk.copy.psycopg) as copy:
             # One buffer in COPY's text format instead of a call per row.
             copy.write(copy_text(ids, args, shared))

@@ -6,8 +6,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from soniq.adapters.copy_format import Row, Shared, copy_query, copy_text
-from soniq.sql import Query
+from soniq.adapters.copy_format import Row, Shared, copy_text
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq_sync.adapters.base import SyncAdapter
 
 
@@ -26,6 +27,8 @@ class Psycopg2Adapter(SyncAdapter):
         with self.conn.cursor() as cur:
             cur.execute(query.text, params)
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
         with self.conn.cursor() as cur:
-            cur.copy_expert(copy_query(shared).text, io.BytesIO(copy_text(ids, args, shared)))
+            cur.copy_expert(bulk.copy.text, io.BytesIO(copy_text(ids, args, shared)))

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import text
 
 from soniq.adapters.copy_format import Row, Shared, bulk_insert_params
-from soniq.sql import QUERIES, Query
+from soniq.storage.queries import Query
+from soniq.storage.records import BulkStatements
 from soniq_sync.adapters.base import SyncAdapter
 
 
@@ -28,6 +29,8 @@ class SQLAlchemyAdapter(SyncAdapter):
     def execute(self, query: Query, params: dict[str, Any]) -> None:
         self.conn.execute(text(query.colon), params)
 
-    def copy_jobs(self, ids: Sequence[str], args: Sequence[str], shared: Shared) -> None:
+    def copy_jobs(
+        self, bulk: BulkStatements, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
         # No COPY through SQLAlchemy: one multi-row INSERT, still a single statement.
-        self.conn.execute(text(QUERIES["insert_jobs"].colon), bulk_insert_params(ids, args, shared))
+        self.conn.execute(text(bulk.insert.colon), bulk_insert_params(ids, args, shared))

@@ -433,15 +433,11 @@ def _enqueued_at(app: Any, job_id: str) -> datetime:
     """
     from django.utils import timezone
 
-    from soniq.sql import QUERIES
     from soniq_sync.adapters import sync_adapter
 
-    params = {"id": job_id}
     connection = app._current_connection(None)
-    if connection is None:
-        value = app.backend.fetch("job_created_at", params)[0]["created_at"]
-    else:
-        value = sync_adapter(connection).fetch(QUERIES["job_created_at"], params)[0][0]
+    adapter = None if connection is None else sync_adapter(connection)
+    value = app.store.jobs.created_at(adapter, job_id)
     if timezone.is_naive(value):  # Django's connection with USE_TZ = False
         value = timezone.make_aware(value, timezone.get_default_timezone())
     created: datetime = value

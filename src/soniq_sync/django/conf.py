@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from psycopg import conninfo, pq
-
 from soniq.errors import INVALID_SETTING, SoniqError
 from soniq.settings import SoniqSettings
+from soniq.storage.urls import libpq_keywords, make_conninfo
 
 #: The Django setting this app reads.
 SETTING = "SONIQ"
@@ -140,7 +139,7 @@ def database_url_for(alias: str) -> str:
     for key, value in (settings_dict.get("OPTIONS") or {}).items():
         if key in libpq and value is not None:
             params[key] = str(value)
-    return conninfo.make_conninfo("", **params)
+    return make_conninfo("", **params)
 
 
 def _database_key(alias: str) -> tuple[object, ...]:
@@ -157,4 +156,4 @@ def _database_key(alias: str) -> tuple[object, ...]:
 
 @lru_cache(maxsize=1)
 def _libpq_keywords() -> frozenset[str]:
-    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+    return libpq_keywords()

@@ -29,16 +29,19 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from psycopg import conninfo
-
 from soniq.app_base import AppBase
-from soniq.database_url import describe_server, normalise_database_url, storage_kind
 from soniq.errors import (
     DATABASE_URL_MISSING,
     INVALID_SETTING,
     TRANSACTION_NOT_JOINABLE,
     UNSUPPORTED_CONNECTION,
     SoniqError,
+)
+from soniq.storage.urls import (
+    conninfo_params,
+    describe_server,
+    normalise_database_url,
+    storage_kind,
 )
 
 __all__ = ["DJANGO_DB", "django_transaction", "in_transaction"]
@@ -211,7 +214,7 @@ def _server(url: str) -> tuple[str, str, str, str]:
     Loopback names and Unix socket directories count as one local host, since a
     server on this machine answers on all of them.
     """
-    params = conninfo.conninfo_to_dict(url)
+    params = conninfo_params(url)
     env = os.environ
     service = str(params.get("service") or env.get("PGSERVICE") or "")
     host = str(params.get("host") or params.get("hostaddr") or env.get("PGHOST") or "").lower()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from soniq.errors import INVALID_DURATION, RETENTION_OFF, SoniqError
 from soniq.settings import SoniqSettings
 
 if TYPE_CHECKING:
-    from soniq_sync.backend import StorageBackend
+    from soniq_sync.storage.store import Store
 
 logger = logging.getLogger("soniq.retention")
 
@@ -71,19 +71,12 @@ def result_ttl(settings: SoniqSettings) -> float:
     return min(settings.result_ttl, LONGEST_AGE)
 
 
-def prune_cutoff(backend: StorageBackend, age: float) -> datetime:
-    """The store's ``now - age``: rows that finished before it may be deleted."""
-    rows = backend.fetch("prune_cutoff", {"older_than": age})
-    cutoff: datetime = rows[0]["cutoff"]
-    return cutoff
-
-
-def prune_finished(backend: StorageBackend, age: float, batch_size: int = BATCH_SIZE) -> int:
+def prune_finished(store: Store, age: float, batch_size: int = BATCH_SIZE) -> int:
     """Delete, batch by batch, every finished row older than ``age``; return how many."""
-    cutoff = prune_cutoff(backend, age)
+    cutoff = store.jobs.prune_cutoff(age)
     total = 0
     while True:
-        deleted = backend.prune_batch(cutoff, batch_size, exclusive=False) or 0
+        deleted = store.jobs.prune_batch(cutoff, batch_size, exclusive=False) or 0
         total += deleted
         if deleted < batch_size:
             break

@@ -1,4 +1,4 @@
--- Named queries of the SQLite store (soniq.sqlite_store), one per PostgreSQL query in
+-- Named queries of the SQLite store (soniq.storage.sqlite_engine), one per PostgreSQL query in
 -- soniq/sql/queries.sql except the PostgreSQL-only ones, with the same parameters and
 -- the same output columns in the same order. Conventions:
 -- * %(now)s is the store's clock (Unix seconds, rounded to the microsecond, one value
@@ -197,23 +197,18 @@ WHERE id IN (
     LIMIT COALESCE(%(limit)s, -1)
 )
 RETURNING id AS id, job_name AS job_name, args AS args, queue AS queue,
-          priority AS priority, attempts AS attempts, max_attempts AS max_attempts,
+          priority AS priority, attempts AS attempt, max_attempts AS max_attempts,
           scheduled_at AS scheduled_at, created_at AS created_at, headers AS headers
 
 -- name: complete_jobs
 -- One statement acknowledges a batch; only the attempt that was claimed completes.
--- ids and attempts come as PostgreSQL array literals ("{a,b}", what the worker builds)
--- or as JSON arrays; results is a JSON array (null: no result), element i for job i.
+-- ids, attempts and results are JSON arrays (the dialect encodes them; a null result:
+-- none), element i for job i.
 WITH d AS (
     SELECT i.value AS id, a.value AS attempt,
            NULLIF(%(results)s -> CAST(i.key AS INTEGER), 'null') AS result
-    FROM json_each(CASE WHEN json_valid(%(ids)s) THEN %(ids)s
-                        ELSE '["' || replace(substr(%(ids)s, 2, length(%(ids)s) - 2),
-                                             ',', '","') || '"]' END) AS i
-    JOIN json_each(CASE WHEN json_valid(%(attempts)s) THEN %(attempts)s
-                        ELSE '[' || substr(%(attempts)s, 2, length(%(attempts)s) - 2)
-                             || ']' END) AS a
-      ON a.key = i.key
+    FROM json_each(%(ids)s) AS i
+    JOIN json_each(%(attempts)s) AS a ON a.key = i.key
 )
 UPDATE soniq_jobs
 SET status = 'done', result = d.result, finished_at = %(now)s, updated_at = %(now)s,
@@ -466,44 +461,41 @@ ORDER BY 1
 -- case-insensitive beyond ASCII, as ILIKE is. Newest first, (dead_lettered_at, id)
 -- descending, with keyset paging on that pair (before_at/before_id).
 
--- name: dead_letter_list
-SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
-       last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
-FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
+-- name: _dead_letter_filter
+-- A fragment, not a query: the dead-letter filters (job name, queue, reason or error
+-- text as a LIKE pattern, dead-lettered time range), for the queries that include it.
+-- Every one of its parameters may be NULL: no filter on that column.
+(%(job_name)s IS NULL OR job_name = %(job_name)s)
   AND (%(queue)s IS NULL OR queue = %(queue)s)
   AND (%(reason)s IS NULL
        OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
        OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
   AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
   AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+
+-- name: dead_letter_list
+SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
+       last_error, traceback, original_created_at, started_at, dead_lettered_at,
+       resurrection_count, last_resurrected_at
+FROM soniq_dead_letter_jobs
+WHERE
+-- include: _dead_letter_filter
 ORDER BY dead_lettered_at DESC, id DESC
 LIMIT COALESCE(%(limit)s, -1) OFFSET COALESCE(%(offset)s, 0)
 
 -- name: dead_letter_count
 SELECT count(*) AS count
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+WHERE
+-- include: _dead_letter_filter
 
 -- name: dead_letter_page
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
        resurrection_count, last_resurrected_at
 FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+WHERE
+-- include: _dead_letter_filter
   AND (%(before_at)s IS NULL
        OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
 ORDER BY dead_lettered_at DESC, id DESC
@@ -540,13 +532,8 @@ FROM (
            row_number() OVER (ORDER BY dead_lettered_at DESC, id DESC) AS n
     FROM (
         SELECT id, dead_lettered_at FROM soniq_dead_letter_jobs
-        WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-          AND (%(queue)s IS NULL OR queue = %(queue)s)
-          AND (%(reason)s IS NULL
-               OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-               OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-          AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-          AND (%(until)s IS NULL OR dead_lettered_at < %(until)s)
+        WHERE
+        -- include: _dead_letter_filter
           AND (%(before_at)s IS NULL
                OR (dead_lettered_at, id) < (%(before_at)s, %(before_id)s))
         ORDER BY dead_lettered_at DESC, id DESC
@@ -574,13 +561,9 @@ ORDER BY s.n
 
 -- name: dead_letter_purge
 DELETE FROM soniq_dead_letter_jobs
-WHERE (%(job_name)s IS NULL OR job_name = %(job_name)s)
-  AND (%(queue)s IS NULL OR queue = %(queue)s)
-  AND (%(reason)s IS NULL
-       OR soniq_lower(reason) LIKE soniq_lower(%(reason)s) ESCAPE '\'
-       OR soniq_lower(last_error) LIKE soniq_lower(%(reason)s) ESCAPE '\')
-  AND (%(since)s IS NULL OR dead_lettered_at >= %(since)s)
-  AND (%(until)s IS NULL OR dead_lettered_at < %(until)s);
+WHERE
+-- include: _dead_letter_filter
+;
 SELECT changes() AS count
 
 -- name: dead_letter_import

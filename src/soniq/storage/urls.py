@@ -4,9 +4,11 @@ messages without the password."""
 from __future__ import annotations
 
 import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, pq
 
 from soniq.errors import DATABASE_URL_MISSING, INVALID_DATABASE_URL, INVALID_SETTING, SoniqError
 from soniq.settings import SoniqSettings, StorageKind
@@ -58,6 +60,28 @@ def normalise_database_url(url: object) -> str:
             "postgresql://user:password@host:5432/dbname.",
         )
     return url
+
+
+def make_conninfo(base: str, **params: str) -> str:
+    """``base`` (a URL or conninfo string, maybe empty) with ``params`` set."""
+    return conninfo.make_conninfo(base, **params)
+
+
+def conninfo_params(url: str) -> dict[str, Any]:
+    """The connection parameters of a URL or conninfo string, by libpq keyword."""
+    return conninfo.conninfo_to_dict(url)
+
+
+def libpq_keywords() -> frozenset[str]:
+    """Every connection keyword this libpq knows (``sslmode``, ``options`` ...)."""
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+def url_for_database(url: str, dbname: str) -> str:
+    """``url`` pointed at database ``dbname`` on the same server (URL or conninfo)."""
+    if "://" not in url:  # key=value conninfo
+        return conninfo.make_conninfo(url, dbname=dbname)
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
 
 
 def describe_server(url: str) -> str:

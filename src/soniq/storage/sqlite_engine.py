@@ -2,8 +2,8 @@
 
 Every storage operation is a named query of ``soniq/sql/sqlite/queries.sql``, the
 SQLite twin of the PostgreSQL query of the same name: the same parameters, the same
-output columns in the same order. The store is synchronous; the async and blocking
-backends wrap it.
+output column names. The store is synchronous; the async and blocking backends wrap
+it, and the storage layer hands it the :class:`~soniq.storage.queries.Query` to run.
 
 One ``sqlite3.Connection`` serves every thread, guarded by a re-entrant lock, with
 explicit transactions: a query that writes runs under ``BEGIN IMMEDIATE``, so two
@@ -52,12 +52,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from soniq.errors import DATABASE_UNREACHABLE, SQLITE_TOO_OLD, SoniqError
-from soniq.sql import load_queries, migration_report
+from soniq.storage.queries import SQLITE_QUERIES, Query, migration_report
 
 #: Output columns holding a time (REAL Unix seconds in SQLite, ``datetime`` out).
 TIME_COLUMNS = frozenset(
@@ -120,10 +120,6 @@ def _current_task() -> object | None:
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE")
 
 
-def _sql_text(*parts: str) -> str:
-    return resources.files("soniq.sql").joinpath("/".join(parts)).read_text(encoding="utf-8")
-
-
 def _has_sql(text: str) -> bool:
     return any(ln.strip() and not ln.strip().startswith("--") for ln in text.splitlines())
 
@@ -152,20 +148,15 @@ class _Compiled:
     writes: bool
 
 
-def _compile_all() -> dict[str, _Compiled]:
-    compiled = {}
-    for name, query in load_queries(_sql_text("sqlite", "queries.sql")).items():
-        upper = query.text.upper()
-        compiled[name] = _Compiled(
-            tuple(split_statements(query.colon)),
-            tuple(p for p in query.param_names if p != "now"),
-            any(word in upper.split() for word in _WRITE_WORDS),
-        )
-    return compiled
-
-
-#: The compiled named queries, by name.
-QUERIES: dict[str, _Compiled] = _compile_all()
+@cache
+def compiled(query: Query) -> _Compiled:
+    """``query`` split into statements in sqlite3's ``:name`` style (cached)."""
+    upper = query.text.upper()
+    return _Compiled(
+        tuple(split_statements(query.colon)),
+        tuple(p for p in query.param_names if p != "now"),
+        any(word in upper.split() for word in _WRITE_WORDS),
+    )
 
 
 def sqlite_migration_files() -> list[tuple[str, str]]:
@@ -325,7 +316,7 @@ class SqliteStore:
         conn.create_function("soniq_epoch", 1, _iso_epoch, deterministic=True)
         conn.create_function("soniq_lower", 1, _lower, deterministic=True)
         self._conn = conn
-        self._run_statements("store_scratch", {}, time.time())
+        self._run_statements(SQLITE_QUERIES["store_scratch"], {}, time.time())
 
     def close(self) -> None:
         """Close the connection (an in-memory database is gone after this)."""
@@ -382,9 +373,9 @@ class SqliteStore:
     # ------------------------------------------------------------------ queries
 
     def _run_statements(
-        self, name: str, params: Mapping[str, Any], now: float
+        self, named: Query, params: Mapping[str, Any], now: float
     ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        query = QUERIES[name]
+        query = compiled(named)
         bound = {p: encode(params.get(p)) for p in query.params}
         bound["now"] = now
         columns: tuple[str, ...] = ()
@@ -396,9 +387,9 @@ class SqliteStore:
         return columns, found
 
     def _decoded(
-        self, name: str, params: Mapping[str, Any], now: float
+        self, query: Query, params: Mapping[str, Any], now: float
     ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        columns, found = self._run_statements(name, params, now)
+        columns, found = self._run_statements(query, params, now)
         names, decoders = _decoders(columns)
         if any(decoders):
             found = [
@@ -407,15 +398,22 @@ class SqliteStore:
             ]
         return names, found
 
-    def rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run named query ``name`` in its own transaction; its rows as tuples."""
-        with self._transaction(QUERIES[name].writes) as now:
-            return self._decoded(name, params, now)[1]
+    def rows(self, query: Query, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run ``query`` in its own transaction; its rows as tuples."""
+        with self._transaction(compiled(query).writes) as now:
+            return self._decoded(query, params, now)[1]
 
-    def fetch(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run named query ``name`` in its own transaction; its rows as dicts."""
-        with self._transaction(QUERIES[name].writes) as now:
-            names, found = self._decoded(name, params, now)
+    def named_rows(
+        self, query: Query, params: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        """Run ``query`` in its own transaction; its column names and tuple rows."""
+        with self._transaction(compiled(query).writes) as now:
+            return self._decoded(query, params, now)
+
+    def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``query`` in its own transaction; its rows as dicts."""
+        with self._transaction(compiled(query).writes) as now:
+            names, found = self._decoded(query, params, now)
         return [dict(zip(names, row, strict=True)) for row in found]
 
     # ------------------------------------------------------------------ migrations
@@ -428,22 +426,25 @@ class SqliteStore:
         """
         applied: list[str] = []
         with self._transaction(writes=True) as now:
-            self._run_statements("store_migrations_table", {}, now)
-            done = {row[0] for row in self._run_statements("store_migrations_applied", {}, now)[1]}
+            self._run_statements(SQLITE_QUERIES["store_migrations_table"], {}, now)
+            applied_query = SQLITE_QUERIES["store_migrations_applied"]
+            done = {row[0] for row in self._run_statements(applied_query, {}, now)[1]}
             for version, text in sqlite_migration_files():
                 if version in done:
                     continue
                 for statement in split_statements(text):
                     self._conn.execute(statement)
-                self._run_statements("store_migration_record", {"version": version}, now)
+                self._run_statements(
+                    SQLITE_QUERIES["store_migration_record"], {"version": version}, now
+                )
                 applied.append(version)
         return applied
 
     def _applied(self) -> list[dict[str, Any]]:
         with self._transaction(writes=False) as now:
-            if not self._run_statements("store_has_migrations", {}, now)[1][0][0]:
+            if not self._run_statements(SQLITE_QUERIES["store_has_migrations"], {}, now)[1][0][0]:
                 return []
-            names, found = self._decoded("store_migrations_applied", {}, now)
+            names, found = self._decoded(SQLITE_QUERIES["store_migrations_applied"], {}, now)
         return [dict(zip(names, row, strict=True)) for row in found]
 
     def pending_migrations(self) -> list[str]:
@@ -454,7 +455,7 @@ class SqliteStore:
     def migration_status(self) -> dict[str, Any]:
         """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions.
 
-        The shape of :func:`soniq.migrations.migration_status`.
+        The shape of :func:`soniq.storage.migrations.migration_status`.
         """
         shipped = [version for version, _ in sqlite_migration_files()]
         return migration_report(self._applied(), shipped)
@@ -467,19 +468,20 @@ class SqliteSession:
         self._store = store
         self._now = now
 
-    def rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run named query ``name`` in this transaction; its rows as tuples."""
-        return self._store._decoded(name, params, self._now)[1]
+    def rows(self, query: Query, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run ``query`` in this transaction; its rows as tuples."""
+        return self._store._decoded(query, params, self._now)[1]
 
-    def fetch(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run named query ``name`` in this transaction; its rows as dicts."""
-        names, found = self._store._decoded(name, params, self._now)
+    def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``query`` in this transaction; its rows as dicts."""
+        names, found = self._store._decoded(query, params, self._now)
         return [dict(zip(names, row, strict=True)) for row in found]
 
     def copy_jobs(
-        self, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]
+        self, query: Query, ids: Sequence[str], args: Sequence[str], shared: tuple[object, ...]
     ) -> None:
-        """Bulk-insert jobs: per row an id and its args JSON text, then what all share.
+        """Bulk-insert jobs with ``query`` (one row's INSERT, run for each): per row an id
+        and its args JSON text, then what all share.
 
         ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at,
         delayed])`` as :mod:`soniq.adapters.copy_format` defines it; without
@@ -495,7 +497,7 @@ class SqliteSession:
             "scheduled_at": encode(rest[0]) if rest and rest[0] is not None else self._now,
             "now": self._now,
         }
-        (statement,) = QUERIES["store_copy_job"].statements
+        (statement,) = compiled(query).statements
         self._store._conn.executemany(
             statement,
             ({**common, "id": i, "args": a} for i, a in zip(ids, args, strict=True)),

@@ -1,0 +1,236 @@
+"""``store.jobs``: writing, claiming, settling and inspecting job rows.
+
+The enqueue methods take the adapter to write through (the store's own session or
+transaction, or a caller's connection) and run that adapter's dialect. The worker's
+methods (``claim``, ``complete`` and the rare outcomes, ``promote_due``) run on the
+worker's backend as it is; the app's methods make the app's backend ready first.
+``soniq_sync/storage/jobs.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from soniq.adapters.base import AsyncAdapter
+from soniq.adapters.copy_format import Shared
+from soniq.storage.records import ClaimedJob, Completion, Promoted, records
+
+if TYPE_CHECKING:
+    from soniq.storage.area import StoreAccess
+
+Record = dict[str, Any]
+
+
+class Jobs:
+    """The job rows of ``soniq_jobs`` (and the dead-letter lookups of job APIs)."""
+
+    def __init__(self, store: StoreAccess) -> None:
+        self._store = store
+
+    async def _fetch(self, name: str, params: Mapping[str, Any]) -> builtins.list[Record]:
+        backend = await self._store.ready()
+        return await backend.fetch(backend.dialect.queries[name], params)
+
+    # -- enqueue (on an adapter) -------------------------------------------------------
+
+    async def insert(self, db: AsyncAdapter, params: dict[str, Any]) -> None:
+        """Write one job row without a dedup key (``JobRow.params()``)."""
+        await db.execute(db.dialect.queries["insert_job_plain"], params)
+
+    async def insert_unique(self, db: AsyncAdapter, params: dict[str, Any]) -> str | None:
+        """Write one row with a dedup key; its id, or None if a duplicate is queued."""
+        inserted = await db.fetch(db.dialect.queries["insert_job"], params)
+        return str(inserted[0][0]) if inserted else None
+
+    async def queued_duplicate(self, db: AsyncAdapter, params: dict[str, Any]) -> str | None:
+        """The id of the queued job with this row's task and dedup key, if any."""
+        found = await db.fetch(db.dialect.queries["find_queued_duplicate"], params)
+        return str(found[0][0]) if found else None
+
+    async def copy(
+        self, db: AsyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
+    ) -> None:
+        """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
+        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
+
+    async def insert_many(self, db: AsyncAdapter, params: dict[str, Any]) -> set[str]:
+        """Write a batch in one INSERT that skips queued duplicates; the ids written."""
+        return {row[0] for row in await db.fetch(db.dialect.queries["insert_jobs"], params)}
+
+    async def queued_duplicates(
+        self, db: AsyncAdapter, job_name: str, dedup_keys: Sequence[str | None]
+    ) -> dict[str, str]:
+        """Dedup key -> id of the queued job of ``job_name`` holding it."""
+        lookup = {"job_name": job_name, "dedup_keys": list(dedup_keys)}
+        return dict(await db.fetch(db.dialect.queries["find_queued_duplicates"], lookup))
+
+    async def notify(self, db: AsyncAdapter, queue: str, scheduled_at: datetime | None) -> None:
+        """Wake the workers of ``queue`` (and the promoters, for a job written for later)."""
+        queries = db.dialect.queries
+        await db.execute(queries["notify_queues"], {"queues": [queue]})
+        if scheduled_at is not None:
+            await db.execute(queries["notify_delayed"], {"scheduled_at": scheduled_at})
+
+    async def created_at(self, db: AsyncAdapter | None, job_id: str) -> datetime:
+        """The stored ``created_at`` of a job, on ``db`` (or the store's own connection)."""
+        params = {"id": job_id}
+        if db is None:
+            value: datetime = (await self._fetch("job_created_at", params))[0]["created_at"]
+            return value
+        found: datetime = (await db.fetch(db.dialect.queries["job_created_at"], params))[0][0]
+        return found
+
+    # -- the worker --------------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str] | None, limit: int
+    ) -> builtins.list[ClaimedJob]:
+        """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``."""
+        backend = self._store.backend
+        columns, rows = await backend.named_rows(
+            backend.dialect.queries["claim_jobs"],
+            {"queues": queues, "limit": limit, "worker_id": worker_id},
+        )
+        return records(ClaimedJob, columns, rows) if rows else []
+
+    async def complete(self, batch: Sequence[Completion]) -> int:
+        """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""
+        backend = self._store.backend
+        query = backend.dialect.queries["complete_jobs"]
+        return len(await backend.rows(query, backend.dialect.completions(batch)))
+
+    async def _settle(self, name: str, params: dict[str, Any]) -> bool:
+        backend = self._store.backend
+        return bool(await backend.rows(backend.dialect.queries[name], params))
+
+    async def retry(self, job: ClaimedJob, delay: float, error: str | None) -> bool:
+        """Back to the queue after ``delay`` seconds, the attempt spent; False if the
+        attempt was no longer this worker's (the same for the outcomes below)."""
+        params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
+        return await self._settle("retry_job", params)
+
+    async def requeue(self, job: ClaimedJob, delay: float) -> bool:
+        """Back to the queue after ``delay`` seconds without spending the attempt."""
+        return await self._settle(
+            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay}
+        )
+
+    async def cancelled(self, job: ClaimedJob) -> bool:
+        """End a running job as cancelled (on request)."""
+        return await self._settle("cancel_running_job", {"id": job.id, "attempt": job.attempt})
+
+    async def bury(
+        self, job: ClaimedJob, reason: str | None, error: str | None, traceback: str | None
+    ) -> bool:
+        """Move the job to the dead-letter queue."""
+        params = {
+            "id": job.id,
+            "attempt": job.attempt,
+            "reason": reason,
+            "error": error,
+            "traceback": traceback,
+        }
+        return await self._settle("dead_letter_job", params)
+
+    async def promote_due(self, limit: int) -> Promoted:
+        """Move up to ``limit`` delayed jobs now due into the claim."""
+        backend = self._store.backend
+        columns, rows = await backend.named_rows(
+            backend.dialect.queries["promote_due_jobs"], {"limit": limit}
+        )
+        return records(Promoted, columns, rows)[0]
+
+    # -- the app -----------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Record | None:
+        """The job's record, or its dead letter's (status ``dead_letter``), or None."""
+        params = {"id": job_id}
+        rows = await self._fetch("get_job", params)
+        if not rows:
+            rows = await self._fetch("get_dead_letter_job", params)
+        return rows[0] if rows else None
+
+    async def list(
+        self,
+        *,
+        before: str | None,
+        status: str | None,
+        queue: str | None,
+        job_name: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> builtins.list[Record]:
+        """Job records, newest first, filtered (None: no filter) and paged."""
+        params = {
+            "before": before,
+            "status": status,
+            "queue": queue,
+            "job_name": job_name,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "offset": offset,
+        }
+        return await self._fetch("list_jobs", params)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job, or request a running one's cancellation."""
+        return bool(await self._fetch("cancel_job", {"id": job_id}))
+
+    async def retry_now(self, job_id: str) -> Record | None:
+        """Requeue a cancelled or waiting job now: its ``status``, ``attempts``,
+        ``scheduled_at`` and whether it was ``requeued``; None if no such job."""
+        rows = await self._fetch("retry_job_now", {"id": job_id})
+        return rows[0] if rows else None
+
+    async def result(self, job_id: str, ttl: float) -> tuple[bool, Any]:
+        """``(found, result)`` of a done job whose result is younger than ``ttl`` s."""
+        rows = await self._fetch("get_result", {"id": job_id, "ttl": ttl})
+        return (True, rows[0]["result"]) if rows else (False, None)
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a job row whatever its status."""
+        return bool(await self._fetch("delete_job", {"id": job_id}))
+
+    async def queue_stats(self) -> builtins.list[Record]:
+        """Per-queue counts by status (and dead-lettered), by queue name."""
+        return await self._fetch("queue_stats", {})
+
+    async def queue_status(self) -> builtins.list[Record]:
+        """Per-queue depth, ages and rates, for ``app.status()``."""
+        return await self._fetch("queue_status", {})
+
+    async def task_names_in_use(self) -> builtins.list[Record]:
+        """Task names of queued, running or dead-lettered jobs, with their counts."""
+        return await self._fetch("task_names_in_use", {})
+
+    async def prune_cutoff(self, older_than: float) -> datetime:
+        """The database's ``now - older_than`` seconds."""
+        rows = await self._fetch("prune_cutoff", {"older_than": older_than})
+        cutoff: datetime = rows[0]["cutoff"]
+        return cutoff
+
+    async def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
+        """Delete up to ``limit`` jobs finished before ``cutoff``, oldest first; how many,
+        or None when ``exclusive`` and another worker is deleting."""
+        backend = await self._store.ready()
+        return await backend.prune_batch(cutoff, limit, exclusive=exclusive)
+
+    # -- test helpers (soniq.testing) --------------------------------------------------
+
+    async def enqueued(self, job_name: str | None, queue: str | None) -> builtins.list[Record]:
+        """Queued jobs, oldest first, optionally of one task and queue."""
+        return await self._fetch("testing_enqueued_jobs", {"job_name": job_name, "queue": queue})
+
+    async def make_due(self, queues: Sequence[str] | None) -> None:
+        """Make every queued job of ``queues`` (None: all) due now."""
+        await self._fetch("testing_make_due", {"queues": queues})
+
+    async def runnable(self, queues: Sequence[str] | None) -> builtins.list[Record]:
+        """The queued jobs of ``queues`` that are due now."""
+        return await self._fetch("testing_runnable", {"queues": queues})

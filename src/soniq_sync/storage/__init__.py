@@ -1,0 +1,1 @@
+"""Blocking storage: generated twins of ``soniq.storage``'s async modules."""
