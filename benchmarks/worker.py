@@ -862,8 +862,8 @@ async def wait_for_listener(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() "
             # The worker listens for cancel requests and delayed jobs right after new jobs.
-            "AND query IN ('LISTEN soniq_new_job', 'LISTEN soniq_cancel', "
-            "'LISTEN soniq_delayed')"
+            # (The channel may be quoted: the worker sends it as an identifier.)
+            """AND query ~ '^LISTEN "?soniq_(new_job|cancel|delayed)"?$'"""
         )
         row = await cur.fetchone()
         if row and row[0]:
