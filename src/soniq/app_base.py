@@ -28,6 +28,7 @@ from soniq.errors import (
     INVALID_TASK_NAME,
     BackendUnsupportedError,
     SoniqError,
+    SoniqTypeError,
 )
 from soniq.observability.instruments import EnqueueInstruments
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
@@ -291,7 +292,7 @@ class AppBase:
     ) -> Callable[[Callable[..., Any]], JobSpec]:
         """Check the options of ``@app.job()`` now; build a function's spec later."""
         if _func is not None:
-            raise SoniqError(
+            raise SoniqTypeError(
                 INVALID_JOB_OPTION,
                 f"@app.{decorator.split('(')[0]} must be called: write @app.{decorator} (with "
                 f"parentheses), above {getattr(_func, '__qualname__', _func)!r}.",
@@ -332,7 +333,7 @@ class AppBase:
     ) -> PlannedSchedule:
         """Check an ``app.scheduler.add(...)`` call completely, before any I/O."""
         if target is None and name is None:
-            raise SoniqError(
+            raise SoniqTypeError(
                 INVALID_TARGET,
                 "scheduler.add() needs a target: a @app.job() function, a task-name string, "
                 "a TaskRef, or name='task.name'.",
