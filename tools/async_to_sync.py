@@ -126,6 +126,8 @@ TEXT = {
 DROP = {
     "Soniq.worker",
     "Soniq.run_worker",
+    # The in-process scheduler runs on an event loop; SyncAppBase has its own.
+    "Soniq._scheduler_runner",
     # The scheduler process is async-only.
     "tests/behaviour/test_scheduler.py::fire_when_due",
     "tests/behaviour/test_scheduler.py::test_a_due_every_schedule_enqueues_exactly_one_job",

@@ -31,6 +31,7 @@ from soniq.errors import (
     SoniqTypeError,
 )
 from soniq.observability.instruments import EnqueueInstruments
+from soniq.recurring.blocking import NoInProcessScheduler
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
 from soniq.storage.urls import storage_kind
@@ -271,6 +272,17 @@ class AppBase:
             return func
 
         return register
+
+    def _scheduler_runner(self) -> Any:
+        """What ``app.scheduler.start()`` runs. The blocking app's refuses (see
+        ``soniq.recurring.blocking``); ``soniq.Soniq`` overrides it with the loop on a
+        task. Typed ``Any``: each app's ``Scheduler`` has its own runner protocol."""
+        return NoInProcessScheduler()
+
+    def _max_attempts_for(self, name: str) -> int:
+        """How many attempts a job of task ``name`` enqueued now gets."""
+        spec = self.registry.get(name)
+        return spec.max_attempts if spec is not None else self.settings.max_retries + 1
 
     def _spec_maker(
         self,

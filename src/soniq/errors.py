@@ -81,6 +81,8 @@ DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 # AmbiguousAppError below)
 MIGRATION_FAILED = "SONIQ_MIGRATION_FAILED"
 AMBIGUOUS_APP = "SONIQ_AMBIGUOUS_APP"
+# app.scheduler.start() on a blocking soniq_sync app
+SCHEDULER_ASYNC_ONLY = "SONIQ_SCHEDULER_ASYNC_ONLY"
 
 ALL_CODES: frozenset[str] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
