@@ -58,6 +58,9 @@ SOURCES = {
     # The behaviour suite's blocking side; tests/behaviour/sync/conftest.py gives the
     # same fixture names blocking apps.
     "tests/behaviour/test_batch_errors.py": "tests/behaviour/sync/test_batch_errors.py",
+    "tests/behaviour/test_builtin_error_types.py": (
+        "tests/behaviour/sync/test_builtin_error_types.py"
+    ),
     "tests/behaviour/test_dead_letter.py": "tests/behaviour/sync/test_dead_letter.py",
     "tests/behaviour/test_enqueue.py": "tests/behaviour/sync/test_enqueue.py",
     "tests/behaviour/test_errors.py": "tests/behaviour/sync/test_errors.py",
