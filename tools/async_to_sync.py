@@ -58,6 +58,9 @@ SOURCES = {
     # The behaviour suite's blocking side; tests/behaviour/sync/conftest.py gives the
     # same fixture names blocking apps.
     "tests/behaviour/test_batch_errors.py": "tests/behaviour/sync/test_batch_errors.py",
+    "tests/behaviour/test_builtin_error_types.py": (
+        "tests/behaviour/sync/test_builtin_error_types.py"
+    ),
     "tests/behaviour/test_dead_letter.py": "tests/behaviour/sync/test_dead_letter.py",
     "tests/behaviour/test_enqueue.py": "tests/behaviour/sync/test_enqueue.py",
     "tests/behaviour/test_errors.py": "tests/behaviour/sync/test_errors.py",
@@ -126,6 +129,8 @@ TEXT = {
 DROP = {
     "Soniq.worker",
     "Soniq.run_worker",
+    # The in-process scheduler runs on an event loop; SyncAppBase has its own.
+    "Soniq._scheduler_runner",
     # The scheduler process is async-only.
     "tests/behaviour/test_scheduler.py::fire_when_due",
     "tests/behaviour/test_scheduler.py::test_a_due_every_schedule_enqueues_exactly_one_job",

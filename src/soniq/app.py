@@ -35,7 +35,7 @@ from soniq.errors import (
 from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.ops.retention import prune_age, prune_finished, result_ttl
-from soniq.recurring.service import Scheduler
+from soniq.recurring.service import Scheduler, SchedulerRunner
 from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
@@ -73,7 +73,9 @@ class Soniq(AppBase):
         #: Every query the app runs, over its current backend (see soniq.storage).
         self.store = Store(self)
         self.dead_letter = DeadLetterQueue(self.store, job_id_param, check_page)
-        self.scheduler = Scheduler(self.store, self._plan_schedule)
+        self.scheduler = Scheduler(
+            self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Soniq(AppBase):
 
         Until then the settings, hooks and middleware may change again.
         """
+        await self.scheduler.stop()
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         async with self._init_lock:
@@ -128,6 +131,12 @@ class Soniq(AppBase):
             self._config.thaw()
         if backend is not None:
             await backend.close()
+
+    def _scheduler_runner(self) -> SchedulerRunner:
+        """What ``app.scheduler.start()`` runs: the scheduler loop on a task."""
+        from soniq.recurring.in_process import InProcessScheduler
+
+        return InProcessScheduler(self)
 
     async def reconfigure(
         self,
@@ -252,6 +261,10 @@ class Soniq(AppBase):
         await self.ensure_initialized()
         async with self.store.session() as db:
             return await _insert(self.store, db, row)
+
+    async def _insert_row(self, adapter: AsyncAdapter, row: JobRow) -> str:
+        """Write one checked row through ``adapter`` (the scheduler's transaction)."""
+        return await _insert(self.store, adapter, row)
 
     async def schedule(
         self,

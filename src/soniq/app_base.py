@@ -28,8 +28,10 @@ from soniq.errors import (
     INVALID_TASK_NAME,
     BackendUnsupportedError,
     SoniqError,
+    SoniqTypeError,
 )
 from soniq.observability.instruments import EnqueueInstruments
+from soniq.recurring.blocking import NoInProcessScheduler
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
 from soniq.storage.urls import storage_kind
@@ -271,6 +273,17 @@ class AppBase:
 
         return register
 
+    def _scheduler_runner(self) -> Any:
+        """What ``app.scheduler.start()`` runs. The blocking app's refuses (see
+        ``soniq.recurring.blocking``); ``soniq.Soniq`` overrides it with the loop on a
+        task. Typed ``Any``: each app's ``Scheduler`` has its own runner protocol."""
+        return NoInProcessScheduler()
+
+    def _max_attempts_for(self, name: str) -> int:
+        """How many attempts a job of task ``name`` enqueued now gets."""
+        spec = self.registry.get(name)
+        return spec.max_attempts if spec is not None else self.settings.max_retries + 1
+
     def _spec_maker(
         self,
         _func: Callable[..., Any] | None,
@@ -291,7 +304,7 @@ class AppBase:
     ) -> Callable[[Callable[..., Any]], JobSpec]:
         """Check the options of ``@app.job()`` now; build a function's spec later."""
         if _func is not None:
-            raise SoniqError(
+            raise SoniqTypeError(
                 INVALID_JOB_OPTION,
                 f"@app.{decorator.split('(')[0]} must be called: write @app.{decorator} (with "
                 f"parentheses), above {getattr(_func, '__qualname__', _func)!r}.",
@@ -332,7 +345,7 @@ class AppBase:
     ) -> PlannedSchedule:
         """Check an ``app.scheduler.add(...)`` call completely, before any I/O."""
         if target is None and name is None:
-            raise SoniqError(
+            raise SoniqTypeError(
                 INVALID_TARGET,
                 "scheduler.add() needs a target: a @app.job() function, a task-name string, "
                 "a TaskRef, or name='task.name'.",

@@ -6,6 +6,7 @@ A message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 # Configuration
@@ -76,6 +77,13 @@ DEMO_DATABASE_UNAVAILABLE = "SONIQ_DEMO_DATABASE_UNAVAILABLE"
 # Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
 DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 
+# Kept from the original Soniq: the codes of its exception classes (MigrationError,
+# AmbiguousAppError below)
+MIGRATION_FAILED = "SONIQ_MIGRATION_FAILED"
+AMBIGUOUS_APP = "SONIQ_AMBIGUOUS_APP"
+# app.scheduler.start() on a blocking soniq_sync app
+SCHEDULER_ASYNC_ONLY = "SONIQ_SCHEDULER_ASYNC_ONLY"
+
 ALL_CODES: frozenset[str] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )
@@ -86,27 +94,82 @@ class SoniqError(Exception):
 
     ``code`` is a stable string such as ``"SONIQ_UNKNOWN_TASK_NAME"``; ``message`` is
     for people. Extra context (the offending setting, task name, ...) is in
-    ``details``.
+    ``details``; ``suggestions`` lists what to try, and may be empty. ``str(err)`` is
+    ``"SONIQ_CODE: message"`` (then ``" Suggestions: a; b"`` when there are any), one
+    line that starts with the code.
+
+    The original Soniq's names are kept too: ``error_code`` is ``code`` and ``context``
+    is ``details``.
     """
 
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(f"[{code}] {message}")
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        suggestions: Iterable[str] | None = None,
+        **details: Any,
+    ) -> None:
         self.code = code
         self.message = message
         self.details = details
+        self.suggestions: list[str] = [str(s) for s in suggestions or ()]
+        super().__init__(self._text())
+
+    @property
+    def error_code(self) -> str:
+        """The stable code, as the original Soniq named it (same as ``code``)."""
+        return self.code
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The extra context, as the original Soniq named it (same as ``details``)."""
+        return self.details
+
+    def _text(self) -> str:
+        text = f"{self.code}: {self.message}"
+        if self.suggestions:
+            text += " Suggestions: " + "; ".join(self.suggestions)
+        return text
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.code, self.message, self.details))
+        # By attributes, not by __init__: subclasses fix the code in their own
+        # signatures, and each must come back as its own class.
+        return (_rebuild, (type(self), self.code, self.message, self.details, self.suggestions))
 
     def locate(self, where: str, **details: Any) -> None:
         """Say where in a larger call the error is: ``where`` goes before the message,
         ``details`` join the others. The error keeps its class and code."""
         self.message = f"{where}: {self.message}"
         self.details.update(details)
-        self.args = (f"[{self.code}] {self.message}",)
+        self.args = (self._text(),)
 
 
-class BackendUnsupportedError(SoniqError, ValueError):
+class SoniqTypeError(SoniqError, TypeError):
+    """A call of the wrong shape: a value of the wrong type, or arguments that do not
+    go together (``args=`` with a function target, a target that is not a function,
+    string or ``TaskRef``).
+
+    Also a ``TypeError``, which is what the original Soniq (and Python) raised for
+    these, so ``except TypeError`` keeps working. The code says which mistake it was.
+    """
+
+
+class SoniqValueError(SoniqError, ValueError):
+    """A value of the right type that Soniq cannot accept: a bad cron expression or
+    interval, both or neither of ``cron=`` and ``every=``, a setting out of range.
+
+    Also a ``ValueError``, which is what the original Soniq raised for these, so
+    ``except ValueError`` keeps working. The code says which mistake it was.
+    """
+
+
+class SoniqTypeValueError(SoniqError, TypeError, ValueError):
+    """A bad value that is also of the wrong type, such as ``cron(5)``: both a
+    ``TypeError`` and a ``ValueError``, so code written for either catches it."""
+
+
+class BackendUnsupportedError(SoniqValueError):
     """A call the app's storage backend cannot serve, such as ``connection=`` on SQLite.
 
     Code ``SONIQ_NOT_SUPPORTED_BY_BACKEND``. It is also a ``ValueError``: the argument
@@ -116,11 +179,8 @@ class BackendUnsupportedError(SoniqError, ValueError):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(NOT_SUPPORTED_BY_BACKEND, message, **details)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_unsupported, (self.message, self.details))
 
-
-class ArgsNotSerializableError(SoniqError, TypeError):
+class ArgsNotSerializableError(SoniqTypeError):
     """Arguments that JSON cannot carry (a ``UUID``, ``datetime``, set, NaN, an object).
 
     Code ``SONIQ_ARGS_NOT_SERIALIZABLE``. It is also a ``TypeError``, which is what
@@ -131,20 +191,38 @@ class ArgsNotSerializableError(SoniqError, TypeError):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(ARGS_NOT_SERIALIZABLE, message, **details)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_not_serializable, (self.message, self.details))
+
+class MigrationError(SoniqError):
+    """Applying Soniq's migrations failed (the original's ``MigrationError``).
+
+    Code ``SONIQ_MIGRATION_FAILED``; ``details["version"]`` names the migration.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(MIGRATION_FAILED, message, **details)
 
 
-def _rebuild(code: str, message: str, details: dict[str, Any]) -> SoniqError:
-    return SoniqError(code, message, **details)
+class AmbiguousAppError(SoniqError, RuntimeError):
+    """Several Soniq apps were found where one was expected, and none stands out
+    (the original's ``AmbiguousAppError``, also a ``RuntimeError``).
+
+    Code ``SONIQ_AMBIGUOUS_APP``.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(AMBIGUOUS_APP, message, **details)
 
 
-def _rebuild_unsupported(message: str, details: dict[str, Any]) -> BackendUnsupportedError:
-    return BackendUnsupportedError(message, **details)
-
-
-def _rebuild_not_serializable(message: str, details: dict[str, Any]) -> ArgsNotSerializableError:
-    return ArgsNotSerializableError(message, **details)
+def _rebuild(
+    cls: type[SoniqError],
+    code: str,
+    message: str,
+    details: dict[str, Any],
+    suggestions: list[str],
+) -> SoniqError:
+    err = cls.__new__(cls)
+    SoniqError.__init__(err, code, message, suggestions=suggestions, **details)
+    return err
 
 
 def schema_missing(pending: list[str], setup_call: str = "await app.setup()") -> SoniqError:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from soniq.errors import INVALID_SETTING, SoniqError
+from soniq.errors import INVALID_SETTING, SoniqValueError
 
 EnqueueValidation = Literal["strict", "warn", "none"]
 TracingMode = Literal["auto", "on", "off"]
@@ -81,7 +81,7 @@ class SoniqSettings(BaseModel):
         env = os.environ if environ is None else environ
         unknown = sorted(set(overrides) - set(cls.model_fields))
         if unknown:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_SETTING,
                 f"Unknown setting {unknown[0]!r}. Known settings: "
                 + ", ".join(sorted(cls.model_fields)),
@@ -102,7 +102,7 @@ class SoniqSettings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else ""
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_SETTING,
                 f"{_describe(field, overrides)}: {first['msg'].removeprefix('Value error, ')}. "
                 f"Fix the value (got {values.get(field)!r}).",
@@ -226,7 +226,7 @@ class SoniqSettings(BaseModel):
 
     def _check_relations(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_SETTING,
                 f"SONIQ_HEARTBEAT_TIMEOUT ({self.heartbeat_timeout}) must be greater than "
                 f"SONIQ_HEARTBEAT_INTERVAL ({self.heartbeat_interval}), or live workers would "
@@ -234,7 +234,7 @@ class SoniqSettings(BaseModel):
                 setting="SONIQ_HEARTBEAT_TIMEOUT",
             )
         if self.pool_max_size < self.pool_min_size:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_SETTING,
                 f"SONIQ_POOL_MAX_SIZE ({self.pool_max_size}) is below SONIQ_POOL_MIN_SIZE "
                 f"({self.pool_min_size}). Raise the maximum or lower the minimum.",

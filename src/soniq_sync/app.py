@@ -68,7 +68,9 @@ class Soniq(SyncAppBase):
         #: Every query the app runs, over its current backend (see soniq.storage).
         self.store = Store(self)
         self.dead_letter = DeadLetterQueue(self.store, job_id_param, check_page)
-        self.scheduler = Scheduler(self.store, self._plan_schedule)
+        self.scheduler = Scheduler(
+            self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Soniq(SyncAppBase):
 
         Until then the settings, hooks and middleware may change again.
         """
+        self.scheduler.stop()
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         with self._init_lock:
@@ -220,6 +223,10 @@ class Soniq(SyncAppBase):
         self.ensure_initialized()
         with self.store.session() as db:
             return _insert(self.store, db, row)
+
+    def _insert_row(self, adapter: SyncAdapter, row: JobRow) -> str:
+        """Write one checked row through ``adapter`` (the scheduler's transaction)."""
+        return _insert(self.store, adapter, row)
 
     def schedule(
         self,

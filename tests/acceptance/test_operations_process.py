@@ -188,4 +188,4 @@ async def test_prune_from_the_command_line(
 
     code, out, err = await commands.run("prune", "--older-than", "yesterday")
     assert (code, out) == (1, "")
-    assert err.startswith("soniq: error: [SONIQ_INVALID_DURATION]")
+    assert err.startswith("soniq: error: SONIQ_INVALID_DURATION:")

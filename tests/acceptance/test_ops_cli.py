@@ -124,7 +124,7 @@ async def test_cancel_list_and_retry_a_running_job_from_the_command_line(
 
     refused = soniq(["jobs", "cancel", job_id], database_url)
     assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr.startswith("soniq: error: [SONIQ_JOB_NOT_CANCELLABLE] ")
+    assert refused.stderr.startswith("soniq: error: SONIQ_JOB_NOT_CANCELLABLE: ")
     assert len(refused.stderr.splitlines()) == 1
     assert "Traceback" not in refused.stderr
     debug = soniq(["--debug", "jobs", "retry", job_id], database_url)
@@ -157,7 +157,7 @@ def test_export_purge_import_through_a_pipe(app: soniq_sync.Soniq, database_url:
 
     bad = soniq(["dead-letter", "import", "-"], database_url, stdin='{"id": 1}\n')
     assert bad.returncode == 1
-    assert bad.stderr.startswith("soniq: error: [SONIQ_INVALID_EXPORT] Line 1 ")
+    assert bad.stderr.startswith("soniq: error: SONIQ_INVALID_EXPORT: Line 1 ")
 
 
 def test_purge_asks_on_a_terminal(app: soniq_sync.Soniq, database_url: str) -> None:

@@ -81,7 +81,7 @@ def check(exc: SoniqError, code: str, index: int, field: str | None) -> None:
     assert exc.details.get("field") == field
     where = f"args_list[{index}]" + (f", field {field!r}" if field else "")
     assert exc.message.startswith(f"{where}: "), exc.message
-    assert str(exc) == f"[{code}] {exc.message}"
+    assert str(exc) == f"{code}: {exc.message}"
 
 
 @pytest.mark.parametrize("unique", [False, True], ids=["plain", "unique"])

@@ -20,7 +20,6 @@ from soniq.errors import (
     INVALID_QUEUE,
     INVALID_TARGET,
     INVALID_TIMEZONE,
-    SCHEDULE_NOT_FOUND,
     TASK_ARGS_INVALID,
     UNKNOWN_TASK_NAME,
 )
@@ -37,10 +36,12 @@ async def test_add_list_get_pause_resume_remove(app: Soniq, database_url: str) -
     async def report(region: str = "EU") -> None: ...
 
     before = datetime.now(timezone.utc)
-    added = await app.scheduler.add(
+    name = await app.scheduler.add(
         report, cron=daily().at("09:00"), args={"region": "US"}, priority=10
     )
-    assert added["name"] == "reports.daily"
+    assert name == "reports.daily"
+    added = await app.scheduler.get(name)
+    assert added is not None and added["name"] == "reports.daily"
     assert (added["cron"], added["interval_seconds"], added["timezone"]) == (
         "0 9 * * *",
         None,
@@ -51,17 +52,16 @@ async def test_add_list_get_pause_resume_remove(app: Soniq, database_url: str) -
     assert added["next_run_at"] > before
     assert (added["next_run_at"].hour, added["next_run_at"].minute) == (9, 0)
 
-    assert await app.scheduler.get("reports.daily") == added
     assert await app.scheduler.list() == [added]
     assert await app.scheduler.list(status="paused") == []
 
-    await app.scheduler.pause("reports.daily")
+    assert await app.scheduler.pause("reports.daily") is True
     paused = await app.scheduler.get("reports.daily")
     assert paused is not None and paused["status"] == "paused"
     assert [r["name"] for r in await app.scheduler.list(status="paused")] == ["reports.daily"]
     assert await app.scheduler.list(status="active") == []
 
-    await app.scheduler.resume("reports.daily")
+    assert await app.scheduler.resume("reports.daily") is True
     resumed = await app.scheduler.get("reports.daily")
     assert resumed is not None and resumed["status"] == "active"
     assert resumed["next_run_at"] == added["next_run_at"]  # the same next 09:00
@@ -76,14 +76,17 @@ async def test_re_adding_updates_in_place(app: Soniq, database_url: str) -> None
     @app.job(name="metrics.flush")
     def flush() -> None: ...
 
-    first = await app.scheduler.add("metrics.flush", every=timedelta(seconds=30))
-    again = await app.scheduler.add(name="metrics.flush", every=30, queue="metrics")
+    async def add(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        record = await app.scheduler.get(await app.scheduler.add(*args, **kwargs))
+        assert record is not None
+        return record
+
+    first = await add("metrics.flush", every=timedelta(seconds=30))
+    again = await add(name="metrics.flush", every=30, queue="metrics")
     assert again["next_run_at"] == first["next_run_at"]  # timing unchanged: kept
     assert again["queue"] == "metrics" and again["created_at"] == first["created_at"]
     await app.scheduler.pause("metrics.flush")
-    changed = await app.scheduler.add(
-        flush, cron=every(5).minutes(), timezone="Europe/Berlin", catch_up=True
-    )
+    changed = await add(flush, cron=every(5).minutes(), timezone="Europe/Berlin", catch_up=True)
     assert changed["status"] == "paused"  # re-adding does not resume
     assert (changed["cron"], changed["interval_seconds"]) == ("*/5 * * * *", None)
     assert changed["timezone"] == "Europe/Berlin" and changed["catch_up"] is True
@@ -94,10 +97,12 @@ async def test_re_adding_updates_in_place(app: Soniq, database_url: str) -> None
 async def test_task_refs_and_unregistered_names_by_validation_mode(database_url: str) -> None:
     ref = task_ref("billing.invoices.send", default_queue="billing")
     async with Soniq(database_url=database_url, enqueue_validation="none") as app:
-        rec = await app.scheduler.add(ref, every=60, args={"invoice": 7})
-        assert (rec["name"], rec["queue"]) == ("billing.invoices.send", "billing")
-        other = await app.scheduler.add(name="remote.task", every=5)
-        assert other["queue"] == "default"
+        assert await app.scheduler.add(ref, every=60, args={"invoice": 7}) == ref.name
+        rec = await app.scheduler.get(ref.name)
+        assert rec is not None and rec["queue"] == "billing"
+        await app.scheduler.add(name="remote.task", every=5)
+        other = await app.scheduler.get("remote.task")
+        assert other is not None and other["queue"] == "default"
 
 
 async def test_every_bad_add_raises_and_writes_nothing(app: Soniq, database_url: str) -> None:
@@ -128,9 +133,9 @@ async def test_every_bad_add_raises_and_writes_nothing(app: Soniq, database_url:
             await app.scheduler.add(**kwargs)
         assert info.value.code == code, kwargs
         assert info.value.message
+    assert await app.scheduler.pause("jobs.one") is False
+    assert await app.scheduler.resume("jobs.one") is False
     for call, arg, code in [
-        (app.scheduler.pause, "jobs.one", SCHEDULE_NOT_FOUND),
-        (app.scheduler.resume, "jobs.one", SCHEDULE_NOT_FOUND),
         (app.scheduler.pause, "", INVALID_ARGUMENT),
         (app.scheduler.get, 5, INVALID_ARGUMENT),
         (app.scheduler.remove, None, INVALID_ARGUMENT),
@@ -148,22 +153,24 @@ def test_the_blocking_app_has_the_same_scheduler(
     @sync_app.job(name="sync.cleanup", queue="maintenance")
     def cleanup(days: int = 30) -> None: ...
 
-    rec = sync_app.scheduler.add(cleanup, every=every(30).seconds(), args={"days": 7})
+    assert sync_app.scheduler.add(cleanup, every=every(30).seconds(), args={"days": 7}) == (
+        "sync.cleanup"
+    )
+    rec = sync_app.scheduler.get("sync.cleanup")
+    assert rec is not None
     assert (rec["interval_seconds"], rec["queue"], rec["args"]) == (
         30.0,
         "maintenance",
         {"days": 7},
     )
-    sync_app.scheduler.pause("sync.cleanup")
+    assert sync_app.scheduler.pause("sync.cleanup") is True
     assert sync_app.scheduler.list(status="paused")[0]["name"] == "sync.cleanup"
-    sync_app.scheduler.resume("sync.cleanup")
+    assert sync_app.scheduler.resume("sync.cleanup") is True
     got = sync_app.scheduler.get("sync.cleanup")
     assert got is not None and got["status"] == "active"
     with pytest.raises(SoniqError) as info:
         sync_app.scheduler.add(cleanup, cron="0 9 * * *", every=5)
     assert info.value.code == CRON_OR_EVERY
-    with pytest.raises(SoniqError) as info:
-        sync_app.scheduler.pause("sync.nothing")
-    assert info.value.code == SCHEDULE_NOT_FOUND
+    assert sync_app.scheduler.pause("sync.nothing") is False
     assert sync_app.scheduler.remove("sync.cleanup") is True
     assert schedule_rows(database_url) == []

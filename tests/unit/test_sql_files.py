@@ -104,7 +104,7 @@ def test_soniq_error_carries_code_and_details() -> None:
         "Bad value.",
         {"setting": "SONIQ_X"},
     )
-    assert str(err) == f"[{INVALID_SETTING}] Bad value."
+    assert str(err) == f"{INVALID_SETTING}: Bad value."
 
 
 def test_soniq_error_pickles() -> None:
@@ -124,4 +124,4 @@ def test_args_not_serializable_is_a_type_error_and_pickles() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is ArgsNotSerializableError
     assert (copy.code, copy.message, copy.details) == (err.code, err.message, err.details)
-    assert str(copy) == str(err) == f"[{ARGS_NOT_SERIALIZABLE}] No sets."
+    assert str(copy) == str(err) == f"{ARGS_NOT_SERIALIZABLE}: No sets."

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from soniq.errors import INVALID_SETTING, INVALID_TASK_NAME, SoniqError
+from soniq.errors import INVALID_SETTING, INVALID_TASK_NAME, SoniqError, SoniqValueError
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN
 
 
@@ -48,7 +48,7 @@ def check_task_name(name: object, pattern: str | None = None) -> str:
     try:
         compiled = _compiled(regex)
     except re.error as exc:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_SETTING,
             f"SONIQ_TASK_NAME_PATTERN {regex!r} is not a valid regular expression ({exc}). "
             "Fix it or unset it to use the default.",

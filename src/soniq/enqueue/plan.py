@@ -30,6 +30,8 @@ from soniq.errors import (
     UNKNOWN_TASK_NAME,
     ArgsNotSerializableError,
     SoniqError,
+    SoniqTypeError,
+    SoniqValueError,
 )
 from soniq.settings import SoniqSettings
 
@@ -139,7 +141,7 @@ def resolve_target(
         return _Resolved(target, spec, spec.args_model if spec else None, None)
     if callable(target):
         if has_args:
-            raise SoniqError(
+            raise SoniqTypeError(
                 ARGS_CONFLICT,
                 "args= is for task-name and TaskRef targets. For a function, pass its "
                 "arguments as keywords: enqueue(func, order_id=7).",
@@ -152,7 +154,7 @@ def resolve_target(
                 _unknown(name, settings, warner, func=target)
             return _Resolved(name, spec, spec.args_model if spec else None, None)
         return _Resolved(spec.name, spec, spec.args_model, None)
-    raise SoniqError(
+    raise SoniqTypeError(
         INVALID_TARGET,
         f"enqueue() takes a @app.job() function, a task-name string or a TaskRef, "
         f"got {type(target).__name__}.",
@@ -166,7 +168,7 @@ def _served(registry: JobRegistry, name: object) -> JobSpec | None:
 
 def _no_kwargs(has_kwargs: bool, what: str) -> None:
     if has_kwargs:
-        raise SoniqError(
+        raise SoniqTypeError(
             ARGS_CONFLICT,
             f"When the target is {what}, pass the job's arguments as args={{...}}, "
             "not as keyword arguments (they would collide with enqueue options).",
@@ -205,13 +207,13 @@ def normalise_args(args: object, name: str) -> dict[str, Any]:
     if isinstance(args, Mapping):
         bad = [k for k in args if not isinstance(k, str)]
         if bad:
-            raise SoniqError(
+            raise SoniqTypeError(
                 TASK_ARGS_INVALID,
                 f"Arguments for {name!r} must have string keys, got {bad[0]!r}.",
                 task_name=name,
             )
         return dict(args)
-    raise SoniqError(
+    raise SoniqTypeError(
         TASK_ARGS_INVALID,
         f"args= for {name!r} must be a dict (or a pydantic model), got {type(args).__name__}.",
         task_name=name,
@@ -278,7 +280,7 @@ def check_args_list(args_list: object, name: object) -> list[Any]:
         args_list, (str, bytes, Mapping, BaseModel)
     ):
         return list(args_list)
-    raise SoniqError(
+    raise SoniqTypeError(
         TASK_ARGS_INVALID,
         f"enqueue_many() for {name!r} takes a list (or any iterable) of argument dicts, "
         f"one per job, got {type(args_list).__name__}. For one job, call enqueue().",
@@ -335,7 +337,7 @@ def check_scheduled_at(value: object) -> datetime | None:
             f"scheduled_at must be a timezone-aware datetime, got {type(value).__name__}.",
         )
     if value.tzinfo is None or value.utcoffset() is None:
-        raise SoniqError(
+        raise SoniqValueError(
             NAIVE_DATETIME,
             f"scheduled_at {value.isoformat()} has no time zone. Pass an aware datetime, "
             "e.g. datetime.now(timezone.utc) + timedelta(minutes=5).",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
@@ -13,16 +13,23 @@ from soniq.errors import INVALID_JOB_OPTION, INVALID_QUEUE, SoniqError
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskRef(Generic[ArgsT]):
     """A task's wire name, optional pydantic args model and default queue.
 
-    Build one with :func:`task_ref`; pass it as ``enqueue``'s target.
+    Build one with :func:`task_ref`; pass it as ``enqueue``'s target. A ref is
+    immutable and hashable (usable as a dict key); two refs with the same fields are
+    equal.
     """
 
     name: str
     args_model: type[ArgsT] | None = None
     default_queue: str | None = None
+
+    def with_default_queue(self, queue: str | None) -> TaskRef[ArgsT]:
+        """A copy of this ref whose jobs go to ``queue`` unless a call names another
+        (``None``: the registered queue, else ``"default"``). The ref itself is unchanged."""
+        return replace(self, default_queue=_check_default_queue(queue, self.name))
 
 
 @overload
@@ -46,10 +53,16 @@ def task_ref(
             f"args_model for {name!r} must be a pydantic BaseModel subclass, got {args_model!r}.",
             task_name=name,
         )
-    if default_queue is not None and (not isinstance(default_queue, str) or not default_queue):
+    return TaskRef(
+        name=name, args_model=args_model, default_queue=_check_default_queue(default_queue, name)
+    )
+
+
+def _check_default_queue(queue: object, name: str) -> str | None:
+    if queue is not None and (not isinstance(queue, str) or not queue):
         raise SoniqError(
             INVALID_QUEUE,
-            f"default_queue for {name!r} must be a non-empty string, got {default_queue!r}.",
+            f"default_queue for {name!r} must be a non-empty string, got {queue!r}.",
             task_name=name,
         )
-    return TaskRef(name=name, args_model=args_model, default_queue=default_queue)
+    return queue

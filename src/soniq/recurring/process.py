@@ -15,19 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from soniq.app import Soniq, _insert
-from soniq.enqueue.plan import JobRow
+from soniq.adapters.base import AsyncAdapter
+from soniq.enqueue.plan import JobPlan, JobRow
 from soniq.errors import SoniqError
 from soniq.recurring.leadership import LEADER_LOCK_KEY, Leadership, leadership_for
 from soniq.recurring.recurrence import PeriodicJob, decide, from_row
+from soniq.recurring.service import Scheduler
+from soniq.settings import SoniqSettings
+from soniq.storage.backend import StorageBackend
+from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.scheduler")
 
-__all__ = ["LEADER_LOCK_KEY", "SchedulerProcess"]
+__all__ = ["LEADER_LOCK_KEY", "SchedulerHost", "SchedulerProcess"]
 
 # Due schedules read per query, and runs handled per tick before sleeping (so a large
 # catch-up cannot keep the loop from noticing a stop or a lost lock).
@@ -35,16 +39,42 @@ _BATCH = 100
 _MAX_RUNS_PER_TICK = 1000
 
 
+class SchedulerHost(Protocol):
+    """What a scheduler needs of its app: a ``soniq.Soniq`` is one."""
+
+    @property
+    def settings(self) -> SoniqSettings: ...
+    @property
+    def backend(self) -> StorageBackend: ...
+    @property
+    def periodic_jobs(self) -> Mapping[str, PeriodicJob]: ...
+
+    store: Store
+    scheduler: Scheduler
+
+    async def ensure_initialized(self) -> None: ...
+    def _plan(self, *args: Any, **kwargs: Any) -> JobPlan: ...
+    async def _insert_row(self, adapter: AsyncAdapter, row: JobRow) -> str: ...
+
+
 class SchedulerProcess:
     """One scheduler: syncs declarations, contends for leadership, fires due runs.
 
     ``app`` supplies the connection pool, settings and registry; ``declarations`` are
     the ``@app.periodic`` jobs to write into ``soniq_recurring_jobs`` at start.
+    ``poll_interval`` (seconds) overrides ``SONIQ_SCHEDULER_POLL_INTERVAL``.
     """
 
-    def __init__(self, app: Soniq, declarations: Iterable[PeriodicJob] = ()) -> None:
+    def __init__(
+        self,
+        app: SchedulerHost,
+        declarations: Iterable[PeriodicJob] = (),
+        *,
+        poll_interval: float | None = None,
+    ) -> None:
         self.app = app
         self.declarations = list(declarations)
+        self.poll_interval = poll_interval
         self.stopping = asyncio.Event()
         self.leading = False
         self._lock: Leadership | None = None
@@ -70,13 +100,21 @@ class SchedulerProcess:
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Sync declarations, then lead or wait to lead until :meth:`stop` (or a signal)."""
+        await self.prepare()
+        await self.serve(handle_signals=handle_signals)
+
+    async def prepare(self) -> None:
+        """Connect, check the schema and write the declarations (errors raise here)."""
         await self.app.ensure_initialized()
         await self.sync_declarations()
+
+    async def serve(self, *, handle_signals: bool = True) -> None:
+        """After :meth:`prepare`: lead or wait to lead until :meth:`stop` (or a signal)."""
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
-        interval = self.app.settings.scheduler_poll_interval
+        interval = self.poll_interval or self.app.settings.scheduler_poll_interval
         failures: tuple[type[Exception], ...] = (
             *self.app.backend.errors,
             OSError,
@@ -179,7 +217,7 @@ class SchedulerProcess:
                 return 0  # paused, removed or fired by another scheduler meanwhile
             if job is None:
                 return 0
-            job_id = await _insert(store, tx, job)
+            job_id = await self.app._insert_row(tx, job)
         logger.info(
             "schedule %s: enqueued the run at %s",
             name,

@@ -25,7 +25,8 @@ from soniq.errors import (
     INVALID_CRON,
     INVALID_INTERVAL,
     INVALID_TIMEZONE,
-    SoniqError,
+    SoniqTypeValueError,
+    SoniqValueError,
 )
 
 UTC = timezone.utc
@@ -41,13 +42,13 @@ def check_cron(expression: object) -> str:
     is accepted through ``str()``; a ``timedelta`` is not, it belongs in ``every=``.
     """
     if isinstance(expression, timedelta):
-        raise SoniqError(
+        raise SoniqTypeValueError(
             INVALID_CRON,
             f"cron= got a timedelta ({expression}); an interval goes in every=, e.g. "
             "every=timedelta(seconds=30) or every=every(30).seconds().",
         )
     if isinstance(expression, (int, float)) or expression is None:
-        raise SoniqError(
+        raise SoniqTypeValueError(
             INVALID_CRON,
             f"cron= takes a 5-field cron string such as '*/5 * * * *', got {expression!r}. "
             "For an interval in seconds use every=.",
@@ -55,14 +56,14 @@ def check_cron(expression: object) -> str:
     text = str(expression).strip()
     fields = text.split()
     if len(fields) != 5:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_CRON,
             f"{text!r} is not a 5-field cron expression (minute hour day-of-month month "
             "day-of-week), e.g. '0 9 * * 1'. Seconds fields and @-macros are not supported.",
             cron=text,
         )
     if not croniter.is_valid(text):
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_CRON,
             f"{text!r} is not a valid cron expression. Check each field's range: minute "
             "0-59, hour 0-23, day 1-31, month 1-12, day-of-week 0-6 (0 = Sunday).",
@@ -71,7 +72,7 @@ def check_cron(expression: object) -> str:
     try:
         croniter(text, _PROBE_FROM).get_next(datetime)
     except CroniterBadDateError:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_CRON,
             f"{text!r} never fires (no such date, e.g. February 30). Fix the day or month.",
             cron=text,
@@ -82,7 +83,7 @@ def check_cron(expression: object) -> str:
 def check_every(value: object) -> timedelta:
     """A positive interval from a ``timedelta`` or a number of seconds."""
     if isinstance(value, str):
-        raise SoniqError(
+        raise SoniqTypeValueError(
             INVALID_INTERVAL,
             f"every= got the string {value!r}; a cron string goes in cron=, an interval "
             "in every= as a timedelta or seconds.",
@@ -91,15 +92,17 @@ def check_every(value: object) -> timedelta:
         interval = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise SoniqError(INVALID_INTERVAL, f"every= must be finite, got {value!r}.")
+            raise SoniqValueError(INVALID_INTERVAL, f"every= must be finite, got {value!r}.")
         interval = timedelta(seconds=value)
     else:
-        raise SoniqError(
+        raise SoniqTypeValueError(
             INVALID_INTERVAL,
             f"every= takes a timedelta or a number of seconds, got {type(value).__name__}.",
         )
     if interval <= timedelta(0):
-        raise SoniqError(INVALID_INTERVAL, f"every= must be a positive interval, got {interval!r}.")
+        raise SoniqValueError(
+            INVALID_INTERVAL, f"every= must be a positive interval, got {interval!r}."
+        )
     return interval
 
 
@@ -108,14 +111,14 @@ def check_timezone(name: object) -> str:
     if name is None:
         return "UTC"
     if not isinstance(name, str) or not name.strip():
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_TIMEZONE,
             f"timezone= takes an IANA zone name such as 'Europe/Berlin', got {name!r}.",
         )
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_TIMEZONE,
             f"Unknown time zone {name!r}. Use an IANA name such as 'Europe/Berlin' or "
             "'UTC' (install the tzdata package if the system has no zone database).",
@@ -176,13 +179,13 @@ def next_cron_run(expression: str, zone: ZoneInfo, instant: datetime) -> datetim
         placed = candidate.replace(tzinfo=zone, fold=0).astimezone(UTC)
         if placed > instant:
             return placed
-    raise SoniqError(INVALID_CRON, f"{expression!r} has no run after {instant.isoformat()}.")
+    raise SoniqValueError(INVALID_CRON, f"{expression!r} has no run after {instant.isoformat()}.")
 
 
 def recurrence(cron: object = None, every: object = None, timezone: object = None) -> Recurrence:
     """Check a ``cron=``/``every=``/``timezone=`` triple; exactly one of cron and every."""
     if (cron is None) == (every is None):
-        raise SoniqError(
+        raise SoniqValueError(
             CRON_OR_EVERY,
             "Pass exactly one of cron= (a cron string, e.g. daily().at('09:00')) or every= "
             "(a timedelta or seconds)"

@@ -10,7 +10,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import conninfo, pq
 
-from soniq.errors import DATABASE_URL_MISSING, INVALID_DATABASE_URL, INVALID_SETTING, SoniqError
+from soniq.errors import (
+    DATABASE_URL_MISSING,
+    INVALID_DATABASE_URL,
+    INVALID_SETTING,
+    SoniqError,
+    SoniqValueError,
+)
 from soniq.settings import SoniqSettings, StorageKind
 
 _SCHEMES = ("postgresql://", "postgres://")
@@ -145,7 +151,7 @@ def storage_kind(settings: SoniqSettings) -> StorageKind:
     if chosen is None or chosen == "memory":
         return chosen or url_kind or "postgres"
     if url_kind is not None and url_kind != chosen:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_SETTING,
             f"backend={chosen!r} (SONIQ_BACKEND) does not match the database URL, which "
             f"names a {url_kind} database. Give a {chosen} URL, or leave the backend "

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from soniq.errors import INVALID_ARGUMENT, SCHEDULE_NOT_FOUND, SoniqError
+from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.recurring.recurrence import PlannedSchedule, from_row
 from soniq_sync.storage.store import Store
 
@@ -34,18 +35,41 @@ class PlanSchedule(Protocol):
     ) -> PlannedSchedule: ...
 
 
+class SchedulerRunner(Protocol):
+    """Runs the scheduler loop inside this process (``app.scheduler.start()``)."""
+
+    @property
+    def running(self) -> bool: ...
+    def start(self, check_interval: float | None) -> None: ...
+    def stop(self) -> None: ...
+
+
 class Scheduler:
-    """``app.scheduler``: add, pause, resume, remove and inspect recurring schedules.
+    """``app.scheduler``: add, pause, resume, remove and inspect recurring schedules,
+    and (``start``/``stop``) fire them from this process.
 
     Records are dicts with the columns of ``soniq_recurring_jobs``: ``name``,
     ``cron``, ``interval_seconds``, ``timezone``, ``args``, ``queue``, ``priority``,
     ``status`` (``"active"`` or ``"paused"``), ``catch_up``, ``next_run_at``,
-    ``last_run_at``, ``created_at`` and ``updated_at``.
+    ``last_run_at``, ``created_at`` and ``updated_at``; and the original Soniq's keys:
+    ``id`` (the name: schedules are keyed by it), ``schedule_type`` (``"cron"`` or
+    ``"interval"``), ``schedule_value`` (the cron string, or the seconds as a string),
+    ``max_attempts`` (of the jobs it enqueues), ``next_run``, ``last_run``, and
+    ``run_count`` and ``last_job_id``, which are not tracked and are always None.
     """
 
-    def __init__(self, store: Store, plan: PlanSchedule) -> None:
+    def __init__(
+        self,
+        store: Store,
+        plan: PlanSchedule,
+        max_attempts: Callable[[str], int],
+        runner: Callable[[], SchedulerRunner],
+    ) -> None:
         self._store = store
         self._plan = plan
+        self._max_attempts = max_attempts
+        self._make_runner = runner
+        self._runner: SchedulerRunner | None = None
 
     def add(
         self,
@@ -59,8 +83,8 @@ class Scheduler:
         priority: int | None = None,
         timezone: str | None = None,
         catch_up: bool = False,
-    ) -> dict[str, Any]:
-        """Create the schedule of a task, or update it in place; return its record.
+    ) -> str:
+        """Create the schedule of a task, or update it in place; return its name.
 
         ``target`` is a ``@app.job()`` function, a task-name string or a TaskRef (or
         give ``name=`` alone). Exactly one of ``cron=`` and ``every=``. ``args`` are
@@ -79,21 +103,22 @@ class Scheduler:
             catch_up=catch_up,
         )
         first = planned.rule.next_after(self._now())
-        return self._store.schedules.upsert(planned.params(first))
+        record = self._store.schedules.upsert(planned.params(first))
+        name_: str = record["name"]
+        return name_
 
-    def pause(self, name: str) -> None:
-        """Stop firing the schedule until :meth:`resume`; SONIQ_SCHEDULE_NOT_FOUND if none."""
-        if not self._store.schedules.pause(_check_name(name)):
-            raise _not_found(name)
+    def pause(self, name: str) -> bool:
+        """Stop firing the schedule until :meth:`resume`; False if there is none."""
+        return self._store.schedules.pause(_check_name(name))
 
-    def resume(self, name: str) -> None:
-        """Fire the schedule again, from its next run after now (missed runs are skipped)."""
-        record = self.get(name)
+    def resume(self, name: str) -> bool:
+        """Fire the schedule again, from its next run after now (missed runs are
+        skipped); False if there is none."""
+        record = self._store.schedules.get(_check_name(name))
         if record is None:
-            raise _not_found(name)
+            return False
         following = from_row(record).next_after(self._now())
-        if not self._store.schedules.resume(name, following):
-            raise _not_found(name)
+        return self._store.schedules.resume(name, following)
 
     def remove(self, name: str) -> bool:
         """Delete the schedule; True if there was one. Jobs already queued stay queued.
@@ -110,11 +135,51 @@ class Scheduler:
                 INVALID_ARGUMENT,
                 f"status must be 'active', 'paused' or None, got {status!r}.",
             )
-        return self._store.schedules.list(status)
+        return [self._record(row) for row in self._store.schedules.list(status)]
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The schedule's record, or None."""
-        return self._store.schedules.get(_check_name(name))
+        row = self._store.schedules.get(_check_name(name))
+        return None if row is None else self._record(row)
+
+    def start(self, check_interval: float | None = None) -> None:
+        """Fire the schedules from this process until :meth:`stop` (or ``close()``).
+
+        Writes the app's ``@app.periodic`` schedules, then runs the ``soniq
+        scheduler`` loop as a task on the running event loop and returns. It checks
+        for due runs every ``check_interval`` seconds (default
+        ``SONIQ_SCHEDULER_POLL_INTERVAL``). Only one scheduler leads at a time, so
+        this may run in several processes and next to ``soniq scheduler``. Calling
+        it while running does nothing.
+        """
+        if self._runner is None:
+            self._runner = self._make_runner()
+        self._runner.start(check_interval)
+
+    def stop(self) -> None:
+        """Stop the loop :meth:`start` began, after its current step; a no-op if none."""
+        if self._runner is not None:
+            self._runner.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start` is firing schedules in this process."""
+        return self._runner is not None and self._runner.running
+
+    def _record(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row with the original Soniq's keys added (see the class docstring)."""
+        interval = row["interval_seconds"]
+        return {
+            **row,
+            "id": row["name"],
+            "schedule_type": "cron" if row["cron"] is not None else "interval",
+            "schedule_value": row["cron"] if row["cron"] is not None else f"{interval:g}",
+            "max_attempts": self._max_attempts(row["name"]),
+            "next_run": row["next_run_at"],
+            "last_run": row["last_run_at"],
+            "run_count": None,
+            "last_job_id": None,
+        }
 
     def _now(self) -> datetime:
         return self._store.schedules.now()
@@ -124,11 +189,3 @@ def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise SoniqError(INVALID_ARGUMENT, f"A schedule is named by its task name, got {name!r}.")
     return name
-
-
-def _not_found(name: str) -> SoniqError:
-    return SoniqError(
-        SCHEDULE_NOT_FOUND,
-        f"No schedule named {name!r}. See app.scheduler.list() for the existing ones.",
-        name=name,
-    )

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from soniq.errors import CRON_OR_EVERY, SCHEDULE_NOT_FOUND
+from soniq.errors import CRON_OR_EVERY
 from soniq_sync import Soniq, SoniqError
 
 
@@ -23,9 +23,12 @@ def test_add_get_list_pause_resume_remove(backend_app: Soniq) -> None:
     @app.job(name="cache.flush")
     def flush() -> None: ...
 
-    added = app.scheduler.add(
+    name = app.scheduler.add(
         nightly, cron="0 3 * * *", args={"kind": "short"}, queue="reports", priority=7
     )
+    assert name == "nightly.report"
+    added = app.scheduler.get(name)
+    assert added is not None
     assert (added["name"], added["cron"], added["args"], added["queue"], added["priority"]) == (
         "nightly.report",
         "0 3 * * *",
@@ -44,19 +47,18 @@ def test_add_get_list_pause_resume_remove(backend_app: Soniq) -> None:
     assert app.scheduler.get("no.such") is None
     assert [r["name"] for r in app.scheduler.list()] == ["cache.flush", "nightly.report"]
 
-    app.scheduler.pause("nightly.report")
+    assert app.scheduler.pause("nightly.report") is True
     assert [r["name"] for r in app.scheduler.list(status="paused")] == ["nightly.report"]
     assert [r["name"] for r in app.scheduler.list(status="active")] == ["cache.flush"]
-    app.scheduler.resume("nightly.report")
+    assert app.scheduler.resume("nightly.report") is True
     resumed = app.scheduler.get("nightly.report")
     assert resumed is not None and resumed["status"] == "active"
 
     assert app.scheduler.remove("cache.flush") is True
     assert app.scheduler.remove("cache.flush") is False
     assert [r["name"] for r in app.scheduler.list()] == ["nightly.report"]
-    with pytest.raises(SoniqError) as info:
-        app.scheduler.pause("cache.flush")
-    assert info.value.code == SCHEDULE_NOT_FOUND
+    assert app.scheduler.pause("cache.flush") is False
+    assert app.scheduler.resume("cache.flush") is False
     with pytest.raises(SoniqError) as info:
         app.scheduler.add(flush, cron="* * * * *", every=60)
     assert info.value.code == CRON_OR_EVERY
