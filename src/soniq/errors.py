@@ -73,6 +73,14 @@ EMBEDDED_DATA_DIR_INVALID = "SONIQ_EMBEDDED_DATA_DIR_INVALID"
 EMBEDDED_START_FAILED = "SONIQ_EMBEDDED_START_FAILED"
 DEMO_DATABASE_UNAVAILABLE = "SONIQ_DEMO_DATABASE_UNAVAILABLE"
 
+# Middleware and plugins
+INVALID_MIDDLEWARE = "SONIQ_INVALID_MIDDLEWARE"
+PLUGIN_INVALID = "SONIQ_PLUGIN_INVALID"
+PLUGIN_DUPLICATE = "SONIQ_PLUGIN_DUPLICATE"
+PLUGIN_LOAD_FAILED = "SONIQ_PLUGIN_LOAD_FAILED"
+PANEL_DUPLICATE = "SONIQ_PANEL_DUPLICATE"
+INVALID_MIGRATION_SOURCE = "SONIQ_INVALID_MIGRATION_SOURCE"
+
 # Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
 DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 
@@ -135,6 +143,20 @@ class ArgsNotSerializableError(SoniqError, TypeError):
         return (_rebuild_not_serializable, (self.message, self.details))
 
 
+class PanelDuplicateError(SoniqError, ValueError):
+    """A dashboard panel id that the app already has.
+
+    Code ``SONIQ_PANEL_DUPLICATE``. It is also a ``ValueError``, which is what the
+    original Soniq raised for it, so code written against that still catches it.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(PANEL_DUPLICATE, message, **details)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_panel_duplicate, (self.message, self.details))
+
+
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> SoniqError:
     return SoniqError(code, message, **details)
 
@@ -145,6 +167,10 @@ def _rebuild_unsupported(message: str, details: dict[str, Any]) -> BackendUnsupp
 
 def _rebuild_not_serializable(message: str, details: dict[str, Any]) -> ArgsNotSerializableError:
     return ArgsNotSerializableError(message, **details)
+
+
+def _rebuild_panel_duplicate(message: str, details: dict[str, Any]) -> PanelDuplicateError:
+    return PanelDuplicateError(message, **details)
 
 
 def schema_missing(pending: list[str], setup_call: str = "await app.setup()") -> SoniqError:
