@@ -9,8 +9,19 @@ wholesale. A source it converts imports its primitives from here, never from
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Lock"]
+__all__ = ["Lock", "call_hook"]
 
 #: A mutual-exclusion lock held across ``await`` (``async with lock:``).
 Lock = asyncio.Lock
+
+
+async def call_hook(func: Callable[..., Any], *args: Any) -> Any:
+    """Call ``func(*args)``; await the result if it is awaitable (an ``async def``)."""
+    result = func(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -7,6 +7,7 @@ primitives come from ``soniq._acompat``; the worker-only methods are listed in t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from soniq._acompat import Lock
+from soniq._acompat import Lock, call_hook
 from soniq.adapters import AsyncAdapter, async_adapter
 from soniq.adapters.sqlstate import sqlstate
 from soniq.app_base import AppBase
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+logger = logging.getLogger("soniq.plugins")
+
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
 _DEDUP_ATTEMPTS = 5
@@ -66,6 +69,8 @@ class Soniq(AppBase):
         database_url: str | None = None,
         *,
         enqueue_validation: str | None = None,
+        plugins: Iterable[object] | None = None,
+        autoload_plugins: bool = False,
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
@@ -76,6 +81,8 @@ class Soniq(AppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        # Last: a plugin's install(app) sees a complete app.
+        self._install_plugins(plugins, autoload_plugins)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -92,11 +99,14 @@ class Soniq(AppBase):
     async def setup(self) -> list[str]:
         """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
 
-        Returns the migration versions applied by this call. The app's settings are
-        frozen from then on, until ``close()`` (see ``reconfigure``).
+        Plugin migrations (``app.migrations``) are applied after Soniq's own, then
+        the plugins' ``on_startup`` run. Returns the migration versions applied by this
+        call. The app's settings are frozen from then on, until ``close()`` (see
+        ``reconfigure``).
         """
-        applied = await self.backend.setup()
+        applied = await self.backend.setup(self.migrations.sources)
         self._config.freeze()
+        await self._start_plugins()
         return applied
 
     async def ensure_initialized(self) -> None:
@@ -111,18 +121,52 @@ class Soniq(AppBase):
             runtime = self._runtime
             if runtime.ready:
                 return
-            pending = await self.backend.prepare()
+            pending = await self.backend.prepare(self.migrations.sources)
             if pending:
                 raise schema_missing(pending, "await app.setup()")
             runtime.ready = True
             self._config.freeze()
+            try:
+                await self._start_plugins()
+            except BaseException:
+                runtime.ready = False  # the next use tries again
+                raise
+
+    async def _start_plugins(self) -> None:
+        """Run the ``on_startup`` of each plugin not started since the last close, in
+        install order; an error propagates (that plugin is tried again next time)."""
+        installed = self._config.extensions.plugins
+        for plugin in installed.to_start():
+            installed.started.append(plugin)  # first: its on_startup may use the app
+            hook = getattr(plugin, "on_startup", None)
+            if hook is None:
+                continue
+            try:
+                await call_hook(hook, self)
+            except BaseException:
+                installed.started.remove(plugin)
+                raise
+
+    async def _stop_plugins(self) -> None:
+        """Run the started plugins' ``on_shutdown`` in reverse order; log their errors."""
+        for plugin in self._config.extensions.plugins.to_stop():
+            hook = getattr(plugin, "on_shutdown", None)
+            if hook is None:
+                continue
+            try:
+                await call_hook(hook, self)
+            except Exception:
+                logger.warning("plugin %s: on_shutdown failed", plugin.name, exc_info=True)
 
     async def close(self) -> None:
         """Close Soniq's connections. Safe to call twice; the app reopens on next use.
 
-        Until then the settings, hooks and middleware may change again.
+        First the started plugins' ``on_shutdown`` run, in reverse install order (an
+        error there is logged, not raised). Until the app is used again the settings,
+        hooks and middleware may change again.
         """
         await self.scheduler.stop()
+        await self._stop_plugins()
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         async with self._init_lock:
@@ -170,7 +214,9 @@ class Soniq(AppBase):
         from soniq.worker import Worker
 
         self._config.freeze(worker=True)
-        return Worker(self.backend, self.registry, self.settings, self.hooks)
+        return Worker(
+            self.backend, self.registry, self.settings, self.hooks, self._config.middleware
+        )
 
     async def run_worker(
         self,
@@ -478,7 +524,7 @@ class Soniq(AppBase):
 
         Works on a database where ``setup`` never ran (everything is pending).
         """
-        return await self.backend.migration_status()
+        return await self.backend.migration_status(self.migrations.sources)
 
     async def prune(self, older_than: float | timedelta | None = None) -> int:
         """Delete finished (done and cancelled) jobs now; return how many were deleted.

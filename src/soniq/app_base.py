@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -22,21 +22,30 @@ from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
+    APP_FROZEN,
     INVALID_ARGUMENT,
     INVALID_JOB_OPTION,
     INVALID_TARGET,
     INVALID_TASK_NAME,
+    PLUGIN_INVALID,
     BackendUnsupportedError,
     SoniqError,
     SoniqTypeError,
 )
 from soniq.observability.instruments import EnqueueInstruments
+from soniq.plugins.commands import CliCommands
+from soniq.plugins.entry_points import discover_plugins, wants_all
+from soniq.plugins.panels import DashboardPanels
+from soniq.plugins.spec import SoniqPlugin
 from soniq.recurring.blocking import NoInProcessScheduler
 from soniq.recurring.recurrence import PeriodicJob, PlannedSchedule, recurrence
 from soniq.settings import SoniqSettings
+from soniq.storage.migration_sources import MigrationSources
 from soniq.storage.urls import storage_kind
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Callable[..., Any])
+P = TypeVar("P")
 AppT = TypeVar("AppT", bound="AppBase")
 Hook = Callable[..., Any]
 
@@ -68,6 +77,8 @@ class AppBase:
         enqueue_validation: str | None = None,
         **settings: Any,
     ) -> None:
+        # Private: an app made only to carry another's declarations installs no plugins.
+        self._env_plugins = bool(settings.pop("_env_plugins", True))
         self._config = AppConfig(load_settings(database_url, enqueue_validation, settings))
         self._runtime: AppRuntime[Any] = AppRuntime(self._config.settings)
         #: Consulted by ``enqueue`` calls without ``connection=``; see ConnectionProvider.
@@ -81,7 +92,7 @@ class AppBase:
         (the same objects) with the same settings and a runtime of its own. ``soniq
         worker`` serves a blocking app's jobs from one; a memory app's jobs are not
         shared (the command refuses memory apps)."""
-        app = cls()
+        app = cls(_env_plugins=False)
         app._config = other._config.sharing_declarations()
         app._runtime = AppRuntime(app._config.settings)
         return app
@@ -383,6 +394,99 @@ class AppBase:
             priority=row.priority,
             catch_up=catch_up,
         )
+
+    def middleware(self, func: M) -> M:
+        """Register ``async def func(ctx, call_next)`` round every job's handler.
+
+        The first registered is the outermost. ``await call_next()`` runs the rest of
+        the chain and the handler (a sync handler in the worker's threads) and returns
+        its result; the middleware's return value is the job's result and its
+        exception the job's failure. Use without parentheses: ``@app.middleware``.
+        Refused (``SONIQ_APP_FROZEN``) once a worker of the app has started.
+        """
+        self._config.add_middleware(func)
+        return func
+
+    # -- plugins --------------------------------------------------------------------
+
+    @property
+    def plugins(self) -> list[SoniqPlugin]:
+        """The installed plugins, in install order."""
+        return list(self._config.extensions.plugins)
+
+    @property
+    def cli(self) -> CliCommands:
+        """CLI commands plugins add to ``soniq``: ``app.cli.add_command(command)``."""
+        return self._config.extensions.cli
+
+    @property
+    def migrations(self) -> MigrationSources:
+        """Plugin SQL migrations ``setup`` applies after Soniq's own:
+        ``app.migrations.register_source("my_plugin.migrations", prefix="my_plugin")``."""
+        return self._config.extensions.migrations
+
+    @property
+    def dashboard(self) -> DashboardPanels:
+        """Dashboard panels from plugins: ``app.dashboard.add_panel(PanelSpec(...))``."""
+        return self._config.extensions.dashboard
+
+    def use(self, plugin: P) -> P:
+        """Install ``plugin``: call its ``install(app)`` now; returns the plugin.
+
+        ``SONIQ_PLUGIN_INVALID`` if it is not a plugin, ``SONIQ_PLUGIN_DUPLICATE`` if
+        one of the same name is installed, ``SONIQ_APP_FROZEN`` once the app is in use
+        (its ``on_startup`` would never run): install plugins where the app is made.
+        """
+        self._install(plugin, "app.use()")
+        return plugin
+
+    def _install(self, plugin: object, origin: str) -> None:
+        if self._config.in_use:
+            raise SoniqError(
+                APP_FROZEN,
+                f"Can't install plugin {getattr(plugin, 'name', plugin)!r}: the app is in use "
+                "(initialised by setup(), an enqueue or a worker), so its on_startup would "
+                "never run. Install plugins where the app is made: Soniq(plugins=[...]), or "
+                "app.use() before first use (or after app.close()).",
+                part="plugins",
+            )
+        self._config.extensions.plugins.install(plugin, self, origin)
+
+    def _install_plugins(self, plugins: Iterable[object] | None, autoload: bool) -> None:
+        """Install the constructor's plugins, then those the environment asks for.
+
+        ``plugins`` holds plugin objects and entry-point names (strings); a duplicate
+        among them raises. Then the entry points named by ``SONIQ_PLUGINS`` (or all of
+        them, for ``*``/``all`` there or ``autoload``); of these, one whose name is
+        installed already is skipped, so an app that installs a plugin itself can run
+        where ``SONIQ_PLUGINS`` names it too (for the ``soniq`` CLI).
+        """
+        if isinstance(plugins, (str, bytes)) or (
+            plugins is not None and not isinstance(plugins, Iterable)
+        ):
+            raise SoniqError(
+                PLUGIN_INVALID,
+                f"plugins= takes a list of plugins (or entry-point names), got {plugins!r}.",
+            )
+        installed = self._config.extensions.plugins
+        for item in plugins or ():
+            if isinstance(item, str):
+                for found in discover_plugins([item]):
+                    self._install(found, f"entry point {item!r} in plugins=")
+            else:
+                self._install(item, "Soniq(plugins=...)")
+        if not self._env_plugins:
+            return
+        names = list(self.settings.plugins)
+        if autoload or wants_all(names):
+            wanted, origin = None, "autoload_plugins" if autoload else "SONIQ_PLUGINS=*"
+        elif names:
+            wanted, origin = names, "SONIQ_PLUGINS"
+        else:
+            return
+        for found in discover_plugins(wanted):
+            if found.name not in installed:
+                self._install(found, origin)
 
     def _get_job_registry(self) -> JobRegistry:
         """The registry of this app's jobs (kept for hooks written against older docs)."""

@@ -28,13 +28,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from soniq.core.middleware import Middleware, check_middleware
 from soniq.core.registry import JobRegistry
 from soniq.errors import APP_FROZEN, SoniqError
+from soniq.plugins.commands import CliCommands
+from soniq.plugins.installed import InstalledPlugins
+from soniq.plugins.panels import DashboardPanels
 from soniq.recurring.recurrence import PeriodicJob
 from soniq.settings import SoniqSettings
+from soniq.storage.migration_sources import MigrationSources
 from soniq.storage.urls import normalise_database_url, storage_kind
 
 Hook = Callable[..., Any]
+
+
+class Extensions:
+    """The plugins of an app and what they register besides hooks and middleware:
+    CLI commands, migration sources, dashboard panels. None of it freezes; installing
+    a plugin does (see ``AppBase.use``)."""
+
+    def __init__(self) -> None:
+        self.plugins = InstalledPlugins()
+        self.cli = CliCommands()
+        self.migrations = MigrationSources()
+        self.dashboard = DashboardPanels()
+
 
 #: The worker's hook events, in the order a job meets them.
 HOOK_EVENTS = ("before_job", "after_job", "on_error")
@@ -49,8 +67,9 @@ class AppConfig:
         *,
         registry: JobRegistry | None = None,
         hooks: dict[str, list[Hook]] | None = None,
-        middleware: list[Any] | None = None,
+        middleware: list[Middleware] | None = None,
         periodic_jobs: dict[str, PeriodicJob] | None = None,
+        extensions: Extensions | None = None,
     ) -> None:
         self._settings = settings
         #: The registered jobs.
@@ -59,10 +78,12 @@ class AppConfig:
         self.hooks: dict[str, list[Hook]] = (
             {event: [] for event in HOOK_EVENTS} if hooks is None else hooks
         )
-        #: Reserved for job middleware; empty until Soniq has middleware.
-        self.middleware: list[Any] = [] if middleware is None else middleware
+        #: Job middleware (see :mod:`soniq.core.middleware`), outermost first.
+        self.middleware: list[Middleware] = [] if middleware is None else middleware
         #: Schedules declared by ``@app.periodic``, by task name.
         self.periodic_jobs: dict[str, PeriodicJob] = {} if periodic_jobs is None else periodic_jobs
+        #: What plugins installed and added: see :class:`Extensions`.
+        self.extensions = Extensions() if extensions is None else extensions
         self._in_use = False  # settings frozen
         self._serving = False  # hooks and middleware frozen
 
@@ -92,6 +113,7 @@ class AppConfig:
             hooks=self.hooks,
             middleware=self.middleware,
             periodic_jobs=self.periodic_jobs,
+            extensions=self.extensions,
         )
 
     # -- changes --------------------------------------------------------------------
@@ -130,6 +152,22 @@ class AppConfig:
                 event=event,
             )
         self.hooks[event].append(hook)
+
+    def add_middleware(self, middleware: object) -> Middleware:
+        """Append ``middleware`` (innermost so far), or raise ``SONIQ_INVALID_MIDDLEWARE``
+        for a non-async callable and ``SONIQ_APP_FROZEN`` while a worker may be running."""
+        checked = check_middleware(middleware)
+        if self._serving:
+            raise SoniqError(
+                APP_FROZEN,
+                "Can't add middleware: a worker of this app has started, and a worker "
+                "builds its middleware chains when it starts, so it would never run this "
+                "one. Register middleware where the jobs are declared, before starting "
+                "workers (or after app.close()).",
+                part="middleware",
+            )
+        self.middleware.append(checked)
+        return checked
 
     def set_registry(self, registry: JobRegistry) -> None:
         """Replace the registry, or raise ``SONIQ_APP_FROZEN`` while a worker of the app

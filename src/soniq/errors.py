@@ -74,6 +74,14 @@ EMBEDDED_DATA_DIR_INVALID = "SONIQ_EMBEDDED_DATA_DIR_INVALID"
 EMBEDDED_START_FAILED = "SONIQ_EMBEDDED_START_FAILED"
 DEMO_DATABASE_UNAVAILABLE = "SONIQ_DEMO_DATABASE_UNAVAILABLE"
 
+# Middleware and plugins
+INVALID_MIDDLEWARE = "SONIQ_INVALID_MIDDLEWARE"
+PLUGIN_INVALID = "SONIQ_PLUGIN_INVALID"
+PLUGIN_DUPLICATE = "SONIQ_PLUGIN_DUPLICATE"
+PLUGIN_LOAD_FAILED = "SONIQ_PLUGIN_LOAD_FAILED"
+PANEL_DUPLICATE = "SONIQ_PANEL_DUPLICATE"
+INVALID_MIGRATION_SOURCE = "SONIQ_INVALID_MIGRATION_SOURCE"
+
 # Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
 DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 
@@ -211,6 +219,17 @@ class AmbiguousAppError(SoniqError, RuntimeError):
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(AMBIGUOUS_APP, message, **details)
+
+
+class PanelDuplicateError(SoniqValueError):
+    """A dashboard panel id that the app already has.
+
+    Code ``SONIQ_PANEL_DUPLICATE``. It is also a ``ValueError``, which is what the
+    original Soniq raised for it, so code written against that still catches it.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(PANEL_DUPLICATE, message, **details)
 
 
 def _rebuild(

@@ -27,7 +27,7 @@ DEFAULT_TASK_NAME_PATTERN = r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$"
 
 # Variables read under a second name as well (the glossary says SONIQ_WORKER_CONCURRENCY).
 _ENV_ALIASES: dict[str, tuple[str, ...]] = {"concurrency": ("SONIQ_WORKER_CONCURRENCY",)}
-_LIST_FIELDS = frozenset({"jobs_modules", "queues"})
+_LIST_FIELDS = frozenset({"jobs_modules", "queues", "plugins"})
 # Values of SONIQ_FINISHED_JOB_RETENTION that keep finished jobs for good.
 _OFF_WORDS = frozenset({"off", "none", "never"})
 
@@ -74,6 +74,8 @@ class SoniqSettings(BaseModel):
     metrics_interval: float = 5.0
     tracing: TracingMode = "auto"
     log_format: LogFormat = "text"
+    # Entry-point names in group soniq.plugins to install on every app ("*"/"all": all).
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
@@ -111,7 +113,7 @@ class SoniqSettings(BaseModel):
         settings._check_relations()
         return settings
 
-    @field_validator("jobs_modules", "queues", mode="before")
+    @field_validator("jobs_modules", "queues", "plugins", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split(value) if isinstance(value, str) else value

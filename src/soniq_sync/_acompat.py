@@ -6,9 +6,28 @@ async source imports them from :mod:`soniq._acompat`.
 
 from __future__ import annotations
 
+import inspect
 import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-__all__ = ["Lock"]
+import anyio
+
+__all__ = ["Lock", "call_hook"]
 
 #: A mutual-exclusion lock shared by threads (``with lock:``).
 Lock = threading.Lock
+
+
+def call_hook(func: Callable[..., Any], *args: Any) -> Any:
+    """Call ``func(*args)``; an awaitable result (an ``async def``) is run to completion
+    on an event loop of its own, so blocking code can call async plugin hooks. Not from
+    a thread that runs an event loop."""
+    result = func(*args)
+    if inspect.isawaitable(result):
+        return anyio.run(_wait, result)
+    return result
+
+
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -29,7 +30,7 @@ from soniq.errors import (
 )
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.types import JobStatus
-from soniq_sync._acompat import Lock
+from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
 from soniq_sync.ops.dead_letter import DeadLetterQueue
@@ -40,6 +41,8 @@ from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
 
 T = TypeVar("T")
+
+logger = logging.getLogger("soniq.plugins")
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -61,6 +64,8 @@ class Soniq(SyncAppBase):
         database_url: str | None = None,
         *,
         enqueue_validation: str | None = None,
+        plugins: Iterable[object] | None = None,
+        autoload_plugins: bool = False,
         **settings: Any,
     ) -> None:
         super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
@@ -71,6 +76,8 @@ class Soniq(SyncAppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        # Last: a plugin's install(app) sees a complete app.
+        self._install_plugins(plugins, autoload_plugins)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -87,11 +94,14 @@ class Soniq(SyncAppBase):
     def setup(self) -> list[str]:
         """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
 
-        Returns the migration versions applied by this call. The app's settings are
-        frozen from then on, until ``close()`` (see ``reconfigure``).
+        Plugin migrations (``app.migrations``) are applied after Soniq's own, then
+        the plugins' ``on_startup`` run. Returns the migration versions applied by this
+        call. The app's settings are frozen from then on, until ``close()`` (see
+        ``reconfigure``).
         """
-        applied = self.backend.setup()
+        applied = self.backend.setup(self.migrations.sources)
         self._config.freeze()
+        self._start_plugins()
         return applied
 
     def ensure_initialized(self) -> None:
@@ -106,18 +116,52 @@ class Soniq(SyncAppBase):
             runtime = self._runtime
             if runtime.ready:
                 return
-            pending = self.backend.prepare()
+            pending = self.backend.prepare(self.migrations.sources)
             if pending:
                 raise schema_missing(pending, "app.setup()")
             runtime.ready = True
             self._config.freeze()
+            try:
+                self._start_plugins()
+            except BaseException:
+                runtime.ready = False  # the next use tries again
+                raise
+
+    def _start_plugins(self) -> None:
+        """Run the ``on_startup`` of each plugin not started since the last close, in
+        install order; an error propagates (that plugin is tried again next time)."""
+        installed = self._config.extensions.plugins
+        for plugin in installed.to_start():
+            installed.started.append(plugin)  # first: its on_startup may use the app
+            hook = getattr(plugin, "on_startup", None)
+            if hook is None:
+                continue
+            try:
+                call_hook(hook, self)
+            except BaseException:
+                installed.started.remove(plugin)
+                raise
+
+    def _stop_plugins(self) -> None:
+        """Run the started plugins' ``on_shutdown`` in reverse order; log their errors."""
+        for plugin in self._config.extensions.plugins.to_stop():
+            hook = getattr(plugin, "on_shutdown", None)
+            if hook is None:
+                continue
+            try:
+                call_hook(hook, self)
+            except Exception:
+                logger.warning("plugin %s: on_shutdown failed", plugin.name, exc_info=True)
 
     def close(self) -> None:
         """Close Soniq's connections. Safe to call twice; the app reopens on next use.
 
-        Until then the settings, hooks and middleware may change again.
+        First the started plugins' ``on_shutdown`` run, in reverse install order (an
+        error there is logged, not raised). Until the app is used again the settings,
+        hooks and middleware may change again.
         """
         self.scheduler.stop()
+        self._stop_plugins()
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
         with self._init_lock:
@@ -438,7 +482,7 @@ class Soniq(SyncAppBase):
 
         Works on a database where ``setup`` never ran (everything is pending).
         """
-        return self.backend.migration_status()
+        return self.backend.migration_status(self.migrations.sources)
 
     def prune(self, older_than: float | timedelta | None = None) -> int:
         """Delete finished (done and cancelled) jobs now; return how many were deleted.

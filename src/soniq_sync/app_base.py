@@ -58,7 +58,7 @@ class SyncAppBase(AppBase):
         from soniq.worker import Worker
 
         self._config.freeze(worker=True)
-        return Worker(backend, self.registry, self.settings, self.hooks)
+        return Worker(backend, self.registry, self.settings, self.hooks, self._config.middleware)
 
     def run_worker(
         self,

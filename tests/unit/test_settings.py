@@ -66,6 +66,7 @@ ENV_CASES = [
     ("SONIQ_METRICS_INTERVAL", "metrics_interval", "0.5", 0.5),
     ("SONIQ_TRACING", "tracing", "OFF", "off"),
     ("SONIQ_LOG_FORMAT", "log_format", "Json", "json"),
+    ("SONIQ_PLUGINS", "plugins", "audit, extra", ("audit", "extra")),
     ("SONIQ_BACKEND", "backend", " Memory ", "memory"),
 ]
 

@@ -8,6 +8,7 @@ from soniq import __version__
 from soniq.cli import dead_letter, jobs
 from soniq.cli.demo import demo
 from soniq.cli.dev import dev
+from soniq.cli.plugins import PluginGroup, plugins_option
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, setup
@@ -15,11 +16,12 @@ from soniq.cli.status import status, workers
 from soniq.cli.tasks import tasks
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="soniq")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@plugins_option
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, plugins: str | None) -> None:
     """Soniq: background jobs on PostgreSQL."""
     ctx.obj = {"debug": debug}
 

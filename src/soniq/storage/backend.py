@@ -25,6 +25,7 @@ from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter
 from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqError
 from soniq.settings import SoniqSettings
 from soniq.storage.dialect import POSTGRES, Dialect
+from soniq.storage.migration_sources import MigrationSource
 from soniq.storage.migrations import apply_migrations, migration_status, pending_migrations
 from soniq.storage.queries import Query
 from soniq.storage.records import Notification
@@ -82,8 +83,10 @@ class StorageBackend(ABC):
         """The store in words, for logs and messages (never a password)."""
 
     @abstractmethod
-    async def prepare(self) -> list[str]:
-        """Get ready for use; return the migrations still pending (then it is not ready)."""
+    async def prepare(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Get ready for use; return the migrations still pending (then it is not ready).
+
+        ``sources``: the app's plugin migrations, pending too until applied."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -94,11 +97,12 @@ class StorageBackend(ABC):
         """Release connections. The backend may be prepared again afterwards."""
 
     @abstractmethod
-    async def setup(self) -> list[str]:
-        """Create or upgrade Soniq's tables; return the migration versions applied."""
+    async def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Create or upgrade Soniq's tables, then apply the plugin migration
+        ``sources``; return the migration versions applied."""
 
     @abstractmethod
-    async def migration_status(self) -> dict[str, Any]:
+    async def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
         """``applied``, ``pending`` and ``unknown`` migrations (see ``Soniq.migration_status``)."""
 
     @abstractmethod
@@ -203,10 +207,10 @@ class PostgresBackend(StorageBackend):
         """``PostgreSQL at host:port/dbname``."""
         return f"PostgreSQL at {describe_server(self.url)}"
 
-    async def prepare(self) -> list[str]:
+    async def prepare(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
         """Check the schema on a connection of its own; if complete, open the pool."""
         async with await connect(self.url, self.settings) as conn:
-            pending = await pending_migrations(conn)
+            pending = await pending_migrations(conn, sources)
         if not pending:
             await self.open()
         return pending
@@ -220,15 +224,16 @@ class PostgresBackend(StorageBackend):
         pool, self.pool = self.pool, self._new_pool()  # a closed psycopg pool can't reopen
         await pool.close()
 
-    async def setup(self) -> list[str]:
-        """Apply pending migrations, on a connection of its own."""
+    async def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Apply pending migrations (plugin ``sources`` after Soniq's), on a connection
+        of its own."""
         async with await connect(self.url, self.settings) as conn:
-            return await apply_migrations(conn)
+            return await apply_migrations(conn, sources)
 
-    async def migration_status(self) -> dict[str, Any]:
+    async def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
         """Read the migrations table (works before setup ever ran)."""
         async with await connect(self.url, self.settings) as conn:
-            return await migration_status(conn)
+            return await migration_status(conn, sources)
 
     def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from soniq.core.middleware import Middleware
 from soniq.core.registry import JobRegistry
 from soniq.observability.log_context import CURRENT_JOB
 from soniq.observability.worker import (
@@ -117,11 +118,14 @@ class Worker:
         registry: JobRegistry,
         settings: SoniqSettings | None = None,
         hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.backend = backend
         self.registry = registry
         self.settings = settings or backend.settings
         self.hooks = hooks or {}
+        #: Job middleware, outermost first (``@app.middleware``); copied at each start.
+        self.middleware = tuple(middleware)
         self.id = str(uuid.uuid4())
         #: Jobs claimed over this worker's life (each run counts from where it is).
         self.processed = 0
@@ -393,6 +397,7 @@ class Worker:
             deadlines=deadlines,
             on_failure=None if instruments is None else instruments.failed,
             cancel_requests=self._cancel_requests,
+            middleware=self.middleware,
         )
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).

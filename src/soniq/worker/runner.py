@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from soniq.core.middleware import Chain, Middleware, build_chain
 from soniq.core.registry import JobRegistry, JobSpec
 from soniq.observability.log_context import current_job_fields
 from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
@@ -92,6 +93,7 @@ class JobRunner:
         deadlines: Deadlines,
         on_failure: Callable[[BaseException], None] | None = None,
         cancel_requests: AbstractSet[str] = frozenset(),
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -105,6 +107,16 @@ class JobRunner:
         self.on_failure = on_failure
         #: Ids of the worker's jobs whose cancellation was requested (the worker's set).
         self.cancel_requests = cancel_requests
+        #: The app's middleware, outermost first; empty (the usual case) costs nothing.
+        self.middleware = tuple(middleware)
+        # Each task's composed chain, with the spec it was built for: built here for the
+        # tasks registered now, on first use for any registered later.
+        self._chains: dict[str, tuple[JobSpec, Chain]] = {}
+        if self.middleware:
+            for name in registry.names():
+                spec = registry.get(name)
+                if spec is not None:
+                    self._chain(spec)
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -123,8 +135,11 @@ class JobRunner:
                     f"{type(exc).__name__}: {exc}",
                     _trace(exc),
                 )
-        if spec.context_param is not None:
-            kwargs[spec.context_param] = self._context(job)
+        ctx: JobContext | None = None
+        if spec.context_param is not None or self.middleware:
+            ctx = self._context(job)
+            if spec.context_param is not None:
+                kwargs[spec.context_param] = ctx
 
         if self.before:
             await run_hooks("before_job", self.before, job.job_name, job.id, job.attempt)
@@ -135,7 +150,7 @@ class JobRunner:
             return CANCELLED
         started = time.perf_counter()
         try:
-            result = await self._call(spec, kwargs)
+            result = await self._call(spec, kwargs, ctx)
             if isinstance(result, Snooze):
                 raise result
         except Snooze as snooze:
@@ -163,10 +178,44 @@ class JobRunner:
         )
         return watch_cancel_requests(ctx, self.cancel_requests)
 
-    async def _call(self, spec: JobSpec, kwargs: dict[str, Any]) -> Any:
-        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+    def _chain(self, spec: JobSpec) -> Chain:
+        """``spec``'s middleware chain, composed once per spec."""
+        cached = self._chains.get(spec.name)
+        if cached is not None and cached[0] is spec:
+            return cached[1]
+        chain = build_chain(self.middleware, self._handler_call(spec))
+        self._chains[spec.name] = (spec, chain)
+        return chain
+
+    def _handler_call(self, spec: JobSpec) -> Chain:
+        """The innermost ``call_next``: the handler, a sync one in the worker's threads."""
+        func = spec.func
         if spec.is_async:
-            work: Awaitable[Any] = spec.func(**kwargs)
+
+            async def call_async(ctx: JobContext, kwargs: dict[str, Any]) -> Any:
+                return await func(**kwargs)
+
+            return call_async
+        executor = self.executor
+
+        async def call_sync(ctx: JobContext, kwargs: dict[str, Any]) -> Any:
+            loop = asyncio.get_running_loop()
+            started: asyncio.Future[None] = loop.create_future()
+            return await loop.run_in_executor(
+                executor, contextvars.copy_context().run, _run_sync, loop, started, func, kwargs
+            )
+
+        return call_sync
+
+    async def _call(
+        self, spec: JobSpec, kwargs: dict[str, Any], ctx: JobContext | None = None
+    ) -> Any:
+        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+        if ctx is not None and self.middleware:
+            # The whole chain runs under the deadline, from the first middleware's start.
+            work: Awaitable[Any] = self._chain(spec)(ctx, kwargs)
+        elif spec.is_async:
+            work = spec.func(**kwargs)
         else:
             loop = asyncio.get_running_loop()
             started: asyncio.Future[None] = loop.create_future()

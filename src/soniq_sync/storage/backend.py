@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqError
 from soniq.settings import SoniqSettings
 from soniq.storage.dialect import POSTGRES, Dialect
+from soniq.storage.migration_sources import MigrationSource
 from soniq.storage.queries import Query
 from soniq.storage.records import Notification
 from soniq.storage.urls import describe_server
@@ -77,8 +78,10 @@ class StorageBackend(ABC):
         """The store in words, for logs and messages (never a password)."""
 
     @abstractmethod
-    def prepare(self) -> list[str]:
-        """Get ready for use; return the migrations still pending (then it is not ready)."""
+    def prepare(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Get ready for use; return the migrations still pending (then it is not ready).
+
+        ``sources``: the app's plugin migrations, pending too until applied."""
 
     @abstractmethod
     def open(self) -> None:
@@ -89,11 +92,12 @@ class StorageBackend(ABC):
         """Release connections. The backend may be prepared again afterwards."""
 
     @abstractmethod
-    def setup(self) -> list[str]:
-        """Create or upgrade Soniq's tables; return the migration versions applied."""
+    def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Create or upgrade Soniq's tables, then apply the plugin migration
+        ``sources``; return the migration versions applied."""
 
     @abstractmethod
-    def migration_status(self) -> dict[str, Any]:
+    def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
         """``applied``, ``pending`` and ``unknown`` migrations (see ``Soniq.migration_status``)."""
 
     @abstractmethod
@@ -196,10 +200,10 @@ class PostgresBackend(StorageBackend):
         """``PostgreSQL at host:port/dbname``."""
         return f"PostgreSQL at {describe_server(self.url)}"
 
-    def prepare(self) -> list[str]:
+    def prepare(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
         """Check the schema on a connection of its own; if complete, open the pool."""
         with connect(self.url, self.settings) as conn:
-            pending = pending_migrations(conn)
+            pending = pending_migrations(conn, sources)
         if not pending:
             self.open()
         return pending
@@ -213,15 +217,16 @@ class PostgresBackend(StorageBackend):
         pool, self.pool = self.pool, self._new_pool()  # a closed psycopg pool can't reopen
         pool.close()
 
-    def setup(self) -> list[str]:
-        """Apply pending migrations, on a connection of its own."""
+    def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Apply pending migrations (plugin ``sources`` after Soniq's), on a connection
+        of its own."""
         with connect(self.url, self.settings) as conn:
-            return apply_migrations(conn)
+            return apply_migrations(conn, sources)
 
-    def migration_status(self) -> dict[str, Any]:
+    def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
         """Read the migrations table (works before setup ever ran)."""
         with connect(self.url, self.settings) as conn:
-            return migration_status(conn)
+            return migration_status(conn, sources)
 
     def acquire(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""

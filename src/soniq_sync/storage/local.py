@@ -14,6 +14,7 @@ from typing import Any
 from soniq.adapters.copy_format import Shared
 from soniq.settings import SoniqSettings
 from soniq.storage.dialect import SQLITE
+from soniq.storage.migration_sources import MigrationSource, skip_plugin_migrations
 from soniq.storage.queries import Query
 from soniq.storage.records import BulkStatements
 from soniq.storage.sqlite_engine import SqliteSession, SqliteStore, StoreBusy
@@ -72,8 +73,10 @@ class SQLiteBackend(StorageBackend):
         """``SQLite file <path>``."""
         return f"SQLite file {require_sqlite_path(self.settings)}"
 
-    def prepare(self) -> list[str]:
-        """Create or upgrade the tables (cheap when they are current); nothing is pending."""
+    def prepare(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Create or upgrade the tables (cheap when they are current); nothing is pending.
+
+        Plugin migration ``sources`` are PostgreSQL-only and not applied here."""
         self.store.setup()
         return []
 
@@ -87,11 +90,13 @@ class SQLiteBackend(StorageBackend):
         if store is not None:
             store.close()
 
-    def setup(self) -> list[str]:
-        """Create or upgrade the tables; return the versions applied."""
+    def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+        """Create or upgrade the tables; return the versions applied. Plugin migration
+        ``sources`` are PostgreSQL-only: they are skipped, with a warning."""
+        skip_plugin_migrations(sources, self.kind)
         return self.store.setup()
 
-    def migration_status(self) -> dict[str, Any]:
+    def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
         """The SQLite schema's migrations."""
         return self.store.migration_status()
 

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from soniq.storage.migration_sources import MigrationSource
 from soniq.storage.queries import QUERIES, migration_files, migration_report
 
 logger = logging.getLogger("soniq.migrations")
@@ -26,15 +28,33 @@ CREATE TABLE IF NOT EXISTS soniq_migrations (
 """
 
 
-def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
-    """Apply every pending migration in one transaction; return the versions applied."""
+def _all_files(sources: Sequence[MigrationSource]) -> list[tuple[str, str]]:
+    """Soniq's migrations, then each plugin source's, in order."""
+    files = migration_files()
+    for source in sources:
+        files.extend(source.files())
+    return files
+
+
+def _all_versions(sources: Sequence[MigrationSource]) -> list[str]:
+    versions = [version for version, _ in migration_files()]
+    for source in sources:
+        versions.extend(source.versions())
+    return versions
+
+
+def apply_migrations(
+    conn: psycopg.Connection[Any], sources: Sequence[MigrationSource] = ()
+) -> list[str]:
+    """Apply every pending migration (Soniq's, then the plugin ``sources``') in one
+    transaction; return the versions applied."""
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_KEY,))
         conn.execute(_BOOKKEEPING)
         cur = conn.execute("SELECT version FROM soniq_migrations")
         done = {row[0] for row in cur.fetchall()}
-        for version, sql in migration_files():
+        for version, sql in _all_files(sources):
             if version in done:
                 continue
             logger.info("applying migration %s", version)
@@ -44,25 +64,29 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     return applied
 
 
-def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
-    """Versions not yet applied (all of them on an empty database)."""
+def pending_migrations(
+    conn: psycopg.Connection[Any], sources: Sequence[MigrationSource] = ()
+) -> list[str]:
+    """Versions not yet applied (all of them on an empty database), plugin ones too."""
     cur = conn.execute("SELECT to_regclass('soniq_migrations') IS NOT NULL")
     row = cur.fetchone()
     done: set[str] = set()
     if row and row[0]:
         cur = conn.execute("SELECT version FROM soniq_migrations")
         done = {r[0] for r in cur.fetchall()}
-    return [version for version, _ in migration_files() if version not in done]
+    return [version for version in _all_versions(sources) if version not in done]
 
 
-def migration_status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+def migration_status(
+    conn: psycopg.Connection[Any], sources: Sequence[MigrationSource] = ()
+) -> dict[str, Any]:
     """``applied`` (``version``, ``applied_at``), ``pending`` and ``unknown`` versions
-    (see :func:`soniq.sql.migration_report`)."""
+    (see :func:`soniq.sql.migration_report`); the plugin ``sources``' versions count as
+    known."""
     cur = conn.execute(QUERIES["schema_version"].psycopg)
     row = cur.fetchone()
     applied: list[dict[str, Any]] = []
     if row and row[0]:
         cur = conn.execute(QUERIES["migrations_applied"].psycopg)
         applied = [{"version": v, "applied_at": at} for v, at in cur.fetchall()]
-    shipped = [version for version, _ in migration_files()]
-    return migration_report(applied, shipped)
+    return migration_report(applied, _all_versions(sources))
