@@ -12,7 +12,7 @@ from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, setup
 from soniq.cli.status import status, workers
-from soniq.cli.tasks import tasks
+from soniq.cli.tasks import tasks, tasks_check
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +30,7 @@ main.add_command(scheduler)
 main.add_command(status)
 main.add_command(workers)
 main.add_command(tasks)
+main.add_command(tasks_check)
 main.add_command(migrate)
 main.add_command(prune)
 main.add_command(jobs.group)
