@@ -10,7 +10,7 @@ from soniq.cli.demo import demo
 from soniq.cli.dev import dev
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
-from soniq.cli.schema import migrate, setup
+from soniq.cli.schema import migrate, migrate_status, setup
 from soniq.cli.status import status, workers
 from soniq.cli.tasks import tasks, tasks_check
 
@@ -32,6 +32,8 @@ main.add_command(workers)
 main.add_command(tasks)
 main.add_command(tasks_check)
 main.add_command(migrate)
+# The original Soniq's spelling of `migrate status`.
+main.add_command(migrate_status, "migrate-status")
 main.add_command(prune)
 main.add_command(jobs.group)
 main.add_command(dead_letter.group)
