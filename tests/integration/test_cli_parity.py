@@ -302,3 +302,34 @@ def test_scheduler_flags(isolated: Path, database_url: str) -> None:
     listed = CliRunner().invoke(main, ["scheduler", "--list", "--database-url", database_url])
     assert listed.exit_code == 0, (listed.output, listed.exception)
     assert listed.stdout == "No schedules.\n"
+
+
+# ------------------------------------------------------------------ inspect
+
+
+def add_worker(url: str, *, silent_for: str, queues: list[str] | None = None) -> str:
+    worker_id = str(uuid.uuid4())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO soniq_workers (id, hostname, pid, queues, concurrency, last_heartbeat)"
+            " VALUES (%s, 'host-a', 4242, %s, 3, now() - %s::interval)",
+            (worker_id, queues, silent_for),
+        )
+    return worker_id
+
+
+def test_inspect_reports_health_workers_and_schedules(cli: Any, database_url: str) -> None:
+    add_worker(database_url, silent_for="1 second", queues=["mail"])
+    add_worker(database_url, silent_for="2 hours")
+    out = ok(cli("inspect"))
+    assert out.splitlines()[0] == "Health: degraded. Workers: 1 live, 1 stale; total concurrency 3."
+    assert "host-a:4242" in out and "mail" in out
+    assert "Recurring schedules: 0 (0 active, 0 paused)." in out
+    only_stale = json.loads(ok(cli("inspect", "--stale", "--json")))
+    assert [w["stale"] for w in only_stale["workers"]] == [True]
+    assert only_stale["health"] == "degraded"
+
+    cleaned = ok(cli("inspect", "--cleanup"))
+    assert cleaned.startswith("Recovered 1 stale worker(s)")
+    assert "Health: healthy. Workers: 1 live, 0 stale" in cleaned
+    assert json.loads(ok(cli("inspect", "--json")))["stale_workers"] == 0

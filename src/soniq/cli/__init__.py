@@ -8,6 +8,7 @@ from soniq import __version__
 from soniq.cli import dead_letter, jobs
 from soniq.cli.demo import demo
 from soniq.cli.dev import dev
+from soniq.cli.fleet import inspect_fleet
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
 from soniq.cli.schema import migrate, migrate_status, setup
@@ -29,6 +30,7 @@ main.add_command(worker)
 main.add_command(scheduler)
 main.add_command(status)
 main.add_command(workers)
+main.add_command(inspect_fleet)
 main.add_command(tasks)
 main.add_command(tasks_check)
 main.add_command(migrate)
