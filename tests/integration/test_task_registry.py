@@ -255,3 +255,53 @@ async def test_tasks_check_with_stubs_adds_the_fleet_comparison(
     result = soniq_cli(workdir, "tasks", "check", "--stubs", stubs, "--json", url=database_url)
     assert result.returncode == 1  # the fixture's own stub package declares no refs
     assert "[SONIQ_NO_TASK_REFS]" in result.stderr
+
+
+async def test_a_sqlite_worker_writes_the_registry_too(tmp_path: Path) -> None:
+    import sqlite3
+
+    from soniq import Soniq
+
+    path = tmp_path / "jobs.db"
+    app = Soniq(database_url=f"sqlite:///{path}")
+
+    @app.job(name="lite.task", queue="lite")
+    async def lite_task() -> None:
+        pass
+
+    try:
+        await app.setup()
+        await app.run_worker(run_once=True, queues=["lite"])
+        rows = await app.store.tasks.served(60)
+    finally:
+        await app.close()
+    assert [(r["task_name"], r["queue"], r["worker_queues"]) for r in rows] == [
+        ("lite.task", "lite", ["lite"])
+    ]
+    assert rows[0]["last_seen_at"].tzinfo is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM soniq_task_registry").fetchone() == (1,)
+
+
+async def test_a_failed_registry_write_is_logged_and_the_worker_goes_on(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from soniq import Soniq
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE soniq_task_registry")
+    app = Soniq(database_url=database_url)
+
+    @app.job(name="resilient.task")
+    async def resilient() -> str:
+        return "ran"
+
+    try:
+        job_id = await app.enqueue(resilient)
+        with caplog.at_level("WARNING", logger="soniq.worker"):
+            await app.run_worker(run_once=True)
+        job = await app.get_job(job_id)
+    finally:
+        await app.close()
+    assert job is not None and job["status"] == "done"
+    assert any("could not write the task registry" in r.message for r in caplog.records)
