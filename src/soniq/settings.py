@@ -57,6 +57,7 @@ class SoniqSettings(BaseModel):
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 300.0
     cleanup_interval: float = 300.0
+    task_registry_interval: float = 60.0
     error_retry_delay: float = 5.0
     listen_notify: bool = True
     enqueue_validation: EnqueueValidation = "strict"
@@ -130,6 +131,7 @@ class SoniqSettings(BaseModel):
         "heartbeat_interval",
         "heartbeat_timeout",
         "cleanup_interval",
+        "task_registry_interval",
         "connect_timeout",
         "error_retry_delay",
         "scheduler_poll_interval",

@@ -20,6 +20,7 @@ TABLES = {
     "soniq_recurring_jobs",
     "soniq_migrations",
     "soniq_stats",
+    "soniq_task_registry",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]

@@ -23,6 +23,7 @@ def test_defaults_match_the_spec() -> None:
     assert s.heartbeat_interval == 5.0
     assert s.heartbeat_timeout == 300.0
     assert s.cleanup_interval == 300.0
+    assert s.task_registry_interval == 60.0
     assert s.error_retry_delay == 5.0
     assert s.job_timeout == 300.0
     assert s.enqueue_validation == "strict"
@@ -50,6 +51,7 @@ ENV_CASES = [
     ("SONIQ_HEARTBEAT_INTERVAL", "heartbeat_interval", "2", 2.0),
     ("SONIQ_HEARTBEAT_TIMEOUT", "heartbeat_timeout", "60", 60.0),
     ("SONIQ_CLEANUP_INTERVAL", "cleanup_interval", "30", 30.0),
+    ("SONIQ_TASK_REGISTRY_INTERVAL", "task_registry_interval", "15", 15.0),
     ("SONIQ_ERROR_RETRY_DELAY", "error_retry_delay", "0.25", 0.25),
     ("SONIQ_ENQUEUE_VALIDATION", "enqueue_validation", " WARN ", "warn"),
     ("SONIQ_TASK_NAME_PATTERN", "task_name_pattern", r"^[a-z]+$", r"^[a-z]+$"),
@@ -156,6 +158,7 @@ REJECTIONS = [
     ({"SONIQ_HEARTBEAT_INTERVAL": "0"}, {}, "SONIQ_HEARTBEAT_INTERVAL"),
     ({"SONIQ_HEARTBEAT_TIMEOUT": "-5"}, {}, "SONIQ_HEARTBEAT_TIMEOUT"),
     ({"SONIQ_CLEANUP_INTERVAL": "0"}, {}, "SONIQ_CLEANUP_INTERVAL"),
+    ({"SONIQ_TASK_REGISTRY_INTERVAL": "0"}, {}, "SONIQ_TASK_REGISTRY_INTERVAL"),
     ({"SONIQ_CONNECT_TIMEOUT": "-1"}, {}, "SONIQ_CONNECT_TIMEOUT"),
     ({"SONIQ_ERROR_RETRY_DELAY": "-1"}, {}, "SONIQ_ERROR_RETRY_DELAY"),
     ({"SONIQ_ERROR_RETRY_DELAY": "0"}, {}, "SONIQ_ERROR_RETRY_DELAY"),  # a busy loop in outages

@@ -8,12 +8,13 @@ from soniq import __version__
 from soniq.cli import dead_letter, jobs
 from soniq.cli.demo import demo
 from soniq.cli.dev import dev
+from soniq.cli.fleet import inspect_fleet
 from soniq.cli.plugins import PluginGroup, plugins_option
 from soniq.cli.processes import scheduler, worker
 from soniq.cli.prune import prune
-from soniq.cli.schema import migrate, setup
+from soniq.cli.schema import migrate, migrate_status, setup
 from soniq.cli.status import status, workers
-from soniq.cli.tasks import tasks
+from soniq.cli.tasks import tasks, tasks_check
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,8 +32,12 @@ main.add_command(worker)
 main.add_command(scheduler)
 main.add_command(status)
 main.add_command(workers)
+main.add_command(inspect_fleet)
 main.add_command(tasks)
+main.add_command(tasks_check)
 main.add_command(migrate)
+# The original Soniq's spelling of `migrate status`.
+main.add_command(migrate_status, "migrate-status")
 main.add_command(prune)
 main.add_command(jobs.group)
 main.add_command(dead_letter.group)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import click
 
@@ -21,10 +21,15 @@ from soniq.cli.output import (
 from soniq.cli.session import with_app
 from soniq.cli.when import parse_when
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
-from soniq.ops.dead_letter_file import ImportResult
+from soniq.ops.dead_letter_file import FORMATS, ExportFormat, ImportResult
 from soniq.ops.filters import DeadLetterFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``@dry_run_option`` adds ``--dry-run`` (parameter ``dry_run``).
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Show what would be affected; change nothing."
+)
 
 _COLUMNS = [
     ("id", "ID"),
@@ -152,6 +157,7 @@ def show(job_id: str, as_json: bool, database_url: str | None) -> None:
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Replay every dead letter.")
 @click.option("--limit", type=int, help="Replay at most this many (the newest).")
+@dry_run_option
 @json_option
 @database_url_option
 def replay(
@@ -163,18 +169,23 @@ def replay(
     until: str | None,
     everything: bool,
     limit: int | None,
+    dry_run: bool,
     as_json: bool,
     database_url: str | None,
 ) -> None:
     """Queue dead letters again: one by ID, or every match of the filters (or --all).
 
-    Each replay is a new job; the dead letter stays, its replay count raised.
+    Each replay is a new job; the dead letter stays, its replay count raised. With
+    --dry-run, print how many would be replayed and the first few, and write nothing.
     """
     filters = _checked(lambda: _filters(job_name, queue, reason, since, until))
     named = any(v is not None for v in filters.values())
     if job_id is not None:
         if named or everything or limit is not None:
             fail(_usage("Give a job ID, or filters / --all, not both."))
+        if dry_run:
+            _preview(database_url, "replayed", as_json, job_id=job_id)
+            return
         new_id = with_app(database_url, lambda app: app.dead_letter.replay(job_id))
         if as_json:
             emit_json({"replayed": 1, "ids": [new_id]})
@@ -185,6 +196,11 @@ def replay(
         fail(_usage("Give a job ID, filters (--name, --queue, ...), or --all."))
     if named and everything:
         fail(_usage("--all replays every dead letter; leave it out to replay what matches."))
+    if dry_run:
+        if limit is not None and limit < 0:
+            fail(SoniqError(INVALID_ARGUMENT, f"--limit must be 0 or more, got {limit}."))
+        _preview(database_url, "replayed", as_json, filters=filters, limit=limit)
+        return
 
     async def use(app: Soniq) -> list[str]:
         total = None
@@ -205,6 +221,7 @@ def replay(
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Delete every dead letter.")
 @click.option("--yes", "-y", is_flag=True, help="Don't ask for confirmation.")
+@dry_run_option
 @json_option
 @database_url_option
 def purge(
@@ -215,18 +232,23 @@ def purge(
     until: str | None,
     everything: bool,
     yes: bool,
+    dry_run: bool,
     as_json: bool,
     database_url: str | None,
 ) -> None:
     """Delete the dead letters that match the filters (or every one, with --all).
 
-    On a terminal it says how many and asks first, unless --yes.
+    On a terminal it says how many and asks first, unless --yes. With --dry-run, print
+    how many would be deleted and the first few, and write nothing.
     """
     filters = _checked(lambda: _filters(job_name, queue, reason, since, until))
     try:
         DeadLetterFilter.check(**filters).check_purge(everything)
     except SoniqError as exc:
         fail(exc)
+    if dry_run:
+        _preview(database_url, "deleted", as_json, filters=filters)
+        return
     if not yes and interactive():
         count = with_app(database_url, lambda app: app.dead_letter.count(**filters))
         if count == 0:
@@ -247,7 +269,15 @@ def purge(
     "--output",
     default="-",
     show_default=True,
-    help="File to write (JSON Lines); - for standard output.",
+    help="File to write; - for standard output.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="jsonl",
+    show_default=True,
+    help="jsonl (one object a line, what `import` reads), json (one array) or csv.",
 )
 @database_url_option
 def export(
@@ -257,15 +287,21 @@ def export(
     since: str | None,
     until: str | None,
     output: str,
+    file_format: str,
     database_url: str | None,
 ) -> None:
-    """Write the matching dead letters as JSON Lines, every column of each."""
+    """Write the matching dead letters, every column of each, newest first.
+
+    As JSON Lines by default (`soniq dead-letter import` reads those back), or as one
+    JSON array, or as CSV with a header row (args as JSON text, null as empty).
+    """
     filters = _checked(lambda: _filters(job_name, queue, reason, since, until))
+    chosen = cast(ExportFormat, file_format.lower())
 
     async def use(app: Soniq) -> int:
         total = await app.dead_letter.count(**filters) if sys.stderr.isatty() else None
         with _open(output, "w") as file, progress(total, "Exporting") as advance:
-            return await app.dead_letter.export(file, **filters, progress=advance)
+            return await app.dead_letter.export(file, **filters, progress=advance, format=chosen)
 
     written = with_app(database_url, use)
     where = "standard output" if output == "-" else output
@@ -294,6 +330,50 @@ def import_(file: str, as_json: bool, database_url: str | None) -> None:
         click.echo(
             f"Imported {result.imported} dead letter(s); skipped {result.skipped} already present."
         )
+
+
+#: How many dead letters a --dry-run lists (it counts them all).
+PREVIEW_ROWS = 10
+
+
+def _preview(
+    database_url: str | None,
+    verb: str,
+    as_json: bool,
+    *,
+    job_id: str | None = None,
+    filters: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> None:
+    """--dry-run: how many dead letters the command would touch, and the first few."""
+
+    async def use(app: Soniq) -> tuple[int, list[dict[str, Any]]]:
+        if job_id is not None:
+            record = await app.dead_letter.get(job_id)
+            if record is None:
+                raise SoniqError(
+                    JOB_NOT_FOUND,
+                    f"No dead-lettered job {job_id}. List them with `soniq dead-letter list`.",
+                    job_id=job_id,
+                )
+            return 1, [record]
+        where = filters or {}
+        total = await app.dead_letter.count(**where)
+        if limit is not None:
+            total = min(total, limit)
+        if total == 0:
+            return 0, []
+        return total, await app.dead_letter.list(**where, limit=min(total, PREVIEW_ROWS))
+
+    total, sample = with_app(database_url, use)
+    if as_json:
+        emit_json({"dry_run": True, "would_be_" + verb: total, "sample": sample})
+        return
+    click.echo(f"Dry run: {total} dead letter(s) would be {verb}; nothing was changed.")
+    if sample:
+        emit_table(sample, _COLUMNS)
+        if total > len(sample):
+            click.echo(f"... and {total - len(sample)} more.")
 
 
 def _open(path: str, mode: str) -> IO[str]:

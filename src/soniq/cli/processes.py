@@ -8,13 +8,18 @@ import click
 
 from soniq.app import Soniq
 from soniq.cli.output import emit_table, fail, run
+from soniq.cli.process_options import (
+    merged_modules,
+    process_options,
+    process_settings,
+    with_database_url,
+)
 from soniq.cli.worker_app import app_for_worker, import_jobs_modules
 from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.observability.log_context import configure_process_logging
 from soniq.observability.metrics import require_prometheus
 from soniq.recurring.periodic import SchedulerProcess, declared_periodic_jobs
 from soniq.recurring.recurrence import from_row
-from soniq.settings import SoniqSettings
 
 
 @click.command()
@@ -31,24 +36,33 @@ from soniq.settings import SoniqSettings
     help="Serve Prometheus metrics on this port at /metrics (default: $SONIQ_METRICS_PORT; "
     "off when unset). Needs soniq[metrics].",
 )
+@process_options
 def worker(
-    concurrency: int | None, queues: str | None, run_once: bool, metrics_port: int | None
+    concurrency: int | None,
+    queues: str | None,
+    run_once: bool,
+    metrics_port: int | None,
+    jobs_modules: str | None,
+    log_level: str | None,
+    database_url: str | None,
 ) -> None:
-    """Run jobs: import $SONIQ_JOBS_MODULES and serve their @app.job() handlers."""
+    """Run jobs: import $SONIQ_JOBS_MODULES (and --jobs-modules), serve their handlers."""
     try:
-        settings = SoniqSettings.load()
+        settings = process_settings(log_level)
         configure_process_logging(settings)
-        if not settings.jobs_modules:
+        modules = merged_modules(settings.jobs_modules, jobs_modules)
+        if not modules:
             raise SoniqError(
                 INVALID_ARGUMENT,
                 "SONIQ_JOBS_MODULES is empty, so the worker knows no jobs. Set it to the "
-                "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs.",
+                "modules that define them, e.g. SONIQ_JOBS_MODULES=myapp.jobs, or pass "
+                "--jobs-modules myapp.jobs.",
             )
         if settings.metrics_enabled or metrics_port is not None:
             # Said now, not as an import failure of the first jobs module that builds an app.
             require_prometheus()
-        import_jobs_modules(settings.jobs_modules)
-        app = app_for_worker()
+        import_jobs_modules(modules)
+        app = with_database_url(app_for_worker(), database_url)
         if metrics_port is not None:
             app.settings = app.settings.model_copy(update={"metrics_port": metrics_port})
     except SoniqError as exc:
@@ -75,29 +89,45 @@ def worker(
     is_flag=True,
     help="Print every schedule, its state and next run, then exit.",
 )
-def scheduler(list_only: bool) -> None:
+@click.option(
+    "--check-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between the leader's looks for due schedules "
+    "(default: $SONIQ_SCHEDULER_POLL_INTERVAL or 1).",
+)
+@process_options
+def scheduler(
+    list_only: bool,
+    check_interval: float | None,
+    jobs_modules: str | None,
+    log_level: str | None,
+    database_url: str | None,
+) -> None:
     """Fire recurring jobs: import $SONIQ_JOBS_MODULES, sync their @app.periodic schedules.
 
     Run as many as you like; one leads (a PostgreSQL advisory lock) and the others
     take over within seconds if it stops. SIGINT/SIGTERM stop it cleanly.
     """
     if list_only:
-        run(_print_schedules)
+        run(lambda: _print_schedules(database_url))
         return
     try:
-        settings = SoniqSettings.load()
+        settings = process_settings(log_level)
         configure_process_logging(settings)
-        if settings.jobs_modules:
-            import_jobs_modules(settings.jobs_modules)
+        modules = merged_modules(settings.jobs_modules, jobs_modules)
+        if modules:
+            import_jobs_modules(modules)
         else:
             logging.getLogger("soniq.scheduler").warning(
                 "SONIQ_JOBS_MODULES is empty: no @app.periodic declarations to sync; only "
                 "schedules added with app.scheduler.add() will fire."
             )
-        app = app_for_worker()
+        app = with_database_url(app_for_worker(), database_url)
         declarations = declared_periodic_jobs()
     except SoniqError as exc:
         fail(exc)
+    if check_interval is not None:
+        app.settings = app.settings.model_copy(update={"scheduler_poll_interval": check_interval})
     # Schedules were checked when they were written; a task this process does not know
     # (added by another service) is enqueued by name, as a producer without handlers would.
     app.settings = app.settings.model_copy(update={"enqueue_validation": "none"})
@@ -111,8 +141,8 @@ def scheduler(list_only: bool) -> None:
     run(go)
 
 
-async def _print_schedules() -> None:
-    app = Soniq()
+async def _print_schedules(database_url: str | None) -> None:
+    app = Soniq(database_url=database_url)
     try:
         rows = await app.scheduler.list()
     finally:

@@ -30,8 +30,9 @@ def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             raise SoniqError(
                 JOBS_MODULE_IMPORT_FAILED,
-                f"Cannot import jobs module {name!r} (from SONIQ_JOBS_MODULES): {detail}. "
-                "Fix the module, or run from the directory that contains it.",
+                f"Cannot import jobs module {name!r} (from SONIQ_JOBS_MODULES or "
+                f"--jobs-modules): {detail}. Fix the module, or run from the directory that "
+                "contains it.",
                 module=name,
                 traceback=traceback.format_exc(),
             ) from exc

@@ -1,6 +1,6 @@
-"""The dead-letter export format: JSON Lines, one object per dead letter.
+"""The dead-letter export formats: JSON Lines (the default), a JSON array, or CSV.
 
-``app.dead_letter.export`` writes it and ``import_`` reads it back. Each line holds
+``app.dead_letter.export`` writes them and ``import_`` reads JSON Lines back. Each line holds
 every column of ``soniq_dead_letter_jobs`` under its column name; times are ISO 8601
 strings with their UTC offset, ``args`` is the JSON object itself. Reading checks every
 line before anything is written, so a bad file is refused whole.
@@ -9,13 +9,19 @@ line before anything is written, so a bad file is refused whole.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
-from soniq.errors import INVALID_EXPORT, SoniqError
+from soniq.errors import INVALID_ARGUMENT, INVALID_EXPORT, SoniqError
+
+#: ``export``'s formats: JSON Lines (what ``import_`` reads), one JSON array, or CSV.
+ExportFormat = Literal["jsonl", "json", "csv"]
+FORMATS: tuple[str, ...] = ("jsonl", "json", "csv")
 
 #: The columns, in the order an exported line lists them.
 COLUMNS = (
@@ -64,6 +70,66 @@ def to_line(record: Mapping[str, Any]) -> str:
         for column in COLUMNS
     }
     return json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+class Writable(Protocol):
+    """A text file open for writing (anything with ``write(str)``)."""
+
+    def write(self, text: str, /) -> object:
+        """Write ``text``."""
+
+
+class ExportWriter:
+    """Writes dead-letter records to a text file in one of :data:`FORMATS`.
+
+    ``jsonl``: one :func:`to_line` per record. ``json``: the same objects as one
+    array. ``csv``: a header of :data:`COLUMNS`, then a row per record, ``args`` as
+    JSON text, times in ISO 8601 and null as an empty field. Call :meth:`finish` once
+    after the last record (a JSON array is closed there; an empty one is ``[]``).
+    """
+
+    def __init__(self, file: Writable, format: str) -> None:
+        if format not in FORMATS:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"Unknown export format {format!r}. Use one of: {', '.join(FORMATS)} "
+                "(jsonl is the one import_ reads).",
+            )
+        self._file = file
+        self._format = format
+        self._count = 0
+        if format == "csv":
+            self._csv_row(COLUMNS)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Write one record."""
+        if self._format == "jsonl":
+            self._file.write(to_line(record))
+        elif self._format == "json":
+            self._file.write(("[\n" if self._count == 0 else ",\n") + to_line(record)[:-1])
+        else:
+            self._csv_row([_csv_cell(record[column]) for column in COLUMNS])
+        self._count += 1
+
+    def finish(self) -> None:
+        """End the file (closes a JSON array)."""
+        if self._format == "json":
+            self._file.write("[]\n" if self._count == 0 else "\n]\n")
+
+    def _csv_row(self, values: Iterable[str]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        self._file.write(buffer.getvalue())
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def parse_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:

@@ -906,3 +906,34 @@ WHERE datname = %(database)s AND pid <> pg_backend_pid()
 
 -- name: testing_ping
 SELECT 1
+
+-- name: register_tasks
+-- The tasks one worker serves (rows: a JSON array of {task_name, queue, args_schema
+-- (JSON text or null), args_model_repr}), written or refreshed with last_seen_at = now.
+-- Rows no worker has refreshed for a week go in the same statement (never this
+-- worker's own, which the upsert writes).
+WITH expired AS (
+    DELETE FROM soniq_task_registry
+    WHERE last_seen_at < now() - interval '7 days' AND worker_id <> %(worker_id)s
+)
+INSERT INTO soniq_task_registry AS t
+    (task_name, worker_id, last_seen_at, args_model_repr, queue, worker_queues,
+     args_schema, hostname)
+SELECT r.task_name, %(worker_id)s, now(), r.args_model_repr, r.queue,
+       %(worker_queues)s::text[], r.args_schema::jsonb, %(hostname)s
+FROM jsonb_to_recordset(%(rows)s::text::jsonb) AS r(
+    task_name text, queue text, args_schema text, args_model_repr text
+)
+ORDER BY r.task_name
+ON CONFLICT (task_name, worker_id) DO UPDATE SET
+    last_seen_at = EXCLUDED.last_seen_at, args_model_repr = EXCLUDED.args_model_repr,
+    queue = EXCLUDED.queue, worker_queues = EXCLUDED.worker_queues,
+    args_schema = EXCLUDED.args_schema, hostname = EXCLUDED.hostname
+
+-- name: served_tasks
+-- The fleet's task registry: rows refreshed in the last max_age seconds, by task name.
+SELECT task_name, worker_id, hostname, queue, worker_queues, args_schema,
+       args_model_repr, last_seen_at
+FROM soniq_task_registry
+WHERE last_seen_at >= now() - make_interval(secs => %(max_age)s::float8)
+ORDER BY task_name, last_seen_at DESC, worker_id

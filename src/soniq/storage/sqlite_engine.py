@@ -74,13 +74,14 @@ TIME_COLUMNS = frozenset(
         "next_run_at",
         "last_run_at",
         "last_heartbeat",
+        "last_seen_at",
         "applied_at",
         "now",
         "cutoff",
     }
 )
 #: Output columns holding JSON text (Python objects out).
-JSON_COLUMNS = frozenset({"args", "result", "headers", "queues"})
+JSON_COLUMNS = frozenset({"args", "result", "headers", "queues", "worker_queues", "args_schema"})
 #: Output columns holding a REAL that SQLite may hand back as an int (a RETURNING
 #: clause skips the column's REAL affinity for whole numbers).
 FLOAT_COLUMNS = frozenset({"interval_seconds"})

@@ -3,6 +3,7 @@ messages without the password."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -170,3 +171,24 @@ def require_sqlite_path(settings: SoniqSettings) -> str:
             f"The sqlite backend needs a file: set SONIQ_DATABASE_URL to {_SQLITE_FORMS}.",
         )
     return path
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two URLs name the same database: ``postgres://`` and ``postgresql://``,
+    host case, a missing 5432 port and a trailing slash make no difference."""
+    path_a, path_b = sqlite_path(a), sqlite_path(b)
+    if path_a is not None or path_b is not None:
+        return (
+            path_a is not None
+            and path_b is not None
+            and os.path.realpath(path_a) == os.path.realpath(path_b)
+        )
+    return _identity(a) == _identity(b)
+
+
+def _identity(url: str) -> dict[str, str]:
+    parts = {k: str(v) for k, v in conninfo_params(normalise_database_url(url)).items() if v}
+    parts["host"] = parts.get("host", "").lower()
+    parts["port"] = parts.get("port", "5432")
+    parts["dbname"] = parts.get("dbname", "").rstrip("/")
+    return parts

@@ -44,6 +44,7 @@ from soniq.worker.promotion import Promoter
 from soniq.worker.runner import ClaimedJob, JobRunner
 from soniq.worker.stats import OutcomeStats
 from soniq.worker.stopping import nap
+from soniq.worker.task_registry import TaskAdvertiser
 from soniq.worker.wakeup import Listener
 
 logger = logging.getLogger("soniq.worker")
@@ -411,6 +412,10 @@ class Worker:
         self._cancel_requests.clear()
         await self._until_connected(db, db.open)
         await self._until_connected(db, liveness.register)
+        advertiser = TaskAdvertiser(
+            db, self.registry, self.id, queues, settings.task_registry_interval
+        )
+        await advertiser.publish()
         if not len(self.registry):
             logger.warning(
                 "no jobs are registered: every job this worker claims will be dead-lettered "
@@ -422,6 +427,7 @@ class Worker:
             asyncio.create_task(liveness.run(self._closing)),
             asyncio.create_task(deadlines.run(self._closing)),
             asyncio.create_task(stats.run(self._closing)),
+            asyncio.create_task(advertiser.run(self._closing)),
             asyncio.create_task(
                 CancelPoller(
                     db, self.id, settings.heartbeat_interval, self._busy, self._cancel_request

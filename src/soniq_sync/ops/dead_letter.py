@@ -9,11 +9,17 @@ import builtins
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from soniq.enqueue.ids import new_job_id, new_job_ids
 from soniq.errors import INVALID_ARGUMENT, JOB_NOT_FOUND, SoniqError
-from soniq.ops.dead_letter_file import ImportResult, parse_lines, to_line
+from soniq.ops.dead_letter_file import (
+    ExportFormat,
+    ExportWriter,
+    ImportResult,
+    Writable,
+    parse_lines,
+)
 from soniq.ops.filters import DeadLetterFilter
 from soniq_sync.storage.store import Store
 
@@ -21,13 +27,6 @@ Progress = Callable[[int], None]
 
 #: Rows per statement for the bulk operations (replay_many, export, import_).
 BATCH = 500
-
-
-class Writable(Protocol):
-    """A text file open for writing (anything with ``write(str)``)."""
-
-    def write(self, text: str, /) -> object:
-        """Write ``text``."""
 
 
 class DeadLetterQueue:
@@ -163,25 +162,30 @@ class DeadLetterQueue:
         since: datetime | None = None,
         until: datetime | None = None,
         progress: Progress | None = None,
+        format: ExportFormat = "jsonl",
     ) -> int:
-        """Write the matching dead letters to ``file`` as JSON Lines; return the count.
+        """Write the matching dead letters to ``file``; return the count.
 
-        ``file`` is a text file open for writing. One line per dead letter, newest
-        first, with every column (times in ISO 8601). :meth:`import_` reads it back.
-        ``progress(n)`` is called after each batch of lines written.
+        ``file`` is a text file open for writing. ``format`` is ``"jsonl"`` (one line
+        per dead letter, which :meth:`import_` reads back), ``"json"`` (one array of
+        the same objects) or ``"csv"`` (a header row, ``args`` as JSON text). Newest
+        first, every column, times in ISO 8601. ``progress(n)`` is called after each
+        batch written.
         """
         where = DeadLetterFilter.check(job_name, queue, reason, since, until)
+        writer = ExportWriter(file, format)
         filters = where.params()
         before: tuple[datetime, str] | None = None
         written = 0
         while True:
             rows = self._store.dead_letters.page(filters, before, BATCH)
             for row in rows:
-                file.write(to_line(row))
+                writer.write(row)
             written += len(rows)
             if progress is not None and rows:
                 progress(len(rows))
             if len(rows) < BATCH:
+                writer.finish()
                 return written
             before = (rows[-1]["dead_lettered_at"], rows[-1]["id"])
 

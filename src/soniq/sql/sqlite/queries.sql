@@ -738,3 +738,26 @@ SELECT version, applied_at FROM soniq_migrations ORDER BY version
 
 -- name: store_migration_record
 INSERT INTO soniq_migrations (version, applied_at) VALUES (%(version)s, %(now)s)
+
+-- name: register_tasks
+DELETE FROM soniq_task_registry
+WHERE last_seen_at < %(now)s - 604800 AND worker_id <> %(worker_id)s;
+INSERT INTO soniq_task_registry
+    (task_name, worker_id, last_seen_at, args_model_repr, queue, worker_queues,
+     args_schema, hostname)
+SELECT r.value ->> 'task_name', %(worker_id)s, %(now)s, r.value ->> 'args_model_repr',
+       r.value ->> 'queue', %(worker_queues)s, r.value ->> 'args_schema', %(hostname)s
+FROM json_each(%(rows)s) AS r
+WHERE true
+ON CONFLICT (task_name, worker_id) DO UPDATE SET
+    last_seen_at = excluded.last_seen_at, args_model_repr = excluded.args_model_repr,
+    queue = excluded.queue, worker_queues = excluded.worker_queues,
+    args_schema = excluded.args_schema, hostname = excluded.hostname
+
+-- name: served_tasks
+SELECT task_name AS task_name, worker_id AS worker_id, hostname AS hostname,
+       queue AS queue, worker_queues AS worker_queues, args_schema AS args_schema,
+       args_model_repr AS args_model_repr, last_seen_at AS last_seen_at
+FROM soniq_task_registry
+WHERE last_seen_at >= %(now)s - %(max_age)s
+ORDER BY task_name, last_seen_at DESC, worker_id
