@@ -31,7 +31,7 @@ from typing import Any
 from soniq.core.registry import JobRegistry
 from soniq.errors import APP_FROZEN, SoniqError
 from soniq.recurring.recurrence import PeriodicJob
-from soniq.settings import SoniqSettings
+from soniq.settings import SoniqSettings, configured_overrides
 from soniq.storage.urls import normalise_database_url, storage_kind
 
 Hook = Callable[..., Any]
@@ -181,6 +181,7 @@ def load_settings(
     """The settings ``Soniq(database_url, enqueue_validation=..., **settings)`` gets:
     the ``SONIQ_*`` environment overridden by the keywords, checked whole (a bad value
     or a URL that can never work raises SoniqError)."""
+    settings = {**configured_overrides(), **settings}
     if database_url is not None:
         settings["database_url"] = database_url
     if enqueue_validation is not None:
