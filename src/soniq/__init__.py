@@ -5,8 +5,14 @@ from soniq.enqueue.task_ref import TaskRef, task_ref
 from soniq.errors import SoniqError
 from soniq.recurring.schedules import cron, daily, every, monthly, weekly
 from soniq.types import JobContext, JobStatus, Snooze
+from soniq.version import __version__ as __version__
+
+#: Whether ``soniq.dashboard`` can be imported (the original's flag). Soniq has no
+#: dashboard yet, so it is False.
+DASHBOARD_AVAILABLE: bool = False
 
 __all__ = [
+    "DASHBOARD_AVAILABLE",
     "JobContext",
     "JobStatus",
     "Snooze",
@@ -20,4 +26,3 @@ __all__ = [
     "task_ref",
     "weekly",
 ]
-from soniq.version import __version__ as __version__

@@ -35,7 +35,7 @@ from soniq.plugins.commands import CliCommands
 from soniq.plugins.installed import InstalledPlugins
 from soniq.plugins.panels import DashboardPanels
 from soniq.recurring.recurrence import PeriodicJob
-from soniq.settings import SoniqSettings
+from soniq.settings import SoniqSettings, configured_overrides
 from soniq.storage.migration_sources import MigrationSources
 from soniq.storage.urls import normalise_database_url, storage_kind
 
@@ -219,6 +219,7 @@ def load_settings(
     """The settings ``Soniq(database_url, enqueue_validation=..., **settings)`` gets:
     the ``SONIQ_*`` environment overridden by the keywords, checked whole (a bad value
     or a URL that can never work raises SoniqError)."""
+    settings = {**configured_overrides(), **settings}
     if database_url is not None:
         settings["database_url"] = database_url
     if enqueue_validation is not None:

@@ -256,3 +256,47 @@ def _describe(field: str, overrides: Mapping[str, Any]) -> str:
 
 def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+# The process-wide settings of the original's soniq.settings functions: keywords given
+# to configure(), and the settings last read (None: read on next get_settings()).
+_configured: dict[str, Any] = {}
+_cached: SoniqSettings | None = None
+
+
+def get_settings() -> SoniqSettings:
+    """The process-wide settings: the ``SONIQ_*`` environment with what
+    :func:`configure` set over it, read once and then cached."""
+    global _cached
+    if _cached is None:
+        _cached = SoniqSettings.load(**_configured)
+    return _cached
+
+
+def configure(**overrides: Any) -> SoniqSettings:
+    """Set process-wide settings over the environment; they are checked first (a bad
+    value raises ``SONIQ_INVALID_SETTING`` and changes nothing).
+
+    Apps created afterwards start from them: ``Soniq(...)``'s own keywords still win.
+    Keywords given to earlier calls are kept unless given again.
+    """
+    global _cached
+    merged = {**_configured, **overrides}
+    loaded = SoniqSettings.load(**merged)
+    _configured.clear()
+    _configured.update(merged)
+    _cached = loaded
+    return loaded
+
+
+def reload_settings() -> SoniqSettings:
+    """Read the environment again (keeping what :func:`configure` set) and return the
+    new process-wide settings."""
+    global _cached
+    _cached = None
+    return get_settings()
+
+
+def configured_overrides() -> dict[str, Any]:
+    """What :func:`configure` set, for ``Soniq(...)`` to start from (a copy)."""
+    return dict(_configured)

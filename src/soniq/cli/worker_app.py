@@ -39,16 +39,16 @@ def import_jobs_modules(modules: tuple[str, ...] | list[str]) -> None:
 
 
 def app_for_worker() -> Soniq:
-    """The app whose jobs the worker (or scheduler) runs; see :func:`_pick_app`.
+    """The app whose jobs the worker (or scheduler) runs; see :func:`pick_app`.
 
     Not on the memory backend, whose jobs no other process can see.
     """
-    app = _pick_app()
+    app = pick_app()
     refuse_memory(app)
     return app
 
 
-def _pick_app() -> Soniq:
+def pick_app() -> Soniq:
     """The app whose jobs the worker runs.
 
     The first app (in creation order) that registers jobs, with its own settings.

@@ -25,7 +25,9 @@ from soniq.enqueue.naming import derive_task_name
 from soniq.enqueue.plan import dump_args, normalise_args
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import DRAIN_LIMIT, INVALID_ARGUMENT, INVALID_TARGET, SoniqError
+from soniq.storage.local import MemoryBackend
 from soniq.storage.store import Store
+from soniq.testing.waiting import wait_until
 
 if TYPE_CHECKING:
     from soniq.app import Soniq
@@ -35,11 +37,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
     "DrainReport",
+    "MemoryBackend",
     "assert_enqueued",
     "assert_not_enqueued",
     "drain",
     "enqueued_jobs",
     "in_memory",
+    "make_app",
+    "wait_until",
 ]
 
 AppT = TypeVar("AppT", bound="AppBase")
@@ -105,6 +110,17 @@ def in_memory(app: AppT) -> Iterator[AppT]:
     """
     with app.using_backend("memory"):
         yield app
+
+
+def make_app(**settings: Any) -> Soniq:
+    """A new async app on a fresh in-memory backend: ``Soniq(backend="memory", ...)``.
+
+    For unit tests that need no database server; ``settings`` are the keywords of
+    ``Soniq(...)``.
+    """
+    from soniq.app import Soniq
+
+    return Soniq(backend="memory", **settings)
 
 
 # --------------------------------------------------------------------------- drain
