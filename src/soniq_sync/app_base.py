@@ -58,7 +58,14 @@ class SyncAppBase(AppBase):
         from soniq.worker import Worker
 
         self._config.freeze(worker=True)
-        return Worker(backend, self.registry, self.settings, self.hooks)
+        return Worker(
+            backend,
+            self.registry,
+            self.settings,
+            self.hooks,
+            retry_policy=self.retry_policy,
+            metrics_sink=self.metrics_sink,
+        )
 
     def run_worker(
         self,
