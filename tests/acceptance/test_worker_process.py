@@ -211,7 +211,8 @@ async def test_a_signal_stops_run_once_gracefully(
     client: Soniq, database_url: str, spawner: Spawner, sig: signal.Signals
 ) -> None:
     slow = await client.enqueue("t.ablock", args={"key": "slow"})
-    worker = spawner.start(database_url, "--run-once")
+    # No grace: the running async job is requeued at once.
+    worker = spawner.start(database_url, "--run-once", SONIQ_SHUTDOWN_TIMEOUT="0")
     await spawner.until(lambda: spawner.marked("started-slow-1"), 15, "the slow job to start")
 
     worker.proc.send_signal(sig)
@@ -228,7 +229,7 @@ async def test_sigterm_requeues_a_running_async_job_and_exits_cleanly(
     client: Soniq, database_url: str, spawner: Spawner
 ) -> None:
     task = "t.ablock"
-    worker = spawner.start(database_url, "--concurrency", "2")
+    worker = spawner.start(database_url, "--concurrency", "2", SONIQ_SHUTDOWN_TIMEOUT="0")
     quick = await client.enqueue("t.record", args={"key": "quick"})
     await spawner.until(lambda: status_is(client, quick, "done"), 15, "the quick job to finish")
     slow = await client.enqueue(task, args={"key": "slow"})
@@ -444,7 +445,7 @@ async def test_a_second_sigterm_exits_at_once(
     await client.enqueue("t.block", args={"key": "stuck"})  # a 30 s sync job
     await spawner.until(lambda: spawner.marked("started-stuck-1"), 15, "the sync job to start")
     worker.proc.send_signal(signal.SIGTERM)
-    await worker.wait_log("waiting for running sync jobs")
+    await worker.wait_log("signal again to force exit")  # in its grace period
     worker.proc.send_signal(signal.SIGTERM)
     assert await worker.wait_exit(5) == 128 + signal.SIGTERM, worker.describe()
     assert not spawner.marked("done-stuck-1")
