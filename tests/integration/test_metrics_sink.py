@@ -25,8 +25,12 @@ class Recorder:
     ends: list[dict[str, Any]] = field(default_factory=list)
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    async def record_job_start(self, *, job_id: str, job_name: str, queue: str, attempt: int) -> None:
-        self.starts.append({"job_id": job_id, "job_name": job_name, "queue": queue, "attempt": attempt})
+    async def record_job_start(
+        self, *, job_id: str, job_name: str, queue: str, attempt: int
+    ) -> None:
+        self.starts.append(
+            {"job_id": job_id, "job_name": job_name, "queue": queue, "attempt": attempt}
+        )
 
     async def record_job_end(
         self,
