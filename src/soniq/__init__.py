@@ -1,6 +1,7 @@
 """Soniq: a background-job queue whose only infrastructure is your PostgreSQL."""
 
 from soniq.app import Soniq
+from soniq.core.retry import ExponentialBackoff, RetryPolicy
 from soniq.enqueue.task_ref import TaskRef, task_ref
 from soniq.errors import SoniqError
 from soniq.recurring.schedules import cron, daily, every, monthly, weekly
@@ -13,8 +14,10 @@ DASHBOARD_AVAILABLE: bool = False
 
 __all__ = [
     "DASHBOARD_AVAILABLE",
+    "ExponentialBackoff",
     "JobContext",
     "JobStatus",
+    "RetryPolicy",
     "Snooze",
     "Soniq",
     "SoniqError",

@@ -21,6 +21,7 @@ from soniq.adapters.sqlstate import sqlstate
 from soniq.app_base import AppBase
 from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
+from soniq.core.retry import RetryPolicy
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
 from soniq.enqueue.task_ref import TaskRef
@@ -33,6 +34,7 @@ from soniq.errors import (
     SoniqError,
     schema_missing,
 )
+from soniq.observability.sinks import MetricsSink
 from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.ops.retention import prune_age, prune_finished, result_ttl
@@ -71,9 +73,17 @@ class Soniq(AppBase):
         enqueue_validation: str | None = None,
         plugins: Iterable[object] | None = None,
         autoload_plugins: bool = False,
+        retry_policy: RetryPolicy | None = None,
+        metrics_sink: MetricsSink | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(database_url, enqueue_validation=enqueue_validation, **settings)
+        super().__init__(
+            database_url,
+            enqueue_validation=enqueue_validation,
+            retry_policy=retry_policy,
+            metrics_sink=metrics_sink,
+            **settings,
+        )
         self._init_lock = Lock()
         #: Every query the app runs, over its current backend (see soniq.storage).
         self.store = Store(self)
@@ -215,7 +225,13 @@ class Soniq(AppBase):
 
         self._config.freeze(worker=True)
         return Worker(
-            self.backend, self.registry, self.settings, self.hooks, self._config.middleware
+            self.backend,
+            self.registry,
+            self.settings,
+            self.hooks,
+            self._config.middleware,
+            retry_policy=self.retry_policy,
+            metrics_sink=self.metrics_sink,
         )
 
     async def run_worker(

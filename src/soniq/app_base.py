@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from soniq.app_config import AppConfig, load_settings
 from soniq.app_runtime import AppRuntime
 from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
+from soniq.core.retry import RetryPolicy
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
@@ -33,6 +34,7 @@ from soniq.errors import (
     SoniqTypeError,
 )
 from soniq.observability.instruments import EnqueueInstruments
+from soniq.observability.sinks import MetricsSink
 from soniq.plugins.commands import CliCommands
 from soniq.plugins.entry_points import discover_plugins, wants_all
 from soniq.plugins.panels import DashboardPanels
@@ -75,11 +77,17 @@ class AppBase:
         database_url: str | None = None,
         *,
         enqueue_validation: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        metrics_sink: MetricsSink | None = None,
         **settings: Any,
     ) -> None:
         # Private: an app made only to carry another's declarations installs no plugins.
         self._env_plugins = bool(settings.pop("_env_plugins", True))
-        self._config = AppConfig(load_settings(database_url, enqueue_validation, settings))
+        self._config = AppConfig(
+            load_settings(database_url, enqueue_validation, settings),
+            retry_policy=retry_policy,
+            metrics_sink=metrics_sink,
+        )
         self._runtime: AppRuntime[Any] = AppRuntime(self._config.settings)
         #: Consulted by ``enqueue`` calls without ``connection=``; see ConnectionProvider.
         self.connection_provider: ConnectionProvider | None = None
@@ -132,6 +140,28 @@ class AppBase:
     @hooks.setter
     def hooks(self, hooks: dict[str, list[Hook]]) -> None:
         self._config.set_hooks(hooks)
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """Decides the delay (or giving up) after each failed attempt with attempts left;
+        None: each job's own ``@app.job()`` retry options. Assignable until the app is
+        initialised (``SONIQ_APP_FROZEN`` after that, until ``close()``)."""
+        return self._config.retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy | None) -> None:
+        self._config.set_retry_policy(policy)
+
+    @property
+    def metrics_sink(self) -> MetricsSink | None:
+        """Told of each job attempt's start and end by the app's workers; None: the
+        Prometheus sink when ``SONIQ_METRICS`` is on, else nothing. Assignable until
+        the app is initialised (``SONIQ_APP_FROZEN`` after that, until ``close()``)."""
+        return self._config.metrics_sink
+
+    @metrics_sink.setter
+    def metrics_sink(self, sink: MetricsSink | None) -> None:
+        self._config.set_metrics_sink(sink)
 
     @property
     def periodic_jobs(self) -> dict[str, PeriodicJob]:
@@ -201,6 +231,7 @@ class AppBase:
         retry_delay: RetryDelay = 0,
         retry_backoff: bool = False,
         retry_max_delay: float | None = None,
+        retry_jitter: bool = False,
         timeout: float | None = None,
         validate: type[BaseModel] | None = None,
         args_model: type[BaseModel] | None = None,
@@ -208,7 +239,8 @@ class AppBase:
         """Register the decorated function as a job. Always call it: ``@app.job()``.
 
         Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
-        through one, else to ``"default"``.
+        through one, else to ``"default"``. ``retry_jitter=True`` picks each retry
+        delay at random between half the computed delay and all of it.
         """
         make_spec = self._spec_maker(
             _func,
@@ -222,6 +254,7 @@ class AppBase:
             retry_delay=retry_delay,
             retry_backoff=retry_backoff,
             retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
             timeout=timeout,
             validate=validate,
             args_model=args_model,
@@ -309,6 +342,7 @@ class AppBase:
         retry_delay: RetryDelay = 0,
         retry_backoff: bool = False,
         retry_max_delay: float | None = None,
+        retry_jitter: bool = False,
         timeout: float | None = None,
         validate: type[BaseModel] | None = None,
         args_model: type[BaseModel] | None = None,
@@ -337,6 +371,7 @@ class AppBase:
                 timeout=timeout,
                 args_model=model,
                 name_pattern=self.settings.task_name_pattern,
+                retry_jitter=retry_jitter,
             )
 
         return make_spec
@@ -597,6 +632,7 @@ _JOB_OPTIONS = frozenset(
         "retry_delay",
         "retry_backoff",
         "retry_max_delay",
+        "retry_jitter",
         "timeout",
         "validate",
         "args_model",

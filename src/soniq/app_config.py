@@ -15,6 +15,8 @@ that nothing running is changed behind its back; a change then raises
   starts, so one added later would silently never run there. Replacing the registry
   or the hooks object as a whole (``app.registry = ...``) is refused then too: a
   running worker holds the old one.
+- **the retry policy and the metrics sink**, with the settings: from the first
+  initialisation until ``close()`` (as the original Soniq did).
 - **the registry and the periodic declarations** never freeze. Registering later is
   legitimate: Django's tasks backend registers each task on first enqueue, and a
   jobs module may be imported lazily. A worker looks each job's handler up when it
@@ -30,7 +32,9 @@ from typing import Any
 
 from soniq.core.middleware import Middleware, check_middleware
 from soniq.core.registry import JobRegistry
+from soniq.core.retry import RetryPolicy, check_retry_policy
 from soniq.errors import APP_FROZEN, SoniqError
+from soniq.observability.sinks import MetricsSink, check_metrics_sink
 from soniq.plugins.commands import CliCommands
 from soniq.plugins.installed import InstalledPlugins
 from soniq.plugins.panels import DashboardPanels
@@ -70,8 +74,12 @@ class AppConfig:
         middleware: list[Middleware] | None = None,
         periodic_jobs: dict[str, PeriodicJob] | None = None,
         extensions: Extensions | None = None,
+        retry_policy: RetryPolicy | None = None,
+        metrics_sink: MetricsSink | None = None,
     ) -> None:
         self._settings = settings
+        self._retry_policy = check_retry_policy(retry_policy)
+        self._metrics_sink = check_metrics_sink(metrics_sink)
         #: The registered jobs.
         self.registry = JobRegistry() if registry is None else registry
         #: The worker's hooks by event (see :data:`HOOK_EVENTS`), in registration order.
@@ -91,6 +99,16 @@ class AppConfig:
     def settings(self) -> SoniqSettings:
         """The settings the app was declared (or last reconfigured) with."""
         return self._settings
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """The app's retry policy; None: each job's own retry options decide."""
+        return self._retry_policy
+
+    @property
+    def metrics_sink(self) -> MetricsSink | None:
+        """The app's metrics sink; None: Prometheus when SONIQ_METRICS is on, else none."""
+        return self._metrics_sink
 
     @property
     def in_use(self) -> bool:
@@ -114,6 +132,8 @@ class AppConfig:
             middleware=self.middleware,
             periodic_jobs=self.periodic_jobs,
             extensions=self.extensions,
+            retry_policy=self._retry_policy,
+            metrics_sink=self._metrics_sink,
         )
 
     # -- changes --------------------------------------------------------------------
@@ -132,6 +152,29 @@ class AppConfig:
                 part="settings",
             )
         self._settings = settings
+
+    def set_retry_policy(self, policy: object) -> None:
+        """Replace the retry policy (None: the default), or raise ``SONIQ_APP_FROZEN``
+        once the app is initialised, SONIQ_INVALID_ARGUMENT for a non-policy."""
+        self._refuse_in_use("retry_policy")
+        self._retry_policy = check_retry_policy(policy)
+
+    def set_metrics_sink(self, sink: object) -> None:
+        """Replace the metrics sink (None: the default), or raise ``SONIQ_APP_FROZEN``
+        once the app is initialised, SONIQ_INVALID_ARGUMENT for a non-sink."""
+        self._refuse_in_use("metrics_sink")
+        self._metrics_sink = check_metrics_sink(sink)
+
+    def _refuse_in_use(self, part: str) -> None:
+        if self._in_use:
+            raise SoniqError(
+                APP_FROZEN,
+                f"The app's {part} can't be set after it has been initialised (an "
+                "enqueue, setup(), a worker...): workers and connections already use the "
+                f"current one. Pass {part}= to Soniq(...), or set it before first use "
+                "(or after app.close()).",
+                part=part,
+            )
 
     def replace_settings(self, settings: SoniqSettings) -> None:
         """Replace the settings even while in use: for ``reconfigure``, which has closed

@@ -59,6 +59,7 @@ class SoniqSettings(BaseModel):
     cleanup_interval: float = 300.0
     task_registry_interval: float = 60.0
     error_retry_delay: float = 5.0
+    shutdown_timeout: float = 30.0
     listen_notify: bool = True
     enqueue_validation: EnqueueValidation = "strict"
     task_name_pattern: str = DEFAULT_TASK_NAME_PATTERN
@@ -143,7 +144,7 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval")
+    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval", "shutdown_timeout")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:

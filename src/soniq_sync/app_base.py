@@ -58,7 +58,15 @@ class SyncAppBase(AppBase):
         from soniq.worker import Worker
 
         self._config.freeze(worker=True)
-        return Worker(backend, self.registry, self.settings, self.hooks, self._config.middleware)
+        return Worker(
+            backend,
+            self.registry,
+            self.settings,
+            self.hooks,
+            self._config.middleware,
+            retry_policy=self.retry_policy,
+            metrics_sink=self.metrics_sink,
+        )
 
     def run_worker(
         self,

@@ -129,6 +129,8 @@ ENV = {
     "SONIQ_ERROR_RETRY_DELAY": "0.5",
     "SONIQ_LOG_LEVEL": "INFO",
     "SONIQ_JOBS_MODULES": "jobs_mod",
+    # A stop requeues running async jobs at once (no SONIQ_SHUTDOWN_TIMEOUT grace).
+    "SONIQ_SHUTDOWN_TIMEOUT": "0",
 }
 
 #: How each handler gets out, and how its job's error must begin.

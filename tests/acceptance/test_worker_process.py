@@ -74,6 +74,15 @@ async def ablock(ctx: JobContext, key: str, block_attempts: int = 1) -> None:
     mark(f"done-{key}-{ctx.attempt}")
 
 
+@app.job(name="t.anap")
+async def anap(ctx: JobContext, key: str, seconds: float) -> str:
+    """An async job that takes ``seconds``."""
+    mark(f"started-{key}-{ctx.attempt}")
+    await asyncio.sleep(seconds)
+    mark(f"done-{key}-{ctx.attempt}")
+    return key
+
+
 @app.job(name="t.suicide", retries=1)
 def suicide(ctx: JobContext) -> None:
     mark(f"suicide-{ctx.attempt}")
@@ -211,7 +220,8 @@ async def test_a_signal_stops_run_once_gracefully(
     client: Soniq, database_url: str, spawner: Spawner, sig: signal.Signals
 ) -> None:
     slow = await client.enqueue("t.ablock", args={"key": "slow"})
-    worker = spawner.start(database_url, "--run-once")
+    # No grace: the running async job is requeued at once.
+    worker = spawner.start(database_url, "--run-once", SONIQ_SHUTDOWN_TIMEOUT="0")
     await spawner.until(lambda: spawner.marked("started-slow-1"), 15, "the slow job to start")
 
     worker.proc.send_signal(sig)
@@ -228,7 +238,7 @@ async def test_sigterm_requeues_a_running_async_job_and_exits_cleanly(
     client: Soniq, database_url: str, spawner: Spawner
 ) -> None:
     task = "t.ablock"
-    worker = spawner.start(database_url, "--concurrency", "2")
+    worker = spawner.start(database_url, "--concurrency", "2", SONIQ_SHUTDOWN_TIMEOUT="0")
     quick = await client.enqueue("t.record", args={"key": "quick"})
     await spawner.until(lambda: status_is(client, quick, "done"), 15, "the quick job to finish")
     slow = await client.enqueue(task, args={"key": "slow"})
@@ -444,7 +454,7 @@ async def test_a_second_sigterm_exits_at_once(
     await client.enqueue("t.block", args={"key": "stuck"})  # a 30 s sync job
     await spawner.until(lambda: spawner.marked("started-stuck-1"), 15, "the sync job to start")
     worker.proc.send_signal(signal.SIGTERM)
-    await worker.wait_log("waiting for running sync jobs")
+    await worker.wait_log("signal again to force exit")  # in its grace period
     worker.proc.send_signal(signal.SIGTERM)
     assert await worker.wait_exit(5) == 128 + signal.SIGTERM, worker.describe()
     assert not spawner.marked("done-stuck-1")
@@ -491,3 +501,67 @@ async def test_jobs_modules_with_several_apps_share_one_worker(
     for hook in ("alpha", "beta"):
         for name in ("alpha.job", "beta.job"):
             assert spawner.marked(f"hook-{hook}-saw-{name}"), worker.describe()
+
+
+async def test_sigterm_lets_a_running_async_job_finish_within_the_shutdown_timeout(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    worker = spawner.start(database_url, SONIQ_SHUTDOWN_TIMEOUT="10")
+    job_id = await client.enqueue("t.anap", args={"key": "short", "seconds": 2})
+    await spawner.until(lambda: spawner.marked("started-short-1"), 15, "the job to start")
+
+    worker.proc.send_signal(signal.SIGTERM)
+
+    assert await worker.wait_exit(15) == 0, worker.describe()
+    record = await job(client, job_id)
+    assert (record["status"], record["attempts"], record["result"]) == ("done", 1, "short")
+    assert "waiting up to 10s for 1 running job(s) to finish" in worker.log()
+    assert worker_rows(database_url) == 0, worker.describe()
+
+
+async def test_sigterm_requeues_an_async_job_that_outlasts_the_shutdown_timeout(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    worker = spawner.start(database_url, SONIQ_SHUTDOWN_TIMEOUT="1")
+    job_id = await client.enqueue("t.anap", args={"key": "long", "seconds": 60})
+    await spawner.until(lambda: spawner.marked("started-long-1"), 15, "the job to start")
+
+    worker.proc.send_signal(signal.SIGTERM)
+
+    # One second of grace, then the job is interrupted and put back: far from 60 s.
+    assert await worker.wait_exit(10) == 0, worker.describe()
+    record = await job(client, job_id)
+    assert (record["status"], record["attempts"]) == ("queued", 0), worker.describe()
+    assert record["worker_id"] is None
+    assert not spawner.marked("done-long-1")
+    assert "waiting up to 1s for 1 running job(s)" in worker.log()
+
+
+async def test_sighup_is_a_graceful_stop(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    worker = spawner.start(database_url)  # the default grace: 30 s
+    job_id = await client.enqueue("t.anap", args={"key": "hup", "seconds": 2})
+    await spawner.until(lambda: spawner.marked("started-hup-1"), 15, "the job to start")
+
+    worker.proc.send_signal(signal.SIGHUP)
+
+    assert await worker.wait_exit(15) == 0, worker.describe()
+    record = await job(client, job_id)
+    assert (record["status"], record["attempts"], record["result"]) == ("done", 1, "hup")
+    assert "SIGHUP received" in worker.log()
+    assert "Traceback" not in worker.log(), worker.describe()
+    assert worker_rows(database_url) == 0, worker.describe()
+
+
+async def test_soniq_queues_does_not_narrow_the_worker(
+    client: Soniq, database_url: str, spawner: Spawner
+) -> None:
+    ids = [
+        await client.enqueue("t.record", args={"key": "in-default"}),
+        await client.enqueue("t.record", args={"key": "in-other"}, queue="other"),
+    ]
+    # As in the original Soniq, SONIQ_QUEUES is read but inert: only --queues narrows.
+    worker = spawner.start(database_url, "--run-once", SONIQ_QUEUES="elsewhere")
+    assert await worker.wait_exit(30) == 0, worker.describe()
+    assert [(await job(client, i))["status"] for i in ids] == ["done", "done"]

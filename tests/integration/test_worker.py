@@ -330,7 +330,7 @@ async def test_stop_requeues_running_jobs_and_deregisters(app: Soniq, database_u
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(started.wait(), 10)
     assert await sql(database_url, "SELECT count(*) FROM soniq_workers") == [(1,)]
-    worker.stop()
+    worker.stop(timeout=0)  # no grace: the running job is requeued at once
     await asyncio.wait_for(task, 10)
     job = await app.get_job(job_id)
     assert job is not None and (job["status"], job["attempts"]) == ("queued", 0)
@@ -491,7 +491,7 @@ async def test_stop_requeues_jobs_claimed_ahead_without_spending_attempts(
     # One job runs and two wait in the worker for its only slot.
     rows = await sql(database_url, "SELECT count(*) FROM soniq_jobs WHERE status = 'processing'")
     assert rows == [(3,)]
-    worker.stop()
+    worker.stop(timeout=0)
     await asyncio.wait_for(task, 10)
     jobs = [await app.get_job(i) for i in ids]
     assert [(j["status"], j["attempts"]) for j in jobs if j] == [("queued", 0)] * 4

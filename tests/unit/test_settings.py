@@ -53,6 +53,7 @@ ENV_CASES = [
     ("SONIQ_CLEANUP_INTERVAL", "cleanup_interval", "30", 30.0),
     ("SONIQ_TASK_REGISTRY_INTERVAL", "task_registry_interval", "15", 15.0),
     ("SONIQ_ERROR_RETRY_DELAY", "error_retry_delay", "0.25", 0.25),
+    ("SONIQ_SHUTDOWN_TIMEOUT", "shutdown_timeout", "10", 10.0),
     ("SONIQ_ENQUEUE_VALIDATION", "enqueue_validation", " WARN ", "warn"),
     ("SONIQ_TASK_NAME_PATTERN", "task_name_pattern", r"^[a-z]+$", r"^[a-z]+$"),
     ("SONIQ_POOL_MIN_SIZE", "pool_min_size", "2", 2),
@@ -200,6 +201,9 @@ REJECTIONS = [
     ({"SONIQ_FINISHED_JOB_RETENTION": "forever"}, {}, "SONIQ_FINISHED_JOB_RETENTION"),
     ({}, {"finished_job_retention": -60}, "SONIQ_FINISHED_JOB_RETENTION"),
     ({"SONIQ_PRUNE_INTERVAL": "-1"}, {}, "SONIQ_PRUNE_INTERVAL"),
+    ({"SONIQ_SHUTDOWN_TIMEOUT": "-1"}, {}, "SONIQ_SHUTDOWN_TIMEOUT"),
+    ({"SONIQ_SHUTDOWN_TIMEOUT": "inf"}, {}, "SONIQ_SHUTDOWN_TIMEOUT"),
+    ({"SONIQ_SHUTDOWN_TIMEOUT": "soon"}, {}, "SONIQ_SHUTDOWN_TIMEOUT"),
     ({"SONIQ_PRUNE_INTERVAL": "nan"}, {}, "SONIQ_PRUNE_INTERVAL"),
 ]
 

@@ -87,6 +87,13 @@ def pick_app() -> Soniq:
             base.registry.add(spec)
         for event, hooks in app.hooks.items():
             base.hooks[event].extend(h for h in hooks if h not in base.hooks[event])
+    # A retry policy or metrics sink set on another of the modules' apps applies too,
+    # unless the serving app has its own (the first app's wins).
+    for part in ("retry_policy", "metrics_sink"):
+        if getattr(base, part) is None:
+            chosen = next((getattr(a, part) for a in apps if getattr(a, part) is not None), None)
+            if chosen is not None:
+                setattr(base, part, chosen)
     return _async(base)
 
 

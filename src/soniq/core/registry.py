@@ -46,6 +46,8 @@ class JobSpec:
     arg_names: frozenset[str]
     required_args: frozenset[str]
     takes_any: bool
+    #: Randomise each retry delay within its upper half (``@app.job(retry_jitter=True)``).
+    retry_jitter: bool = False
 
     @property
     def max_attempts(self) -> int:
@@ -131,6 +133,7 @@ def build_spec(
     timeout: float | None,
     args_model: type[BaseModel] | None,
     name_pattern: str,
+    retry_jitter: bool = False,
 ) -> JobSpec:
     """Check every ``@app.job()`` option and build the spec, or raise SoniqError."""
     if not callable(func):
@@ -145,6 +148,11 @@ def build_spec(
     if queue is not None:
         check_queue(queue, where)
     delay = _check_delay(retry_delay, where)
+    if not isinstance(retry_jitter, bool):
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: retry_jitter must be True or False, got {retry_jitter!r}.",
+        )
     for label, value in (("retry_max_delay", retry_max_delay), ("timeout", timeout)):
         if value is not None and (not _is_number(value) or not value > 0):
             raise SoniqError(
@@ -187,6 +195,7 @@ def build_spec(
         arg_names=frozenset(p.name for p in fillable),
         required_args=frozenset(p.name for p in fillable if p.default is p.empty),
         takes_any=any(p.kind is p.VAR_KEYWORD for p in params),
+        retry_jitter=retry_jitter,
     )
 
 

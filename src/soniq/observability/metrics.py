@@ -57,14 +57,21 @@ class JobSeries(NamedTuple):
 
 
 class SoniqMetrics:
-    """Soniq's series. There is one per process: use :func:`get_metrics`."""
+    """Soniq's series in one registry.
 
-    def __init__(self) -> None:
+    The worker's and enqueue's own are in prometheus_client's default registry, one
+    set per process: use :func:`get_metrics`. A ``PrometheusMetricsSink`` given its
+    own ``registry`` (and ``prefix``, which replaces ``soniq`` in the names) has its own.
+    """
+
+    def __init__(self, registry: Any = None, prefix: str = "soniq") -> None:
         prom = require_prometheus()
-        registry = prom.REGISTRY
+        if registry is None:
+            registry = prom.REGISTRY
         made: list[Any] = []
 
         def add(kind: Any, name: str, doc: str, labels: Sequence[str], **kw: Any) -> Any:
+            name = prefix + name.removeprefix("soniq")
             try:
                 metric = kind(name, doc, labels, registry=registry, **kw)
             except ValueError as exc:  # a series of that name is already registered
@@ -72,8 +79,8 @@ class SoniqMetrics:
                     registry.unregister(earlier)
                 raise SoniqError(
                     METRICS_NAME_TAKEN,
-                    f"Cannot register Soniq's metric {name!r} in prometheus_client's default "
-                    f"registry: {exc}. Something in this process (your own metrics, perhaps "
+                    f"Cannot register Soniq's metric {name!r} in the Prometheus registry: "
+                    f"{exc}. Something in this process (your own metrics, perhaps "
                     "copied from the hooks example) already uses the name: rename or remove "
                     "it, since Soniq now records this series itself.",
                     metric=name,

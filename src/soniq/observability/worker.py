@@ -1,4 +1,4 @@
-"""What the worker reports about each job when metrics or tracing are on.
+"""What the worker reports about each job when a metrics sink or tracing is on.
 
 The worker holds a :class:`JobInstruments` only when one of them is on; otherwise it
 skips all of this (one ``is None`` test at the start and at the end of a job). Per
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from soniq.observability.metrics import MetricsServer, SoniqMetrics, get_metrics
+from soniq.observability.sinks import MetricsSink, NoopMetricsSink, PrometheusMetricsSink
 from soniq.observability.tracing import ConsumerTracing, JobSpan, consumer_tracing
 from soniq.settings import SoniqSettings
 from soniq.storage.records import ClaimedJob
@@ -26,17 +28,38 @@ from soniq.worker.stopping import nap
 logger = logging.getLogger("soniq.worker")
 
 
-def job_instruments(settings: SoniqSettings) -> JobInstruments | None:
-    """The instruments these settings turn on for a worker, or None.
+def job_instruments(
+    settings: SoniqSettings, sink: MetricsSink | None = None
+) -> JobInstruments | None:
+    """The instruments for a worker with these settings and the app's ``sink``, or None.
 
-    Raises SONIQ_METRICS_UNAVAILABLE or SONIQ_TRACING_UNAVAILABLE when a setting asks
-    for something whose package is not installed.
+    The sink called per job is the app's own, unless it is None or a
+    :class:`NoopMetricsSink`; then the Prometheus one when metrics are on; else none.
+    The queue gauges are kept whenever metrics are on. Raises
+    SONIQ_METRICS_UNAVAILABLE or SONIQ_TRACING_UNAVAILABLE when a setting asks for
+    something whose package is not installed.
     """
-    metrics = get_metrics() if settings.metrics_enabled else None
+    if isinstance(sink, NoopMetricsSink):
+        sink = None
+    gauges: SoniqMetrics | None = None
+    if settings.metrics_enabled:
+        gauges = sink.metrics if isinstance(sink, PrometheusMetricsSink) else get_metrics()
+        if sink is None:
+            sink = PrometheusMetricsSink()
     tracing = consumer_tracing(settings)
-    if metrics is None and tracing is None:
+    if sink is None and tracing is None:
         return None
-    return JobInstruments(metrics, tracing)
+    return JobInstruments(sink, tracing, gauges)
+
+
+#: The sink's status for each kind of outcome (a Requeue is a snooze or a shutdown's).
+_STATUS: dict[type, str] = {
+    Done: "done",
+    Retry: "failed",
+    Bury: "dead_letter",
+    Requeue: "snoozed",
+    Cancelled: "cancelled",
+}
 
 
 class JobProbe:
@@ -58,31 +81,45 @@ class JobProbe:
                 headers=job.headers,
             )
 
-    def end(self, outcome: Outcome) -> None:
-        """Count the outcome, observe the duration, close the span.
+    async def end(self, outcome: Outcome) -> None:
+        """Tell the sink how the attempt ended, close the span.
 
         A failure here is logged and never stops the outcome from being recorded.
         """
-        try:
-            self._end(outcome)
-        except Exception:
-            logger.exception("could not end the job's metrics or span", extra=self.job.log_extra())
-
-    def _end(self, outcome: Outcome) -> None:
-        job = self.job
-        metrics = self.instruments.metrics
-        if metrics is not None:
-            series = metrics.series(job.job_name, job.queue)
-            if not isinstance(outcome, Requeue):
-                series.duration.observe(time.perf_counter() - self.started)
-            if isinstance(outcome, Done):
-                series.succeeded.inc()
-            elif isinstance(outcome, (Retry, Bury)):
-                series.failed.inc()
-                if isinstance(outcome, Bury):
-                    series.dead_lettered.inc()
+        sink = self.instruments.sink
+        if sink is not None:
+            try:
+                await self._report(sink, outcome)
+            except Exception:
+                logger.exception("the metrics sink failed", extra=self.job.log_extra())
         if self.span is not None:
-            self.span.end(*_describe(outcome))
+            try:
+                self.span.end(*_describe(outcome))
+            except Exception:
+                logger.exception("could not end the job's span", extra=self.job.log_extra())
+
+    async def _report(self, sink: MetricsSink, outcome: Outcome) -> None:
+        job = self.job
+        shutdown = isinstance(outcome, Requeue) and outcome.by_shutdown
+        error: str | None = None
+        if isinstance(outcome, Retry):
+            error = outcome.error
+        elif isinstance(outcome, Bury):
+            error = outcome.error or outcome.reason
+        await sink.record_job_end(
+            job_id=job.id,
+            job_name=job.job_name,
+            queue=job.queue,
+            status="requeued" if shutdown else _STATUS[type(outcome)],
+            duration_s=time.perf_counter() - self.started,
+            error=error,
+        )
+        emit = getattr(sink, "emit", None) if shutdown else None
+        if emit is not None:
+            # The original Soniq's optional hook for a job its shutdown put back.
+            result = emit("shutdown_nack", job_id=job.id, job_name=job.job_name, queue=job.queue)
+            if inspect.isawaitable(result):
+                await result
 
 
 def _describe(outcome: Outcome) -> tuple[str, str | None]:
@@ -99,23 +136,35 @@ def _describe(outcome: Outcome) -> tuple[str, str | None]:
 
 
 class JobInstruments:
-    """Metrics and tracing for one worker run."""
+    """The metrics sink and tracing of one worker run, and the Prometheus series the
+    queue gauges go to (None when metrics are off)."""
 
-    def __init__(self, metrics: SoniqMetrics | None, tracing: ConsumerTracing | None) -> None:
-        self.metrics = metrics
+    def __init__(
+        self,
+        sink: MetricsSink | None,
+        tracing: ConsumerTracing | None,
+        gauges: SoniqMetrics | None = None,
+    ) -> None:
+        self.sink = sink
         self.tracing = tracing
+        self.gauges = gauges
 
-    def start(self, job: ClaimedJob) -> JobProbe | None:
-        """Count the start and open the span; call in the job's own task.
+    async def start(self, job: ClaimedJob) -> JobProbe | None:
+        """Tell the sink and open the span; call in the job's own task.
 
         A failure here is logged and never stops the job (None: nothing to end).
         """
+        if self.sink is not None:
+            try:
+                await self.sink.record_job_start(
+                    job_id=job.id, job_name=job.job_name, queue=job.queue, attempt=job.attempt
+                )
+            except Exception:
+                logger.exception("the metrics sink failed", extra=job.log_extra())
         try:
-            if self.metrics is not None:
-                self.metrics.series(job.job_name, job.queue).started.inc()
             return JobProbe(self, job)
         except Exception:
-            logger.exception("could not start the job's metrics or span", extra=job.log_extra())
+            logger.exception("could not start the job's span", extra=job.log_extra())
             return None
 
     def failed(self, exc: BaseException) -> None:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import inspect
 import logging
+import math
 import os
 import signal
 import sys
@@ -24,7 +25,10 @@ from typing import Any
 
 from soniq.core.middleware import Middleware
 from soniq.core.registry import JobRegistry
+from soniq.core.retry import RetryPolicy, check_retry_policy
+from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.observability.log_context import CURRENT_JOB
+from soniq.observability.sinks import MetricsSink, check_metrics_sink
 from soniq.observability.worker import (
     JobInstruments,
     QueueGauges,
@@ -111,7 +115,12 @@ class _Session:
 
 
 class Worker:
-    """Runs the jobs in ``registry`` from the database behind ``backend``."""
+    """Runs the jobs in ``registry`` from the database behind ``backend``.
+
+    ``retry_policy`` decides the delay after each failure (default: each job's own
+    retry options); ``metrics_sink`` is told of each attempt's start and end (default:
+    Prometheus when SONIQ_METRICS is on, else nothing).
+    """
 
     def __init__(
         self,
@@ -120,6 +129,9 @@ class Worker:
         settings: SoniqSettings | None = None,
         hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
         middleware: Sequence[Middleware] = (),
+        *,
+        retry_policy: RetryPolicy | None = None,
+        metrics_sink: MetricsSink | None = None,
     ) -> None:
         self.backend = backend
         self.registry = registry
@@ -127,6 +139,8 @@ class Worker:
         self.hooks = hooks or {}
         #: Job middleware, outermost first (``@app.middleware``); copied at each start.
         self.middleware = tuple(middleware)
+        self.retry_policy = check_retry_policy(retry_policy)
+        self.metrics_sink = check_metrics_sink(metrics_sink)
         self.id = str(uuid.uuid4())
         #: Jobs claimed over this worker's life (each run counts from where it is).
         self.processed = 0
@@ -143,6 +157,8 @@ class Worker:
         self._closing = asyncio.Event()  # background tasks wind down (end of a session)
         # What the current run holds (see _session); None between runs.
         self._live: _Session | None = None
+        # How long a shutdown waits for running jobs; stop(timeout=) overrides it.
+        self._grace = self.settings.shutdown_timeout
 
     @property
     def poll_interval(self) -> float:
@@ -153,8 +169,20 @@ class Worker:
             return self.settings.poll_interval
         return min(self.settings.poll_interval, LOCAL_POLL_INTERVAL)
 
-    def stop(self) -> None:
-        """Ask the worker to shut down: stop claiming, requeue running jobs, leave."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the worker to shut down: stop claiming, give running jobs up to
+        ``timeout`` seconds (default ``SONIQ_SHUTDOWN_TIMEOUT``) to finish, requeue
+        the async ones still running, leave. Sync ones are always waited for."""
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                timeout = math.nan
+            if not 0 <= timeout < math.inf:
+                raise SoniqError(
+                    INVALID_ARGUMENT,
+                    f"stop(timeout=) takes seconds >= 0 (0: requeue running async jobs at "
+                    f"once), got {timeout!r}.",
+                )
+            self._grace = float(timeout)
         self._stopping.set()
         self._nudge.set()
 
@@ -289,7 +317,7 @@ class Worker:
 
     async def _execute(self, job: ClaimedJob, live: _Session) -> None:
         CURRENT_JOB.set(job)  # this task's log records are about the job (log_context)
-        probe = None if live.instruments is None else live.instruments.start(job)
+        probe = None if live.instruments is None else await live.instruments.start(job)
         started = time.perf_counter()
         try:
             outcome = await live.runner.run(job)
@@ -300,7 +328,8 @@ class Worker:
                 if sys.version_info >= (3, 11) and task is not None:
                     task.uncancel()  # handled: the task goes on to record the outcome
             else:
-                outcome = Requeue(0.0)  # interrupted by shutdown: not the job's fault
+                # Interrupted by shutdown: not the job's fault.
+                outcome = Requeue(0.0, by_shutdown=True)
         except Exception as exc:
             # The runner turns handler errors into outcomes; this is anything else. The
             # row must not stay 'processing' under a live worker, so count it a failure.
@@ -314,7 +343,7 @@ class Worker:
                 reason=error,
             )
         if probe is not None:
-            probe.end(outcome)
+            await probe.end(outcome)
         kind = KINDS[type(outcome)]
         self.outcomes[kind] += 1
         live.stats.record(job, kind, time.perf_counter() - started)
@@ -399,6 +428,7 @@ class Worker:
             on_failure=None if instruments is None else instruments.failed,
             cancel_requests=self._cancel_requests,
             middleware=self.middleware,
+            retry_policy=self.retry_policy,
         )
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
@@ -454,8 +484,8 @@ class Worker:
                 "LISTEN/NOTIFY disabled" if self.backend.notifies else "polling backend",
                 self.poll_interval,
             )
-        if instruments is not None and instruments.metrics is not None:
-            gauges = QueueGauges(db, instruments.metrics, queues, settings.metrics_interval)
+        if instruments is not None and instruments.gauges is not None:
+            gauges = QueueGauges(db, instruments.gauges, queues, settings.metrics_interval)
             background.append(asyncio.create_task(gauges.run(self._closing)))
         logger.info(
             "worker %s started: concurrency %d, queues %s, %d task(s) registered",
@@ -464,11 +494,13 @@ class Worker:
             ",".join(queues) if queues else "all",
             len(self.registry),
         )
+        grace = 0.0  # a cancelled or failed run stops at once
         try:
             yield live
+            grace = self._grace
         finally:
             try:
-                await self._shutdown(live, liveness, background)
+                await self._shutdown(live, liveness, background, grace)
             finally:
                 executor.shutdown(wait=False, cancel_futures=True)
                 await db.close()
@@ -478,26 +510,52 @@ class Worker:
     async def _observed(self) -> AsyncIterator[JobInstruments | None]:
         """Metrics and tracing for this run, as the settings ask (and /metrics if a port);
         None when both are off."""
-        instruments = job_instruments(self.settings)
+        instruments = job_instruments(self.settings, self.metrics_sink)
         async with metrics_endpoint(self.settings):
             yield instruments
 
     async def _shutdown(
-        self, live: _Session, liveness: Liveness, background: list[asyncio.Task[None]]
+        self,
+        live: _Session,
+        liveness: Liveness,
+        background: list[asyncio.Task[None]],
+        grace: float,
     ) -> None:
-        # Jobs that never started go back to the queue as they are, in one pass: the
+        # Jobs that never started go back to the queue as they are, at once: the
         # ready ones (taken first, so that no finishing job starts one of them), and
         # those whose task has not taken its first step (a stop that lands while a claim
         # is in flight), which the cancellation keeps from ever starting.
         unstarted = list(live.ready)
         live.ready.clear()
         running = dict(live.running)
-        sync_running = False
+        started: list[asyncio.Task[None]] = []
         for task, job in running.items():
             if _not_started(task):
                 task.cancel()
                 unstarted.append(job)
-            elif not self._interruptible(job):
+            elif not task.done():
+                started.append(task)
+        requeues = [
+            asyncio.ensure_future(live.acks.settle(job, Requeue(0.0), self._stopping))
+            for job in unstarted
+        ]
+        cancelled = False
+        if grace > 0 and started:
+            logger.info(
+                "waiting up to %gs for %d running job(s) to finish (signal again to force exit)",
+                grace,
+                len(started),
+            )
+            try:
+                await asyncio.wait(started, timeout=grace)
+            except asyncio.CancelledError:
+                cancelled = True  # the caller gave up waiting: interrupt now, then re-raise
+        sync_running = False
+        for task in started:
+            job = running[task]
+            if task.done():
+                continue
+            if not self._interruptible(job):
                 sync_running = True
             elif not live.runner.deadlines.interrupt(task):
                 # A running handler is interrupted through the watchdog, so the runner
@@ -506,7 +564,6 @@ class Worker:
                 task.cancel()
         if sync_running:
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
-        requeues = [live.acks.settle(job, Requeue(0.0), self._stopping) for job in unstarted]
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*running, *requeues, return_exceptions=True))
         # A task cancelled while its outcome was being written: let the write finish.
@@ -524,6 +581,8 @@ class Worker:
         with contextlib.suppress(*live.db.unavailable):
             await liveness.deregister()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _interruptible(self, job: ClaimedJob) -> bool:
         """Whether shutdown may cancel ``job``. A sync handler runs in a thread that
@@ -548,7 +607,7 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
-        """First SIGINT/SIGTERM: graceful stop. Second: exit at once."""
+        """First SIGINT, SIGTERM or SIGHUP: graceful stop. Second: exit at once."""
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
 
@@ -559,7 +618,7 @@ class Worker:
             logger.info("%s received: shutting down (send again to force)", sig.name)
             self.stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             try:
                 loop.add_signal_handler(sig, on_signal, sig)
                 installed.append(sig)
@@ -570,6 +629,13 @@ class Worker:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+
+#: The signals that start a graceful shutdown (SIGHUP: a closed terminal, or a
+#: process manager's reload, is a stop, not a crash).
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def _not_started(task: asyncio.Task[None]) -> bool:

@@ -34,6 +34,8 @@ class Requeue:
     """Back to the queue without spending the attempt (snooze, shutdown)."""
 
     delay: float
+    #: Put back by a worker shutdown, not by the handler's own snooze.
+    by_shutdown: bool = False
 
 
 @dataclass(frozen=True)

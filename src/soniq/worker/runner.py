@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from soniq.core.middleware import Chain, Middleware, build_chain
 from soniq.core.registry import JobRegistry, JobSpec
+from soniq.core.retry import RetryPolicy
 from soniq.observability.log_context import current_job_fields
 from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
 from soniq.types import JobContext, Snooze, watch_cancel_requests
@@ -35,7 +36,7 @@ from soniq.worker.outcomes import (
     Retry,
     failure_outcome,
 )
-from soniq.worker.retry import retry_delay
+from soniq.worker.retry import next_delay
 
 # The outcomes are re-exported for the modules that import them from here.
 __all__ = [
@@ -94,6 +95,7 @@ class JobRunner:
         on_failure: Callable[[BaseException], None] | None = None,
         cancel_requests: AbstractSet[str] = frozenset(),
         middleware: Sequence[Middleware] = (),
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -117,6 +119,8 @@ class JobRunner:
                 spec = registry.get(name)
                 if spec is not None:
                     self._chain(spec)
+        #: The app's retry policy; None: each job's own retry options decide.
+        self.retry_policy = retry_policy
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -276,11 +280,18 @@ class JobRunner:
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
             return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
+        delay = 0.0
+        if job.attempt < job.max_attempts:
+            decided = next_delay(self.retry_policy, spec, job, exc, error)
+            if decided is None:
+                reason = f"Retry policy gave up after attempt {job.attempt} of {job.max_attempts}."
+                return Bury(reason, error, trace)
+            delay = decided
         outcome = failure_outcome(
             job.attempt,
             job.max_attempts,
             error,
-            delay=retry_delay(spec, job.attempt),
+            delay=delay,
             reason=f"Failed all {job.max_attempts} attempts.",
             trace=trace,
         )
