@@ -67,6 +67,7 @@ class SoniqSettings(BaseModel):
     log_level: str = "INFO"
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
+    snooze_max_seconds: float = 86400.0
     # Observability (see the soniq.observability package).
     metrics: bool = False
     metrics_port: int | None = None
@@ -139,7 +140,9 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval")
+    @field_validator(
+        "result_ttl", "scheduler_misfire_grace", "prune_interval", "snooze_max_seconds"
+    )
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:

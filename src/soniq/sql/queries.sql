@@ -293,11 +293,12 @@ RETURNING id
 -- name: snooze_job
 -- Back to the queue without spending the attempt (also used for jobs interrupted by
 -- a graceful shutdown), unless its cancellation was requested: then it ends cancelled.
+-- A snooze says so in last_error (SNOOZE[: reason]); a shutdown's requeue passes NULL.
 UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
-    worker_id = NULL, updated_at = now(),
+    worker_id = NULL, updated_at = now(), last_error = COALESCE(%(error)s::text, last_error),
     scheduled_at = now() + make_interval(secs => %(delay)s::float8),
     delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'

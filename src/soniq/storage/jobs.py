@@ -112,10 +112,11 @@ class Jobs:
         params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         return await self._settle("retry_job", params)
 
-    async def requeue(self, job: ClaimedJob, delay: float) -> bool:
-        """Back to the queue after ``delay`` seconds without spending the attempt."""
+    async def requeue(self, job: ClaimedJob, delay: float, error: str | None = None) -> bool:
+        """Back to the queue after ``delay`` seconds without spending the attempt;
+        ``error`` replaces ``last_error`` (None keeps it)."""
         return await self._settle(
-            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay}
+            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         )
 
     async def cancelled(self, job: ClaimedJob) -> bool:

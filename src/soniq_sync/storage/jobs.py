@@ -108,9 +108,12 @@ class Jobs:
         params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         return self._settle("retry_job", params)
 
-    def requeue(self, job: ClaimedJob, delay: float) -> bool:
-        """Back to the queue after ``delay`` seconds without spending the attempt."""
-        return self._settle("snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay})
+    def requeue(self, job: ClaimedJob, delay: float, error: str | None = None) -> bool:
+        """Back to the queue after ``delay`` seconds without spending the attempt;
+        ``error`` replaces ``last_error`` (None keeps it)."""
+        return self._settle(
+            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
+        )
 
     def cancelled(self, job: ClaimedJob) -> bool:
         """End a running job as cancelled (on request)."""

@@ -230,11 +230,12 @@ RETURNING id AS "id [uuid]"
 
 -- name: snooze_job
 -- Back to the queue without spending the attempt, unless cancellation was requested.
+-- A snooze says so in last_error (SNOOZE[: reason]); a shutdown's requeue passes NULL.
 UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE %(now)s END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
-    worker_id = NULL, updated_at = %(now)s,
+    worker_id = NULL, updated_at = %(now)s, last_error = COALESCE(%(error)s, last_error),
     scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id AS "id [uuid]"
