@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The counts of get_queue_stats(), whose sum is its "total".
+_STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
+
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
 _DEDUP_ATTEMPTS = 5
@@ -424,13 +427,22 @@ class Soniq(AppBase):
         """Delete a job row whatever its status; True if one was deleted."""
         return await self.store.jobs.delete(job_id_param(job_id))
 
-    async def get_queue_stats(self) -> list[dict[str, Any]]:
-        """Per-queue counts by status (and dead-lettered), sorted by queue name."""
+    async def get_queue_stats(self) -> dict[str, int]:
+        """Counts over all queues: ``total``, ``queued``, ``processing``, ``done``,
+        ``dead_letter`` and ``cancelled``; ``total`` is the sum of the other five.
+
+        For one dict per queue, see :meth:`get_queue_stats_by_queue`.
+        """
+        counts = await self.store.jobs.queue_totals()
+        stats = {key: int(counts[key]) for key in _STAT_KEYS}
+        return {"total": sum(stats.values()), **stats}
+
+    async def get_queue_stats_by_queue(self) -> list[dict[str, Any]]:
+        """The same counts per queue: one dict per queue (key ``queue``), sorted by
+        queue name; queues without any job or dead letter are left out."""
         stats = await self.store.jobs.queue_stats()
         for row in stats:
-            row["total"] = sum(
-                row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
-            )
+            row["total"] = sum(row[k] for k in _STAT_KEYS)
         return stats
 
     async def status(self) -> dict[str, Any]:

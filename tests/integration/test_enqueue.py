@@ -337,7 +337,7 @@ async def test_result_and_stats_reflect_finished_and_dead_jobs(
     assert await app.get_result(done) == {"sent": True}
     dead_job = await app.get_job(dead)
     assert dead_job is not None and dead_job["status"] == "dead_letter"
-    assert await app.get_queue_stats() == [
+    assert await app.get_queue_stats_by_queue() == [
         {
             "queue": "default",
             "queued": 1,

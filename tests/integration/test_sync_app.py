@@ -58,8 +58,10 @@ def test_the_whole_producer_surface_works_without_an_event_loop(
     assert sync_app.cancel_job(later) is False
     assert sync_app.get_result(first) is None
     assert sync_app.delete_job(many[0]) is True
-    stats = sync_app.get_queue_stats()
+    stats = sync_app.get_queue_stats_by_queue()
     assert [(s["queue"], s["queued"], s["cancelled"]) for s in stats] == [("mail", 2, 1)]
+    totals = sync_app.get_queue_stats()
+    assert (totals["total"], totals["queued"], totals["cancelled"]) == (3, 2, 1)
 
 
 def test_same_checks_as_the_async_app(sync_app: soniq_sync.Soniq, database_url: str) -> None:

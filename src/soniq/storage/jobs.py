@@ -202,6 +202,10 @@ class Jobs:
         """Per-queue counts by status (and dead-lettered), by queue name."""
         return await self._fetch("queue_stats", {})
 
+    async def queue_totals(self) -> Record:
+        """Counts over every queue: queued, processing, done, cancelled, dead_letter."""
+        return (await self._fetch("queue_totals", {}))[0]
+
     async def queue_status(self) -> builtins.list[Record]:
         """Per-queue depth, ages and rates, for ``app.status()``."""
         return await self._fetch("queue_status", {})

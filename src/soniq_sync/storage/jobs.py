@@ -198,6 +198,10 @@ class Jobs:
         """Per-queue counts by status (and dead-lettered), by queue name."""
         return self._fetch("queue_stats", {})
 
+    def queue_totals(self) -> Record:
+        """Counts over every queue: queued, processing, done, cancelled, dead_letter."""
+        return (self._fetch("queue_totals", {}))[0]
+
     def queue_status(self) -> builtins.list[Record]:
         """Per-queue depth, ages and rates, for ``app.status()``."""
         return self._fetch("queue_status", {})

@@ -178,6 +178,15 @@ SELECT COALESCE(live.queue, dead.queue) AS queue,
 FROM live FULL JOIN dead ON live.queue = dead.queue
 ORDER BY 1
 
+-- name: queue_totals
+-- get_queue_stats(): the whole queue's counts by status, and the dead letters.
+SELECT count(*) FILTER (WHERE status = 'queued')     AS queued,
+       count(*) FILTER (WHERE status = 'processing') AS processing,
+       count(*) FILTER (WHERE status = 'done')       AS done,
+       count(*) FILTER (WHERE status = 'cancelled')  AS cancelled,
+       (SELECT count(*) FROM soniq_dead_letter_jobs) AS dead_letter
+FROM soniq_jobs
+
 -- ---------------------------------------------------------------------------------
 -- Worker
 -- ---------------------------------------------------------------------------------
