@@ -68,6 +68,8 @@ class SoniqSettings(BaseModel):
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
     snooze_max_seconds: float = 86400.0
+    #: Stamped on every job this process enqueues; None (or "auto"): "<hostname>:<pid>".
+    producer_id: str | None = None
     # Observability (see the soniq.observability package).
     metrics: bool = False
     metrics_port: int | None = None
@@ -204,6 +206,15 @@ class SoniqSettings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("producer_id")
+    @classmethod
+    def _producer(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "auto"):
+            return None
+        if len(value.strip()) > 255:
+            raise ValueError("must be at most 255 characters")
+        return value.strip()
 
     @field_validator("log_level")
     @classmethod

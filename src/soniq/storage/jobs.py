@@ -54,7 +54,7 @@ class Jobs:
         self, db: AsyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
+        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 5), ids, args, shared)
 
     async def insert_many(self, db: AsyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""

@@ -50,7 +50,7 @@ class Jobs:
         self, db: SyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
+        db.copy_jobs(db.dialect.bulk_statements(len(shared) > 5), ids, args, shared)
 
     def insert_many(self, db: SyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""

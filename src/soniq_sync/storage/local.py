@@ -87,8 +87,9 @@ class SQLiteBackend(StorageBackend):
         if store is not None:
             store.close()
 
-    def setup(self) -> list[str]:
-        """Create or upgrade the tables; return the versions applied."""
+    def setup(self, *, create_database: bool = False) -> list[str]:
+        """Create or upgrade the tables; return the versions applied (the file, or the
+        memory database, is made whatever ``create_database`` says)."""
         return self.store.setup()
 
     def migration_status(self) -> dict[str, Any]:
