@@ -6,6 +6,7 @@ environment variables, then the defaults below.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -84,9 +85,13 @@ class SoniqSettings(BaseModel):
         env = os.environ if environ is None else environ
         unknown = sorted(set(overrides) - set(cls.model_fields))
         if unknown:
+            # Refused, not ignored (the original Soniq ignores them): a misspelt
+            # setting would otherwise silently keep its default.
+            close = difflib.get_close_matches(unknown[0], cls.model_fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise SoniqError(
                 INVALID_SETTING,
-                f"Unknown setting {unknown[0]!r}. Known settings: "
+                f"Unknown setting {unknown[0]!r}.{hint} Known settings: "
                 + ", ".join(sorted(cls.model_fields)),
                 setting=unknown[0],
             )
