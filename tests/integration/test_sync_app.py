@@ -71,8 +71,9 @@ def test_same_checks_as_the_async_app(sync_app: soniq_sync.Soniq, database_url: 
 
     ref = task_ref("billing.charge", default_queue="billing")
     job_id = sync_app.enqueue(ref, args={"order": 7})
+    assert sync_app.get_job("not-a-uuid") is None  # names no job, as in the original
     with pytest.raises(SoniqError) as caught:
-        sync_app.get_job("not-a-uuid")
+        sync_app.get_job(12345)  # type: ignore[arg-type]
     assert caught.value.code == "SONIQ_INVALID_JOB_ID"
     assert [(str(r["id"]), r["queue"]) for r in rows(database_url)] == [(job_id, "billing")]
 
