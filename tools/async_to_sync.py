@@ -69,6 +69,8 @@ SOURCES = {
     "tests/behaviour/test_scheduler.py": "tests/behaviour/sync/test_scheduler.py",
     "tests/behaviour/test_task_names.py": "tests/behaviour/sync/test_task_names.py",
     "tests/behaviour/test_testing_helpers.py": "tests/behaviour/sync/test_testing_helpers.py",
+    "tests/behaviour/test_snooze.py": "tests/behaviour/sync/test_snooze.py",
+    "tests/behaviour/test_parity.py": "tests/behaviour/sync/test_parity.py",
 }
 
 #: Identifiers (names, attributes, imported names, definitions) to rename.

@@ -6,6 +6,7 @@ environment variables, then the defaults below.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -69,6 +70,9 @@ class SoniqSettings(BaseModel):
     log_level: str = "INFO"
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
+    snooze_max_seconds: float = 86400.0
+    #: Stamped on every job this process enqueues; None (or "auto"): "<hostname>:<pid>".
+    producer_id: str | None = None
     # Observability (see the soniq.observability package).
     metrics: bool = False
     metrics_port: int | None = None
@@ -85,9 +89,13 @@ class SoniqSettings(BaseModel):
         env = os.environ if environ is None else environ
         unknown = sorted(set(overrides) - set(cls.model_fields))
         if unknown:
+            # Refused, not ignored (the original Soniq ignores them): a misspelt
+            # setting would otherwise silently keep its default.
+            close = difflib.get_close_matches(unknown[0], cls.model_fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise SoniqValueError(
                 INVALID_SETTING,
-                f"Unknown setting {unknown[0]!r}. Known settings: "
+                f"Unknown setting {unknown[0]!r}.{hint} Known settings: "
                 + ", ".join(sorted(cls.model_fields)),
                 setting=unknown[0],
             )
@@ -144,7 +152,13 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval", "shutdown_timeout")
+    @field_validator(
+        "result_ttl",
+        "scheduler_misfire_grace",
+        "prune_interval",
+        "shutdown_timeout",
+        "snooze_max_seconds",
+    )
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:
@@ -206,6 +220,15 @@ class SoniqSettings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("producer_id")
+    @classmethod
+    def _producer(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "auto"):
+            return None
+        if len(value.strip()) > 255:
+            raise ValueError("must be at most 255 characters")
+        return value.strip()
 
     @field_validator("log_level")
     @classmethod

@@ -1,12 +1,15 @@
-"""Small public value types: job status and the context a handler can ask for."""
+"""Small public value types: job status, the context a handler can ask for, Snooze."""
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from soniq.errors import INVALID_ARGUMENT, SoniqError
 
 
 class JobStatus(str, enum.Enum):
@@ -67,13 +70,75 @@ def watch_cancel_requests(ctx: JobContext, requests: AbstractSet[str]) -> JobCon
 
 
 class Snooze(Exception):
-    """Raise (or return) ``Snooze(seconds)`` to run the job again later.
+    """Return (or raise) ``Snooze(seconds, reason=None)`` to run the job again later.
 
-    A snoozed job goes back to the queue without spending an attempt.
+    A snoozed job goes back to the queue without spending an attempt, due in
+    ``seconds`` (a negative delay counts as 0; SONIQ_SNOOZE_MAX_SECONDS caps it).
+    Its ``last_error`` reads ``SNOOZE``, or ``SNOOZE: <reason>``. The value is frozen
+    and compares by its fields, like a frozen dataclass; it is an exception too, so
+    that code deep inside a handler can raise it.
     """
 
-    def __init__(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"Snooze needs seconds >= 0, got {seconds!r}")
-        super().__init__(f"snoozed for {seconds}s")
-        self.seconds = float(seconds)
+    __match_args__ = ("seconds", "reason")
+    seconds: float
+    reason: str | None
+
+    def __init__(self, seconds: float, reason: str | None = None) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or math.isnan(seconds)
+        ):
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"Snooze(seconds) takes a number of seconds, got {seconds!r}. "
+                "Pass an int or float, such as Snooze(30).",
+            )
+        if reason is not None and not isinstance(reason, str):
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"Snooze(reason=) takes a string or None, got {type(reason).__name__}. "
+                "Pass the reason as text.",
+            )
+        super().__init__(seconds, reason)
+        object.__setattr__(self, "seconds", float(seconds))
+        object.__setattr__(self, "reason", reason)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Python itself sets __traceback__, __context__ ... on raise: only the fields
+        # are frozen.
+        if name in ("seconds", "reason"):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in ("seconds", "reason"):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super().__delattr__(name)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Snooze)
+        return (self.seconds, self.reason) == (other.seconds, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.seconds, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Snooze(seconds={self.seconds!r}, reason={self.reason!r})"
+
+    def __str__(self) -> str:
+        return self.last_error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Snooze, (self.seconds, self.reason))
+
+    @property
+    def last_error(self) -> str:
+        """What the job's ``last_error`` reads while it waits: ``SNOOZE[: reason]``."""
+        return "SNOOZE" if self.reason is None else f"SNOOZE: {self.reason}"
+
+    def delay(self, cap: float) -> float:
+        """The seconds the job waits: ``seconds``, at least 0 and at most ``cap``."""
+        return min(max(self.seconds, 0.0), cap)

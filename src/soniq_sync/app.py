@@ -30,7 +30,8 @@ from soniq.errors import (
     schema_missing,
 )
 from soniq.observability.sinks import MetricsSink
-from soniq.ops.filters import check_page, job_id_param, time_range
+from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
+from soniq.ops.results import result_validator
 from soniq.types import JobStatus
 from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
@@ -43,6 +44,10 @@ from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
 
 T = TypeVar("T")
+M = TypeVar("M")
+
+# The counts of get_queue_stats(), whose sum is its "total".
+_STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
 
 logger = logging.getLogger("soniq.plugins")
 
@@ -80,6 +85,7 @@ class Soniq(SyncAppBase):
             **settings,
         )
         self._init_lock = Lock()
+        self._closed = False  # close() ran; see is_closed
         #: Every query the app runs, over its current backend (see soniq.storage).
         self.store = Store(self)
         self.dead_letter = DeadLetterQueue(self.store, job_id_param, check_page)
@@ -101,15 +107,32 @@ class Soniq(SyncAppBase):
             runtime.backend = make_backend(runtime.settings, memory)
         return runtime.backend
 
-    def setup(self) -> list[str]:
+    @property
+    def is_initialized(self) -> bool:
+        """Whether the app is connected with its schema checked (``ensure_initialized``
+        ran, or an enqueue or inspection did it) and not closed since."""
+        return self._runtime.ready
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` was called and the app not used since. A closed app is
+        not dead: its next use reconnects (and this turns False again)."""
+        return self._closed and not self._runtime.ready
+
+    def setup(self, *, create_database: bool = True) -> list[str]:
         """Create or upgrade Soniq's tables; idempotent and safe to run concurrently.
 
-        Plugin migrations (``app.migrations``) are applied after Soniq's own, then
-        the plugins' ``on_startup`` run. Returns the migration versions applied by this
-        call. The app's settings are frozen from then on, until ``close()`` (see
-        ``reconfigure``).
+        On PostgreSQL a database the URL names but the server lacks is created first
+        (connecting to the server's ``postgres`` database meanwhile), if its name is
+        a plain identifier (``[A-Za-z_][A-Za-z0-9_]*``; any other raises
+        SONIQ_INVALID_DATABASE_NAME and creates nothing). ``create_database=False``
+        raises SONIQ_DATABASE_MISSING instead, with the command to run (what
+        ``soniq setup`` does). Plugin migrations (``app.migrations``) are applied after
+        Soniq's own, then the plugins' ``on_startup`` run. Returns the migration
+        versions applied by this call. The app's settings are frozen from then on,
+        until ``close()`` (see ``reconfigure``).
         """
-        applied = self.backend.setup(self.migrations.sources)
+        applied = self.backend.setup(self.migrations.sources, create_database=create_database)
         self._config.freeze()
         self._start_plugins()
         return applied
@@ -130,6 +153,7 @@ class Soniq(SyncAppBase):
             if pending:
                 raise schema_missing(pending, "app.setup()")
             runtime.ready = True
+            self._closed = False
             self._config.freeze()
             try:
                 self._start_plugins()
@@ -177,6 +201,7 @@ class Soniq(SyncAppBase):
         with self._init_lock:
             runtime = self._runtime
             backend, runtime.backend, runtime.ready = runtime.backend, None, False
+            self._closed = True
             self._config.thaw()
         if backend is not None:
             backend.close()
@@ -225,7 +250,7 @@ class Soniq(SyncAppBase):
         args: Mapping[str, Any] | BaseModel | None = None,
         priority: int | None = None,
         queue: str | None = None,
-        scheduled_at: datetime | None = None,
+        scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
         connection: Any = None,
@@ -237,7 +262,7 @@ class Soniq(SyncAppBase):
         *,
         priority: int | None = None,
         queue: str | None = None,
-        scheduled_at: datetime | None = None,
+        scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
         connection: Any = None,
@@ -250,7 +275,7 @@ class Soniq(SyncAppBase):
         args: Mapping[str, Any] | BaseModel | None = None,
         priority: int | None = None,
         queue: str | None = None,
-        scheduled_at: datetime | None = None,
+        scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
         connection: Any = None,
@@ -259,7 +284,8 @@ class Soniq(SyncAppBase):
         """Queue one job and return its id.
 
         ``target`` is a ``@app.job()`` function (its arguments as keywords), a task-name
-        string or a :class:`TaskRef` (arguments in ``args=``). With ``connection=``
+        string or a :class:`TaskRef` (arguments in ``args=``). ``scheduled_at`` is an
+        aware datetime, or a ``timedelta`` or seconds from now. With ``connection=``
         the row is written in that connection's open transaction and commits with it.
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
@@ -315,7 +341,7 @@ class Soniq(SyncAppBase):
         *,
         priority: int | None = None,
         queue: str | None = None,
-        scheduled_at: datetime | None = None,
+        scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         connection: Any = None,
     ) -> list[str]:
@@ -347,8 +373,12 @@ class Soniq(SyncAppBase):
     # -- inspection -----------------------------------------------------------------
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        """The job's full record, or None. A dead-lettered job has status 'dead_letter'."""
-        return self.store.jobs.get(job_id_param(job_id))
+        """The job's full record, or None. A dead-lettered job has status 'dead_letter'.
+
+        None also for a string that is not a UUID: it names no job.
+        """
+        key = job_lookup_key(job_id)
+        return None if key is None else self.store.jobs.get(key)
 
     def list_jobs(
         self,
@@ -398,9 +428,11 @@ class Soniq(SyncAppBase):
         (``cancel_requested_at``) and the worker running it is woken: an async handler
         is interrupted, a sync one can see ``ctx.cancel_requested``. The row ends
         ``cancelled`` when the handler stops, or ``done`` if it finishes anyway. False
-        for a finished, cancelled, dead-lettered or unknown job.
+        for a finished, cancelled, dead-lettered or unknown job, and for a string that
+        is not a UUID.
         """
-        return self.store.jobs.cancel(job_id_param(job_id))
+        key = job_lookup_key(job_id)
+        return False if key is None else self.store.jobs.cancel(key)
 
     def retry_job(self, job_id: str) -> str:
         """Run a job again; return the id of the job that will run.
@@ -439,25 +471,50 @@ class Soniq(SyncAppBase):
             JOB_NOT_RETRYABLE, _not_retryable(key, row), job_id=key, status=row["status"]
         )
 
-    def get_result(self, job_id: str) -> Any:
-        """The return value of a done job, or None: none yet, none at all, or expired.
+    @overload
+    def get_result(self, job_id: str) -> Any: ...
+    @overload
+    def get_result(self, job_id: str, *, result_model: type[M]) -> M | None: ...
+    def get_result(self, job_id: str, *, result_model: type[Any] | None = None) -> Any:
+        """The return value of a done job, or None: none yet, none at all, or expired
+        (or an id string that is not a UUID).
 
-        A result is kept for SONIQ_RESULT_TTL seconds after the job finished.
+        A result is kept for SONIQ_RESULT_TTL seconds after the job finished. With
+        ``result_model`` (a pydantic model, or any type pydantic validates, such as a
+        dataclass) the stored JSON comes back validated as that type; a result that
+        does not fit raises SONIQ_RESULT_INVALID.
         """
-        _, result = self.store.jobs.result(job_id_param(job_id), result_ttl(self.settings))
-        return result
+        validate = None if result_model is None else result_validator(result_model)
+        key = job_lookup_key(job_id)
+        if key is None:
+            return None
+        _, result = self.store.jobs.result(key, result_ttl(self.settings))
+        if validate is None or result is None:
+            return result
+        return validate(result, key)
 
     def delete_job(self, job_id: str) -> bool:
-        """Delete a job row whatever its status; True if one was deleted."""
-        return self.store.jobs.delete(job_id_param(job_id))
+        """Delete a job row whatever its status; True if one was deleted (False also for
+        a string that is not a UUID)."""
+        key = job_lookup_key(job_id)
+        return False if key is None else self.store.jobs.delete(key)
 
-    def get_queue_stats(self) -> list[dict[str, Any]]:
-        """Per-queue counts by status (and dead-lettered), sorted by queue name."""
+    def get_queue_stats(self) -> dict[str, int]:
+        """Counts over all queues: ``total``, ``queued``, ``processing``, ``done``,
+        ``dead_letter`` and ``cancelled``; ``total`` is the sum of the other five.
+
+        For one dict per queue, see :meth:`get_queue_stats_by_queue`.
+        """
+        counts = self.store.jobs.queue_totals()
+        stats = {key: int(counts[key]) for key in _STAT_KEYS}
+        return {"total": sum(stats.values()), **stats}
+
+    def get_queue_stats_by_queue(self) -> list[dict[str, Any]]:
+        """The same counts per queue: one dict per queue (key ``queue``), sorted by
+        queue name; queues without any job or dead letter are left out."""
         stats = self.store.jobs.queue_stats()
         for row in stats:
-            row["total"] = sum(
-                row[k] for k in ("queued", "processing", "done", "cancelled", "dead_letter")
-            )
+            row["total"] = sum(row[k] for k in _STAT_KEYS)
         return stats
 
     def status(self) -> dict[str, Any]:
@@ -554,6 +611,7 @@ def _insert_many(store: Store, adapter: SyncAdapter, rows: list[JobRow]) -> list
             first.queue,
             first.priority,
             first.max_attempts,
+            first.producer_id,
         )
         if first.scheduled_at is not None:
             shared += (first.scheduled_at, first.scheduled_at > datetime.now(timezone.utc))

@@ -82,11 +82,18 @@ CASES: list[tuple[str, Call, str]] = [
         lambda app, f: app.enqueue_many(f, [{"cents": 1}, {"cents": 2}, {}]),
         TASK_ARGS_INVALID,
     ),
-    ("get_job bad id", lambda app, f: app.get_job("not-a-uuid"), INVALID_JOB_ID),
-    ("cancel_job bad id", lambda app, f: app.cancel_job("42"), INVALID_JOB_ID),
+    # A string that is not a UUID names no job: the lookups answer None/False (see
+    # test_parity.py); a value that is not even a string is a bug, and raises.
+    ("get_job bad id", lambda app, f: app.get_job(42), INVALID_JOB_ID),  # type: ignore[arg-type]
+    ("cancel_job bad id", lambda app, f: app.cancel_job(None), INVALID_JOB_ID),  # type: ignore[arg-type]
     ("retry_job bad id", lambda app, f: app.retry_job(""), INVALID_JOB_ID),
-    ("delete_job bad id", lambda app, f: app.delete_job("x"), INVALID_JOB_ID),
-    ("get_result bad id", lambda app, f: app.get_result("x"), INVALID_JOB_ID),
+    ("delete_job bad id", lambda app, f: app.delete_job(4.2), INVALID_JOB_ID),  # type: ignore[arg-type]
+    ("get_result bad id", lambda app, f: app.get_result(b"x"), INVALID_JOB_ID),  # type: ignore[arg-type]
+    (
+        "get_result bad result_model",
+        lambda app, f: app.get_result(str(uuid.uuid4()), result_model=object()),  # type: ignore[arg-type]
+        INVALID_ARGUMENT,
+    ),
     ("dead_letter.get bad id", lambda app, f: app.dead_letter.get("x"), INVALID_JOB_ID),
     ("list_jobs bad status", lambda app, f: app.list_jobs(status="dead_letter"), INVALID_ARGUMENT),
     ("list_jobs negative limit", lambda app, f: app.list_jobs(limit=-1), INVALID_ARGUMENT),

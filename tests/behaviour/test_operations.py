@@ -120,7 +120,16 @@ async def test_queue_stats_and_status_count_each_queue(backend_app: Soniq) -> No
     await app.enqueue(boom, queue="billing")
     await app.run_worker(run_once=True, queues=["billing"])
 
-    assert await app.get_queue_stats() == [
+    # The original's single dict over every queue; total is the sum of the five.
+    assert await app.get_queue_stats() == {
+        "total": 6,
+        "queued": 3,
+        "processing": 0,
+        "done": 1,
+        "dead_letter": 1,
+        "cancelled": 1,
+    }
+    assert await app.get_queue_stats_by_queue() == [
         {
             "queue": "billing",
             "queued": 0,

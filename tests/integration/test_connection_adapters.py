@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
@@ -54,6 +56,8 @@ import soniq_sync
 from soniq.errors import UNSUPPORTED_CONNECTION
 
 RECORD = "adapters.record"
+#: What every row this process enqueues carries by default (SONIQ_PRODUCER_ID unset).
+PRODUCER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: Text that has tripped up SQL layers before: percent signs (pyformat drivers),
 #: colons that look like bind parameters (SQLAlchemy's text()), casts, COPY's
@@ -117,7 +121,10 @@ def jobs(url: str) -> dict[str, dict[str, Any]]:
         psycopg.connect(url, autocommit=True) as conn,
         conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
     ):
-        cur.execute("SELECT id::text AS id, job_name, args, queue, scheduled_at FROM soniq_jobs")
+        cur.execute(
+            "SELECT id::text AS id, job_name, args, queue, scheduled_at, producer_id "
+            "FROM soniq_jobs"
+        )
         return {row["id"]: row for row in cur.fetchall()}
 
 
@@ -396,6 +403,7 @@ def test_sync_commit_makes_the_job_visible_with_the_order(
     assert list(found) == [job_id]
     assert found[job_id]["job_name"] == RECORD
     assert found[job_id]["args"] == {"n": 1, "note": AWKWARD}
+    assert found[job_id]["producer_id"] == PRODUCER
     assert orders(url) == [1]
 
 
@@ -423,6 +431,7 @@ async def test_async_commit_makes_the_job_visible_with_the_order(
     found = jobs(url)
     assert list(found) == [job_id]
     assert found[job_id]["args"] == {"n": 1, "note": AWKWARD}
+    assert found[job_id]["producer_id"] == PRODUCER
     assert orders(url) == [1]
 
 
@@ -503,6 +512,8 @@ def assert_batches(
     assert all(found[i]["scheduled_at"] < later - timedelta(days=365) for i in plain)
     assert second[:2] == first[1:], "queued duplicates should return the existing ids"
     assert [found[i]["args"] for i in first + second[2:]] == BATCH
+    # Every path (COPY, multi-row INSERT, dedup INSERT) stamps this process.
+    assert {row["producer_id"] for row in found.values()} == {PRODUCER}
 
 
 # --------------------------------------------------------------------------- refusals

@@ -274,7 +274,7 @@ BAD_CALLS: list[tuple[str, Any]] = [
     ("SONIQ_INVALID_DEDUP_KEY", lambda a, j: a.enqueue(j.send_email, to="x", dedup_key="")),
     ("SONIQ_INVALID_TARGET", lambda a, j: a.enqueue(42, args={})),
     ("SONIQ_UNSUPPORTED_CONNECTION", lambda a, j: a.enqueue(j.send_email, to="x", connection=1)),
-    ("SONIQ_INVALID_JOB_ID", lambda a, j: a.get_job("not-a-uuid")),
+    ("SONIQ_INVALID_JOB_ID", lambda a, j: a.get_job(12345)),
     ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.list_jobs(status="exploded")),
     ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.list_jobs(limit=-1)),
     ("SONIQ_INVALID_ARGUMENT", lambda a, j: a.dead_letter.list(offset=-1)),
@@ -337,7 +337,7 @@ async def test_result_and_stats_reflect_finished_and_dead_jobs(
     assert await app.get_result(done) == {"sent": True}
     dead_job = await app.get_job(dead)
     assert dead_job is not None and dead_job["status"] == "dead_letter"
-    assert await app.get_queue_stats() == [
+    assert await app.get_queue_stats_by_queue() == [
         {
             "queue": "default",
             "queued": 1,

@@ -445,7 +445,7 @@ async def test_a_retry_written_after_a_request_ends_cancelled(
 
     for name, params in (
         ("retry_job", {"id": job_id, "attempt": 1, "delay": 0.0, "error": "E: late"}),
-        ("snooze_job", {"id": job_id, "attempt": 1, "delay": 0.0}),
+        ("snooze_job", {"id": job_id, "attempt": 1, "delay": 0.0, "error": "SNOOZE"}),
     ):
         await sql(database_url, "UPDATE soniq_jobs SET status = 'processing' WHERE id = %s", job_id)
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:

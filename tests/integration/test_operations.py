@@ -176,9 +176,20 @@ async def test_status_of_an_empty_database(app: Soniq) -> None:
 
 
 async def test_get_queue_stats_keeps_its_keys(app: Soniq, database_url: str) -> None:
+    assert await app.get_queue_stats() == dict.fromkeys(
+        ("total", "queued", "processing", "done", "dead_letter", "cancelled"), 0
+    )
     await add_job(database_url, due="-1 hour")
     await add_job(database_url, status="done", finished="1 second")
-    assert await app.get_queue_stats() == [
+    assert list(await app.get_queue_stats()) == [
+        "total",
+        "queued",
+        "processing",
+        "done",
+        "dead_letter",
+        "cancelled",
+    ]
+    assert await app.get_queue_stats_by_queue() == [
         {
             "queue": "default",
             "queued": 1,

@@ -134,7 +134,8 @@ async def test_url_comes_from_environment(
     monkeypatch.setenv("SONIQ_DATABASE_URL", database_url)
     async with Soniq() as app:
         await app.ensure_initialized()
-        assert await app.get_queue_stats() == []
+        assert await app.get_queue_stats_by_queue() == []
+        assert (await app.get_queue_stats())["total"] == 0
 
 
 def run_cli(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:

@@ -58,8 +58,10 @@ def test_the_whole_producer_surface_works_without_an_event_loop(
     assert sync_app.cancel_job(later) is False
     assert sync_app.get_result(first) is None
     assert sync_app.delete_job(many[0]) is True
-    stats = sync_app.get_queue_stats()
+    stats = sync_app.get_queue_stats_by_queue()
     assert [(s["queue"], s["queued"], s["cancelled"]) for s in stats] == [("mail", 2, 1)]
+    totals = sync_app.get_queue_stats()
+    assert (totals["total"], totals["queued"], totals["cancelled"]) == (3, 2, 1)
 
 
 def test_same_checks_as_the_async_app(sync_app: soniq_sync.Soniq, database_url: str) -> None:
@@ -69,8 +71,9 @@ def test_same_checks_as_the_async_app(sync_app: soniq_sync.Soniq, database_url: 
 
     ref = task_ref("billing.charge", default_queue="billing")
     job_id = sync_app.enqueue(ref, args={"order": 7})
+    assert sync_app.get_job("not-a-uuid") is None  # names no job, as in the original
     with pytest.raises(SoniqError) as caught:
-        sync_app.get_job("not-a-uuid")
+        sync_app.get_job(12345)  # type: ignore[arg-type]
     assert caught.value.code == "SONIQ_INVALID_JOB_ID"
     assert [(str(r["id"]), r["queue"]) for r in rows(database_url)] == [(job_id, "billing")]
 

@@ -71,6 +71,8 @@ ENV_CASES = [
     ("SONIQ_LOG_FORMAT", "log_format", "Json", "json"),
     ("SONIQ_PLUGINS", "plugins", "audit, extra", ("audit", "extra")),
     ("SONIQ_BACKEND", "backend", " Memory ", "memory"),
+    ("SONIQ_SNOOZE_MAX_SECONDS", "snooze_max_seconds", "3600", 3600.0),
+    ("SONIQ_PRODUCER_ID", "producer_id", " api-1 ", "api-1"),
 ]
 
 

@@ -30,6 +30,7 @@ USED_BY_THE_APP = {
     "get_result",
     "delete_job",
     "queue_stats",
+    "queue_totals",
 }
 
 

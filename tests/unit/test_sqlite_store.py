@@ -31,6 +31,8 @@ POSTGRES_ONLY = {
     "copy_jobs",
     "copy_jobs_scheduled",
     "create_database",
+    "create_empty_database",
+    "database_exists",
     "drop_database",
     "testing_close_template",
     "testing_end_sessions",
@@ -66,6 +68,7 @@ def job_params(**overrides: Any) -> dict[str, Any]:
         "dedup_key": None,
         "scheduled_at": None,
         "headers": None,
+        "producer_id": "host:1",
     }
     params.update(overrides)
     return params
@@ -177,7 +180,7 @@ def test_insert_and_get_decode_like_psycopg(store: SqliteStore) -> None:
     assert list(job) == [
         "id", "job_name", "args", "queue", "priority", "status", "attempts", "max_attempts",
         "dedup_key", "scheduled_at", "created_at", "updated_at", "started_at", "finished_at",
-        "worker_id", "result", "last_error", "cancel_requested_at",
+        "worker_id", "result", "last_error", "cancel_requested_at", "producer_id",
     ]  # fmt: skip
 
 
@@ -228,10 +231,16 @@ def test_copy_jobs_in_a_transaction(store: SqliteStore) -> None:
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     with store.transaction() as session:
         session.copy_jobs(
-            QUERIES["store_copy_job"], ids[:2], ['{"a": 1}', '{"a": 2}'], ("app.bulk", "bulk", 7, 2)
+            QUERIES["store_copy_job"],
+            ids[:2],
+            ['{"a": 1}', '{"a": 2}'],
+            ("app.bulk", "bulk", 7, 2, "p:1"),
         )
         session.copy_jobs(
-            QUERIES["store_copy_job"], ids[2:], ['{"a": 3}'], ("app.bulk", "bulk", 7, 2, later)
+            QUERIES["store_copy_job"],
+            ids[2:],
+            ['{"a": 3}'],
+            ("app.bulk", "bulk", 7, 2, "p:1", later),
         )
         assert len(session.fetch(QUERIES["testing_enqueued_jobs"], {"job_name": "app.bulk"})) == 3
     assert [r[0] for r in claim(store, queues=["bulk"])] == ids[:2]

@@ -18,12 +18,14 @@ COPY_COLUMNS = (
     "queue",
     "priority",
     "max_attempts",
+    "producer_id",
     "scheduled_at",
     "delayed",
 )
 
-#: What the rows of one batch share: job_name, queue, priority, max_attempts[,
-#: scheduled_at, delayed]. ``delayed``: the time is still to come (see copy_jobs_scheduled).
+#: What the rows of one batch share: job_name, queue, priority, max_attempts,
+#: producer_id[, scheduled_at, delayed]. ``delayed``: the time is still to come (see
+#: copy_jobs_scheduled).
 Shared = tuple[Any, ...]
 
 # COPY text format: backslash, tab, newline and carriage return are escaped.
@@ -48,7 +50,7 @@ def copy_text(ids: Sequence[str], args: Sequence[str], shared: Shared) -> bytes:
 
 def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) -> dict[str, Any]:
     """Parameters of ``insert_jobs`` for drivers without COPY: no dedup keys, one statement."""
-    job_name, queue, priority, max_attempts, *rest = shared
+    job_name, queue, priority, max_attempts, producer_id, *rest = shared
     return {
         "ids": list(ids),
         "args": list(args),
@@ -59,4 +61,5 @@ def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) 
         "max_attempts": max_attempts,
         "scheduled_at": rest[0] if rest else None,
         "headers": None,
+        "producer_id": producer_id,
     }

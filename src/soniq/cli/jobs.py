@@ -33,7 +33,8 @@ _COLUMNS = [
 
 
 async def _find(app: Soniq, job_id: str) -> dict[str, Any]:
-    job = await app.get_job(job_id)
+    # The command refuses a malformed id (app.get_job answers None for it).
+    job = await app.get_job(job_id_param(job_id))
     if job is None:
         raise SoniqError(
             JOB_NOT_FOUND,

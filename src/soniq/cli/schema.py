@@ -15,13 +15,19 @@ from soniq.cli.session import refuse_memory, with_app
 @click.command()
 @database_url_option
 def setup(database_url: str | None) -> None:
-    """Create or upgrade Soniq's tables. Idempotent; safe to run concurrently."""
+    """Create or upgrade Soniq's tables. Idempotent; safe to run concurrently.
+
+    The database itself must exist: if it does not, this prints the createdb command
+    (or SQL) to run and exits non-zero.
+    """
 
     async def go() -> list[str]:
         app = Soniq(database_url=database_url)
         refuse_memory(app)
         try:
-            return await app.setup()
+            # Never creates the database: in production that is the operator's call
+            # (owner, encoding, locale); the error says what to run.
+            return await app.setup(create_database=False)
         finally:
             await app.close()
 

@@ -113,7 +113,7 @@ async def enqueue_examples(app: Soniq) -> None:
 
 async def progress(app: Soniq, started: float) -> DemoProgress:
     """Read the demo queue's counts now."""
-    stats = {row["queue"]: row for row in await app.get_queue_stats()}.get(QUEUE, {})
+    stats = {row["queue"]: row for row in await app.get_queue_stats_by_queue()}.get(QUEUE, {})
     ticks = await app.list_jobs(queue=QUEUE, job_name="demo.tick", status="done", limit=1000)
     return DemoProgress(
         seconds=time.monotonic() - started,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from soniq.core.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.enqueue.ids import new_job_id
 from soniq.enqueue.naming import check_wire_name, derive_task_name
+from soniq.enqueue.producer import process_producer_id
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ARGS_CONFLICT,
@@ -58,6 +59,8 @@ class JobRow:
     scheduled_at: datetime | None
     #: Propagation headers as JSON text (a trace context), or None; see soniq.observability.tracing.
     headers: str | None = None
+    #: Who enqueued it (SONIQ_PRODUCER_ID); see soniq.enqueue.producer.
+    producer_id: str | None = None
 
     def params(self) -> dict[str, Any]:
         """The named parameters of the ``insert_job`` query."""
@@ -71,6 +74,7 @@ class JobRow:
             "dedup_key": self.dedup_key,
             "scheduled_at": self.scheduled_at,
             "headers": self.headers,
+            "producer_id": self.producer_id,
         }
 
 
@@ -328,13 +332,17 @@ def dump_args(args: dict[str, Any], name: str) -> str:
 
 
 def check_scheduled_at(value: object) -> datetime | None:
-    """Return an aware UTC datetime (or None); reject naive and non-datetime values."""
+    """Return an aware UTC datetime (or None): an aware datetime, or a ``timedelta`` or
+    number of seconds from now; reject naive datetimes and anything else."""
     if value is None:
         return None
+    if isinstance(value, (int, float, timedelta)) and not isinstance(value, bool):
+        return run_at_to_datetime(value, "scheduled_at")
     if not isinstance(value, datetime):
         raise SoniqError(
             INVALID_SCHEDULE,
-            f"scheduled_at must be a timezone-aware datetime, got {type(value).__name__}.",
+            "scheduled_at must be a timezone-aware datetime, a timedelta or seconds from "
+            f"now, got {type(value).__name__}.",
         )
     if value.tzinfo is None or value.utcoffset() is None:
         raise SoniqValueError(
@@ -345,8 +353,9 @@ def check_scheduled_at(value: object) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
-def run_at_to_datetime(run_at: object) -> datetime:
-    """``schedule()``'s ``run_at``: an aware datetime, or seconds from now."""
+def run_at_to_datetime(run_at: object, label: str = "run_at") -> datetime:
+    """``schedule()``'s ``run_at`` (``label``): an aware datetime, or a ``timedelta`` or
+    seconds from now."""
     if isinstance(run_at, (int, float)) and not isinstance(run_at, bool):
         try:
             if not run_at >= 0:
@@ -355,17 +364,17 @@ def run_at_to_datetime(run_at: object) -> datetime:
         except OverflowError:
             raise SoniqError(
                 INVALID_SCHEDULE,
-                f"run_at in seconds must be a number >= 0 that lands before year 10000, "
+                f"{label} in seconds must be a number >= 0 that lands before year 10000, "
                 f"got {run_at!r}.",
             ) from None
     if isinstance(run_at, timedelta):
         try:
             return datetime.now(timezone.utc) + run_at
         except OverflowError:
-            raise SoniqError(INVALID_SCHEDULE, f"run_at {run_at!r} is out of range.") from None
+            raise SoniqError(INVALID_SCHEDULE, f"{label} {run_at!r} is out of range.") from None
     checked = check_scheduled_at(run_at)
     if checked is None:
-        raise SoniqError(INVALID_SCHEDULE, "run_at is required: a datetime or seconds from now.")
+        raise SoniqError(INVALID_SCHEDULE, f"{label} is required: a datetime or seconds from now.")
     return checked
 
 
@@ -395,6 +404,9 @@ class JobPlan:
     max_attempts: int
     unique: bool
     scheduled_at: datetime | None
+    #: SONIQ_PRODUCER_ID, or None for this process's default (worked out per row: a
+    #: cached plan outlives a fork, the default must not).
+    producer_id: str | None = None
 
     def row(self, call_args: object, dedup_key: object = None, job_id: str = "") -> JobRow:
         """Check one set of arguments and build its row."""
@@ -410,6 +422,7 @@ class JobPlan:
             max_attempts=self.max_attempts,
             dedup_key=dedup_key_for(plain, self.unique, dedup_key),
             scheduled_at=self.scheduled_at,
+            producer_id=self.producer_id or process_producer_id(),
         )
 
 
@@ -451,4 +464,5 @@ def plan_job(
         max_attempts=spec.max_attempts if spec else settings.max_retries + 1,
         unique=(spec.unique if spec else False) if unique is None else bool(unique),
         scheduled_at=check_scheduled_at(scheduled_at),
+        producer_id=settings.producer_id,
     )

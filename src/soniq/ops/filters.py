@@ -159,6 +159,25 @@ def check_page(limit: object, offset: object) -> None:
             raise SoniqError(INVALID_ARGUMENT, f"{label} must be an int >= 0, got {value!r}.")
 
 
+def job_lookup_key(job_id: object) -> str | None:
+    """A job id for the lookups (``get_job``, ``get_result``, ``cancel_job``,
+    ``delete_job``): None for a string that is not a UUID, since it names no job (as
+    in the original Soniq); SONIQ_INVALID_JOB_ID for a value that is not even a
+    string or ``uuid.UUID``, a bug in the calling code."""
+    if isinstance(job_id, uuid.UUID):
+        return str(job_id)
+    if not isinstance(job_id, str):
+        raise SoniqError(
+            INVALID_JOB_ID,
+            f"A job id is a UUID string, got {type(job_id).__name__} {job_id!r}. Pass the "
+            "id enqueue() returned.",
+        )
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        return None
+
+
 def job_id_param(job_id: object) -> str:
     """A job id as the queries take it, or SONIQ_INVALID_JOB_ID."""
     try:

@@ -13,12 +13,12 @@
 WITH ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed)
+         delayed, producer_id)
     VALUES (
         %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
         COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
-        COALESCE(%(scheduled_at)s::timestamptz > now(), false)
+        COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text
     )
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -37,10 +37,12 @@ FROM ins
 -- no worker: it tells them on soniq_delayed in how many seconds it falls due, so that
 -- they promote it then (soniq.worker.promotion).
 INSERT INTO soniq_jobs
-    (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers, delayed)
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers, delayed,
+     producer_id)
 SELECT %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
        %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now()),
-       %(headers)s::text::jsonb, COALESCE(%(scheduled_at)s::timestamptz > now(), false)
+       %(headers)s::text::jsonb, COALESCE(%(scheduled_at)s::timestamptz > now(), false),
+       %(producer_id)s::text
 FROM pg_notify(
     CASE WHEN %(scheduled_at)s::timestamptz > now() THEN 'soniq_delayed' ELSE 'soniq_new_job' END,
     CASE WHEN %(scheduled_at)s::timestamptz > now()
@@ -59,10 +61,10 @@ WITH batch AS (
 ), ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed)
+         delayed, producer_id)
     SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
            dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
-           COALESCE(%(scheduled_at)s::timestamptz > now(), false)
+           COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text
     FROM batch ORDER BY n
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -81,13 +83,14 @@ LIMIT 1
 
 -- name: copy_jobs
 -- enqueue_many without a run time: scheduled_at keeps its default, the server's now().
-COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts) FROM STDIN
+COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts, producer_id) FROM STDIN
 
 -- name: copy_jobs_scheduled
 -- COPY computes nothing, so the caller says whether the time is still to come
 -- ("delayed", by its own clock). A job its clock calls due a moment early is held back by
 -- the claim's scheduled_at check; one it calls delayed a moment late is promoted.
-COPY soniq_jobs (id, args, job_name, queue, priority, max_attempts, scheduled_at, delayed)
+COPY soniq_jobs
+    (id, args, job_name, queue, priority, max_attempts, producer_id, scheduled_at, delayed)
 FROM STDIN
 
 -- name: notify_queues
@@ -101,7 +104,7 @@ WHERE %(scheduled_at)s::timestamptz > now()
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error, cancel_requested_at
+       worker_id::text, result, last_error, cancel_requested_at, producer_id
 FROM soniq_jobs WHERE id = %(id)s::uuid
 
 -- name: job_created_at
@@ -115,7 +118,8 @@ SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attem
        original_created_at AS created_at, dead_lettered_at AS updated_at,
        started_at, dead_lettered_at AS finished_at,
        NULL::text AS worker_id, NULL::jsonb AS result, last_error,
-       NULL::timestamptz AS cancel_requested_at, reason, resurrection_count
+       NULL::timestamptz AS cancel_requested_at, NULL::text AS producer_id, reason,
+       resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: list_jobs
@@ -127,7 +131,7 @@ FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 -- id::text, a sort of the whole table.)
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error, cancel_requested_at
+       worker_id::text, result, last_error, cancel_requested_at, producer_id
 FROM soniq_jobs
 WHERE id < COALESCE(%(before)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -221,6 +225,15 @@ SELECT COALESCE(live.queue, dead.queue) AS queue,
 FROM live FULL JOIN dead ON live.queue = dead.queue
 ORDER BY 1
 
+-- name: queue_totals
+-- get_queue_stats(): the whole queue's counts by status, and the dead letters.
+SELECT count(*) FILTER (WHERE status = 'queued')     AS queued,
+       count(*) FILTER (WHERE status = 'processing') AS processing,
+       count(*) FILTER (WHERE status = 'done')       AS done,
+       count(*) FILTER (WHERE status = 'cancelled')  AS cancelled,
+       (SELECT count(*) FROM soniq_dead_letter_jobs) AS dead_letter
+FROM soniq_jobs
+
 -- name: schema_version
 SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
        to_regclass('soniq_jobs') IS NOT NULL AS has_jobs
@@ -293,11 +306,12 @@ RETURNING id
 -- name: snooze_job
 -- Back to the queue without spending the attempt (also used for jobs interrupted by
 -- a graceful shutdown), unless its cancellation was requested: then it ends cancelled.
+-- A snooze says so in last_error (SNOOZE[: reason]); a shutdown's requeue passes NULL.
 UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE now() END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
-    worker_id = NULL, updated_at = now(),
+    worker_id = NULL, updated_at = now(), last_error = COALESCE(%(error)s::text, last_error),
     scheduled_at = now() + make_interval(secs => %(delay)s::float8),
     delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
@@ -852,6 +866,14 @@ LISTEN {channel}
 -- {database} and {template} are identifiers (Query.with_identifiers): soniq demo's
 -- scratch database, and the pytest plugin's test databases.
 CREATE DATABASE {database} TEMPLATE {template}
+
+-- name: database_exists
+-- Asked on the maintenance database by setup(), when the target would not connect.
+SELECT 1 FROM pg_database WHERE datname = %(name)s
+
+-- name: create_empty_database
+-- setup() on a missing database: {database} is an identifier (Query.with_identifiers).
+CREATE DATABASE {database}
 
 -- name: drop_database
 -- FORCE (PostgreSQL 13+) ends sessions a test or an interrupted demo left open.

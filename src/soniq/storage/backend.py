@@ -22,18 +22,60 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter
-from soniq.errors import DATABASE_UNREACHABLE, BackendUnsupportedError, SoniqError
+from soniq.errors import (
+    DATABASE_MISSING,
+    DATABASE_UNREACHABLE,
+    BackendUnsupportedError,
+    SoniqError,
+)
 from soniq.settings import SoniqSettings
+from soniq.storage.database import (
+    check_database_name,
+    database_missing,
+    database_name,
+    maintenance_url,
+)
 from soniq.storage.dialect import POSTGRES, Dialect
 from soniq.storage.migration_sources import MigrationSource
 from soniq.storage.migrations import apply_migrations, migration_status, pending_migrations
-from soniq.storage.queries import Query
+from soniq.storage.queries import QUERIES, Query
 from soniq.storage.records import Notification
 from soniq.storage.urls import describe_server
 
 logger = logging.getLogger("soniq.backend")
 
 Row = tuple[Any, ...]
+
+
+async def _database_missing(url: str, settings: SoniqSettings, name: str) -> bool:
+    """Whether the server behind ``url`` lacks database ``name`` (asked on its
+    maintenance database); False when that cannot be asked either."""
+    try:
+        conn = await connect(maintenance_url(url), settings)
+    except SoniqError:
+        return False
+    async with conn:
+        cur = await conn.execute(QUERIES["database_exists"].psycopg, {"name": name})
+        return await cur.fetchone() is None
+
+
+async def _create_database(url: str, settings: SoniqSettings, name: str) -> None:
+    """Create database ``name`` on the server of ``url`` (a concurrent setup may win)."""
+    statement = QUERIES["create_empty_database"].with_identifiers(database=name)
+    async with await connect(maintenance_url(url), settings) as conn:
+        try:
+            await conn.execute(statement)
+        except psycopg.errors.DuplicateDatabase:
+            pass
+        except psycopg.Error as exc:
+            raise SoniqError(
+                DATABASE_MISSING,
+                f"Database {name!r} does not exist and could not be created: "
+                f"{str(exc).strip()}. Ask the server's administrator to run "
+                f"CREATE DATABASE {name};, then run setup again.",
+                database=name,
+            ) from None
+    logger.info("created database %s", name)
 
 
 async def connect(url: str, settings: SoniqSettings) -> psycopg.AsyncConnection[Any]:
@@ -97,9 +139,15 @@ class StorageBackend(ABC):
         """Release connections. The backend may be prepared again afterwards."""
 
     @abstractmethod
-    async def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
+    async def setup(
+        self, sources: Sequence[MigrationSource] = (), *, create_database: bool = False
+    ) -> list[str]:
         """Create or upgrade Soniq's tables, then apply the plugin migration
-        ``sources``; return the migration versions applied."""
+        ``sources``; return the migration versions applied.
+
+        ``create_database``: on PostgreSQL, create the URL's database first if the
+        server lacks it (else SONIQ_DATABASE_MISSING says how to). Files are made anyway.
+        """
 
     @abstractmethod
     async def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:
@@ -224,10 +272,25 @@ class PostgresBackend(StorageBackend):
         pool, self.pool = self.pool, self._new_pool()  # a closed psycopg pool can't reopen
         await pool.close()
 
-    async def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
-        """Apply pending migrations (plugin ``sources`` after Soniq's), on a connection
-        of its own."""
-        async with await connect(self.url, self.settings) as conn:
+    async def setup(
+        self, sources: Sequence[MigrationSource] = (), *, create_database: bool = False
+    ) -> list[str]:
+        """Apply pending migrations, on a connection of its own; a missing database is
+        created first (``create_database``) or explained (SONIQ_DATABASE_MISSING).
+        Plugin migration ``sources`` are applied after Soniq's."""
+        try:
+            conn = await connect(self.url, self.settings)
+        except SoniqError as exc:
+            if exc.code != DATABASE_UNREACHABLE:
+                raise
+            name = database_name(self.url)
+            if name is None or not await _database_missing(self.url, self.settings, name):
+                raise
+            if not create_database:
+                raise database_missing(self.url, name) from None
+            await _create_database(self.url, self.settings, check_database_name(name))
+            conn = await connect(self.url, self.settings)
+        async with conn:
             return await apply_migrations(conn, sources)
 
     async def migration_status(self, sources: Sequence[MigrationSource] = ()) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class Jobs:
         self, db: AsyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
+        await db.copy_jobs(db.dialect.bulk_statements(len(shared) > 5), ids, args, shared)
 
     async def insert_many(self, db: AsyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""
@@ -112,10 +112,11 @@ class Jobs:
         params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         return await self._settle("retry_job", params)
 
-    async def requeue(self, job: ClaimedJob, delay: float) -> bool:
-        """Back to the queue after ``delay`` seconds without spending the attempt."""
+    async def requeue(self, job: ClaimedJob, delay: float, error: str | None = None) -> bool:
+        """Back to the queue after ``delay`` seconds without spending the attempt;
+        ``error`` replaces ``last_error`` (None keeps it)."""
         return await self._settle(
-            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay}
+            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         )
 
     async def cancelled(self, job: ClaimedJob) -> bool:
@@ -200,6 +201,10 @@ class Jobs:
     async def queue_stats(self) -> builtins.list[Record]:
         """Per-queue counts by status (and dead-lettered), by queue name."""
         return await self._fetch("queue_stats", {})
+
+    async def queue_totals(self) -> Record:
+        """Counts over every queue: queued, processing, done, cancelled, dead_letter."""
+        return (await self._fetch("queue_totals", {}))[0]
 
     async def queue_status(self) -> builtins.list[Record]:
         """Per-queue depth, ages and rates, for ``app.status()``."""

@@ -484,13 +484,14 @@ class SqliteSession:
         """Bulk-insert jobs with ``query`` (one row's INSERT, run for each): per row an id
         and its args JSON text, then what all share.
 
-        ``shared`` is ``(job_name, queue, priority, max_attempts[, scheduled_at,
-        delayed])`` as :mod:`soniq.adapters.copy_format` defines it; without
+        ``shared`` is ``(job_name, queue, priority, max_attempts, producer_id[,
+        scheduled_at, delayed])`` as :mod:`soniq.adapters.copy_format` defines it; without
         ``scheduled_at`` the rows are due now. ``delayed`` is not needed: the store works
         it out on its own clock.
         """
-        job_name, queue, priority, max_attempts, *rest = shared
+        job_name, queue, priority, max_attempts, producer_id, *rest = shared
         common = {
+            "producer_id": producer_id,
             "job_name": job_name,
             "queue": queue,
             "priority": encode(priority),

@@ -165,7 +165,7 @@ class Acknowledger:
         if isinstance(outcome, Retry):
             return await jobs.retry(job, outcome.delay, _storable(outcome.error))
         if isinstance(outcome, Requeue):
-            return await jobs.requeue(job, outcome.delay)
+            return await jobs.requeue(job, outcome.delay, _storable(outcome.error))
         if isinstance(outcome, Cancelled):
             return await jobs.cancelled(job)
         if isinstance(outcome, Bury):

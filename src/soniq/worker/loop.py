@@ -422,6 +422,7 @@ class Worker:
             self.registry,
             self.hooks,
             default_timeout=settings.job_timeout,
+            snooze_max=settings.snooze_max_seconds,
             worker_id=self.id,
             executor=executor,
             deadlines=deadlines,

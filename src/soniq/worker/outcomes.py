@@ -31,11 +31,16 @@ class Bury:
 
 @dataclass(frozen=True)
 class Requeue:
-    """Back to the queue without spending the attempt (snooze, shutdown)."""
+    """Back to the queue without spending the attempt (snooze, shutdown).
+
+    ``error`` is the ``last_error`` to write (a snooze's ``SNOOZE[: reason]``); None
+    keeps the row's.
+    """
 
     delay: float
     #: Put back by a worker shutdown, not by the handler's own snooze.
     by_shutdown: bool = False
+    error: str | None = None
 
 
 @dataclass(frozen=True)

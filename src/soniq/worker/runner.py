@@ -89,6 +89,7 @@ class JobRunner:
         hooks: Mapping[str, Sequence[Hook]],
         *,
         default_timeout: float | None,
+        snooze_max: float = 86400.0,
         worker_id: str,
         executor: Executor,
         deadlines: Deadlines,
@@ -102,6 +103,8 @@ class JobRunner:
         self.after = list(hooks.get("after_job", ()))
         self.on_error = list(hooks.get("on_error", ()))
         self.default_timeout = default_timeout
+        #: The longest a snooze may put a job off (SONIQ_SNOOZE_MAX_SECONDS).
+        self.snooze_max = snooze_max
         self.worker_id = worker_id
         self.executor = executor
         self.deadlines = deadlines
@@ -159,7 +162,7 @@ class JobRunner:
                 raise result
         except Snooze as snooze:
             # (A snooze after a cancel request ends cancelled: see snooze_job.)
-            return Requeue(snooze.seconds)
+            return Requeue(snooze.delay(self.snooze_max), error=snooze.last_error)
         except Exception as exc:
             return await self._failed(job, spec, kwargs, exc)
         if self.after:

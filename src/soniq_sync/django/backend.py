@@ -38,6 +38,7 @@ from soniq.errors import (
     ArgsNotSerializableError,
     SoniqError,
 )
+from soniq.ops.filters import job_id_param
 from soniq.settings import SoniqSettings
 from soniq.types import JobContext
 from soniq_sync.django._compat import (
@@ -179,8 +180,10 @@ class SoniqBackend(BaseTaskBackend):  # type: ignore[misc]
         import soniq_sync
 
         app = soniq_sync.default_app()
+        # app.get_job answers None for a string that is not a UUID; Django callers are
+        # told the id is malformed instead.
         try:
-            job = app.get_job(result_id)
+            job = app.get_job(job_id_param(result_id))
         except SoniqError as exc:
             if exc.code != INVALID_JOB_ID:
                 raise

@@ -50,7 +50,7 @@ class Jobs:
         self, db: SyncAdapter, ids: Sequence[str], args: Sequence[str], shared: Shared
     ) -> None:
         """Bulk-write rows without dedup keys or headers (COPY where the driver has it)."""
-        db.copy_jobs(db.dialect.bulk_statements(len(shared) > 4), ids, args, shared)
+        db.copy_jobs(db.dialect.bulk_statements(len(shared) > 5), ids, args, shared)
 
     def insert_many(self, db: SyncAdapter, params: dict[str, Any]) -> set[str]:
         """Write a batch in one INSERT that skips queued duplicates; the ids written."""
@@ -108,9 +108,12 @@ class Jobs:
         params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
         return self._settle("retry_job", params)
 
-    def requeue(self, job: ClaimedJob, delay: float) -> bool:
-        """Back to the queue after ``delay`` seconds without spending the attempt."""
-        return self._settle("snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay})
+    def requeue(self, job: ClaimedJob, delay: float, error: str | None = None) -> bool:
+        """Back to the queue after ``delay`` seconds without spending the attempt;
+        ``error`` replaces ``last_error`` (None keeps it)."""
+        return self._settle(
+            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
+        )
 
     def cancelled(self, job: ClaimedJob) -> bool:
         """End a running job as cancelled (on request)."""
@@ -194,6 +197,10 @@ class Jobs:
     def queue_stats(self) -> builtins.list[Record]:
         """Per-queue counts by status (and dead-lettered), by queue name."""
         return self._fetch("queue_stats", {})
+
+    def queue_totals(self) -> Record:
+        """Counts over every queue: queued, processing, done, cancelled, dead_letter."""
+        return (self._fetch("queue_totals", {}))[0]
 
     def queue_status(self) -> builtins.list[Record]:
         """Per-queue depth, ages and rates, for ``app.status()``."""

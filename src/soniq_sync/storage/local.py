@@ -90,8 +90,11 @@ class SQLiteBackend(StorageBackend):
         if store is not None:
             store.close()
 
-    def setup(self, sources: Sequence[MigrationSource] = ()) -> list[str]:
-        """Create or upgrade the tables; return the versions applied. Plugin migration
+    def setup(
+        self, sources: Sequence[MigrationSource] = (), *, create_database: bool = False
+    ) -> list[str]:
+        """Create or upgrade the tables; return the versions applied (the file, or the
+        memory database, is made whatever ``create_database`` says). Plugin migration
         ``sources`` are PostgreSQL-only: they are skipped, with a warning."""
         skip_plugin_migrations(sources, self.kind)
         return self.store.setup()

@@ -32,6 +32,7 @@ JOB_KEYS = {
     "result",
     "last_error",
     "cancel_requested_at",
+    "producer_id",
 }
 
 

@@ -19,11 +19,11 @@
 -- name: insert_job
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed)
+     created_at, updated_at, headers, delayed, producer_id)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     %(dedup_key)s, COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0)
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
 )
 ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
 DO NOTHING
@@ -32,11 +32,11 @@ RETURNING id AS id, '' AS pg_notify
 -- name: insert_job_plain
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at,
-     updated_at, headers, delayed)
+     updated_at, headers, delayed, producer_id)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0)
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
 )
 
 -- name: insert_jobs
@@ -44,10 +44,10 @@ VALUES (
 -- SQLite from reading ON CONFLICT as a join constraint of the SELECT.
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed)
+     created_at, updated_at, headers, delayed, producer_id)
 SELECT i.value, %(job_name)s, a.value, %(queue)s, %(priority)s, %(max_attempts)s, d.value,
        COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-       COALESCE(%(scheduled_at)s > %(now)s, 0)
+       COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
 FROM json_each(%(ids)s) AS i
 JOIN json_each(%(args)s) AS a ON a.key = i.key
 JOIN json_each(%(dedup_keys)s) AS d ON d.key = i.key
@@ -78,7 +78,7 @@ SELECT '' AS pg_notify WHERE %(scheduled_at)s > %(now)s
 -- name: get_job
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id, result, last_error, cancel_requested_at
+       worker_id, result, last_error, cancel_requested_at, producer_id
 FROM soniq_jobs WHERE id = %(id)s
 
 -- name: job_created_at
@@ -90,7 +90,7 @@ SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
        started_at, dead_lettered_at AS finished_at,
        NULL AS worker_id, NULL AS result, last_error,
-       NULL AS cancel_requested_at, reason, resurrection_count
+       NULL AS cancel_requested_at, NULL AS producer_id, reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: list_jobs
@@ -98,7 +98,7 @@ FROM soniq_dead_letter_jobs WHERE id = %(id)s
 -- keyset. since is inclusive, until exclusive, both on created_at.
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id, result, last_error, cancel_requested_at
+       worker_id, result, last_error, cancel_requested_at, producer_id
 FROM soniq_jobs
 WHERE (%(before)s IS NULL OR id < %(before)s)
   AND (%(status)s IS NULL OR status = %(status)s)
@@ -178,6 +178,15 @@ SELECT COALESCE(live.queue, dead.queue) AS queue,
 FROM live FULL JOIN dead ON live.queue = dead.queue
 ORDER BY 1
 
+-- name: queue_totals
+-- get_queue_stats(): the whole queue's counts by status, and the dead letters.
+SELECT count(*) FILTER (WHERE status = 'queued')     AS queued,
+       count(*) FILTER (WHERE status = 'processing') AS processing,
+       count(*) FILTER (WHERE status = 'done')       AS done,
+       count(*) FILTER (WHERE status = 'cancelled')  AS cancelled,
+       (SELECT count(*) FROM soniq_dead_letter_jobs) AS dead_letter
+FROM soniq_jobs
+
 -- ---------------------------------------------------------------------------------
 -- Worker
 -- ---------------------------------------------------------------------------------
@@ -230,11 +239,12 @@ RETURNING id AS "id [uuid]"
 
 -- name: snooze_job
 -- Back to the queue without spending the attempt, unless cancellation was requested.
+-- A snooze says so in last_error (SNOOZE[: reason]); a shutdown's requeue passes NULL.
 UPDATE soniq_jobs
 SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN finished_at ELSE %(now)s END,
     attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
-    worker_id = NULL, updated_at = %(now)s,
+    worker_id = NULL, updated_at = %(now)s, last_error = COALESCE(%(error)s, last_error),
     scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id AS "id [uuid]"
@@ -719,10 +729,10 @@ CREATE TEMP TABLE IF NOT EXISTS soniq_scratch (
 -- name: store_copy_job
 -- One row of enqueue_many's bulk insert (SqliteSession.copy_jobs, run by executemany).
 INSERT INTO soniq_jobs
-    (id, args, job_name, queue, priority, max_attempts, scheduled_at, created_at, updated_at,
-     delayed)
+    (id, args, job_name, queue, priority, max_attempts, producer_id, scheduled_at, created_at,
+     updated_at, delayed)
 VALUES (%(id)s, %(args)s, %(job_name)s, %(queue)s, %(priority)s, %(max_attempts)s,
-        %(scheduled_at)s, %(now)s, %(now)s, %(scheduled_at)s > %(now)s)
+        %(producer_id)s, %(scheduled_at)s, %(now)s, %(now)s, %(scheduled_at)s > %(now)s)
 
 -- name: store_migrations_table
 CREATE TABLE IF NOT EXISTS soniq_migrations (
