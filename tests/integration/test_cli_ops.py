@@ -44,7 +44,7 @@ def error(result: Result, code: str) -> str:
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"soniq: error: [{code}] "), line
+    assert line.startswith(f"soniq: error: {code}: "), line
     return line
 
 

@@ -84,7 +84,7 @@ def test_replay_dry_run_counts_and_samples_but_writes_nothing(cli: Any, database
 def test_a_dry_run_of_an_unknown_id_is_an_error(cli: Any) -> None:
     result = cli("dead-letter", "replay", str(uuid.uuid4()), "--dry-run")
     assert result.exit_code == 1
-    assert "[SONIQ_JOB_NOT_FOUND]" in result.stderr
+    assert "SONIQ_JOB_NOT_FOUND:" in result.stderr
 
 
 def test_purge_dry_run_writes_nothing(cli: Any, database_url: str) -> None:
@@ -96,7 +96,7 @@ def test_purge_dry_run_writes_nothing(cli: Any, database_url: str) -> None:
     none = json.loads(ok(cli("dead-letter", "purge", "--name", "nope", "--dry-run", "--json")))
     assert none == {"dry_run": True, "would_be_deleted": 0, "sample": []}
     # A purge without a filter is refused even as a dry run.
-    assert "[SONIQ_FILTER_REQUIRED]" in cli("dead-letter", "purge", "--dry-run").stderr
+    assert "SONIQ_FILTER_REQUIRED:" in cli("dead-letter", "purge", "--dry-run").stderr
     assert "Deleted 3" in ok(cli("dead-letter", "purge", "--all", "--yes"))
     assert dead_letter_rows(database_url) == []
 
@@ -235,7 +235,7 @@ def test_jobs_modules_are_merged_after_the_environment(
 def test_worker_without_any_jobs_module_names_the_flag(isolated: Path) -> None:
     result = CliRunner().invoke(main, ["worker", "--run-once"])
     assert result.exit_code == 1
-    assert "[SONIQ_INVALID_ARGUMENT]" in result.stderr and "--jobs-modules" in result.stderr
+    assert "SONIQ_INVALID_ARGUMENT:" in result.stderr and "--jobs-modules" in result.stderr
 
 
 def test_a_database_url_that_contradicts_the_app_is_refused(
@@ -247,7 +247,7 @@ def test_a_database_url_that_contradicts_the_app_is_refused(
         ["worker", "--run-once", "--jobs-modules", module, "--database-url", empty_database_url],
     )
     assert result.exit_code == 1
-    assert "[SONIQ_INVALID_SETTING]" in result.stderr and "--database-url" in result.stderr
+    assert "SONIQ_INVALID_SETTING:" in result.stderr and "--database-url" in result.stderr
     # The same database spelled another way is no contradiction.
     same = database_url.replace("postgresql://", "postgres://").replace(":5432/", "/")
     assert same != database_url

@@ -56,7 +56,7 @@ def one_error_line(result: Result, code: str) -> None:
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"soniq: error: [{code}]"), result.stderr
+    assert lines[0].startswith(f"soniq: error: {code}:"), result.stderr
 
 
 # -- soniq status -------------------------------------------------------------------

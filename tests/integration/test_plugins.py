@@ -445,4 +445,4 @@ def test_the_cli_without_plugins_has_no_plugin_commands_and_names_a_bad_one(
     assert "No such command 'audit-report'" in plain.stderr
     bad = soniq_cli("--plugins", "nosuch", "status", url=database_url, site=plugin_dist)
     assert bad.returncode == 1
-    assert f"[{PLUGIN_LOAD_FAILED}]" in bad.stderr and "nosuch" in bad.stderr
+    assert f"{PLUGIN_LOAD_FAILED}:" in bad.stderr and "nosuch" in bad.stderr

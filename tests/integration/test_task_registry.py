@@ -217,7 +217,7 @@ def test_tasks_check_exits_2_without_a_package_or_a_database_url(
 ) -> None:
     result = soniq_cli(tmp_path, "tasks-check", url=database_url)
     assert result.returncode == 2
-    assert result.stderr.startswith("soniq: error: [SONIQ_INVALID_ARGUMENT] Give the stub")
+    assert result.stderr.startswith("soniq: error: SONIQ_INVALID_ARGUMENT: Give the stub")
     write_stubs(tmp_path, "nourl_stubs", "x", 'a = task_ref("x.a")\n')
     result = soniq_cli(tmp_path, "tasks-check", "nourl_stubs", url=None)
     assert result.returncode == 2
@@ -225,7 +225,7 @@ def test_tasks_check_exits_2_without_a_package_or_a_database_url(
     # A package without any TaskRef is refused as a usage error too.
     write(tmp_path / "empty_stubs" / "__init__.py", "")
     result = soniq_cli(tmp_path, "tasks-check", "empty_stubs", url=database_url)
-    assert result.returncode == 2 and "[SONIQ_NO_TASK_REFS]" in result.stderr
+    assert result.returncode == 2 and "SONIQ_NO_TASK_REFS:" in result.stderr
 
 
 def test_tasks_check_reports_a_stub_module_that_cannot_be_imported(
@@ -235,10 +235,10 @@ def test_tasks_check_reports_a_stub_module_that_cannot_be_imported(
     write(tmp_path / "broken_stubs" / "refs.py", "import not_a_module_anywhere\n")
     result = soniq_cli(tmp_path, "tasks-check", "broken_stubs", url=database_url)
     assert result.returncode == 1
-    assert "[SONIQ_STUB_IMPORT_FAILED]" in result.stderr
+    assert "SONIQ_STUB_IMPORT_FAILED:" in result.stderr
     assert "broken_stubs.refs" in result.stderr
     result = soniq_cli(tmp_path, "tasks-check", "no_such_stubs", url=database_url)
-    assert result.returncode == 1 and "[SONIQ_STUB_IMPORT_FAILED]" in result.stderr
+    assert result.returncode == 1 and "SONIQ_STUB_IMPORT_FAILED:" in result.stderr
 
 
 async def test_tasks_check_with_stubs_adds_the_fleet_comparison(
@@ -254,7 +254,7 @@ async def test_tasks_check_with_stubs_adds_the_fleet_comparison(
     assert "registered" not in result.stdout.splitlines()[0]
     result = soniq_cli(workdir, "tasks", "check", "--stubs", stubs, "--json", url=database_url)
     assert result.returncode == 1  # the fixture's own stub package declares no refs
-    assert "[SONIQ_NO_TASK_REFS]" in result.stderr
+    assert "SONIQ_NO_TASK_REFS:" in result.stderr
 
 
 async def test_a_sqlite_worker_writes_the_registry_too(tmp_path: Path) -> None:

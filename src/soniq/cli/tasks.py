@@ -185,7 +185,7 @@ def tasks_check(package: str | None, max_age: str, as_json: bool, database_url: 
 def _usage_exit(message: str, code: str = INVALID_ARGUMENT) -> NoReturn:
     if debug_enabled():
         click.echo("(soniq --debug: a usage error has no traceback)", err=True)
-    click.echo(f"soniq: error: [{code}] {message}", err=True)
+    click.echo(f"soniq: error: {code}: {message}", err=True)
     sys.exit(DRIFT_EXIT)
 
 
