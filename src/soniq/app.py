@@ -40,6 +40,7 @@ from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
 from soniq.types import JobStatus
+from soniq.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
@@ -76,6 +77,19 @@ class Soniq(AppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        self._webhooks: WebhookService | None = None
+
+    @property
+    def webhooks(self) -> WebhookService:
+        """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
+        first use. It registers the delivery job ``soniq.webhooks.deliver``."""
+        if self._webhooks is None:
+            self._webhooks = WebhookService(self, self._write_jobs_on)
+        return self._webhooks
+
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs (webhook delivery) before a worker starts."""
+        _ = self.webhooks
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -169,6 +183,7 @@ class Soniq(AppBase):
         """
         from soniq.worker import Worker
 
+        self._serve_builtin_jobs()
         self._config.freeze(worker=True)
         return Worker(self.backend, self.registry, self.settings, self.hooks)
 
@@ -329,6 +344,16 @@ class Soniq(AppBase):
         await self.ensure_initialized()
         async with self.store.transaction() as tx:
             return await _insert_many(self.store, tx, rows)
+
+    async def _write_jobs_on(
+        self, adapter: AsyncAdapter, target: str, args_list: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
+        """Insert jobs of a registered task on an open transaction (Soniq's own
+        callers, such as ``app.webhooks``, which write other rows in it too)."""
+        plan = self._plan(target, None, {}, None, None, None, None)
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
+        return await _insert_many(self.store, adapter, rows) if rows else []
 
     # -- inspection -----------------------------------------------------------------
 

@@ -384,6 +384,9 @@ class AppBase:
             catch_up=catch_up,
         )
 
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs before a worker starts (the apps override this)."""
+
     def _get_job_registry(self) -> JobRegistry:
         """The registry of this app's jobs (kept for hooks written against older docs)."""
         return self.registry

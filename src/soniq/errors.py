@@ -74,6 +74,11 @@ EMBEDDED_DATA_DIR_INVALID = "SONIQ_EMBEDDED_DATA_DIR_INVALID"
 EMBEDDED_START_FAILED = "SONIQ_EMBEDDED_START_FAILED"
 DEMO_DATABASE_UNAVAILABLE = "SONIQ_DEMO_DATABASE_UNAVAILABLE"
 
+# Webhooks (app.webhooks, soniq[webhooks])
+WEBHOOKS_UNAVAILABLE = "SONIQ_WEBHOOKS_UNAVAILABLE"
+INVALID_WEBHOOK = "SONIQ_INVALID_WEBHOOK"
+WEBHOOK_DELIVERY_FAILED = "SONIQ_WEBHOOK_DELIVERY_FAILED"
+
 # Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
 DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 
@@ -211,6 +216,15 @@ class AmbiguousAppError(SoniqError, RuntimeError):
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(AMBIGUOUS_APP, message, **details)
+
+
+class WebhookDeliveryError(SoniqError):
+    """A webhook delivery that will not be attempted again (the receiver refused it
+    with a 4xx, or every attempt failed). The delivery job fails with it, code
+    ``SONIQ_WEBHOOK_DELIVERY_FAILED``, and goes to the dead-letter queue."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(WEBHOOK_DELIVERY_FAILED, message, **details)
 
 
 def _rebuild(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from soniq.errors import INVALID_SETTING, SoniqValueError
 
@@ -74,6 +74,12 @@ class SoniqSettings(BaseModel):
     metrics_interval: float = 5.0
     tracing: TracingMode = "auto"
     log_format: LogFormat = "text"
+    # Webhooks (see the soniq.webhooks package).
+    webhook_secret_key: SecretStr | None = None
+    webhook_timeout: float = 30.0
+    webhook_retry_delay: float = 60.0
+    webhook_retry_max_delay: float = 300.0
+    webhook_queue: str = "default"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
@@ -132,6 +138,7 @@ class SoniqSettings(BaseModel):
         "error_retry_delay",
         "scheduler_poll_interval",
         "metrics_interval",
+        "webhook_timeout",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -139,7 +146,13 @@ class SoniqSettings(BaseModel):
             raise ValueError("must be a positive, finite number of seconds")
         return value
 
-    @field_validator("result_ttl", "scheduler_misfire_grace", "prune_interval")
+    @field_validator(
+        "result_ttl",
+        "scheduler_misfire_grace",
+        "prune_interval",
+        "webhook_retry_delay",
+        "webhook_retry_max_delay",
+    )
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if not 0 <= value < math.inf:
@@ -189,6 +202,13 @@ class SoniqSettings(BaseModel):
         if value is not None and not 1 <= value <= 65535:
             raise ValueError("must be a TCP port number between 1 and 65535")
         return value
+
+    @field_validator("webhook_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a queue name, such as default or webhooks")
+        return value.strip()
 
     @field_validator("metrics_host")
     @classmethod

@@ -38,6 +38,7 @@ from soniq_sync.recurring.service import Scheduler
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
+from soniq_sync.webhooks.service import WebhookService
 
 T = TypeVar("T")
 
@@ -71,6 +72,19 @@ class Soniq(SyncAppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        self._webhooks: WebhookService | None = None
+
+    @property
+    def webhooks(self) -> WebhookService:
+        """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
+        first use. It registers the delivery job ``soniq.webhooks.deliver``."""
+        if self._webhooks is None:
+            self._webhooks = WebhookService(self, self._write_jobs_on)
+        return self._webhooks
+
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs (webhook delivery) before a worker starts."""
+        _ = self.webhooks
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -289,6 +303,16 @@ class Soniq(SyncAppBase):
         self.ensure_initialized()
         with self.store.transaction() as tx:
             return _insert_many(self.store, tx, rows)
+
+    def _write_jobs_on(
+        self, adapter: SyncAdapter, target: str, args_list: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
+        """Insert jobs of a registered task on an open transaction (Soniq's own
+        callers, such as ``app.webhooks``, which write other rows in it too)."""
+        plan = self._plan(target, None, {}, None, None, None, None)
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
+        return _insert_many(self.store, adapter, rows) if rows else []
 
     # -- inspection -----------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 ``Store(backend)`` serves a worker over a backend it opens itself; ``Store(app)``
 serves an app, whose backend may be replaced (closed and made anew) and is made ready
 before the app's calls. The areas: ``jobs`` (enqueue, claim, outcomes, inspection),
-``dead_letters``, ``schedules`` and ``workers`` (presence, recovery, cancel requests,
-gauges and statistics). Only this package looks queries up by name; backends and
-adapters run the ones it gives them.
+``dead_letters``, ``schedules``, ``workers`` (presence, recovery, cancel requests,
+gauges and statistics) and ``webhooks`` (endpoints and deliveries). Only this
+package looks queries up by name; backends and adapters run the ones it gives them.
 ``soniq_sync/storage/store.py`` is generated from this file.
 """
 
@@ -21,6 +21,7 @@ from soniq.storage.dead_letters import DeadLetters
 from soniq.storage.jobs import Jobs
 from soniq.storage.records import Notification
 from soniq.storage.schedules import Schedules
+from soniq.storage.webhooks import Webhooks
 from soniq.storage.workers import Workers
 
 
@@ -54,6 +55,7 @@ class Store:
         self.dead_letters = DeadLetters(self)
         self.schedules = Schedules(self)
         self.workers = Workers(self)
+        self.webhooks = Webhooks(self)
 
     @property
     def backend(self) -> StorageBackend:

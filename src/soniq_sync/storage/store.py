@@ -15,6 +15,7 @@ from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.dead_letters import DeadLetters
 from soniq_sync.storage.jobs import Jobs
 from soniq_sync.storage.schedules import Schedules
+from soniq_sync.storage.webhooks import Webhooks
 from soniq_sync.storage.workers import Workers
 
 
@@ -48,6 +49,7 @@ class Store:
         self.dead_letters = DeadLetters(self)
         self.schedules = Schedules(self)
         self.workers = Workers(self)
+        self.webhooks = Webhooks(self)
 
     @property
     def backend(self) -> StorageBackend:
