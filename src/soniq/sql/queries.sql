@@ -917,6 +917,7 @@ VALUES (
     %(id)s, %(url)s, %(secret)s, %(events)s::text::jsonb, %(active)s::boolean,
     %(max_retries)s::int, %(timeout_seconds)s::float8, %(headers)s::text::jsonb
 )
+RETURNING id
 
 -- name: webhook_endpoint_delete
 -- Its deliveries go with it (ON DELETE CASCADE); their jobs then find nothing to send.
@@ -951,6 +952,7 @@ INSERT INTO soniq_webhook_deliveries (id, endpoint_id, job_id, event, body, max_
 SELECT d.id, d.endpoint_id, d.job_id::uuid, %(event)s, %(body)s, d.max_attempts
 FROM unnest(%(ids)s::text[], %(endpoint_ids)s::text[], %(job_ids)s::text[],
             %(max_attempts)s::int[]) AS d (id, endpoint_id, job_id, max_attempts)
+RETURNING id
 
 -- name: webhook_delivery_begin
 -- Count the attempt before sending, so that a worker dying mid-request still spends it.
