@@ -289,27 +289,25 @@ async def test_inactive_endpoints_receive_nothing(database_url: str) -> None:
         assert await sql(database_url, "SELECT count(*) FROM soniq_jobs") == [(0,)]
 
 
-@pytest.mark.parametrize(
-    ("call", "code"),
-    [
-        ({"url": "ftp://example.com/x"}, INVALID_WEBHOOK),
-        ({"url": "/relative"}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "events": "order.paid"}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "events": []}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "secret": ""}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "max_retries": -1}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "timeout_seconds": 0}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "headers": {"X-Webhook-Event": "x"}}, INVALID_WEBHOOK),
-        ({"url": "https://example.com", "headers": {"X-A": "b\r\nc"}}, INVALID_WEBHOOK),
-    ],
-)
-async def test_bad_registrations_raise_and_write_nothing(
-    database_url: str, call: dict[str, Any], code: str
-) -> None:
+BAD_REGISTRATIONS: list[dict[str, Any]] = [
+    {"url": "ftp://example.com/x"},
+    {"url": "/relative"},
+    {"url": "https://example.com", "events": "order.paid"},
+    {"url": "https://example.com", "events": []},
+    {"url": "https://example.com", "secret": ""},
+    {"url": "https://example.com", "max_retries": -1},
+    {"url": "https://example.com", "timeout_seconds": 0},
+    {"url": "https://example.com", "headers": {"X-Webhook-Event": "x"}},
+    {"url": "https://example.com", "headers": {"X-A": "b\r\nc"}},
+]
+
+
+async def test_bad_registrations_raise_and_write_nothing(database_url: str) -> None:
     async with Soniq(database_url=database_url) as app:
-        with pytest.raises(SoniqError) as err:
-            await app.webhooks.register(**call)
-        assert err.value.code == code
+        for call in BAD_REGISTRATIONS:
+            with pytest.raises(SoniqError) as err:
+                await app.webhooks.register(**call)
+            assert err.value.code == INVALID_WEBHOOK, call
         assert await app.webhooks.list() == []
 
 
