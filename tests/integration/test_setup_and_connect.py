@@ -20,6 +20,8 @@ TABLES = {
     "soniq_recurring_jobs",
     "soniq_migrations",
     "soniq_stats",
+    "soniq_webhook_endpoints",
+    "soniq_webhook_deliveries",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]
