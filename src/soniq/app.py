@@ -40,12 +40,16 @@ from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
 from soniq.types import JobStatus
+from soniq.webhooks.models import DELIVER_TASK
 from soniq.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
 
 T = TypeVar("T")
+
+#: The task names of Soniq's own jobs, which every worker serves.
+BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -495,7 +499,12 @@ class Soniq(AppBase):
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
         rows = await self.store.jobs.task_names_in_use()
-        return [row for row in rows if row["job_name"] not in self.registry]
+        # Soniq's own jobs are served by every worker, registered here or not.
+        return [
+            row
+            for row in rows
+            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+        ]
 
     async def migration_status(self) -> dict[str, Any]:
         """The schema's migrations: ``applied`` (version and time), ``pending`` versions,

@@ -29,6 +29,7 @@ from soniq.errors import (
 )
 from soniq.ops.filters import check_page, job_id_param, time_range
 from soniq.types import JobStatus
+from soniq.webhooks.models import DELIVER_TASK
 from soniq_sync._acompat import Lock
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
@@ -41,6 +42,9 @@ from soniq_sync.storage.store import Store
 from soniq_sync.webhooks.service import WebhookService
 
 T = TypeVar("T")
+
+#: The task names of Soniq's own jobs, which every worker serves.
+BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -454,7 +458,12 @@ class Soniq(SyncAppBase):
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
         rows = self.store.jobs.task_names_in_use()
-        return [row for row in rows if row["job_name"] not in self.registry]
+        # Soniq's own jobs are served by every worker, registered here or not.
+        return [
+            row
+            for row in rows
+            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+        ]
 
     def migration_status(self) -> dict[str, Any]:
         """The schema's migrations: ``applied`` (version and time), ``pending`` versions,

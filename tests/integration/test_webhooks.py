@@ -340,3 +340,15 @@ async def test_the_original_import_path_and_names_work(database_url: str, hook: 
         await app.run_worker(run_once=True)
         assert (await finished(app, delivery_id) or {}).get("status") == "delivered"
         await app.webhooks.stop()
+
+
+async def test_queued_deliveries_count_as_registered_tasks(database_url: str) -> None:
+    async with Soniq(database_url=database_url) as sender:
+        await sender.webhooks.register("https://example.invalid/hook")
+        assert len(await sender.webhooks.send("order.paid", {})) == 1
+    # Another process's app that never touched app.webhooks: its workers serve them too.
+    async with Soniq(database_url=database_url) as other:
+        assert DELIVER_TASK not in other.registry
+        assert await other.unregistered_tasks() == []
+        other.worker()
+        assert DELIVER_TASK in other.registry
