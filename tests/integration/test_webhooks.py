@@ -159,6 +159,31 @@ async def test_a_404_is_not_retried_and_the_job_is_dead_lettered(
         assert record["response_body"] == "no such hook"
 
 
+async def test_replaying_a_failed_delivery_sends_it_again(
+    database_url: str, hook: Receiver
+) -> None:
+    async with Soniq(database_url=database_url, **FAST) as app:
+        await app.webhooks.register(hook.on("/fixed", Reply(410), Reply(200)), max_retries=0)
+        [delivery_id] = await app.webhooks.send("order.paid", {"n": 1})
+        await app.run_worker(run_once=True)
+        [letter] = await app.dead_letter.list(job_name=DELIVER_TASK)
+        failed = await app.webhooks.delivery(delivery_id)
+        assert failed is not None and failed["status"] == "failed"
+
+        new_job = await app.dead_letter.replay(letter["id"])
+        await app.run_worker(run_once=True)
+        record = await app.webhooks.delivery(delivery_id)
+        assert record is not None
+        assert (record["status"], record["attempts"], record["job_id"]) == (
+            "delivered",
+            1,
+            new_job,
+        )
+        first, second = hook.requests("/fixed")
+        assert first.body == second.body
+        assert second.headers["x-webhook-delivery"] == delivery_id
+
+
 async def test_a_timeout_is_retried(database_url: str, hook: Receiver) -> None:
     async with Soniq(database_url=database_url, **FAST) as app:
         url = hook.on("/slow", HANG, Reply(200))

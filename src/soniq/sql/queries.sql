@@ -956,10 +956,15 @@ RETURNING id
 
 -- name: webhook_delivery_begin
 -- Count the attempt before sending, so that a worker dying mid-request still spends it.
+-- A failed delivery run by another job than the one that failed it (its dead letter,
+-- replayed) starts over with fresh attempts.
 UPDATE soniq_webhook_deliveries d
-SET attempts = d.attempts + 1, updated_at = now()
+SET attempts = CASE WHEN d.status = 'pending' THEN d.attempts + 1 ELSE 1 END,
+    status = 'pending', job_id = %(job_id)s::uuid, updated_at = now()
 FROM soniq_webhook_endpoints e
-WHERE d.id = %(id)s AND d.status = 'pending' AND e.id = d.endpoint_id
+WHERE d.id = %(id)s AND e.id = d.endpoint_id
+  AND (d.status = 'pending'
+       OR (d.status = 'failed' AND d.job_id IS DISTINCT FROM %(job_id)s::uuid))
 RETURNING d.id, d.endpoint_id, d.event, d.body, d.attempts, d.max_attempts, e.url,
           e.secret, e.active, e.timeout_seconds, e.headers::text AS headers
 

@@ -32,7 +32,7 @@ from soniq.errors import (
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN, SoniqSettings
 from soniq.storage.store import Store
 from soniq.storage.urls import storage_kind
-from soniq.types import Snooze
+from soniq.types import JobContext, Snooze
 from soniq.version import __version__
 from soniq.webhooks.models import (
     DELIVER_TASK,
@@ -302,14 +302,15 @@ class WebhookService:
 
     # -- the delivery job -----------------------------------------------------------
 
-    async def _deliver(self, delivery_id: str) -> dict[str, Any]:
+    async def _deliver(self, delivery_id: str, ctx: JobContext) -> dict[str, Any]:
         """The handler of ``soniq.webhooks.deliver``: one attempt at one delivery.
 
         Returns the attempt's :class:`WebhookResult` on a 2xx; raises ``Snooze`` to try
         again later, or :class:`WebhookDeliveryError` when it will not be tried again.
+        A replayed dead letter of a failed delivery sends it again, with fresh attempts.
         """
         webhooks = self._store.webhooks
-        row = await webhooks.begin_attempt(delivery_id)
+        row = await webhooks.begin_attempt(delivery_id, ctx.job_id)
         if row is None:
             known = await webhooks.delivery(delivery_id)
             why = "its endpoint was unregistered" if known is None else f"it is {known['status']}"

@@ -78,11 +78,12 @@ class Webhooks:
         }
         tx.fetch(tx.dialect.queries["webhook_deliveries_insert"], params)
 
-    def begin_attempt(self, delivery_id: str) -> Record | None:
-        """Count one more attempt at a pending delivery; it and its endpoint (``url``,
-        ``secret``, ``timeout_seconds``, ``headers``...), or None if it is not pending
-        (delivered, failed, or gone with its endpoint)."""
-        rows = self._fetch("webhook_delivery_begin", {"id": delivery_id})
+    def begin_attempt(self, delivery_id: str, job_id: str) -> Record | None:
+        """Count one more attempt at a pending delivery, made by job ``job_id`` (a failed
+        one made by a new job starts over); it and its endpoint (``url``, ``secret``,
+        ``timeout_seconds``, ``headers``...), or None if there is nothing to send
+        (delivered, failed by this job, or gone with its endpoint)."""
+        rows = self._fetch("webhook_delivery_begin", {"id": delivery_id, "job_id": job_id})
         return rows[0] if rows else None
 
     def record(self, delivery_id: str, status: str, **outcome: Any) -> None:
