@@ -55,6 +55,8 @@ RESERVED_HEADERS = frozenset(
     }
 )
 _STATUSES = ("pending", "delivered", "failed")
+#: The longest ``timeout_seconds`` an endpoint may have.
+_MAX_REQUEST_TIMEOUT = 3600.0
 
 
 class WriteJobs(Protocol):
@@ -113,7 +115,9 @@ class WebhookService:
                     retry_delay=0,
                     retry_backoff=False,
                     retry_max_delay=None,
-                    timeout=None,
+                    # Above the longest request timeout an endpoint may have, so that
+                    # SONIQ_JOB_TIMEOUT never cuts a request short.
+                    timeout=_MAX_REQUEST_TIMEOUT + 60.0,
                     args_model=None,
                     name_pattern=DEFAULT_TASK_NAME_PATTERN,
                 )
