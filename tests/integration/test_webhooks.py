@@ -377,3 +377,16 @@ async def test_queued_deliveries_count_as_registered_tasks(database_url: str) ->
         assert await other.unregistered_tasks() == []
         other.worker()
         assert DELIVER_TASK in other.registry
+
+
+async def test_send_on_a_connection_to_a_database_without_the_tables_says_so(
+    empty_database_url: str,
+) -> None:
+    async with Soniq(database_url=empty_database_url) as app:
+        async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+            with pytest.raises(SoniqError) as err:
+                await app.webhooks.send("order.paid", {}, connection=conn)
+        assert err.value.code == "SONIQ_SCHEMA_MISSING"
+        with pytest.raises(SoniqError) as err:
+            await app.webhooks.register("https://example.invalid/hook")
+        assert err.value.code == "SONIQ_SCHEMA_MISSING"

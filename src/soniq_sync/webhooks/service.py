@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from soniq.adapters.sqlstate import sqlstate
 from soniq.core.registry import JobRegistry, build_spec
 from soniq.errors import (
     INVALID_WEBHOOK,
+    SCHEMA_MISSING,
     ArgsNotSerializableError,
     BackendUnsupportedError,
     SoniqError,
@@ -222,7 +224,16 @@ class WebhookService:
         body = _body(name, data, metadata)
         conn = self._app._current_connection(connection)
         if conn is not None:
-            return self._create(sync_adapter(conn), name, body)
+            try:
+                return self._create(sync_adapter(conn), name, body)
+            except Exception as exc:
+                if sqlstate(exc) != "42P01":  # undefined_table
+                    raise
+                raise SoniqError(
+                    SCHEMA_MISSING,
+                    "The webhook tables are not in the database behind connection=. Run "
+                    "`soniq setup` against it first (migration 0008_webhooks).",
+                ) from exc
         self._app.ensure_initialized()
         with self._store.transaction() as tx:
             return self._create(tx, name, body)
