@@ -333,6 +333,7 @@ async def test_bad_registrations_raise_and_write_nothing(database_url: str) -> N
             with pytest.raises(SoniqError) as err:
                 await app.webhooks.register(**call)
             assert err.value.code == INVALID_WEBHOOK, call
+            assert isinstance(err.value, ValueError), call
         assert await app.webhooks.list() == []
 
 

@@ -23,6 +23,7 @@ from soniq.errors import (
     ArgsNotSerializableError,
     BackendUnsupportedError,
     SoniqError,
+    SoniqValueError,
     WebhookDeliveryError,
 )
 from soniq.settings import DEFAULT_TASK_NAME_PATTERN, SoniqSettings
@@ -172,7 +173,7 @@ class WebhookService:
         }
         if secret is not None:
             if not isinstance(secret, str) or not secret:
-                raise SoniqError(
+                raise SoniqValueError(
                     INVALID_WEBHOOK,
                     f"secret= must be a non-empty string or None, got {type(secret).__name__}.",
                 )
@@ -217,7 +218,7 @@ class WebhookService:
         self._postgres_only("send")
         name = _check_event(event)
         if metadata is not None and not isinstance(metadata, Mapping):
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_WEBHOOK,
                 f"metadata= must be a mapping or None, got {type(metadata).__name__}.",
             )
@@ -283,12 +284,12 @@ class WebhookService:
         delivered or failed), or all; at most ``limit`` (1 to 1000)."""
         self._postgres_only("deliveries")
         if status is not None and status not in _STATUSES:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_WEBHOOK,
                 f"status= must be one of {', '.join(_STATUSES)} or None, got {status!r}.",
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise SoniqError(INVALID_WEBHOOK, f"limit= must be 1 to 1000, got {limit!r}.")
+            raise SoniqValueError(INVALID_WEBHOOK, f"limit= must be 1 to 1000, got {limit!r}.")
         key = None if endpoint_id is None else _check_id(endpoint_id)
         return self._store.webhooks.deliveries(key, status, limit)
 
@@ -298,7 +299,9 @@ class WebhookService:
         ``avg_duration_ms`` of the delivered ones (or None)."""
         self._postgres_only("get_delivery_stats")
         if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0:
-            raise SoniqError(INVALID_WEBHOOK, f"hours= must be a positive number, got {hours!r}.")
+            raise SoniqValueError(
+                INVALID_WEBHOOK, f"hours= must be a positive number, got {hours!r}."
+            )
         row = self._store.webhooks.stats(float(hours) * 3600.0)
         stats = {k: int(row[k]) for k in ("total", "delivered", "failed", "pending")}
         finished = stats["delivered"] + stats["failed"]
@@ -418,16 +421,16 @@ class WebhookService:
 
 def _check_id(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise SoniqError(INVALID_WEBHOOK, f"An id must be a non-empty string, got {value!r}.")
+        raise SoniqValueError(INVALID_WEBHOOK, f"An id must be a non-empty string, got {value!r}.")
     return value.strip()
 
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
-        raise SoniqError(INVALID_WEBHOOK, f"url must be a string, got {type(url).__name__}.")
+        raise SoniqValueError(INVALID_WEBHOOK, f"url must be a string, got {type(url).__name__}.")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK,
             f"url must be an absolute http:// or https:// URL, got {url!r}.",
             url=url,
@@ -438,7 +441,7 @@ def _check_url(url: object) -> str:
 def _check_event(event: object) -> str:
     name = event.value if isinstance(event, WebhookEvent) else event
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK,
             f"An event name must be a non-empty string of at most 200 characters (such "
             f"as 'job.completed' or a WebhookEvent), got {event!r}.",
@@ -448,14 +451,14 @@ def _check_event(event: object) -> str:
 
 def _check_events(events: object) -> builtins.list[str]:
     if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK,
             f"events= takes a list of event names, or None for every event; got {events!r}."
             + (f" Write events=[{events!r}]." if isinstance(events, str) else ""),
         )
     names = builtins.list(dict.fromkeys(_check_event(e) for e in events))
     if not names:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK,
             "events=[] would receive nothing. Pass None for every event, or name some.",
         )
@@ -464,13 +467,13 @@ def _check_events(events: object) -> builtins.list[str]:
 
 def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise SoniqError(INVALID_WEBHOOK, f"{name}= must be True or False, got {value!r}.")
+        raise SoniqValueError(INVALID_WEBHOOK, f"{name}= must be True or False, got {value!r}.")
     return value
 
 
 def _check_retries(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK, f"max_retries= must be an int from 0 to 100, got {value!r}."
         )
     return value
@@ -478,7 +481,7 @@ def _check_retries(value: object) -> int:
 
 def _check_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK,
             f"timeout_seconds= must be a number of seconds above 0 and at most 3600, "
             f"got {value!r}.",
@@ -490,21 +493,21 @@ def _check_headers(headers: object) -> dict[str, str]:
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
-        raise SoniqError(
+        raise SoniqValueError(
             INVALID_WEBHOOK, f"headers= must be a mapping of str to str, got {headers!r}."
         )
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str) or not name.strip():
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_WEBHOOK, f"headers= must map str to str, got {name!r}: {value!r}."
             )
         if any(c in name + value for c in "\r\n\0") or ":" in name:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_WEBHOOK, f"Header {name!r} has a character HTTP headers can't carry."
             )
         if name.strip().lower() in RESERVED_HEADERS:
-            raise SoniqError(
+            raise SoniqValueError(
                 INVALID_WEBHOOK,
                 f"Header {name!r} is set by Soniq on every request; pick another name.",
             )
