@@ -55,6 +55,9 @@ SOURCES = {
     "src/soniq/ops/dead_letter.py": "src/soniq_sync/ops/dead_letter.py",
     "src/soniq/recurring/service.py": "src/soniq_sync/recurring/service.py",
     "src/soniq/ops/retention.py": "src/soniq_sync/ops/retention.py",
+    "src/soniq/storage/webhooks.py": "src/soniq_sync/storage/webhooks.py",
+    "src/soniq/webhooks/transport.py": "src/soniq_sync/webhooks/transport.py",
+    "src/soniq/webhooks/service.py": "src/soniq_sync/webhooks/service.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
     # The behaviour suite's blocking side; tests/behaviour/sync/conftest.py gives the
     # same fixture names blocking apps.
@@ -86,6 +89,9 @@ NAMES = {
     "AbstractAsyncContextManager": "AbstractContextManager",
     "asynccontextmanager": "contextmanager",
     "AsyncIterator": "Iterator",
+    # httpx's blocking client (soniq.webhooks.transport).
+    "AsyncClient": "Client",
+    "aiter_bytes": "iter_bytes",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
 }
@@ -108,6 +114,9 @@ MODULES = {
     "soniq.storage.schedules": "soniq_sync.storage.schedules",
     "soniq.storage.workers": "soniq_sync.storage.workers",
     "soniq.storage.tasks": "soniq_sync.storage.tasks",
+    "soniq.storage.webhooks": "soniq_sync.storage.webhooks",
+    "soniq.webhooks.transport": "soniq_sync.webhooks.transport",
+    "soniq.webhooks.service": "soniq_sync.webhooks.service",
     "soniq.ops.dead_letter": "soniq_sync.ops.dead_letter",
     "soniq.ops.retention": "soniq_sync.ops.retention",
     "soniq.recurring.service": "soniq_sync.recurring.service",

@@ -44,6 +44,8 @@ from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
 from soniq.types import JobStatus
+from soniq.webhooks.models import DELIVER_TASK
+from soniq.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
@@ -55,6 +57,9 @@ M = TypeVar("M")
 _STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
 
 logger = logging.getLogger("soniq.plugins")
+
+#: The task names of Soniq's own jobs, which every worker serves.
+BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -97,8 +102,21 @@ class Soniq(AppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
+
+    @property
+    def webhooks(self) -> WebhookService:
+        """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
+        first use. It registers the delivery job ``soniq.webhooks.deliver``."""
+        if self._webhooks is None:
+            self._webhooks = WebhookService(self, self._write_jobs_on)
+        return self._webhooks
+
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs (webhook delivery) before a worker starts."""
+        _ = self.webhooks
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -248,6 +266,7 @@ class Soniq(AppBase):
         """
         from soniq.worker import Worker
 
+        self._serve_builtin_jobs()
         self._config.freeze(worker=True)
         return Worker(
             self.backend,
@@ -417,6 +436,16 @@ class Soniq(AppBase):
         await self.ensure_initialized()
         async with self.store.transaction() as tx:
             return await _insert_many(self.store, tx, rows)
+
+    async def _write_jobs_on(
+        self, adapter: AsyncAdapter, target: str, args_list: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
+        """Insert jobs of a registered task on an open transaction (Soniq's own
+        callers, such as ``app.webhooks``, which write other rows in it too)."""
+        plan = self._plan(target, None, {}, None, None, None, None)
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
+        return await _insert_many(self.store, adapter, rows) if rows else []
 
     # -- inspection -----------------------------------------------------------------
 
@@ -589,7 +618,12 @@ class Soniq(AppBase):
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
         rows = await self.store.jobs.task_names_in_use()
-        return [row for row in rows if row["job_name"] not in self.registry]
+        # Soniq's own jobs are served by every worker, registered here or not.
+        return [
+            row
+            for row in rows
+            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+        ]
 
     async def migration_status(self) -> dict[str, Any]:
         """The schema's migrations: ``applied`` (version and time), ``pending`` versions,

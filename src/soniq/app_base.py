@@ -523,6 +523,9 @@ class AppBase:
             if found.name not in installed:
                 self._install(found, origin)
 
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs before a worker starts (the apps override this)."""
+
     def _get_job_registry(self) -> JobRegistry:
         """The registry of this app's jobs (kept for hooks written against older docs)."""
         return self.registry

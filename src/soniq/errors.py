@@ -89,6 +89,11 @@ PLUGIN_LOAD_FAILED = "SONIQ_PLUGIN_LOAD_FAILED"
 PANEL_DUPLICATE = "SONIQ_PANEL_DUPLICATE"
 INVALID_MIGRATION_SOURCE = "SONIQ_INVALID_MIGRATION_SOURCE"
 
+# Webhooks (app.webhooks, soniq[webhooks])
+WEBHOOKS_UNAVAILABLE = "SONIQ_WEBHOOKS_UNAVAILABLE"
+INVALID_WEBHOOK = "SONIQ_INVALID_WEBHOOK"
+WEBHOOK_DELIVERY_FAILED = "SONIQ_WEBHOOK_DELIVERY_FAILED"
+
 # Test helpers (soniq.testing, soniq_sync.testing, the pytest plugin)
 DRAIN_LIMIT = "SONIQ_DRAIN_LIMIT"
 
@@ -237,6 +242,15 @@ class PanelDuplicateError(SoniqValueError):
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(PANEL_DUPLICATE, message, **details)
+
+
+class WebhookDeliveryError(SoniqError):
+    """A webhook delivery that will not be attempted again (the receiver refused it
+    with a 4xx, or every attempt failed). The delivery job fails with it, code
+    ``SONIQ_WEBHOOK_DELIVERY_FAILED``, and goes to the dead-letter queue."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(WEBHOOK_DELIVERY_FAILED, message, **details)
 
 
 def _rebuild(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from soniq.errors import INVALID_SETTING, SoniqValueError
 
@@ -82,6 +82,12 @@ class SoniqSettings(BaseModel):
     log_format: LogFormat = "text"
     # Entry-point names in group soniq.plugins to install on every app ("*"/"all": all).
     plugins: tuple[str, ...] = ()
+    # Webhooks (see the soniq.webhooks package).
+    webhook_secret_key: SecretStr | None = None
+    webhook_timeout: float = 30.0
+    webhook_retry_delay: float = 60.0
+    webhook_retry_max_delay: float = 300.0
+    webhook_queue: str = "default"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SoniqSettings:
@@ -145,6 +151,7 @@ class SoniqSettings(BaseModel):
         "error_retry_delay",
         "scheduler_poll_interval",
         "metrics_interval",
+        "webhook_timeout",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -158,6 +165,8 @@ class SoniqSettings(BaseModel):
         "prune_interval",
         "shutdown_timeout",
         "snooze_max_seconds",
+        "webhook_retry_delay",
+        "webhook_retry_max_delay",
     )
     @classmethod
     def _not_negative(cls, value: float) -> float:
@@ -208,6 +217,13 @@ class SoniqSettings(BaseModel):
         if value is not None and not 1 <= value <= 65535:
             raise ValueError("must be a TCP port number between 1 and 65535")
         return value
+
+    @field_validator("webhook_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a queue name, such as default or webhooks")
+        return value.strip()
 
     @field_validator("metrics_host")
     @classmethod

@@ -33,6 +33,7 @@ from soniq.observability.sinks import MetricsSink
 from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
 from soniq.ops.results import result_validator
 from soniq.types import JobStatus
+from soniq.webhooks.models import DELIVER_TASK
 from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
@@ -42,6 +43,7 @@ from soniq_sync.recurring.service import Scheduler
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
+from soniq_sync.webhooks.service import WebhookService
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -50,6 +52,9 @@ M = TypeVar("M")
 _STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
 
 logger = logging.getLogger("soniq.plugins")
+
+#: The task names of Soniq's own jobs, which every worker serves.
+BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -92,8 +97,21 @@ class Soniq(SyncAppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
+
+    @property
+    def webhooks(self) -> WebhookService:
+        """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
+        first use. It registers the delivery job ``soniq.webhooks.deliver``."""
+        if self._webhooks is None:
+            self._webhooks = WebhookService(self, self._write_jobs_on)
+        return self._webhooks
+
+    def _serve_builtin_jobs(self) -> None:
+        """Register Soniq's own jobs (webhook delivery) before a worker starts."""
+        _ = self.webhooks
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -370,6 +388,16 @@ class Soniq(SyncAppBase):
         with self.store.transaction() as tx:
             return _insert_many(self.store, tx, rows)
 
+    def _write_jobs_on(
+        self, adapter: SyncAdapter, target: str, args_list: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
+        """Insert jobs of a registered task on an open transaction (Soniq's own
+        callers, such as ``app.webhooks``, which write other rows in it too)."""
+        plan = self._plan(target, None, {}, None, None, None, None)
+        items = check_args_list(args_list, plan.resolved.name)
+        rows = plan_rows(plan, items, new_job_ids(len(items)))
+        return _insert_many(self.store, adapter, rows) if rows else []
+
     # -- inspection -----------------------------------------------------------------
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
@@ -541,7 +569,12 @@ class Soniq(SyncAppBase):
         not register, each with its ``queued``, ``processing`` and ``dead_letter``
         counts, sorted by name. Empty when every job has a handler here."""
         rows = self.store.jobs.task_names_in_use()
-        return [row for row in rows if row["job_name"] not in self.registry]
+        # Soniq's own jobs are served by every worker, registered here or not.
+        return [
+            row
+            for row in rows
+            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+        ]
 
     def migration_status(self) -> dict[str, Any]:
         """The schema's migrations: ``applied`` (version and time), ``pending`` versions,

@@ -57,6 +57,7 @@ class SyncAppBase(AppBase):
         """A worker for this app's jobs and hooks on ``backend``."""
         from soniq.worker import Worker
 
+        self._serve_builtin_jobs()
         self._config.freeze(worker=True)
         return Worker(
             backend,

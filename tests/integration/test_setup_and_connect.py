@@ -21,6 +21,8 @@ TABLES = {
     "soniq_migrations",
     "soniq_stats",
     "soniq_task_registry",
+    "soniq_webhook_endpoints",
+    "soniq_webhook_deliveries",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from soniq import Soniq, SoniqError
 from soniq.errors import INVALID_SETTING
@@ -73,6 +73,11 @@ ENV_CASES = [
     ("SONIQ_BACKEND", "backend", " Memory ", "memory"),
     ("SONIQ_SNOOZE_MAX_SECONDS", "snooze_max_seconds", "3600", 3600.0),
     ("SONIQ_PRODUCER_ID", "producer_id", " api-1 ", "api-1"),
+    ("SONIQ_WEBHOOK_SECRET_KEY", "webhook_secret_key", "k1,k2", SecretStr("k1,k2")),
+    ("SONIQ_WEBHOOK_TIMEOUT", "webhook_timeout", "5", 5.0),
+    ("SONIQ_WEBHOOK_RETRY_DELAY", "webhook_retry_delay", "0.5", 0.5),
+    ("SONIQ_WEBHOOK_RETRY_MAX_DELAY", "webhook_retry_max_delay", "30", 30.0),
+    ("SONIQ_WEBHOOK_QUEUE", "webhook_queue", " webhooks ", "webhooks"),
 ]
 
 

@@ -43,6 +43,8 @@ POSTGRES_ONLY = {
     "schema_version",
     "migrations_applied",
     "listen",
+    # Webhooks are PostgreSQL-only (app.webhooks raises on SQLite and memory apps).
+    *(name for name in PG_QUERIES if name.startswith("webhook_")),
 }
 
 WORKER = "00000000-0000-4000-8000-000000000001"

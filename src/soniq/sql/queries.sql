@@ -959,3 +959,101 @@ SELECT task_name, worker_id, hostname, queue, worker_queues, args_schema,
 FROM soniq_task_registry
 WHERE last_seen_at >= now() - make_interval(secs => %(max_age)s::float8)
 ORDER BY task_name, last_seen_at DESC, worker_id
+
+-- Webhooks (soniq.webhooks): endpoints, and one delivery row per event and endpoint.
+-- JSON columns come back as text (decoded by the store), whatever the connection's codec.
+
+-- name: webhook_endpoint_insert
+INSERT INTO soniq_webhook_endpoints
+    (id, url, secret, events, active, max_retries, timeout_seconds, headers)
+VALUES (
+    %(id)s, %(url)s, %(secret)s, %(events)s::text::jsonb, %(active)s::boolean,
+    %(max_retries)s::int, %(timeout_seconds)s::float8, %(headers)s::text::jsonb
+)
+RETURNING id
+
+-- name: webhook_endpoint_delete
+-- Its deliveries go with it (ON DELETE CASCADE); their jobs then find nothing to send.
+DELETE FROM soniq_webhook_endpoints WHERE id = %(id)s RETURNING id
+
+-- name: webhook_endpoint_list
+SELECT id, url, secret IS NOT NULL AS signed, events::text AS events, active, max_retries,
+       timeout_seconds, headers::text AS headers, created_at, updated_at
+FROM soniq_webhook_endpoints
+ORDER BY created_at, id
+
+-- name: webhook_endpoint_get
+SELECT id, url, secret IS NOT NULL AS signed, events::text AS events, active, max_retries,
+       timeout_seconds, headers::text AS headers, created_at, updated_at
+FROM soniq_webhook_endpoints
+WHERE id = %(id)s
+
+-- name: webhook_endpoints_for_event
+-- The active endpoints that take the event, locked against a concurrent unregister
+-- until the deliveries are written in the same transaction.
+SELECT id, max_retries
+FROM soniq_webhook_endpoints
+WHERE active
+  AND (events IS NULL OR events @> jsonb_build_array(%(event)s::text))
+  AND (%(endpoint_id)s::text IS NULL OR id = %(endpoint_id)s::text)
+ORDER BY id
+FOR SHARE
+
+-- name: webhook_deliveries_insert
+-- The arrays are literals ('{a,b}') of ids Soniq made, in step with each other.
+INSERT INTO soniq_webhook_deliveries (id, endpoint_id, job_id, event, body, max_attempts)
+SELECT d.id, d.endpoint_id, d.job_id::uuid, %(event)s, %(body)s, d.max_attempts
+FROM unnest(%(ids)s::text[], %(endpoint_ids)s::text[], %(job_ids)s::text[],
+            %(max_attempts)s::int[]) AS d (id, endpoint_id, job_id, max_attempts)
+RETURNING id
+
+-- name: webhook_delivery_begin
+-- Count the attempt before sending, so that a worker dying mid-request still spends it.
+-- A failed delivery run by another job than the one that failed it (its dead letter,
+-- replayed) starts over with fresh attempts.
+UPDATE soniq_webhook_deliveries d
+SET attempts = CASE WHEN d.status = 'pending' THEN d.attempts + 1 ELSE 1 END,
+    status = 'pending', job_id = %(job_id)s::uuid, updated_at = now()
+FROM soniq_webhook_endpoints e
+WHERE d.id = %(id)s AND e.id = d.endpoint_id
+  AND (d.status = 'pending'
+       OR (d.status = 'failed' AND d.job_id IS DISTINCT FROM %(job_id)s::uuid))
+RETURNING d.id, d.endpoint_id, d.event, d.body, d.attempts, d.max_attempts, e.url,
+          e.secret, e.active, e.timeout_seconds, e.headers::text AS headers
+
+-- name: webhook_delivery_record
+UPDATE soniq_webhook_deliveries
+SET status = %(status)s, last_error = %(last_error)s::text,
+    response_status = %(response_status)s::int, response_body = %(response_body)s::text,
+    duration_ms = %(duration_ms)s::float8,
+    next_retry_at = now() + make_interval(secs => %(retry_in)s::float8),
+    delivered_at = CASE WHEN %(status)s = 'delivered' THEN now() END,
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING id
+
+-- name: webhook_delivery_get
+SELECT id, endpoint_id, job_id::text AS job_id, event, body, status, attempts,
+       max_attempts, next_retry_at, last_error, response_status, response_body, duration_ms,
+       created_at, updated_at, delivered_at
+FROM soniq_webhook_deliveries
+WHERE id = %(id)s
+
+-- name: webhook_delivery_list
+SELECT id, endpoint_id, job_id::text AS job_id, event, body, status, attempts,
+       max_attempts, next_retry_at, last_error, response_status, response_body, duration_ms,
+       created_at, updated_at, delivered_at
+FROM soniq_webhook_deliveries
+WHERE (%(endpoint_id)s::text IS NULL OR endpoint_id = %(endpoint_id)s::text)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s::int
+
+-- name: webhook_delivery_stats
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'pending') AS pending,
+       avg(duration_ms) FILTER (WHERE status = 'delivered') AS avg_duration_ms
+FROM soniq_webhook_deliveries
+WHERE created_at >= now() - make_interval(secs => %(seconds)s::float8)

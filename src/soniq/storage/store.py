@@ -4,8 +4,9 @@
 serves an app, whose backend may be replaced (closed and made anew) and is made ready
 before the app's calls. The areas: ``jobs`` (enqueue, claim, outcomes, inspection),
 ``dead_letters``, ``schedules``, ``workers`` (presence, recovery, cancel requests,
-gauges and statistics) and ``tasks`` (the fleet's task registry). Only this package
-looks queries up by name; backends and adapters run the ones it gives them.
+gauges and statistics), ``tasks`` (the fleet's task registry) and ``webhooks``
+(endpoints and deliveries). Only this package looks queries up by name; backends
+and adapters run the ones it gives them.
 ``soniq_sync/storage/store.py`` is generated from this file.
 """
 
@@ -22,6 +23,7 @@ from soniq.storage.jobs import Jobs
 from soniq.storage.records import Notification
 from soniq.storage.schedules import Schedules
 from soniq.storage.tasks import Tasks
+from soniq.storage.webhooks import Webhooks
 from soniq.storage.workers import Workers
 
 
@@ -56,6 +58,7 @@ class Store:
         self.schedules = Schedules(self)
         self.workers = Workers(self)
         self.tasks = Tasks(self)
+        self.webhooks = Webhooks(self)
 
     @property
     def backend(self) -> StorageBackend:

@@ -447,7 +447,8 @@ class Worker:
             db, self.registry, self.id, queues, settings.task_registry_interval
         )
         await advertiser.publish()
-        if not len(self.registry):
+        # Soniq's own jobs (soniq.webhooks.deliver) are always there; the app's count.
+        if not any(not name.startswith("soniq.") for name in self.registry.names()):
             logger.warning(
                 "no jobs are registered: every job this worker claims will be dead-lettered "
                 "as not registered. Check SONIQ_JOBS_MODULES."

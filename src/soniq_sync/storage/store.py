@@ -16,6 +16,7 @@ from soniq_sync.storage.dead_letters import DeadLetters
 from soniq_sync.storage.jobs import Jobs
 from soniq_sync.storage.schedules import Schedules
 from soniq_sync.storage.tasks import Tasks
+from soniq_sync.storage.webhooks import Webhooks
 from soniq_sync.storage.workers import Workers
 
 
@@ -50,6 +51,7 @@ class Store:
         self.schedules = Schedules(self)
         self.workers = Workers(self)
         self.tasks = Tasks(self)
+        self.webhooks = Webhooks(self)
 
     @property
     def backend(self) -> StorageBackend:
