@@ -249,6 +249,10 @@ class WebhookDeliveryError(SoniqError):
     with a 4xx, or every attempt failed). The delivery job fails with it, code
     ``SONIQ_WEBHOOK_DELIVERY_FAILED``, and goes to the dead-letter queue."""
 
+    #: The worker dead-letters a job that raises an error with ``retryable = False``
+    #: at once, whatever attempts it has left.
+    retryable = False
+
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(WEBHOOK_DELIVERY_FAILED, message, **details)
 

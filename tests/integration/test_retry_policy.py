@@ -254,3 +254,25 @@ def test_a_blocking_apps_worker_uses_its_retry_policy(database_url: str) -> None
         assert [call[0] for call in policy.calls] == [1]
     finally:
         app.close()
+
+
+async def test_an_error_marked_not_retryable_is_dead_lettered_at_once(
+    app: Soniq, database_url: str
+) -> None:
+    """``retryable = False`` on the exception skips the attempts left (the webhook
+    delivery's refusals use it)."""
+
+    class Refused(Exception):
+        retryable = False
+
+    @app.job(retries=3)
+    async def refuse() -> None:
+        raise Refused("the receiver said 404")
+
+    job_id = await app.enqueue(refuse)
+    report = await drain(app)
+    assert report.dead_lettered == 1 and report.retried == 0
+    job = await app.get_job(job_id)
+    assert job is not None and job["status"] == "dead_letter"
+    letters = await app.dead_letter.list()
+    assert [d["reason"] for d in letters] == ["Not retryable: Refused: the receiver said 404"]

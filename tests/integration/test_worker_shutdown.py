@@ -112,3 +112,37 @@ async def test_soniq_queues_setting_does_not_narrow_run_worker(database_url: str
         await app.run_worker(run_once=True, queues=["only-this"])
         job = await app.get_job(other)
         assert job is not None and job["status"] == "queued"
+
+
+async def test_a_shutdown_during_a_slow_metrics_sink_still_records_the_outcome(
+    database_url: str,
+) -> None:
+    """The sink's start call is interrupted by the end of the grace: the job is put
+    back (not left 'processing' under a worker that has gone) with its attempt kept."""
+    in_sink = asyncio.Event()
+
+    class SlowSink:
+        async def record_job_start(self, **_: object) -> None:
+            in_sink.set()
+            await asyncio.sleep(60)
+
+        async def record_job_end(self, **_: object) -> None:
+            return None
+
+    async with Soniq(database_url=database_url, metrics_sink=SlowSink()) as app:
+
+        @app.job()
+        async def quick() -> str:
+            return "done"
+
+        job_id = await app.enqueue(quick)
+        await app.ensure_initialized()
+        worker = app.worker()
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(in_sink.wait(), 10)
+        worker.stop(timeout=0.1)
+        await asyncio.wait_for(task, 20)
+        job = await app.get_job(job_id)
+        assert job is not None
+        assert job["status"] == "queued"
+        assert job["attempts"] == 0

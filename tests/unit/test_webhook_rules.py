@@ -144,3 +144,35 @@ def test_the_delivery_error_keeps_its_class_and_code_across_pickling() -> None:
         "HTTP 404",
         {"status_code": 404},
     )
+
+
+@pytest.mark.parametrize("stamp", ["²", "١٢٣", "9" * 5000, " 12", "-5", ""])
+def test_verify_answers_false_for_a_timestamp_that_is_not_plain_digits(stamp: str) -> None:
+    signature = sign_webhook("{}", "s3cret", 1_700_000_000)
+    assert verify_webhook_signature("{}", signature, "s3cret", timestamp=stamp) is False
+    assert (
+        verify_webhook_signature("{}", signature, "s3cret", timestamp=stamp, tolerance=None)
+        is False
+    )
+
+
+@pytest.mark.parametrize("header", ["²", "٣", "9" * 5000])
+def test_retry_after_ignores_a_header_that_is_not_plain_digits(header: str) -> None:
+    assert retry_after(header) is None
+
+
+def test_an_endpoints_repr_leaves_out_its_headers() -> None:
+    from soniq.webhooks import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(
+        id="e1",
+        url="https://example.test/hook",
+        events=None,
+        active=True,
+        max_retries=3,
+        timeout_seconds=5.0,
+        headers={"Authorization": "Bearer hunter2"},
+        signed=False,
+    )
+    assert "hunter2" not in repr(endpoint)
+    assert endpoint.headers["Authorization"] == "Bearer hunter2"

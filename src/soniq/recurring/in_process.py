@@ -9,7 +9,6 @@ scheduler``) still enqueues each run once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from soniq.recurring.process import SchedulerHost, SchedulerProcess
@@ -46,6 +45,7 @@ class InProcessScheduler:
         self._task = asyncio.get_running_loop().create_task(
             process.serve(handle_signals=False), name="soniq-scheduler"
         )
+        self._task.add_done_callback(_died)
 
     async def stop(self) -> None:
         """Ask the loop to finish its step, wait for it, and let the leader lock go."""
@@ -54,5 +54,17 @@ class InProcessScheduler:
         if process is None or task is None:
             return
         process.stop()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            # Already logged when the task died (see _died); stopping must not fail,
+            # or close() would leave the app's connections open.
+            pass
+
+
+def _died(task: asyncio.Task[None]) -> None:
+    """Log a scheduler loop that ended on an error (nobody awaits it until stop())."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the in-process scheduler stopped", exc_info=task.exception())

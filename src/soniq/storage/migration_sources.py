@@ -83,7 +83,10 @@ class MigrationSources:
                 prefix=prefix,
             )
         folder = _folder(source)
-        names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+        names = sorted(
+            (entry.name for entry in folder.iterdir() if entry.name.endswith(".sql")),
+            key=_by_number,
+        )
         bad = [name for name in names if not _FILE.match(name)]
         if bad or not names:
             problem = f"{bad[0]!r} is not named NNNN_name.sql" if bad else "it has no .sql files"
@@ -145,3 +148,9 @@ def skip_plugin_migrations(sources: Sequence[MigrationSource], backend: str) -> 
             ", ".join(source.prefix for source in sources),
             backend,
         )
+
+
+def _by_number(name: str) -> tuple[int, str]:
+    """Order migration files by their number (``2_x`` before ``10_y``), then name."""
+    number, _, _ = name.partition("_")
+    return (int(number) if number.isascii() and number.isdigit() else -1, name)

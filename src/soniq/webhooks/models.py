@@ -50,7 +50,8 @@ class WebhookEndpoint:
     active: bool
     max_retries: int
     timeout_seconds: float
-    headers: Mapping[str, str]
+    #: Kept out of the repr: endpoint headers often carry credentials.
+    headers: Mapping[str, str] = field(repr=False)
     signed: bool
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -47,7 +47,7 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 12:
         return min(float(text), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)

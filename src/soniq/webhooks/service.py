@@ -95,6 +95,10 @@ class WebhookHost(Protocol):
         """``connection=``, or the provider's open transaction, or None."""
 
 
+#: Job attempts a delivery keeps for workers that die mid-request (see _deliver).
+_CRASH_RETRIES = 5
+
+
 class WebhookService:
     """``app.webhooks``: register endpoints and send them events.
 
@@ -116,7 +120,11 @@ class WebhookService:
                 build_spec(
                     self._deliver,
                     name=DELIVER_TASK,
-                    retries=0,  # attempts are counted on the delivery row instead
+                    # Attempts are counted on the delivery row (a retry is a Snooze,
+                    # which spends none). These job attempts only absorb workers that
+                    # die mid-request, which stale recovery would otherwise
+                    # dead-letter; a final failure is not retryable and buries at once.
+                    retries=_CRASH_RETRIES,
                     priority=app.settings.priority,
                     queue=app.settings.webhook_queue,
                     unique=False,

@@ -71,7 +71,7 @@ def verify_webhook_signature(
     if not signature or timestamp is None:
         return False
     stamp = str(timestamp).strip()
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         return False
     if tolerance is not None:
         clock = time.time() if now is None else now

@@ -317,9 +317,13 @@ class Worker:
 
     async def _execute(self, job: ClaimedJob, live: _Session) -> None:
         CURRENT_JOB.set(job)  # this task's log records are about the job (log_context)
-        probe = None if live.instruments is None else await live.instruments.start(job)
+        probe = None
         started = time.perf_counter()
         try:
+            # Inside the try: a shutdown that interrupts a slow metrics sink here is a
+            # requeue like any other, never a row left 'processing'.
+            if live.instruments is not None:
+                probe = await live.instruments.start(job)
             outcome = await live.runner.run(job)
         except asyncio.CancelledError:
             if job.id in self._cancel_requests:
@@ -342,8 +346,6 @@ class Worker:
                 delay=self.settings.error_retry_delay,
                 reason=error,
             )
-        if probe is not None:
-            await probe.end(outcome)
         kind = KINDS[type(outcome)]
         self.outcomes[kind] += 1
         live.stats.record(job, kind, time.perf_counter() - started)
@@ -354,6 +356,10 @@ class Worker:
             write = asyncio.ensure_future(live.acks.settle(job, outcome, self._stopping))
             live.settling[job.id] = write  # dropped in _finished, kept if cancelled
             await asyncio.shield(write)
+        # After the outcome is recorded: a sink interrupted by shutdown loses a metric,
+        # never the job's outcome.
+        if probe is not None:
+            await probe.end(outcome)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         live = self._live

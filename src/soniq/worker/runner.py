@@ -283,6 +283,9 @@ class JobRunner:
         if isinstance(exc, TypeError) and not _fits(spec, kwargs):
             # The arguments can never fit this handler: retrying would fail the same way.
             return Bury(f"Arguments do not fit {spec.func.__qualname__}: {exc}", error, trace)
+        if getattr(exc, "retryable", True) is False:
+            # The error says retrying cannot help (e.g. a webhook refused with a 4xx).
+            return Bury(f"Not retryable: {error}", error, trace)
         delay = 0.0
         if job.attempt < job.max_attempts:
             decided = next_delay(self.retry_policy, spec, job, exc, error)
