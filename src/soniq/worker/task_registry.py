@@ -41,11 +41,15 @@ def model_schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
 
 
 def registry_rows(registry: JobRegistry) -> str:
-    """The rows for ``store.tasks.register``: a JSON array, one object per task."""
+    """The rows for ``store.tasks.register``: a JSON array, one object per task.
+
+    Soniq's own tasks (``soniq.*``, such as the webhook delivery job every worker
+    serves) are left out: no stub package declares them.
+    """
     rows = []
     for name in registry.names():
         spec = registry.get(name)
-        if spec is None:
+        if spec is None or name.startswith("soniq."):
             continue
         schema = model_schema(spec.args_model)
         rows.append(
