@@ -298,9 +298,10 @@ def plan_rows(plan: JobPlan, items: list[Any], job_ids: list[str]) -> list[JobRo
     (and ``details["field"]`` when an args model refused a value).
     """
     rows: list[JobRow] = []
+    producer = plan.producer()
     try:
         for item, job_id in zip(items, job_ids, strict=True):
-            rows.append(plan.row(item, job_id=job_id))
+            rows.append(plan.row(item, job_id=job_id, producer_id=producer))
     except SoniqError as exc:
         index = len(rows)
         field = exc.details.get("field")
@@ -404,12 +405,23 @@ class JobPlan:
     max_attempts: int
     unique: bool
     scheduled_at: datetime | None
-    #: SONIQ_PRODUCER_ID, or None for this process's default (worked out per row: a
+    #: SONIQ_PRODUCER_ID, or None for this process's default (looked up per call: a
     #: cached plan outlives a fork, the default must not).
     producer_id: str | None = None
 
-    def row(self, call_args: object, dedup_key: object = None, job_id: str = "") -> JobRow:
-        """Check one set of arguments and build its row."""
+    def producer(self) -> str:
+        """The ``producer_id`` this call's rows get."""
+        return self.producer_id or process_producer_id()
+
+    def row(
+        self,
+        call_args: object,
+        dedup_key: object = None,
+        job_id: str = "",
+        producer_id: str | None = None,
+    ) -> JobRow:
+        """Check one set of arguments and build its row (``producer_id``: the call's,
+        from :meth:`producer`, when the caller builds many rows)."""
         name = self.resolved.name
         plain = normalise_args(call_args, name)
         validate_args(self.resolved, plain)
@@ -422,7 +434,7 @@ class JobPlan:
             max_attempts=self.max_attempts,
             dedup_key=dedup_key_for(plain, self.unique, dedup_key),
             scheduled_at=self.scheduled_at,
-            producer_id=self.producer_id or process_producer_id(),
+            producer_id=producer_id or self.producer_id or process_producer_id(),
         )
 
 
