@@ -21,6 +21,7 @@ from soniq.adapters.sqlstate import sqlstate
 from soniq.app_base import AppBase
 from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
+from soniq.core.registry import is_builtin_task
 from soniq.core.retry import RetryPolicy
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
@@ -44,11 +45,11 @@ from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
 from soniq.types import JobStatus
-from soniq.webhooks.models import DELIVER_TASK
-from soniq.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from soniq.worker import Worker
+if TYPE_CHECKING:  # apart: the blocking twin keeps this one
+    from soniq.webhooks.service import WebhookService
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -57,9 +58,6 @@ M = TypeVar("M")
 _STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
 
 logger = logging.getLogger("soniq.plugins")
-
-#: The task names of Soniq's own jobs, which every worker serves.
-BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -111,6 +109,9 @@ class Soniq(AppBase):
         """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
         first use. It registers the delivery job ``soniq.webhooks.deliver``."""
         if self._webhooks is None:
+            # Imported here: processes that never send webhooks don't pay for it.
+            from soniq.webhooks.service import WebhookService
+
             self._webhooks = WebhookService(self, self._write_jobs_on)
         return self._webhooks
 
@@ -622,7 +623,7 @@ class Soniq(AppBase):
         return [
             row
             for row in rows
-            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+            if row["job_name"] not in self.registry and not is_builtin_task(row["job_name"])
         ]
 
     async def migration_status(self) -> dict[str, Any]:

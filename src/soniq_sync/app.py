@@ -9,13 +9,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
 
 from soniq.adapters.sqlstate import sqlstate
 from soniq.app_config import load_settings
 from soniq.app_runtime import AppRuntime
+from soniq.core.registry import is_builtin_task
 from soniq.core.retry import RetryPolicy
 from soniq.enqueue.ids import new_job_ids
 from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
@@ -33,7 +34,6 @@ from soniq.observability.sinks import MetricsSink
 from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
 from soniq.ops.results import result_validator
 from soniq.types import JobStatus
-from soniq.webhooks.models import DELIVER_TASK
 from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
@@ -43,7 +43,9 @@ from soniq_sync.recurring.service import Scheduler
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
-from soniq_sync.webhooks.service import WebhookService
+
+if TYPE_CHECKING:  # apart: the blocking twin keeps this one
+    from soniq_sync.webhooks.service import WebhookService
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -52,9 +54,6 @@ M = TypeVar("M")
 _STAT_KEYS = ("queued", "processing", "done", "dead_letter", "cancelled")
 
 logger = logging.getLogger("soniq.plugins")
-
-#: The task names of Soniq's own jobs, which every worker serves.
-BUILTIN_TASKS = frozenset({DELIVER_TASK})
 
 # How often a dedup race (the duplicate left the queue between our two statements)
 # is retried before giving up.
@@ -106,6 +105,9 @@ class Soniq(SyncAppBase):
         """Signed webhook delivery (:class:`~soniq.webhooks.WebhookService`), made on
         first use. It registers the delivery job ``soniq.webhooks.deliver``."""
         if self._webhooks is None:
+            # Imported here: processes that never send webhooks don't pay for it.
+            from soniq_sync.webhooks.service import WebhookService
+
             self._webhooks = WebhookService(self, self._write_jobs_on)
         return self._webhooks
 
@@ -573,7 +575,7 @@ class Soniq(SyncAppBase):
         return [
             row
             for row in rows
-            if row["job_name"] not in self.registry and row["job_name"] not in BUILTIN_TASKS
+            if row["job_name"] not in self.registry and not is_builtin_task(row["job_name"])
         ]
 
     def migration_status(self) -> dict[str, Any]:

@@ -55,6 +55,16 @@ class JobSpec:
         return self.retries + 1
 
 
+#: Task names that start with this are Soniq's own jobs (the webhook delivery job,
+#: ``soniq.webhooks.deliver``), which every worker serves.
+BUILTIN_PREFIX = "soniq."
+
+
+def is_builtin_task(name: str) -> bool:
+    """Whether ``name`` is one of Soniq's own jobs rather than the application's."""
+    return name.startswith(BUILTIN_PREFIX)
+
+
 class JobRegistry:
     """Maps task names (and handler functions) to their :class:`JobSpec`."""
 

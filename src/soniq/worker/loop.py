@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from soniq.core.middleware import Middleware
-from soniq.core.registry import JobRegistry
+from soniq.core.registry import JobRegistry, is_builtin_task
 from soniq.core.retry import RetryPolicy, check_retry_policy
 from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.observability.log_context import CURRENT_JOB
@@ -454,7 +454,7 @@ class Worker:
         )
         await advertiser.publish()
         # Soniq's own jobs (soniq.webhooks.deliver) are always there; the app's count.
-        if not any(not name.startswith("soniq.") for name in self.registry.names()):
+        if all(is_builtin_task(name) for name in self.registry.names()):
             logger.warning(
                 "no jobs are registered: every job this worker claims will be dead-lettered "
                 "as not registered. Check SONIQ_JOBS_MODULES."

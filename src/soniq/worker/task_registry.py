@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from soniq.core.registry import JobRegistry
+from soniq.core.registry import JobRegistry, is_builtin_task
 from soniq.storage.store import Store
 from soniq.worker.stopping import nap
 
@@ -49,7 +49,7 @@ def registry_rows(registry: JobRegistry) -> str:
     rows = []
     for name in registry.names():
         spec = registry.get(name)
-        if spec is None or name.startswith("soniq."):
+        if spec is None or is_builtin_task(name):
             continue
         schema = model_schema(spec.args_model)
         rows.append(
