@@ -136,14 +136,7 @@ def show(job_id: str, as_json: bool, database_url: str | None) -> None:
     """Print one dead letter, traceback included."""
 
     async def use(app: Soniq) -> dict[str, Any]:
-        record = await app.dead_letter.get(job_id)
-        if record is None:
-            raise SoniqError(
-                JOB_NOT_FOUND,
-                f"No dead-lettered job {job_id}. List them with `soniq dead-letter list`.",
-                job_id=job_id,
-            )
-        return record
+        return await _dead_letter_or_fail(app, job_id)
 
     record = with_app(database_url, use)
     if as_json:
@@ -349,14 +342,7 @@ def _preview(
 
     async def use(app: Soniq) -> tuple[int, list[dict[str, Any]]]:
         if job_id is not None:
-            record = await app.dead_letter.get(job_id)
-            if record is None:
-                raise SoniqError(
-                    JOB_NOT_FOUND,
-                    f"No dead-lettered job {job_id}. List them with `soniq dead-letter list`.",
-                    job_id=job_id,
-                )
-            return 1, [record]
+            return 1, [await _dead_letter_or_fail(app, job_id)]
         where = filters or {}
         total = await app.dead_letter.count(**where)
         if limit is not None:
@@ -392,3 +378,15 @@ def _open(path: str, mode: str) -> IO[str]:
 
 def _usage(message: str) -> SoniqError:
     return SoniqError(INVALID_ARGUMENT, message + " See `soniq dead-letter replay --help`.")
+
+
+async def _dead_letter_or_fail(app: Soniq, job_id: str) -> dict[str, Any]:
+    """The dead letter ``job_id``, or SONIQ_JOB_NOT_FOUND saying how to find one."""
+    record = await app.dead_letter.get(job_id)
+    if record is None:
+        raise SoniqError(
+            JOB_NOT_FOUND,
+            f"No dead-lettered job {job_id}. List them with `soniq dead-letter list`.",
+            job_id=job_id,
+        )
+    return record

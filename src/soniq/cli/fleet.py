@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from soniq.app import Soniq
-from soniq.cli.durations import format_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
 from soniq.cli.session import with_app
+from soniq.cli.status import add_worker_columns
 
 
 @click.command("inspect")
@@ -79,8 +79,7 @@ def inspect_fleet(
     shown = stale_rows if stale else workers
     for row in shown:
         row["where"] = f"{row['hostname']}:{row['pid']}"
-        row["queue_list"] = ",".join(row["queues"]) if row["queues"] else "(all)"
-        row["silent"] = format_duration(row["seconds_since_heartbeat"])
+        add_worker_columns(row)
         row["state"] = "stale" if row["stale"] else "live"
     emit_table(
         shown,

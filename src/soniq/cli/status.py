@@ -71,8 +71,7 @@ def workers(as_json: bool, database_url: str | None) -> None:
         emit_json(rows)
         return
     for row in rows:
-        row["queue_list"] = ",".join(row["queues"]) if row["queues"] else "(all)"
-        row["silent"] = format_duration(row["seconds_since_heartbeat"])
+        add_worker_columns(row)
         row["stale_text"] = "yes" if row["stale"] else "no"
     emit_table(
         rows,
@@ -90,3 +89,10 @@ def workers(as_json: bool, database_url: str | None) -> None:
         ],
         empty="No workers registered.",
     )
+
+
+def add_worker_columns(row: dict[str, Any]) -> None:
+    """The printed columns of a ``list_workers()`` row: ``queue_list`` and ``silent``
+    (the time since its heartbeat), shared by ``soniq workers`` and ``soniq inspect``."""
+    row["queue_list"] = ",".join(row["queues"]) if row["queues"] else "(all)"
+    row["silent"] = format_duration(row["seconds_since_heartbeat"])
