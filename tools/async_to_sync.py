@@ -52,6 +52,8 @@ SOURCES = {
     "src/soniq/storage/schedules.py": "src/soniq_sync/storage/schedules.py",
     "src/soniq/storage/workers.py": "src/soniq_sync/storage/workers.py",
     "src/soniq/storage/tasks.py": "src/soniq_sync/storage/tasks.py",
+    "src/soniq/storage/queues.py": "src/soniq_sync/storage/queues.py",
+    "src/soniq/ops/queues.py": "src/soniq_sync/ops/queues.py",
     "src/soniq/ops/dead_letter.py": "src/soniq_sync/ops/dead_letter.py",
     "src/soniq/recurring/service.py": "src/soniq_sync/recurring/service.py",
     "src/soniq/ops/retention.py": "src/soniq_sync/ops/retention.py",
@@ -118,6 +120,8 @@ MODULES = {
     "soniq.webhooks.transport": "soniq_sync.webhooks.transport",
     "soniq.webhooks.service": "soniq_sync.webhooks.service",
     "soniq.ops.dead_letter": "soniq_sync.ops.dead_letter",
+    "soniq.ops.queues": "soniq_sync.ops.queues",
+    "soniq.storage.queues": "soniq_sync.storage.queues",
     "soniq.ops.retention": "soniq_sync.ops.retention",
     "soniq.recurring.service": "soniq_sync.recurring.service",
     # For the tests: the public app and its test helpers.

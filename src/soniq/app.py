@@ -38,6 +38,7 @@ from soniq.errors import (
 from soniq.observability.sinks import MetricsSink
 from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
+from soniq.ops.queues import QueueControl
 from soniq.ops.results import result_validator
 from soniq.ops.retention import prune_age, prune_finished, result_ttl
 from soniq.recurring.service import Scheduler, SchedulerRunner
@@ -100,6 +101,8 @@ class Soniq(AppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        #: Fleet-wide pause and resume of queues (PostgreSQL only).
+        self.queues = QueueControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
@@ -600,12 +603,22 @@ class Soniq(AppBase):
 
         ``queues`` has one dict per queue (see the API reference for the keys);
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
-        ``stale_workers`` the others.
+        ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
+        (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
+        ``paused_by``).
         """
         queues = await self.store.jobs.queue_status()
         workers = await self.list_workers()
         live = sum(1 for w in workers if not w["stale"])
-        return {"queues": queues, "workers": live, "stale_workers": len(workers) - live}
+        paused = [info.as_dict() for info in await self.queues.paused()]
+        for pause in paused:
+            del pause["queued"], pause["processing"]
+        return {
+            "queues": queues,
+            "workers": live,
+            "stale_workers": len(workers) - live,
+            "paused_queues": paused,
+        }
 
     async def list_workers(self) -> list[dict[str, Any]]:
         """Every row of ``soniq_workers``, oldest first, with heartbeat age and jobs held.

@@ -38,6 +38,7 @@ from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
 from soniq_sync.ops.dead_letter import DeadLetterQueue
+from soniq_sync.ops.queues import QueueControl
 from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.recurring.service import Scheduler
 from soniq_sync.storage.backend import StorageBackend
@@ -96,6 +97,8 @@ class Soniq(SyncAppBase):
         self.scheduler = Scheduler(
             self.store, self._plan_schedule, self._max_attempts_for, self._scheduler_runner
         )
+        #: Fleet-wide pause and resume of queues (PostgreSQL only).
+        self.queues = QueueControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
@@ -552,12 +555,22 @@ class Soniq(SyncAppBase):
 
         ``queues`` has one dict per queue (see the API reference for the keys);
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
-        ``stale_workers`` the others.
+        ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
+        (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
+        ``paused_by``).
         """
         queues = self.store.jobs.queue_status()
         workers = self.list_workers()
         live = sum(1 for w in workers if not w["stale"])
-        return {"queues": queues, "workers": live, "stale_workers": len(workers) - live}
+        paused = [info.as_dict() for info in self.queues.paused()]
+        for pause in paused:
+            del pause["queued"], pause["processing"]
+        return {
+            "queues": queues,
+            "workers": live,
+            "stale_workers": len(workers) - live,
+            "paused_queues": paused,
+        }
 
     def list_workers(self) -> list[dict[str, Any]]:
         """Every row of ``soniq_workers``, oldest first, with heartbeat age and jobs held.

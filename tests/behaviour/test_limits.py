@@ -125,3 +125,19 @@ async def test_postgres_enqueue_follows_the_callers_transaction(
 
     assert await app.get_job(rolled_back) is None
     assert [j["id"] for j in await app.list_jobs()] == [committed]
+
+
+@pytest.mark.parametrize("backend", NOT_POSTGRES)
+async def test_queue_pause_needs_postgres(backend_app: Soniq, backend: str) -> None:
+    app = backend_app
+    for call in (
+        lambda: app.queues.pause("emails"),
+        lambda: app.queues.resume("emails"),
+        lambda: app.queues.list(),
+    ):
+        with pytest.raises(ValueError) as info:
+            await call()
+        assert isinstance(info.value, SoniqError)
+        assert info.value.code == NOT_SUPPORTED_BY_BACKEND
+        assert "PostgreSQL" in info.value.message
+    assert (await app.status())["paused_queues"] == []

@@ -172,7 +172,12 @@ async def test_finished_figures_weigh_the_minute_the_window_cuts(
 
 
 async def test_status_of_an_empty_database(app: Soniq) -> None:
-    assert await app.status() == {"queues": [], "workers": 0, "stale_workers": 0}
+    assert await app.status() == {
+        "queues": [],
+        "workers": 0,
+        "stale_workers": 0,
+        "paused_queues": [],
+    }
 
 
 async def test_get_queue_stats_keeps_its_keys(app: Soniq, database_url: str) -> None:
@@ -284,7 +289,12 @@ async def test_migration_status_of_an_empty_database(empty_database_url: str) ->
 
 
 def test_the_blocking_app_has_the_same_inspection(sync_app: soniq_sync.Soniq) -> None:
-    assert sync_app.status() == {"queues": [], "workers": 0, "stale_workers": 0}
+    assert sync_app.status() == {
+        "queues": [],
+        "workers": 0,
+        "stale_workers": 0,
+        "paused_queues": [],
+    }
     assert sync_app.list_workers() == []
     assert sync_app.unregistered_tasks() == []
     assert sync_app.migration_status()["pending"] == []

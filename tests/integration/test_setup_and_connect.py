@@ -23,6 +23,7 @@ TABLES = {
     "soniq_task_registry",
     "soniq_webhook_endpoints",
     "soniq_webhook_deliveries",
+    "soniq_queues",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]

@@ -40,6 +40,11 @@ POSTGRES_ONLY = {
     "prune_try_lock",
     "scheduler_try_lead",
     "scheduler_ping",
+    # Pausing a queue is PostgreSQL only (app.queues refuses the local backends).
+    "queue_pause",
+    "queue_resume",
+    "queue_list",
+    "queue_paused",
     "schema_version",
     "migrations_applied",
     "listen",

@@ -23,7 +23,8 @@ def status(as_json: bool, database_url: str | None) -> None:
     FAILED (attempts that raised, retried or dead-lettered) count the last hour, DONE/MIN
     the last 60 seconds, as the workers reported them (every few seconds). DEAD counts
     the queue's rows in the dead-letter table. OLDEST DUE is how long the
-    longest-waiting runnable job has been due. The last line counts live workers.
+    longest-waiting runnable job has been due. Paused queues are listed below the
+    table (see `soniq queues`). The last line counts live workers.
     """
     report = with_app(database_url, lambda app: app.status())
     if as_json:
@@ -53,6 +54,11 @@ def status(as_json: bool, database_url: str | None) -> None:
         ],
         empty="No jobs in any queue.",
     )
+    for pause in report.get("paused_queues", []):
+        what = "every queue" if pause["name"] == "*" else f"queue {pause['name']}"
+        until = pause["paused_until"] or "resumed"
+        reason = f" ({pause['reason']})" if pause["reason"] else ""
+        click.echo(f"Paused: {what} since {pause['paused_at']}, until {until}{reason}.")
     stale = report["stale_workers"]
     click.echo(f"Workers: {report['workers']} live" + (f", {stale} stale" if stale else "") + ".")
 

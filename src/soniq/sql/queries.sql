@@ -253,6 +253,9 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- scheduled_at check still holds back a row written not delayed though not due (by an
 -- older Soniq, or a producer whose clock runs ahead). The worker's pool runs this with
 -- bitmap scans off (see PostgresBackend): the plan is the walk of the index in order.
+-- Paused queues (soniq_queues, migration 0009) are read by the claim itself: both
+-- lookups are uncorrelated, so they run once per statement (an initplan and a one-time
+-- filter over a table of a few rows), not once per candidate row.
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
     started_at = now(), updated_at = now()
@@ -261,6 +264,12 @@ WHERE j.id = ANY(ARRAY(
     WHERE status = 'queued' AND NOT delayed
       AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND queue <> ALL(ARRAY(SELECT name FROM soniq_queues
+                             WHERE paused_at IS NOT NULL
+                               AND (paused_until IS NULL OR paused_until > now())))
+      AND NOT EXISTS (SELECT FROM soniq_queues
+                      WHERE name = '*' AND paused_at IS NOT NULL
+                        AND (paused_until IS NULL OR paused_until > now()))
     ORDER BY priority, scheduled_at, id
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
@@ -1057,3 +1066,56 @@ SELECT count(*) AS total,
        avg(duration_ms) FILTER (WHERE status = 'delivered') AS avg_duration_ms
 FROM soniq_webhook_deliveries
 WHERE created_at >= now() - make_interval(secs => %(seconds)s::float8)
+
+-- name: queue_pause
+-- Pause a queue ('*': every queue) until paused_until (NULL: until resumed). Workers
+-- hear of it on soniq_control; the claim does not need them to (see claim_jobs).
+WITH up AS (
+    INSERT INTO soniq_queues AS q (name, paused_at, paused_until, paused_reason, paused_by)
+    VALUES (%(name)s, now(), %(until)s::timestamptz, %(reason)s::text, %(by)s::text)
+    ON CONFLICT (name) DO UPDATE
+    SET paused_at = now(), paused_until = EXCLUDED.paused_until,
+        paused_reason = EXCLUDED.paused_reason, paused_by = EXCLUDED.paused_by,
+        updated_at = now()
+    RETURNING name, paused_at, paused_until, paused_reason, paused_by
+)
+SELECT up.*, pg_notify('soniq_control', 'pause:' || up.name) IS NULL AS _notified FROM up
+
+-- name: queue_resume
+-- Lift a queue's pause; true if it was paused. Idle workers of the queue are woken.
+WITH res AS (
+    UPDATE soniq_queues
+    SET paused_at = NULL, paused_until = NULL, paused_reason = NULL, paused_by = NULL,
+        updated_at = now()
+    WHERE name = %(name)s AND paused_at IS NOT NULL
+      AND (paused_until IS NULL OR paused_until > now())
+    RETURNING name
+)
+SELECT res.name,
+       pg_notify('soniq_control', 'resume:' || res.name) IS NULL AS _control,
+       pg_notify('soniq_new_job', res.name) IS NULL AS _woken
+FROM res
+
+-- name: queue_list
+-- Every queue that has jobs waiting or running, or a pause in force, with its state.
+-- The counts come from the claim and worker indexes' predicates (queued, processing).
+WITH paused AS (
+    SELECT name, paused_at, paused_until, paused_reason, paused_by FROM soniq_queues
+    WHERE paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
+), counts AS (
+    SELECT queue AS name,
+           count(*) FILTER (WHERE status = 'queued')::int AS queued,
+           count(*) FILTER (WHERE status = 'processing')::int AS processing
+    FROM soniq_jobs WHERE status IN ('queued', 'processing') GROUP BY queue
+)
+SELECT COALESCE(c.name, p.name) AS name, p.paused_at IS NOT NULL AS paused,
+       p.paused_at, p.paused_until, p.paused_reason, p.paused_by,
+       COALESCE(c.queued, 0) AS queued, COALESCE(c.processing, 0) AS processing
+FROM counts c FULL JOIN paused p ON p.name = c.name
+ORDER BY 1
+
+-- name: queue_paused
+-- The pauses in force now, by queue name ('*': every queue).
+SELECT name, paused_at, paused_until, paused_reason, paused_by FROM soniq_queues
+WHERE paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
+ORDER BY name

@@ -4,9 +4,9 @@
 serves an app, whose backend may be replaced (closed and made anew) and is made ready
 before the app's calls. The areas: ``jobs`` (enqueue, claim, outcomes, inspection),
 ``dead_letters``, ``schedules``, ``workers`` (presence, recovery, cancel requests,
-gauges and statistics), ``tasks`` (the fleet's task registry) and ``webhooks``
-(endpoints and deliveries). Only this package looks queries up by name; backends
-and adapters run the ones it gives them.
+gauges and statistics), ``tasks`` (the fleet's task registry), ``webhooks``
+(endpoints and deliveries) and ``queues`` (fleet-wide pauses). Only this package
+looks queries up by name; backends and adapters run the ones it gives them.
 ``soniq_sync/storage/store.py`` is generated from this file.
 """
 
@@ -20,6 +20,7 @@ from soniq.adapters.base import AsyncAdapter
 from soniq.storage.backend import StorageBackend
 from soniq.storage.dead_letters import DeadLetters
 from soniq.storage.jobs import Jobs
+from soniq.storage.queues import Queues
 from soniq.storage.records import Notification
 from soniq.storage.schedules import Schedules
 from soniq.storage.tasks import Tasks
@@ -59,6 +60,7 @@ class Store:
         self.workers = Workers(self)
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
+        self.queues = Queues(self)
 
     @property
     def backend(self) -> StorageBackend:

@@ -14,6 +14,7 @@ from soniq_sync.adapters.base import SyncAdapter
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.dead_letters import DeadLetters
 from soniq_sync.storage.jobs import Jobs
+from soniq_sync.storage.queues import Queues
 from soniq_sync.storage.schedules import Schedules
 from soniq_sync.storage.tasks import Tasks
 from soniq_sync.storage.webhooks import Webhooks
@@ -52,6 +53,7 @@ class Store:
         self.workers = Workers(self)
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
+        self.queues = Queues(self)
 
     @property
     def backend(self) -> StorageBackend:

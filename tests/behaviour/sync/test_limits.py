@@ -115,3 +115,19 @@ def test_postgres_enqueue_follows_the_callers_transaction(backend_app: Soniq, ba
 
     assert app.get_job(rolled_back) is None
     assert [j["id"] for j in app.list_jobs()] == [committed]
+
+
+@pytest.mark.parametrize("backend", NOT_POSTGRES)
+def test_queue_pause_needs_postgres(backend_app: Soniq, backend: str) -> None:
+    app = backend_app
+    for call in (
+        lambda: app.queues.pause("emails"),
+        lambda: app.queues.resume("emails"),
+        lambda: app.queues.list(),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert isinstance(info.value, SoniqError)
+        assert info.value.code == NOT_SUPPORTED_BY_BACKEND
+        assert "PostgreSQL" in info.value.message
+    assert (app.status())["paused_queues"] == []

@@ -1,0 +1,126 @@
+"""``soniq queues``: pause, resume and list queues across the fleet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from soniq.app import Soniq
+from soniq.cli.durations import parse_duration
+from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
+from soniq.cli.session import with_app
+from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.ops.queues import QueueInfo
+
+_COLUMNS = (
+    ("name", "QUEUE"),
+    ("state", "STATE"),
+    ("queued", "QUEUED"),
+    ("processing", "RUNNING"),
+    ("paused_until", "UNTIL"),
+    ("reason", "REASON"),
+)
+
+
+@click.group("queues")
+def group() -> None:
+    """Pause, resume and list queues (fleet-wide, PostgreSQL only)."""
+
+
+@group.command("list")
+@json_option
+@database_url_option
+def list_queues(as_json: bool, database_url: str | None) -> None:
+    """Print each queue with jobs queued or running, or paused, and its state."""
+    rows = with_app(database_url, lambda app: app.queues.list())
+    if as_json:
+        emit_json([row.as_dict() for row in rows])
+        return
+    emit_table([_row(info) for info in rows], _COLUMNS, empty="No queues have jobs or pauses.")
+
+
+@group.command("pause")
+@click.argument("name")
+@click.option("--for", "for_", metavar="DURATION", help="Resume by itself after 30m, 2h, ...")
+@click.option("--until", metavar="ISO", help="Resume by itself at this aware ISO 8601 time.")
+@click.option("--reason", help="Why, for whoever looks at the queue next.")
+@json_option
+@database_url_option
+def pause(
+    name: str,
+    for_: str | None,
+    until: str | None,
+    reason: str | None,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """Stop every worker from starting jobs of queue NAME ('*': every queue).
+
+    Enqueue goes on; running jobs finish. Scheduled, retried and recovered jobs of
+    the queue wait until `soniq queues resume NAME`. To stop one worker, send it
+    SIGTERM instead: a pause applies to all workers.
+    """
+    try:
+        end = _end(for_, until)
+    except SoniqError as exc:
+        fail(exc)
+    info = with_app(database_url, lambda app: app.queues.pause(name, until=end, reason=reason))
+    if as_json:
+        emit_json(info.as_dict())
+        return
+    what = "every queue" if info.name == "*" else f"queue {info.name!r}"
+    until_text = info.paused_until.isoformat() if info.paused_until else "resumed"
+    click.echo(f"Paused {what} on all workers until {until_text}.")
+
+
+@group.command("resume")
+@click.argument("name")
+@json_option
+@database_url_option
+def resume(name: str, as_json: bool, database_url: str | None) -> None:
+    """Let workers take jobs of queue NAME again ('*': lift a pause of every queue)."""
+
+    async def use(app: Soniq) -> bool:
+        return await app.queues.resume(name)
+
+    resumed = with_app(database_url, use)
+    if as_json:
+        emit_json({"name": name, "resumed": resumed})
+    elif resumed:
+        click.echo(f"Resumed queue {name!r}.")
+    else:
+        click.echo(f"Queue {name!r} was not paused.")
+
+
+def _end(for_: str | None, until: str | None) -> float | datetime | None:
+    if for_ is not None and until is not None:
+        raise SoniqError(INVALID_ARGUMENT, "Give --for or --until, not both.")
+    if for_ is not None:
+        return parse_duration(for_, "--for")
+    if until is None:
+        return None
+    try:
+        end = datetime.fromisoformat(until)
+    except ValueError:
+        raise SoniqError(
+            INVALID_ARGUMENT,
+            f"--until takes an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+00:00, "
+            f"got {until!r}.",
+        ) from None
+    if end.tzinfo is None:
+        raise SoniqError(
+            INVALID_ARGUMENT, f"--until {until!r} has no offset; add one, e.g. +00:00."
+        )
+    return end
+
+
+def _row(info: QueueInfo) -> dict[str, object]:
+    return {
+        "name": info.name,
+        "state": "paused" if info.paused else "active",
+        "queued": info.queued,
+        "processing": info.processing,
+        "paused_until": info.paused_until.isoformat() if info.paused_until else "-",
+        "reason": info.reason or "-",
+    }

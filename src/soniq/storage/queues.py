@@ -1,0 +1,50 @@
+"""``store.queues``: the rows of ``soniq_queues``, the fleet-wide pause of a queue
+(PostgreSQL only). ``soniq_sync/storage/queues.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soniq.storage.area import StoreAccess
+
+Record = dict[str, Any]
+
+
+class Queues:
+    """Pause, resume and list queues."""
+
+    def __init__(self, store: StoreAccess) -> None:
+        self._store = store
+
+    async def _fetch(self, name: str, params: Mapping[str, Any]) -> builtins.list[Record]:
+        backend = await self._store.ready()
+        return await backend.fetch(backend.dialect.queries[name], params)
+
+    async def pause(
+        self, name: str, until: datetime | None, reason: str | None, by: str | None
+    ) -> Record:
+        """Pause ``name`` (``'*'``: every queue) until ``until`` (None: until resumed);
+        the row as written."""
+        params = {"name": name, "until": until, "reason": reason, "by": by}
+        row = (await self._fetch("queue_pause", params))[0]
+        row.pop("_notified", None)
+        return row
+
+    async def resume(self, name: str) -> bool:
+        """Lift the pause of ``name``; False if it was not paused."""
+        return bool(await self._fetch("queue_resume", {"name": name}))
+
+    async def list(self) -> builtins.list[Record]:
+        """Queues with jobs queued or running, or paused: name, paused, paused_at,
+        paused_until, paused_reason, paused_by, queued, processing."""
+        return await self._fetch("queue_list", {})
+
+    async def paused(self) -> builtins.list[Record]:
+        """The pauses in force now: name, paused_at, paused_until, paused_reason,
+        paused_by."""
+        return await self._fetch("queue_paused", {})
