@@ -239,6 +239,21 @@ async def test_the_workers_claim_walks_the_index_on_a_table_never_analysed(
     # read every queued row and sort them.
     past = datetime.now(timezone.utc) - timedelta(minutes=1)
     await _copy(database_url, WAITING, at=past)
+    await _assert_worker_claim_walks_the_index(database_url)
+
+
+async def test_the_paused_queue_check_keeps_the_claim_on_the_index_of_an_analysed_table(
+    database_url: str,
+) -> None:
+    # With statistics, the planner read "queue <> ALL(paused queues)" as one "<>" per
+    # element it guessed the array holds, found almost no row left, and chose to read
+    # and sort the whole table over walking the index (see claim_jobs).
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    await _load(database_url, WAITING, at=past)
+    await _assert_worker_claim_walks_the_index(database_url)
+
+
+async def _assert_worker_claim_walks_the_index(database_url: str) -> None:
     async with Soniq(database_url=database_url) as app:
         await app.ensure_initialized()
         worker_db = app.backend.for_worker()
@@ -257,5 +272,6 @@ async def test_the_workers_claim_walks_the_index_on_a_table_never_analysed(
     plan = row[0][0]["Plan"]
     kinds = {n["Node Type"] for n in _nodes(plan)}
     assert not kinds & {"Sort", "Bitmap Heap Scan"}, json.dumps(plan, indent=1)
+    _no_table_scan(plan)
     (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
     assert scan["Node Type"] == "Index Scan" and scan["Actual Rows"] == 64

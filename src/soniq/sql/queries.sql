@@ -255,7 +255,11 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- bitmap scans off (see PostgresBackend): the plan is the walk of the index in order.
 -- Paused queues (soniq_queues, migration 0009) are read by the claim itself: both
 -- lookups are uncorrelated, so they run once per statement (an initplan and a one-time
--- filter over a table of a few rows), not once per candidate row.
+-- filter over a table of a few rows), not once per candidate row. The COALESCE never
+-- changes the value (queue and name are NOT NULL); it hides the "<> ALL" from the
+-- planner, which otherwise multiplies one "<>" per element it guesses the array holds
+-- (a hundred or more) into a selectivity near zero, and then prefers reading the whole
+-- table and sorting it to walking the claim index (checked in test_big_table_plans).
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
     started_at = now(), updated_at = now()
@@ -264,9 +268,10 @@ WHERE j.id = ANY(ARRAY(
     WHERE status = 'queued' AND NOT delayed
       AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND queue <> ALL(ARRAY(SELECT name FROM soniq_queues
-                             WHERE paused_at IS NOT NULL
-                               AND (paused_until IS NULL OR paused_until > now())))
+      AND COALESCE(queue <> ALL(ARRAY(SELECT name FROM soniq_queues
+                                      WHERE paused_at IS NOT NULL
+                                        AND (paused_until IS NULL OR paused_until > now()))),
+                   true)
       AND NOT EXISTS (SELECT FROM soniq_queues
                       WHERE name = '*' AND paused_at IS NOT NULL
                         AND (paused_until IS NULL OR paused_until > now()))
