@@ -13,10 +13,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Lock", "call_hook"]
+__all__ = ["Lock", "call_hook", "sleep"]
 
 #: A mutual-exclusion lock held across ``await`` (``async with lock:``).
 Lock = asyncio.Lock
+
+#: Wait ``seconds`` without blocking the event loop (``await sleep(0.1)``).
+sleep = asyncio.sleep
 
 
 async def call_hook(func: Callable[..., Any], *args: Any) -> Any:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
-__all__ = ["Lock", "call_hook"]
+__all__ = ["Lock", "call_hook", "sleep"]
 
 #: A mutual-exclusion lock shared by threads (``with lock:``).
 Lock = threading.Lock
+
+#: Block the calling thread for ``seconds``.
+sleep = time.sleep
 
 
 def call_hook(func: Callable[..., Any], *args: Any) -> Any:

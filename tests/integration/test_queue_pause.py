@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,9 +15,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import soniq_sync
-from soniq import Soniq, SoniqError
+from soniq import JobContext, Soniq, SoniqError
 from soniq.cli import main
-from soniq.errors import INVALID_ARGUMENT, INVALID_QUEUE
+from soniq.errors import INVALID_ARGUMENT, INVALID_QUEUE, PAUSE_NOT_CONFIRMED
 from soniq.worker import Worker
 from tests.helpers import wait_for
 
@@ -244,3 +246,140 @@ def test_cli_refuses_bad_durations_and_times(database_url: str) -> None:
     assert bad.exit_code != 0 and "SONIQ_INVALID_DURATION" in bad.output
     listed = soniq("queues", "list", "--json", "--database-url", database_url)
     assert [q for q in json.loads(listed.output) if q["paused"]] == []
+
+
+# ----------------------------------------------------------------- the worker's side
+
+
+def _fake_worker(url: str, heartbeat_age: float = 0.0) -> str:
+    """A worker row that never confirms anything (a worker that hangs)."""
+    worker_id = str(uuid.uuid4())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO soniq_workers (id, hostname, pid, queues, concurrency, last_heartbeat)"
+            " VALUES (%s, 'hung-host', 4242, NULL, 1, now() - make_interval(secs => %s))",
+            (worker_id, heartbeat_age),
+        )
+    return worker_id
+
+
+def _control_seen(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT id::text, control_seen FROM soniq_workers").fetchall()
+    return {worker_id: seen for worker_id, seen in rows}
+
+
+async def test_pause_waits_until_no_worker_can_start_a_job_of_the_queue(app: Soniq) -> None:
+    """A draining worker holds claimed, unstarted jobs; once pause() returns, none of
+    the queue's jobs starts, and those it held are back with their attempt refunded."""
+    starts: list[tuple[str, float]] = []
+    loop = asyncio.get_running_loop()
+
+    @app.job()
+    async def stamp(ctx: JobContext, n: int) -> None:
+        starts.append((ctx.queue, loop.time()))
+        await asyncio.sleep(0.003)
+
+    await app.enqueue_many(stamp, [{"n": i} for i in range(3000)], queue="busy")
+    await app.enqueue_many(stamp, [{"n": i} for i in range(200)], queue="other")
+    await app.ensure_initialized()
+    worker = Worker(app.backend, app.registry, app.settings)
+    run = asyncio.create_task(worker.run(concurrency=8))
+    try:
+        await wait_for(lambda: sum(q == "busy" for q, _ in starts) >= 300, timeout=30)
+        await app.queues.pause("busy", wait=True, timeout=20)
+        returned = loop.time()
+        # The rest of the other queue runs (and proves the worker kept going).
+        await wait_for(lambda: sum(q == "other" for q, _ in starts) == 200, timeout=30)
+        late = [at for q, at in starts if q == "busy" and at > returned]
+        assert late == [], f"{len(late)} job(s) of the paused queue started after pause()"
+        url = app.settings.database_url
+        assert url is not None
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'queued' AND attempts > 0),"
+                " count(*) FILTER (WHERE status = 'processing'),"
+                " count(*) FILTER (WHERE status = 'queued')"
+                " FROM soniq_jobs WHERE queue = 'busy'"
+            ).fetchone()
+        assert row is not None
+        spent, running, queued = row
+        assert (spent, running) == (0, 0) and queued > 0
+        # The worker confirmed the pause's control version.
+        (seen,) = [v for k, v in _control_seen(url).items() if k == worker.id]
+        assert seen > 0
+
+        await app.queues.resume("busy")
+        await wait_for(lambda: sum(q == "busy" for q, _ in starts) == 3000, timeout=60)
+    finally:
+        worker.stop()
+        await run
+    assert Counter(q for q, _ in starts) == {"busy": 3000, "other": 200}
+
+
+async def test_a_worker_that_does_not_listen_confirms_at_its_heartbeat(app: Soniq) -> None:
+    @app.job()
+    async def noop() -> None: ...
+
+    await app.ensure_initialized()
+    settings = app.settings.model_copy(
+        update={"listen_notify": False, "heartbeat_interval": 0.2, "poll_interval": 0.2}
+    )
+    worker = Worker(app.backend, app.registry, settings)
+    run = asyncio.create_task(worker.run(concurrency=2))
+    url = app.settings.database_url
+    assert url is not None
+    try:
+        await wait_for(lambda: worker.id in _control_seen(url), timeout=20)
+        await app.queues.pause("q", wait=True, timeout=10)
+        first = _control_seen(url)[worker.id]
+        await app.queues.resume("q")
+        await app.queues.pause("q", wait=True, timeout=10)
+        assert _control_seen(url)[worker.id] > first
+    finally:
+        worker.stop()
+        await run
+
+
+async def test_a_worker_that_does_not_confirm_is_named_and_the_pause_stays(app: Soniq) -> None:
+    await app.ensure_initialized()
+    url = app.settings.database_url
+    assert url is not None
+    hung = _fake_worker(url)
+    _fake_worker(url, heartbeat_age=3600)  # stale: not waited for, not named
+    with pytest.raises(SoniqError) as caught:
+        await app.queues.pause("emails", reason="incident", timeout=0.3)
+    err = caught.value
+    assert err.code == PAUSE_NOT_CONFIRMED
+    assert [w["id"] for w in err.details["unconfirmed"]] == [hung]
+    assert "hung-host:4242" in err.message and err.suggestions
+    assert [q.name for q in await app.queues.paused()] == ["emails"]
+    # Without waiting, the same pause returns at once.
+    info = await app.queues.pause("emails", wait=False)
+    assert info.paused
+
+
+@pytest.mark.parametrize("timeout", [-1, float("inf"), "soon", True])
+async def test_a_bad_barrier_timeout_is_refused_before_anything_is_written(
+    app: Soniq, timeout: Any
+) -> None:
+    with pytest.raises(SoniqError) as caught:
+        await app.queues.pause("emails", timeout=timeout)
+    assert caught.value.code == INVALID_ARGUMENT
+    assert await app.queues.paused() == []
+
+
+def test_cli_pause_exits_3_when_a_worker_does_not_confirm(database_url: str) -> None:
+    soniq("setup", "--database-url", database_url)
+    hung = _fake_worker(database_url)
+    result = CliRunner().invoke(
+        main,
+        ["queues", "pause", "emails", "--timeout", "0.2", "--json", "--database-url", database_url],
+    )
+    assert result.exit_code == 3, result.output
+    body = json.loads(result.stdout)
+    assert body["name"] == "emails" and body["paused"] and body["confirmed"] is False
+    assert [w["id"] for w in body["unconfirmed"]] == [hung]
+    assert "SONIQ_PAUSE_NOT_CONFIRMED" in result.stderr
+    quick = soniq("queues", "pause", "emails", "--no-wait", "--database-url", database_url)
+    assert quick.exit_code == 0 and "confirmed" not in quick.output

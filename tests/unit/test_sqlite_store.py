@@ -45,6 +45,9 @@ POSTGRES_ONLY = {
     "queue_resume",
     "queue_list",
     "queue_paused",
+    "queue_control",
+    "queue_unconfirmed",
+    "worker_control_seen",
     "schema_version",
     "migrations_applied",
     "listen",
@@ -375,7 +378,7 @@ def test_dead_letter_job_moves_the_fenced_row(store: SqliteStore) -> None:
 
 def test_workers_heartbeat_and_stale_recovery(store: SqliteStore) -> None:
     register(store)
-    assert store.rows(QUERIES["heartbeat"], {"id": WORKER}) == [(uuid.UUID(WORKER),)]
+    assert store.rows(QUERIES["heartbeat"], {"id": WORKER}) == [(uuid.UUID(WORKER), 0)]
     register(store)  # re-registering only bumps the heartbeat
     retried = enqueue(store, max_attempts=3)
     last = enqueue(store, max_attempts=1)

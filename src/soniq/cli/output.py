@@ -43,8 +43,9 @@ def debug_enabled() -> bool:
     return bool(root and isinstance(root.obj, dict) and root.obj.get("debug"))
 
 
-def fail(exc: BaseException) -> NoReturn:
-    """Report ``exc`` as one line on stderr and exit 1 (with ``--debug``, re-raise)."""
+def fail(exc: BaseException, exit_code: int = 1) -> NoReturn:
+    """Report ``exc`` as one line on stderr and exit ``exit_code`` (with ``--debug``,
+    print its traceback first)."""
     if debug_enabled():
         if isinstance(exc, SoniqError) and "traceback" in exc.details:
             click.echo(exc.details["traceback"], err=True)
@@ -57,7 +58,7 @@ def fail(exc: BaseException) -> NoReturn:
         first = (str(exc).strip().splitlines() or [""])[0]
         message = f"{type(exc).__name__}: {first}"
     click.echo(f"soniq: error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(exit_code)
 
 
 def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

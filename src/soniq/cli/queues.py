@@ -10,7 +10,7 @@ from soniq.app import Soniq
 from soniq.cli.durations import parse_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
 from soniq.cli.session import with_app
-from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.errors import INVALID_ARGUMENT, PAUSE_NOT_CONFIRMED, SoniqError
 from soniq.ops.queues import QueueInfo
 
 _COLUMNS = (
@@ -45,6 +45,20 @@ def list_queues(as_json: bool, database_url: str | None) -> None:
 @click.option("--for", "for_", metavar="DURATION", help="Resume by itself after 30m, 2h, ...")
 @click.option("--until", metavar="ISO", help="Resume by itself at this aware ISO 8601 time.")
 @click.option("--reason", help="Why, for whoever looks at the queue next.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until every live worker has given back the queue's unstarted jobs.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits; past it, exit with code 3 (the pause stays).",
+)
 @json_option
 @database_url_option
 def pause(
@@ -52,6 +66,8 @@ def pause(
     for_: str | None,
     until: str | None,
     reason: str | None,
+    wait: bool,
+    timeout: float,
     as_json: bool,
     database_url: str | None,
 ) -> None:
@@ -59,19 +75,42 @@ def pause(
 
     Enqueue goes on; running jobs finish. Scheduled, retried and recovered jobs of
     the queue wait until `soniq queues resume NAME`. To stop one worker, send it
-    SIGTERM instead: a pause applies to all workers.
+    SIGTERM instead: a pause applies to all workers. Exit code 3: the queue is
+    paused, but some live worker did not confirm within --timeout.
     """
     try:
         end = _end(for_, until)
     except SoniqError as exc:
         fail(exc)
-    info = with_app(database_url, lambda app: app.queues.pause(name, until=end, reason=reason))
+
+    async def use(app: Soniq) -> QueueInfo | SoniqError:
+        try:
+            return await app.queues.pause(
+                name, until=end, reason=reason, wait=wait, timeout=timeout
+            )
+        except SoniqError as exc:
+            if exc.code != PAUSE_NOT_CONFIRMED:
+                raise
+            return exc
+
+    outcome = with_app(database_url, use)
+    if isinstance(outcome, SoniqError):
+        if as_json:
+            emit_json(
+                {
+                    **outcome.details["pause"],
+                    "confirmed": False,
+                    "unconfirmed": outcome.details["unconfirmed"],
+                }
+            )
+        fail(outcome, exit_code=3)
     if as_json:
-        emit_json(info.as_dict())
+        emit_json({**outcome.as_dict(), "confirmed": wait})
         return
-    what = "every queue" if info.name == "*" else f"queue {info.name!r}"
-    until_text = info.paused_until.isoformat() if info.paused_until else "resumed"
-    click.echo(f"Paused {what} on all workers until {until_text}.")
+    what = "every queue" if outcome.name == "*" else f"queue {outcome.name!r}"
+    until_text = outcome.paused_until.isoformat() if outcome.paused_until else "resumed"
+    confirmed = "; every live worker confirmed" if wait else ""
+    click.echo(f"Paused {what} on all workers until {until_text}{confirmed}.")
 
 
 @group.command("resume")

@@ -12,14 +12,22 @@ from it by ``tools/async_to_sync.py``.
 from __future__ import annotations
 
 import builtins
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from soniq._acompat import sleep
 from soniq.core.registry import check_queue
 from soniq.enqueue.plan import run_at_to_datetime
 from soniq.enqueue.producer import process_producer_id
-from soniq.errors import INVALID_ARGUMENT, BackendUnsupportedError, SoniqError
+from soniq.errors import (
+    INVALID_ARGUMENT,
+    PAUSE_NOT_CONFIRMED,
+    BackendUnsupportedError,
+    SoniqError,
+)
 from soniq.settings import SoniqSettings
 from soniq.storage.store import Store
 from soniq.storage.urls import storage_kind
@@ -68,15 +76,23 @@ class QueueControl:
         name: str,
         until: datetime | timedelta | float | None = None,
         reason: str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 30.0,
     ) -> QueueInfo:
         """Stop every worker from starting jobs of queue ``name`` (``"*"``: all queues).
 
         ``until`` (an aware datetime, or a ``timedelta`` or seconds from now) lifts
         the pause by itself; None keeps it until :meth:`resume`. ``reason`` is kept
-        for operators. Pausing a paused queue replaces its end and reason. Once this
-        returns, no claim that starts takes a job of the queue; a job a worker had
-        already claimed and not started yet may still start (see the flow-control
-        guide).
+        for operators. Pausing a paused queue replaces its end and reason.
+
+        The pause holds for every claim that starts once it is written. With ``wait``
+        (the default), this also waits until every live worker has given back the
+        jobs of the queue it had claimed and not started (their attempts refunded):
+        then no job of the queue starts anywhere after this returns. A worker that
+        does not confirm within ``timeout`` seconds (one that does not listen
+        confirms at its next heartbeat) raises ``SONIQ_PAUSE_NOT_CONFIRMED``, naming
+        it; the pause stays in force.
         """
         self._postgres_only("pause")
         queue = _check_name(name, "pause")
@@ -86,9 +102,54 @@ class QueueControl:
                 INVALID_ARGUMENT,
                 f"queues.pause(reason=) takes text of at most 1000 characters, got {reason!r}.",
             )
+        if not isinstance(wait, bool):
+            raise SoniqError(INVALID_ARGUMENT, f"queues.pause(wait=) takes a bool, got {wait!r}.")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 <= timeout < math.inf
+        ):
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"queues.pause(timeout=) takes seconds >= 0 to wait for the workers, got "
+                f"{timeout!r}.",
+            )
         by = self._settings.producer_id or process_producer_id()
         row = await self._store.queues.pause(queue, end, reason, by)
-        return _info(row)
+        info = _info(row)
+        if wait:
+            await self._confirmed(info, int(row["control_version"]), float(timeout))
+        return info
+
+    async def _confirmed(self, info: QueueInfo, version: int, timeout: float) -> None:
+        """Wait until every live worker has applied ``version`` (the pause's)."""
+        live_for = self._settings.heartbeat_timeout
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            waiting = await self._store.queues.unconfirmed(version, live_for)
+            if not waiting:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
+        names = [f"{w['hostname']}:{w['pid']} ({w['id']})" for w in waiting]
+        raise SoniqError(
+            PAUSE_NOT_CONFIRMED,
+            f"Queue {info.name!r} is paused, and no claim takes its jobs any more, but "
+            f"{len(waiting)} live worker(s) did not confirm within {timeout:g}s that they "
+            f"gave back the jobs they had claimed and not started: {', '.join(names)}. "
+            "Those jobs may still start there.",
+            suggestions=[
+                "check that these workers are running and can reach the database",
+                "wait longer with timeout=, or pass wait=False not to wait",
+            ],
+            queue=info.name,
+            pause=info.as_dict(),
+            unconfirmed=waiting,
+        )
 
     async def resume(self, name: str) -> bool:
         """Let workers take jobs of queue ``name`` again (``"*"``: lift the pause of

@@ -368,7 +368,17 @@ VALUES (%(id)s::uuid, %(hostname)s, %(pid)s::int, %(queues)s::text[], %(concurre
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = now()
 
 -- name: heartbeat
-UPDATE soniq_workers SET last_heartbeat = now() WHERE id = %(id)s::uuid RETURNING id
+-- Also returns the latest control version (see soniq_queues), so that a worker that
+-- missed a soniq_control notification (or does not listen) notices a pause or resume
+-- within one heartbeat interval, at no extra round trip.
+UPDATE soniq_workers SET last_heartbeat = now() WHERE id = %(id)s::uuid
+RETURNING id, (SELECT COALESCE(max(control_version), 0) FROM soniq_queues) AS control_version
+
+-- name: worker_control_seen
+-- The worker has applied control version %(version)s: it holds no claimed, unstarted
+-- job of a queue paused by then (pause(wait=True) waits for this).
+UPDATE soniq_workers SET control_seen = GREATEST(control_seen, %(version)s::bigint)
+WHERE id = %(id)s::uuid
 
 -- name: deregister_worker
 DELETE FROM soniq_workers WHERE id = %(id)s::uuid
@@ -1081,8 +1091,8 @@ WITH up AS (
     ON CONFLICT (name) DO UPDATE
     SET paused_at = now(), paused_until = EXCLUDED.paused_until,
         paused_reason = EXCLUDED.paused_reason, paused_by = EXCLUDED.paused_by,
-        updated_at = now()
-    RETURNING name, paused_at, paused_until, paused_reason, paused_by
+        control_version = nextval('soniq_control_seq'), updated_at = now()
+    RETURNING name, paused_at, paused_until, paused_reason, paused_by, control_version
 )
 SELECT up.*, pg_notify('soniq_control', 'pause:' || up.name) IS NULL AS _notified FROM up
 
@@ -1091,7 +1101,7 @@ SELECT up.*, pg_notify('soniq_control', 'pause:' || up.name) IS NULL AS _notifie
 WITH res AS (
     UPDATE soniq_queues
     SET paused_at = NULL, paused_until = NULL, paused_reason = NULL, paused_by = NULL,
-        updated_at = now()
+        control_version = nextval('soniq_control_seq'), updated_at = now()
     WHERE name = %(name)s AND paused_at IS NOT NULL
       AND (paused_until IS NULL OR paused_until > now())
     RETURNING name
@@ -1124,3 +1134,23 @@ ORDER BY 1
 SELECT name, paused_at, paused_until, paused_reason, paused_by FROM soniq_queues
 WHERE paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
 ORDER BY name
+
+-- name: queue_control
+-- What a worker caches of the pauses: the latest control version, and the queues
+-- paused now with the seconds each pause has left (NULL: until resumed), read in one
+-- snapshot so the version matches the pauses.
+SELECT COALESCE(max(control_version), 0) AS version,
+       COALESCE(array_agg(name) FILTER (WHERE in_force), '{}') AS names,
+       COALESCE(array_agg(EXTRACT(EPOCH FROM paused_until - now())::float8)
+                FILTER (WHERE in_force), '{}') AS remaining
+FROM (SELECT name, control_version, paused_until,
+             paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now()) AS in_force
+      FROM soniq_queues) q
+
+-- name: queue_unconfirmed
+-- The live workers (heartbeat within %(timeout)s seconds) that have not yet applied
+-- control version %(version)s, for pause(wait=True).
+SELECT id::text AS id, hostname, pid FROM soniq_workers
+WHERE control_seen < %(version)s::bigint
+  AND last_heartbeat > now() - make_interval(secs => %(timeout)s::float8)
+ORDER BY hostname, pid

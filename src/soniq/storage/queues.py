@@ -44,6 +44,21 @@ class Queues:
         paused_until, paused_reason, paused_by, queued, processing."""
         return await self._fetch("queue_list", {})
 
+    async def control(self) -> Record:
+        """What a worker caches: ``version`` (the latest control version), ``names``
+        (the queues paused now) and ``remaining`` (seconds each pause has left, None:
+        until resumed)."""
+        return (await self._fetch("queue_control", {}))[0]
+
+    async def seen(self, worker_id: str, version: int) -> None:
+        """Record that ``worker_id`` has applied control version ``version``."""
+        await self._fetch("worker_control_seen", {"id": worker_id, "version": version})
+
+    async def unconfirmed(self, version: int, timeout: float) -> builtins.list[Record]:
+        """Live workers (heartbeat within ``timeout`` s) that have not applied
+        ``version`` yet: id, hostname, pid."""
+        return await self._fetch("queue_unconfirmed", {"version": version, "timeout": timeout})
+
     async def paused(self) -> builtins.list[Record]:
         """The pauses in force now: name, paused_at, paused_until, paused_reason,
         paused_by."""

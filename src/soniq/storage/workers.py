@@ -36,9 +36,11 @@ class Workers:
         """Remove a worker's row."""
         await self._rows("deregister_worker", {"id": worker_id})
 
-    async def heartbeat(self, worker_id: str) -> bool:
-        """Refresh the heartbeat; False if the row is gone (presumed dead)."""
-        return bool(await self._rows("heartbeat", {"id": worker_id}))
+    async def heartbeat(self, worker_id: str) -> int | None:
+        """Refresh the heartbeat; the latest control version (0 where queues cannot be
+        paused), or None if the row is gone (presumed dead)."""
+        rows = await self._rows("heartbeat", {"id": worker_id})
+        return int(rows[0][1]) if rows else None
 
     async def recover_stale(self, timeout: float) -> Recovered:
         """Remove workers silent for ``timeout`` s; requeue or dead-letter their jobs."""

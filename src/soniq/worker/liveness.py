@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from soniq.ops.pruning import Pruner
@@ -19,7 +20,11 @@ logger = logging.getLogger("soniq.worker")
 
 class Liveness:
     """Registers the worker, heartbeats, periodically recovers stale workers, and
-    sweeps old finished jobs (see :mod:`soniq.ops.pruning`)."""
+    sweeps old finished jobs (see :mod:`soniq.ops.pruning`).
+
+    ``on_control`` is given each heartbeat's control version (see
+    :mod:`soniq.worker.pauses`), or None after the worker registered again.
+    """
 
     def __init__(
         self,
@@ -28,8 +33,10 @@ class Liveness:
         worker_id: str,
         queues: list[str] | None,
         concurrency: int,
+        on_control: Callable[[int | None], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_control = on_control
         self.settings = settings
         self.worker_id = worker_id
         self.identity: dict[str, Any] = {
@@ -51,12 +58,16 @@ class Liveness:
 
     async def beat(self) -> None:
         """Refresh the heartbeat; re-register if another worker declared us dead."""
-        if not await self.store.workers.heartbeat(self.worker_id):
+        version = await self.store.workers.heartbeat(self.worker_id)
+        if version is None:
             logger.warning(
                 "worker %s was presumed dead and its jobs were requeued; registering again",
                 self.worker_id,
             )
             await self.register()
+        if self.on_control is not None:
+            # A new row has no control version: confirm the pauses again.
+            self.on_control(version)
 
     async def recover(self) -> tuple[int, int, int]:
         """Requeue (or dead-letter) the jobs of silent workers; return the counts."""

@@ -44,6 +44,7 @@ from soniq.worker.claim_ahead import ClaimAhead
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.liveness import Liveness
 from soniq.worker.outcomes import CANCELLED, KINDS, Done, Requeue, failure_outcome
+from soniq.worker.pauses import PausedQueues
 from soniq.worker.promotion import Promoter
 from soniq.worker.runner import ClaimedJob, JobRunner
 from soniq.worker.stats import OutcomeStats
@@ -63,9 +64,12 @@ class _Session:
     __slots__ = (
         "acks",
         "ahead",
+        "claiming",
         "concurrency",
         "db",
+        "giving_back",
         "instruments",
+        "paused",
         "promoter",
         "ready",
         "runner",
@@ -108,6 +112,12 @@ class _Session:
         self.settling: dict[str, asyncio.Future[None]] = {}
         #: Is the loop waiting for slots to free up?
         self.slot_wanted = False
+        #: The fleet's queue pauses as this worker knows them (PostgreSQL), else None.
+        self.paused: PausedQueues | None = None
+        #: Held while a claim is in flight: a pause waits for it (see _paused_changed).
+        self.claiming = asyncio.Lock()
+        #: Requeue writes of claimed, unstarted jobs of paused queues, until written.
+        self.giving_back: set[asyncio.Future[None]] = set()
 
     def held(self) -> int:
         """Jobs claimed and not finished: running, or ready to start."""
@@ -293,17 +303,58 @@ class Worker:
     async def _claim(self, limit: int, queues: list[str] | None, live: _Session) -> int:
         """Claim up to ``limit`` jobs and start what the free slots allow; how many."""
         live.ahead.claim_started()
-        try:
-            claimed = await live.db.jobs.claim(self.id, queues, limit)
-        except live.db.unavailable as exc:
-            live.ahead.claim_failed()
-            await self._after_db_error("cannot claim jobs", exc)
-            return 0
-        live.ahead.claim_ended(limit, len(claimed))
+        async with live.claiming:
+            try:
+                claimed = await live.db.jobs.claim(self.id, queues, limit)
+            except live.db.unavailable as exc:
+                live.ahead.claim_failed()
+                await self._after_db_error("cannot claim jobs", exc)
+                return 0
+            live.ahead.claim_ended(limit, len(claimed))
+            if live.paused is not None and live.paused.any:
+                # A claim that started before a pause committed can return its jobs.
+                claimed = self._give_back(live, claimed)
         live.ready.extend(claimed)
         self._fill(live)
         self.processed += len(claimed)
         return len(claimed)
+
+    def _give_back(self, live: _Session, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
+        """Requeue (attempt refunded) those of ``jobs`` whose queue is paused; the rest."""
+        paused = live.paused
+        assert paused is not None
+        keep: list[ClaimedJob] = []
+        for job in jobs:
+            if not paused.holds(job.queue):
+                keep.append(job)
+                continue
+            write = asyncio.ensure_future(live.acks.settle(job, Requeue(0.0), self._stopping))
+            live.giving_back.add(write)
+            write.add_done_callback(live.giving_back.discard)
+        return keep
+
+    async def _paused_changed(self, live: _Session) -> None:
+        """The pauses changed (see soniq.worker.pauses): give back the claimed jobs of
+        paused queues that have not started, then wait for a claim in flight (it gives
+        back its own) and for the requeues to be written. After this, no job of a
+        queue paused by then starts here."""
+        unstarted = list(live.ready)
+        for task, job in live.running.items():
+            if _not_started(task):
+                unstarted.append(job)
+        keep = self._give_back(live, unstarted)
+        if len(keep) < len(unstarted):
+            kept = {job.id for job in keep}
+            for task, job in list(live.running.items()):
+                if job.id not in kept and _not_started(task):
+                    task.cancel()  # never runs a step: nothing to record
+            live.ready = collections.deque(job for job in live.ready if job.id in kept)
+            self.processed -= len(unstarted) - len(keep)
+            self._nudge.set()  # slots are free for other queues' jobs
+        async with live.claiming:
+            pass
+        if live.giving_back:
+            await asyncio.gather(*list(live.giving_back), return_exceptions=True)
 
     def _fill(self, live: _Session) -> None:
         """Start ready jobs, in claim order, while slots are free: the one place that
@@ -447,8 +498,19 @@ class Worker:
         live = _Session(concurrency, db, runner, acks, promoter, stats, instruments)
         self._live = live
         self._cancel_requests.clear()
+        if isinstance(self.backend, PostgresBackend):  # the backend that can pause
+            live.paused = PausedQueues(
+                db,
+                self.id,
+                asyncio.get_running_loop().time,
+                lambda: self._paused_changed(live),
+                settings.error_retry_delay,
+            )
+            liveness.on_control = live.paused.heard
         await self._until_connected(db, db.open)
         await self._until_connected(db, liveness.register)
+        if live.paused is not None:
+            await self._until_connected(db, live.paused.reload)
         advertiser = TaskAdvertiser(
             db, self.registry, self.id, queues, settings.task_registry_interval
         )
@@ -474,6 +536,8 @@ class Worker:
         ]
         if listen:
             background.append(asyncio.create_task(promoter.run(self._closing)))
+        if live.paused is not None:
+            background.append(asyncio.create_task(live.paused.run(self._closing)))
         if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
                 db,
@@ -484,6 +548,7 @@ class Worker:
                 on_cancel=self._cancel_request,
                 on_delayed=promoter.expect,
                 on_ready=promoter.poke,
+                on_control=None if live.paused is None else live.paused.heard,
             )
             background.append(asyncio.create_task(self.listener.run(self._closing)))
         elif listen:
@@ -574,7 +639,10 @@ class Worker:
             logger.info("waiting for running sync jobs to finish (signal again to force exit)")
         # Shielded: a second cancellation must not lose the requeue writes.
         await asyncio.shield(asyncio.gather(*running, *requeues, return_exceptions=True))
-        # A task cancelled while its outcome was being written: let the write finish.
+        # A task cancelled while its outcome was being written, and jobs of a paused
+        # queue being given back: let the writes finish.
+        if live.giving_back:
+            await asyncio.shield(asyncio.gather(*live.giving_back, return_exceptions=True))
         if live.settling:
             await asyncio.shield(asyncio.gather(*live.settling.values(), return_exceptions=True))
         self._closing.set()

@@ -16,6 +16,8 @@ CHANNEL = "soniq_new_job"
 CANCEL_CHANNEL = "soniq_cancel"
 #: A job written for later notifies this channel with the seconds until it falls due.
 DELAYED_CHANNEL = "soniq_delayed"
+#: A queue pause or resume notifies this channel (soniq.worker.pauses).
+CONTROL_CHANNEL = "soniq_control"
 
 
 class Listener:
@@ -25,7 +27,9 @@ class Listener:
     (every worker hears every request; each acts on the jobs it holds). With
     ``on_delayed``, it passes on in how many seconds a newly written delayed job falls
     due, and calls ``on_ready`` once listening (again after each reconnection): a job
-    written before then was not announced.
+    written before then was not announced. With ``on_control``, it passes on that a
+    queue was paused or resumed (and calls it on each connection too, for what was
+    missed while not listening).
 
     When LISTEN cannot be set up (for example behind PgBouncer in transaction mode)
     the worker still finds work by polling; ``mode`` says which it is doing.
@@ -41,6 +45,7 @@ class Listener:
         on_cancel: Callable[[str], None] | None = None,
         on_delayed: Callable[[float], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        on_control: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.queues = frozenset(queues) if queues else None
@@ -50,6 +55,7 @@ class Listener:
         self.on_cancel = on_cancel
         self.on_delayed = on_delayed
         self.on_ready = on_ready
+        self.on_control = on_control
         self.mode = "polling"
         self.ready = asyncio.Event()
 
@@ -62,6 +68,8 @@ class Listener:
                     channels.append(CANCEL_CHANNEL)
                 if self.on_delayed is not None:
                     channels.append(DELAYED_CHANNEL)
+                if self.on_control is not None:
+                    channels.append(CONTROL_CHANNEL)
                 async with self.store.listen(channels) as notes:
                     if self.mode != "listen":
                         logger.info(
@@ -74,6 +82,8 @@ class Listener:
                     self.wake()  # look for anything committed while we were not listening
                     if self.on_ready is not None:
                         self.on_ready()
+                    if self.on_control is not None:
+                        self.on_control()
                     async for note in notes:
                         if note.channel == CANCEL_CHANNEL:
                             if self.on_cancel is not None:
@@ -81,6 +91,9 @@ class Listener:
                         elif note.channel == DELAYED_CHANNEL:
                             if self.on_delayed is not None:
                                 self.on_delayed(_seconds(note.payload))
+                        elif note.channel == CONTROL_CHANNEL:
+                            if self.on_control is not None:
+                                self.on_control()
                         elif self.queues is None or note.payload in self.queues:
                             self.wake()
             except self.store.unavailable as exc:

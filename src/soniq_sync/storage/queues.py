@@ -46,6 +46,21 @@ class Queues:
         paused_until, paused_reason, paused_by, queued, processing."""
         return self._fetch("queue_list", {})
 
+    def control(self) -> Record:
+        """What a worker caches: ``version`` (the latest control version), ``names``
+        (the queues paused now) and ``remaining`` (seconds each pause has left, None:
+        until resumed)."""
+        return (self._fetch("queue_control", {}))[0]
+
+    def seen(self, worker_id: str, version: int) -> None:
+        """Record that ``worker_id`` has applied control version ``version``."""
+        self._fetch("worker_control_seen", {"id": worker_id, "version": version})
+
+    def unconfirmed(self, version: int, timeout: float) -> builtins.list[Record]:
+        """Live workers (heartbeat within ``timeout`` s) that have not applied
+        ``version`` yet: id, hostname, pid."""
+        return self._fetch("queue_unconfirmed", {"version": version, "timeout": timeout})
+
     def paused(self) -> builtins.list[Record]:
         """The pauses in force now: name, paused_at, paused_until, paused_reason,
         paused_by."""

@@ -38,9 +38,11 @@ class Workers:
         """Remove a worker's row."""
         self._rows("deregister_worker", {"id": worker_id})
 
-    def heartbeat(self, worker_id: str) -> bool:
-        """Refresh the heartbeat; False if the row is gone (presumed dead)."""
-        return bool(self._rows("heartbeat", {"id": worker_id}))
+    def heartbeat(self, worker_id: str) -> int | None:
+        """Refresh the heartbeat; the latest control version (0 where queues cannot be
+        paused), or None if the row is gone (presumed dead)."""
+        rows = self._rows("heartbeat", {"id": worker_id})
+        return int(rows[0][1]) if rows else None
 
     def recover_stale(self, timeout: float) -> Recovered:
         """Remove workers silent for ``timeout`` s; requeue or dead-letter their jobs."""

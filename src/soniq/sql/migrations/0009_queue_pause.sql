@@ -6,11 +6,20 @@
 -- the same statement that takes jobs (claim_jobs), so every claim that starts after a
 -- pause commits skips the queue, on every worker, whether it heard the notification
 -- or not, and a worker started later never claims it.
+-- Every pause and resume takes a new control_version from soniq_control_seq. A worker
+-- that has seen a version (and given back the jobs it had claimed but not started of
+-- the queues paused by then) writes it to soniq_workers.control_seen, which is what
+-- pause(wait=True) waits for.
+CREATE SEQUENCE soniq_control_seq;
+
 CREATE TABLE soniq_queues (
-    name          text        PRIMARY KEY,
-    paused_at     timestamptz,
-    paused_until  timestamptz,
-    paused_reason text,
-    paused_by     text,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    name            text        PRIMARY KEY,
+    paused_at       timestamptz,
+    paused_until    timestamptz,
+    paused_reason   text,
+    paused_by       text,
+    control_version bigint      NOT NULL DEFAULT nextval('soniq_control_seq'),
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
+
+ALTER TABLE soniq_workers ADD COLUMN control_seen bigint NOT NULL DEFAULT 0;

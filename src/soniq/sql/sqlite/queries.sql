@@ -280,7 +280,8 @@ VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(now)s, %(n
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = %(now)s
 
 -- name: heartbeat
-UPDATE soniq_workers SET last_heartbeat = %(now)s WHERE id = %(id)s RETURNING id AS "id [uuid]"
+UPDATE soniq_workers SET last_heartbeat = %(now)s WHERE id = %(id)s
+RETURNING id AS "id [uuid]", 0 AS control_version
 
 -- name: deregister_worker
 DELETE FROM soniq_workers WHERE id = %(id)s
