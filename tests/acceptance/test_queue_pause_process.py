@@ -3,6 +3,10 @@ a worker that only polls, and a worker started after the pause."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import psycopg
+
 from soniq import Soniq
 from tests.acceptance.test_worker_process import Spawner, job, spawner  # noqa: F401
 
@@ -47,3 +51,52 @@ async def test_no_worker_starts_a_paused_queue_until_it_is_resumed(
     )
     for job_id in held:
         assert (await job(client, job_id))["attempts"] == 1
+
+
+async def test_after_pause_returns_no_worker_process_starts_the_queue(
+    spawner: Spawner,  # noqa: F811
+    client: Soniq,
+    database_url: str,
+) -> None:
+    """The barrier across processes: two draining workers (one listening, one that
+    only polls) hold claimed jobs of the queue when it is paused; no handler of the
+    queue starts after pause() returns (the handlers write their start on the
+    database's clock), the other queue keeps running, and no job runs twice."""
+    await client.ensure_initialized()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE starts (id uuid, queue text, at timestamptz)")
+    await client.enqueue_many("t.stamp", [{"n": i} for i in range(1500)], queue="busy")
+    await client.enqueue_many("t.stamp", [{"n": i} for i in range(300)], queue="other")
+    for env in ({}, {"SONIQ_LISTEN_NOTIFY": "false"}):
+        spawner.start(database_url, "--concurrency", "8", **env)
+
+    def started(queue: str, after: datetime | None = None) -> int:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM starts WHERE queue = %s"
+                " AND (%s::timestamptz IS NULL OR at > %s::timestamptz)",
+                (queue, after, after),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    await spawner.until(lambda: started("busy") >= 200, 60, "the busy queue to drain")
+    await client.queues.pause("busy", wait=True, timeout=20)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        (returned,) = conn.execute("SELECT clock_timestamp()").fetchone() or (None,)
+    await spawner.until(lambda: started("other") == 300, 60, "the other queue to finish")
+    assert started("busy", after=returned) == 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        spent = conn.execute(
+            "SELECT count(*) FROM soniq_jobs WHERE queue = 'busy' AND status = 'queued'"
+            " AND attempts > 0"
+        ).fetchone()
+    assert spent == (0,)
+
+    await client.queues.resume("busy")
+    await spawner.until(lambda: started("busy") == 1500, 120, "the busy queue after resume")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT id FROM starts GROUP BY id HAVING count(*) > 1) t"
+        ).fetchone()
+    assert twice == (0,)

@@ -89,6 +89,19 @@ def suicide(ctx: JobContext) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.job(name="t.stamp")
+async def stamp(ctx: JobContext, n: int) -> None:
+    """Writes when its handler started (the database's clock), then takes 10 ms."""
+    async with await psycopg.AsyncConnection.connect(
+        os.environ["SONIQ_DATABASE_URL"], autocommit=True
+    ) as conn:
+        await conn.execute(
+            "INSERT INTO starts (id, queue, at) VALUES (%s, %s, clock_timestamp())",
+            (ctx.job_id, ctx.queue),
+        )
+    await asyncio.sleep(0.01)
+
+
 @app.job(name="t.seen")
 def seen(ctx: JobContext, n: int) -> None:
     time.sleep(0.02)
