@@ -275,3 +275,45 @@ async def _assert_worker_claim_walks_the_index(database_url: str) -> None:
     _no_table_scan(plan)
     (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
     assert scan["Node Type"] == "Index Scan" and scan["Actual Rows"] == 64
+
+
+async def test_a_paused_queues_backlog_is_not_walked_by_the_per_queue_claim(
+    database_url: str,
+) -> None:
+    """A paused queue holds WAITING jobs older than another queue's: the global claim
+    must walk past all of them (the head-of-line trap), the per-queue claim reads a
+    few pages of each queue's own range of soniq_jobs_queue_claim_idx."""
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    await _load(database_url, WAITING, at=past)  # queue 'default'
+    async with Soniq(database_url=database_url) as app:
+
+        @app.job(name="plans.job")
+        async def job() -> None: ...
+
+        await app.enqueue_many(job, [{}] * 20, queue="other")
+        await app.queues.pause("default")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("VACUUM ANALYZE soniq_jobs")
+
+    walked = await _explain(database_url, "claim_jobs", _claim())
+    (scan,) = _scans_of(walked, "soniq_jobs_claim_idx")
+    assert scan["Actual Rows"] == 16
+    assert _buffers(scan) > 100, "the global claim no longer walks the backlog: revisit"
+
+    for queues in (None, ["other"], ["default", "other"]):
+        plan = await _explain(database_url, "claim_jobs_by_queue", {**_claim(), "queues": queues})
+        _no_table_scan(plan)
+        assert plan["Actual Rows"] == 16, json.dumps(plan, indent=1)
+        scans = _scans_of(plan, "soniq_jobs_queue_claim_idx")
+        assert scans and not _scans_of(plan, "soniq_jobs_claim_idx")
+        assert sum(_buffers(n) for n in scans) < 30, json.dumps(plan, indent=1)
+
+
+@pytest.mark.parametrize("queues", [None, ["default"]])
+async def test_a_per_queue_claim_with_nothing_due_reads_a_few_pages(
+    future_jobs: str, queues: list[str] | None
+) -> None:
+    plan = await _explain(future_jobs, "claim_jobs_by_queue", {**_claim(), "queues": queues})
+    _no_table_scan(plan)
+    assert plan["Actual Rows"] == 0
+    assert _buffers(plan) < 25, json.dumps(plan, indent=1)  # walking them: hundreds

@@ -46,6 +46,7 @@ POSTGRES_ONLY = {
     "queue_list",
     "queue_paused",
     "queue_control",
+    "claim_jobs_by_queue",
     "queue_unconfirmed",
     "worker_control_seen",
     "schema_version",

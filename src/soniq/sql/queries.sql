@@ -282,6 +282,62 @@ WHERE j.id = ANY(ARRAY(
 RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts AS attempt,
           j.max_attempts, j.scheduled_at, j.created_at, j.headers
 
+-- name: claim_jobs_by_queue
+-- claim_jobs, one queue at a time, for a worker limited to %(queues)s (--queues) or,
+-- with %(queues)s NULL, for every queue while some queue is paused. Each queue is
+-- read from its own range of soniq_jobs_queue_claim_idx, so a paused queue's backlog,
+-- or another queue's, is never walked: a paused queue costs one index descent (to
+-- find the next queue name), however many jobs it holds. With NULL the queue names
+-- come from a skip scan of that index, in the same statement (a queue created a
+-- moment ago is found by the next claim). Each queue gives up to per_queue rows in
+-- its own priority order, and the best %(limit)s of them are claimed: exact priority
+-- order across up to 4 queues; past that, per_queue is 2 * limit / queues, which
+-- bounds the rows locked and skipped by other workers, and priority order across
+-- queues is then approximate. Rows locked and not claimed are free again at commit.
+WITH RECURSIVE seen(name) AS (
+    (SELECT queue FROM soniq_jobs
+     WHERE status = 'queued' AND NOT delayed AND %(queues)s::text[] IS NULL
+     ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM soniq_jobs
+            WHERE status = 'queued' AND NOT delayed AND queue > s.name
+            ORDER BY queue LIMIT 1)
+    FROM seen s WHERE s.name IS NOT NULL
+), wanted AS (
+    SELECT ARRAY(
+        SELECT DISTINCT u.name
+        FROM unnest(COALESCE(%(queues)s::text[],
+                             ARRAY(SELECT name FROM seen WHERE name IS NOT NULL))) AS u(name)
+        WHERE COALESCE(u.name <> ALL(ARRAY(SELECT name FROM soniq_queues
+                                           WHERE paused_at IS NOT NULL
+                                             AND (paused_until IS NULL OR paused_until > now()))),
+                       true)
+          AND NOT EXISTS (SELECT FROM soniq_queues
+                          WHERE name = '*' AND paused_at IS NOT NULL
+                            AND (paused_until IS NULL OR paused_until > now()))
+    ) AS names
+)
+UPDATE soniq_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
+    started_at = now(), updated_at = now()
+WHERE j.id = ANY(ARRAY(
+    SELECT c.id
+    FROM wanted CROSS JOIN unnest(wanted.names) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, scheduled_at FROM soniq_jobs
+        WHERE status = 'queued' AND NOT delayed AND queue = q.name
+          AND scheduled_at <= now()
+        ORDER BY priority, scheduled_at, id
+        LIMIT CASE WHEN cardinality(wanted.names) <= 4 THEN %(limit)s::int
+                   ELSE ceil(2.0 * %(limit)s::int / cardinality(wanted.names))::int END
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.scheduled_at, c.id
+    LIMIT %(limit)s::int
+))
+RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts AS attempt,
+          j.max_attempts, j.scheduled_at, j.created_at, j.headers
+
 -- name: complete_jobs
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
 -- complete: a row requeued (and maybe re-claimed) since then no longer matches.
