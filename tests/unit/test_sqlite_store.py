@@ -46,7 +46,6 @@ POSTGRES_ONLY = {
     "queue_list",
     "queue_paused",
     "queue_control",
-    "claim_jobs_by_queue",
     "queue_unconfirmed",
     "worker_control_seen",
     "schema_version",

@@ -303,12 +303,9 @@ class Worker:
     async def _claim(self, limit: int, queues: list[str] | None, live: _Session) -> int:
         """Claim up to ``limit`` jobs and start what the free slots allow; how many."""
         live.ahead.claim_started()
-        # One queue at a time when the worker serves some queues, or some queue is
-        # paused: then no queue's backlog is walked to reach another's jobs.
-        by_queue = queues is not None or (live.paused is not None and live.paused.any)
         async with live.claiming:
             try:
-                claimed = await live.db.jobs.claim(self.id, queues, limit, by_queue)
+                claimed = await live.db.jobs.claim(self.id, queues, limit)
             except live.db.unavailable as exc:
                 live.ahead.claim_failed()
                 await self._after_db_error("cannot claim jobs", exc)

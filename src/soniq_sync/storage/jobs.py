@@ -82,24 +82,13 @@ class Jobs:
     # -- the worker --------------------------------------------------------------------
 
     def claim(
-        self,
-        worker_id: str,
-        queues: Sequence[str] | None,
-        limit: int,
-        by_queue: bool = False,
+        self, worker_id: str, queues: Sequence[str] | None, limit: int
     ) -> builtins.list[ClaimedJob]:
-        """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``.
-
-        ``by_queue`` reads each queue on its own (claim_jobs_by_queue, where the
-        backend has it): for a worker given queues, or while a queue is paused.
-        """
+        """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``."""
         backend = self._store.backend
-        queries = backend.dialect.queries
-        name = (
-            "claim_jobs_by_queue" if by_queue and "claim_jobs_by_queue" in queries else "claim_jobs"
-        )
         columns, rows = backend.named_rows(
-            queries[name], {"queues": queues, "limit": limit, "worker_id": worker_id}
+            backend.dialect.queries["claim_jobs"],
+            {"queues": queues, "limit": limit, "worker_id": worker_id},
         )
         return records(ClaimedJob, columns, rows) if rows else []
 

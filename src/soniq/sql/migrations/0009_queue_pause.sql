@@ -23,12 +23,3 @@ CREATE TABLE soniq_queues (
 );
 
 ALTER TABLE soniq_workers ADD COLUMN control_seen bigint NOT NULL DEFAULT 0;
-
--- The claim of one queue at a time (claim_jobs_by_queue): for workers given --queues,
--- and for every worker while some queue is paused, so that neither a paused queue's
--- backlog nor another queue's is walked to reach a queue's due jobs. The same rows as
--- soniq_jobs_claim_idx, by queue first; the global index stays for the common claim
--- (all queues, nothing paused), which keeps exact priority order across queues.
-CREATE INDEX soniq_jobs_queue_claim_idx
-    ON soniq_jobs (queue, priority, scheduled_at, id)
-    WHERE status = 'queued' AND NOT delayed;
