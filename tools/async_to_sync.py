@@ -53,6 +53,7 @@ SOURCES = {
     "src/soniq/storage/workers.py": "src/soniq_sync/storage/workers.py",
     "src/soniq/storage/tasks.py": "src/soniq_sync/storage/tasks.py",
     "src/soniq/storage/queues.py": "src/soniq_sync/storage/queues.py",
+    "src/soniq/storage/limits.py": "src/soniq_sync/storage/limits.py",
     "src/soniq/ops/queues.py": "src/soniq_sync/ops/queues.py",
     "src/soniq/ops/dead_letter.py": "src/soniq_sync/ops/dead_letter.py",
     "src/soniq/recurring/service.py": "src/soniq_sync/recurring/service.py",
@@ -122,6 +123,7 @@ MODULES = {
     "soniq.ops.dead_letter": "soniq_sync.ops.dead_letter",
     "soniq.ops.queues": "soniq_sync.ops.queues",
     "soniq.storage.queues": "soniq_sync.storage.queues",
+    "soniq.storage.limits": "soniq_sync.storage.limits",
     "soniq.ops.retention": "soniq_sync.ops.retention",
     "soniq.recurring.service": "soniq_sync.recurring.service",
     # For the tests: the public app and its test helpers.

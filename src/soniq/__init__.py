@@ -1,6 +1,7 @@
 """Soniq: a background-job queue whose only infrastructure is your PostgreSQL."""
 
 from soniq.app import Soniq
+from soniq.core.limits import Concurrency, RateLimit, RateLimited
 from soniq.core.retry import ExponentialBackoff, RetryPolicy
 from soniq.enqueue.task_ref import TaskRef, task_ref
 from soniq.errors import SoniqError
@@ -14,9 +15,12 @@ DASHBOARD_AVAILABLE: bool = False
 
 __all__ = [
     "DASHBOARD_AVAILABLE",
+    "Concurrency",
     "ExponentialBackoff",
     "JobContext",
     "JobStatus",
+    "RateLimit",
+    "RateLimited",
     "RetryPolicy",
     "Snooze",
     "Soniq",

@@ -322,6 +322,7 @@ class Soniq(AppBase):
         scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
+        limit_key: str | None = None,
         connection: Any = None,
     ) -> str: ...
     @overload
@@ -334,6 +335,7 @@ class Soniq(AppBase):
         scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
+        limit_key: str | None = None,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str: ...
@@ -347,6 +349,7 @@ class Soniq(AppBase):
         scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
+        limit_key: str | None = None,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str:
@@ -356,9 +359,10 @@ class Soniq(AppBase):
         string or a :class:`TaskRef` (arguments in ``args=``). ``scheduled_at`` is an
         aware datetime, or a ``timedelta`` or seconds from now. With ``connection=``
         the row is written in that connection's open transaction and commits with it.
+        ``limit_key`` replaces the key the task's concurrency/rate limits would render.
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
-        row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key)
+        row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key, limit_key=limit_key)
         if self._instruments is None:
             return await self._write(row, connection)
         with self._instruments.enqueuing([row]):
@@ -387,6 +391,7 @@ class Soniq(AppBase):
         queue: str | None = None,
         unique: bool | None = None,
         dedup_key: str | None = None,
+        limit_key: str | None = None,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str:
@@ -399,6 +404,7 @@ class Soniq(AppBase):
             scheduled_at=run_at_to_datetime(run_at),
             unique=unique,
             dedup_key=dedup_key,
+            limit_key=limit_key,
             connection=connection,
             **func_kwargs,
         )
@@ -412,6 +418,7 @@ class Soniq(AppBase):
         queue: str | None = None,
         scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
+        limit_key: str | None = None,
         connection: Any = None,
     ) -> list[str]:
         """Queue one job per item of ``args_list``; return their ids in the same order.
@@ -422,7 +429,7 @@ class Soniq(AppBase):
         """
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
         items = check_args_list(args_list, plan.resolved.name)
-        rows = plan_rows(plan, items, new_job_ids(len(items)))
+        rows = plan_rows(plan, items, new_job_ids(len(items)), limit_key)
         if not rows:
             return []
         if self._instruments is None:
@@ -701,7 +708,8 @@ async def _insert(store: Store, adapter: AsyncAdapter, row: JobRow) -> str:
 async def _insert_many(store: Store, adapter: AsyncAdapter, rows: list[JobRow]) -> list[str]:
     """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
-    if first.dedup_key is None and first.headers is None:
+    # COPY writes the columns every row shares; limited rows each have their own key.
+    if first.dedup_key is None and first.headers is None and first.limit_key is None:
         shared: tuple[object, ...] = (
             first.job_name,
             first.queue,
@@ -727,6 +735,7 @@ async def _insert_rows(store: Store, adapter: AsyncAdapter, rows: list[JobRow]) 
         "ids": [r.id for r in rows],
         "args": [r.args_json for r in rows],
         "dedup_keys": [r.dedup_key for r in rows],
+        "limit_keys": [r.limit_key for r in rows],
     }
     inserted = await store.jobs.insert_many(adapter, params)
     skipped = [r.dedup_key for r in rows if r.id not in inserted]

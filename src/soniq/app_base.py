@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from soniq.app_config import AppConfig, load_settings
 from soniq.app_runtime import AppRuntime
+from soniq.core.limits import Concurrency, RateLimit
 from soniq.core.registry import JobRegistry, JobSpec, RetryDelay, build_spec
 from soniq.core.retry import RetryPolicy
 from soniq.enqueue.plan import JobPlan, UnknownNameWarner, normalise_args, plan_job
@@ -235,12 +236,16 @@ class AppBase:
         timeout: float | None = None,
         validate: type[BaseModel] | None = None,
         args_model: type[BaseModel] | None = None,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as a job. Always call it: ``@app.job()``.
 
         Without ``queue=``, jobs go to a TaskRef's ``default_queue`` when enqueued
         through one, else to ``"default"``. ``retry_jitter=True`` picks each retry
         delay at random between half the computed delay and all of it.
+        ``concurrency=Concurrency(n, key=...)`` and ``rate_limit=RateLimit(n, per=...)``
+        limit the task fleet-wide, per rendered key (see the flow-control guide).
         """
         make_spec = self._spec_maker(
             _func,
@@ -258,6 +263,8 @@ class AppBase:
             timeout=timeout,
             validate=validate,
             args_model=args_model,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
         )
 
         def register(func: F) -> F:
@@ -346,6 +353,8 @@ class AppBase:
         timeout: float | None = None,
         validate: type[BaseModel] | None = None,
         args_model: type[BaseModel] | None = None,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[Callable[..., Any]], JobSpec]:
         """Check the options of ``@app.job()`` now; build a function's spec later."""
         if _func is not None:
@@ -372,6 +381,8 @@ class AppBase:
                 args_model=model,
                 name_pattern=self.settings.task_name_pattern,
                 retry_jitter=retry_jitter,
+                concurrency=concurrency,
+                rate_limit=rate_limit,
             )
 
         return make_spec
@@ -639,6 +650,8 @@ _JOB_OPTIONS = frozenset(
         "timeout",
         "validate",
         "args_model",
+        "concurrency",
+        "rate_limit",
     }
 )
 

@@ -71,6 +71,10 @@ class SoniqSettings(BaseModel):
     scheduler_poll_interval: float = 1.0
     scheduler_misfire_grace: float = 60.0
     snooze_max_seconds: float = 86400.0
+    #: How many keys one limited claim looks at (SONIQ_LIMIT_KEYS_PER_CLAIM).
+    limit_keys_per_claim: int = 64
+    #: Seconds after which an idle key's rate and block state is pruned.
+    limit_key_idle_ttl: float = 3600.0
     #: Stamped on every job this process enqueues; None (or "auto"): "<hostname>:<pid>".
     producer_id: str | None = None
     # Observability (see the soniq.observability package).
@@ -152,6 +156,7 @@ class SoniqSettings(BaseModel):
         "scheduler_poll_interval",
         "metrics_interval",
         "webhook_timeout",
+        "limit_key_idle_ttl",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -190,7 +195,7 @@ class SoniqSettings(BaseModel):
             )
         return value
 
-    @field_validator("concurrency", "pool_min_size", "pool_max_size")
+    @field_validator("concurrency", "pool_min_size", "pool_max_size", "limit_keys_per_claim")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:

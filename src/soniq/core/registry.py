@@ -10,6 +10,7 @@ from typing import Any, TypeGuard, get_type_hints
 
 from pydantic import BaseModel
 
+from soniq.core.limits import TaskLimits, task_limits
 from soniq.enqueue.naming import check_task_name, derive_task_name
 from soniq.errors import (
     DUPLICATE_TASK_NAME,
@@ -48,6 +49,17 @@ class JobSpec:
     takes_any: bool
     #: Randomise each retry delay within its upper half (``@app.job(retry_jitter=True)``).
     retry_jitter: bool = False
+    #: Concurrency and rate limits (``@app.job(concurrency=..., rate_limit=...)``).
+    limits: TaskLimits | None = None
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The handler's argument defaults, by name (what a limit key falls back on)."""
+        return {
+            name: p.default
+            for name, p in self.signature.parameters.items()
+            if p.default is not p.empty and name in self.arg_names
+        }
 
     @property
     def max_attempts(self) -> int:
@@ -84,11 +96,35 @@ class JobRegistry:
                 f"{_identity(old.func)}; pick another name= for {_identity(spec.func)}.",
                 task_name=spec.name,
             )
+        if spec.limits is not None:
+            self._check_group(spec)
         if old is not None:
             self._by_func.pop(old.func, None)
         self._by_name[spec.name] = spec
         self._by_func[spec.func] = spec
         self.version += 1
+
+    def _check_group(self, spec: JobSpec) -> None:
+        """Tasks that share a limit group must declare the same limits for it."""
+        assert spec.limits is not None
+        mine = spec.limits.declared()
+        for other in self._by_name.values():
+            if other.name == spec.name or other.limits is None:
+                continue
+            if other.limits.group == spec.limits.group and other.limits.declared() != mine:
+                raise SoniqError(
+                    INVALID_JOB_OPTION,
+                    f"Tasks {other.name!r} and {spec.name!r} share the limit group "
+                    f"{spec.limits.group!r} but declare different limits for it; declare "
+                    "the same Concurrency/RateLimit on both, or give them different group=.",
+                    task_name=spec.name,
+                )
+
+    def limit_groups(self) -> list[dict[str, Any]]:
+        """Each limit group the registered tasks declare, as ``store.limits.declare``
+        takes them."""
+        groups = {s.limits.group: s.limits.declared() for s in self._by_name.values() if s.limits}
+        return [groups[name] for name in sorted(groups)]
 
     def get(self, name: str) -> JobSpec | None:
         """The spec registered under ``name``, or None."""
@@ -144,6 +180,8 @@ def build_spec(
     args_model: type[BaseModel] | None,
     name_pattern: str,
     retry_jitter: bool = False,
+    concurrency: object = None,
+    rate_limit: object = None,
 ) -> JobSpec:
     """Check every ``@app.job()`` option and build the spec, or raise SoniqError."""
     if not callable(func):
@@ -187,6 +225,9 @@ def build_spec(
             f"{where}: handlers are called with keyword arguments, so positional-only "
             f"parameter {stuck[0]!r} could never be filled. Drop the '/' marker.",
         )
+    arg_names = frozenset(p.name for p in fillable)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    limits = task_limits(task_name, concurrency, rate_limit, None if takes_any else arg_names)
     return JobSpec(
         name=task_name,
         func=func,
@@ -202,10 +243,11 @@ def build_spec(
         is_async=inspect.iscoroutinefunction(func),
         context_param=context_param,
         signature=signature,
-        arg_names=frozenset(p.name for p in fillable),
+        arg_names=arg_names,
         required_args=frozenset(p.name for p in fillable if p.default is p.empty),
-        takes_any=any(p.kind is p.VAR_KEYWORD for p in params),
+        takes_any=takes_any,
         retry_jitter=retry_jitter,
+        limits=limits,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from soniq.core.limits import TaskLimits, check_limit_key
 from soniq.core.registry import JobRegistry, JobSpec, check_priority, check_queue
 from soniq.enqueue.ids import new_job_id
 from soniq.enqueue.naming import check_wire_name, derive_task_name
@@ -61,6 +62,8 @@ class JobRow:
     headers: str | None = None
     #: Who enqueued it (SONIQ_PRODUCER_ID); see soniq.enqueue.producer.
     producer_id: str | None = None
+    #: The concurrency/rate limit key it counts against (soniq.core.limits), or None.
+    limit_key: str | None = None
 
     def params(self) -> dict[str, Any]:
         """The named parameters of the ``insert_job`` query."""
@@ -75,6 +78,7 @@ class JobRow:
             "scheduled_at": self.scheduled_at,
             "headers": self.headers,
             "producer_id": self.producer_id,
+            "limit_key": self.limit_key,
         }
 
 
@@ -291,7 +295,9 @@ def check_args_list(args_list: object, name: object) -> list[Any]:
     )
 
 
-def plan_rows(plan: JobPlan, items: list[Any], job_ids: list[str]) -> list[JobRow]:
+def plan_rows(
+    plan: JobPlan, items: list[Any], job_ids: list[str], limit_key: object = None
+) -> list[JobRow]:
     """Check every item of an ``enqueue_many`` call and build its rows, all or none.
 
     The error about a bad item says which one: ``details["index"]`` and the message
@@ -301,7 +307,7 @@ def plan_rows(plan: JobPlan, items: list[Any], job_ids: list[str]) -> list[JobRo
     producer = plan.producer()
     try:
         for item, job_id in zip(items, job_ids, strict=True):
-            rows.append(plan.row(item, job_id=job_id, producer_id=producer))
+            rows.append(plan.row(item, job_id=job_id, producer_id=producer, limit_key=limit_key))
     except SoniqError as exc:
         index = len(rows)
         field = exc.details.get("field")
@@ -408,6 +414,8 @@ class JobPlan:
     #: SONIQ_PRODUCER_ID, or None for this process's default (looked up per call: a
     #: cached plan outlives a fork, the default must not).
     producer_id: str | None = None
+    #: The task's limits (its handler's, else its TaskRef's), or None.
+    limits: TaskLimits | None = None
 
     def producer(self) -> str:
         """The ``producer_id`` this call's rows get."""
@@ -419,12 +427,20 @@ class JobPlan:
         dedup_key: object = None,
         job_id: str = "",
         producer_id: str | None = None,
+        limit_key: object = None,
     ) -> JobRow:
         """Check one set of arguments and build its row (``producer_id``: the call's,
-        from :meth:`producer`, when the caller builds many rows)."""
+        from :meth:`producer`, when the caller builds many rows; ``limit_key``: the
+        call's override of the key the task's limits render)."""
         name = self.resolved.name
         plain = normalise_args(call_args, name)
         validate_args(self.resolved, plain)
+        key: str | None = None
+        if limit_key is not None:
+            key = check_limit_key(limit_key)
+        elif self.limits is not None:
+            spec = self.resolved.spec
+            key = self.limits.key_for(plain, spec.defaults if spec else {}, name)
         return JobRow(
             id=job_id or new_job_id(),
             job_name=name,
@@ -435,6 +451,7 @@ class JobPlan:
             dedup_key=dedup_key_for(plain, self.unique, dedup_key),
             scheduled_at=self.scheduled_at,
             producer_id=producer_id or self.producer_id or process_producer_id(),
+            limit_key=key,
         )
 
 
@@ -477,4 +494,12 @@ def plan_job(
         unique=(spec.unique if spec else False) if unique is None else bool(unique),
         scheduled_at=check_scheduled_at(scheduled_at),
         producer_id=settings.producer_id,
+        limits=_limits_of(resolved, target),
     )
+
+
+def _limits_of(resolved: _Resolved, target: object) -> TaskLimits | None:
+    """The limits that apply to a call's jobs: the local handler's, else the TaskRef's."""
+    if resolved.spec is not None and resolved.spec.limits is not None:
+        return resolved.spec.limits
+    return target.limits() if isinstance(target, TaskRef) else None

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
+from soniq.core.limits import Concurrency, RateLimit, TaskLimits, task_limits
 from soniq.enqueue.naming import check_task_name
 from soniq.errors import INVALID_JOB_OPTION, INVALID_QUEUE, SoniqError
 
@@ -25,6 +26,15 @@ class TaskRef(Generic[ArgsT]):
     name: str
     args_model: type[ArgsT] | None = None
     default_queue: str | None = None
+    #: The task's limits as its handler declares them, so that a producer with only
+    #: this stub stores the same limit key (see soniq.core.limits).
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+
+    def limits(self) -> TaskLimits | None:
+        """The checked limits this ref carries, or None."""
+        fields = None if self.args_model is None else set(self.args_model.model_fields)
+        return task_limits(self.name, self.concurrency, self.rate_limit, fields)
 
     def with_default_queue(self, queue: str | None) -> TaskRef[ArgsT]:
         """A copy of this ref whose jobs go to ``queue`` unless a call names another
@@ -34,16 +44,35 @@ class TaskRef(Generic[ArgsT]):
 
 @overload
 def task_ref(
-    name: str, args_model: type[ArgsT], default_queue: str | None = None
+    name: str,
+    args_model: type[ArgsT],
+    default_queue: str | None = None,
+    *,
+    concurrency: Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> TaskRef[ArgsT]: ...
 @overload
 def task_ref(
-    name: str, args_model: None = None, default_queue: str | None = None
+    name: str,
+    args_model: None = None,
+    default_queue: str | None = None,
+    *,
+    concurrency: Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> TaskRef[Any]: ...
 def task_ref(
-    name: str, args_model: type[BaseModel] | None = None, default_queue: str | None = None
+    name: str,
+    args_model: type[BaseModel] | None = None,
+    default_queue: str | None = None,
+    *,
+    concurrency: Concurrency | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> TaskRef[Any]:
-    """Declare a task by name. The name is checked now, so a typo fails at import."""
+    """Declare a task by name. The name is checked now, so a typo fails at import.
+
+    ``concurrency=`` and ``rate_limit=`` repeat the handler's limits, so that jobs
+    enqueued through this ref carry the same limit key as the handler's own.
+    """
     check_task_name(name)
     if args_model is not None and not (
         isinstance(args_model, type) and issubclass(args_model, BaseModel)
@@ -53,9 +82,15 @@ def task_ref(
             f"args_model for {name!r} must be a pydantic BaseModel subclass, got {args_model!r}.",
             task_name=name,
         )
-    return TaskRef(
-        name=name, args_model=args_model, default_queue=_check_default_queue(default_queue, name)
+    ref = TaskRef(
+        name=name,
+        args_model=args_model,
+        default_queue=_check_default_queue(default_queue, name),
+        concurrency=concurrency,
+        rate_limit=rate_limit,
     )
+    ref.limits()  # checked now, like the name
+    return ref
 
 
 def _check_default_queue(queue: object, name: str) -> str | None:

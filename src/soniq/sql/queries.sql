@@ -13,12 +13,13 @@
 WITH ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed, producer_id)
+         delayed, producer_id, limit_key)
     VALUES (
         %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
         COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
-        COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text
+        COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text,
+        %(limit_key)s::text
     )
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -38,11 +39,11 @@ FROM ins
 -- they promote it then (soniq.worker.promotion).
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers, delayed,
-     producer_id)
+     producer_id, limit_key)
 SELECT %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
        %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now()),
        %(headers)s::text::jsonb, COALESCE(%(scheduled_at)s::timestamptz > now(), false),
-       %(producer_id)s::text
+       %(producer_id)s::text, %(limit_key)s::text
 FROM pg_notify(
     CASE WHEN %(scheduled_at)s::timestamptz > now() THEN 'soniq_delayed' ELSE 'soniq_new_job' END,
     CASE WHEN %(scheduled_at)s::timestamptz > now()
@@ -51,20 +52,23 @@ FROM pg_notify(
 )
 
 -- name: insert_jobs
--- enqueue_many with dedup keys or trace headers (which COPY does not write): one
+-- enqueue_many with dedup keys, trace headers or limit keys (which COPY does not
+-- write): one
 -- statement, so every row is written or none is. Rows whose key is already queued (or
 -- repeats earlier in the batch) are skipped; the caller looks their ids up with
 -- find_queued_duplicates. Every row of a batch shares its headers.
 WITH batch AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::text[]::jsonb[], %(dedup_keys)s::text[])
-        WITH ORDINALITY AS b(id, args, dedup_key, n)
+    SELECT * FROM unnest(%(ids)s::uuid[], %(args)s::text[]::jsonb[], %(dedup_keys)s::text[],
+                         %(limit_keys)s::text[])
+        WITH ORDINALITY AS b(id, args, dedup_key, limit_key, n)
 ), ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed, producer_id)
+         delayed, producer_id, limit_key)
     SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
            dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
-           COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text
+           COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text,
+           limit_key
     FROM batch ORDER BY n
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -260,12 +264,14 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- planner, which otherwise multiplies one "<>" per element it guesses the array holds
 -- (a hundred or more) into a selectivity near zero, and then prefers reading the whole
 -- table and sorting it to walking the claim index (checked in test_big_table_plans).
+-- Limited jobs (limit_key set, migration 0010) are outside the index and go through
+-- claim_limited instead.
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
     started_at = now(), updated_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM soniq_jobs
-    WHERE status = 'queued' AND NOT delayed
+    WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
       AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND COALESCE(queue <> ALL(ARRAY(SELECT name FROM soniq_queues
@@ -280,7 +286,7 @@ WHERE j.id = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts AS attempt,
-          j.max_attempts, j.scheduled_at, j.created_at, j.headers
+          j.max_attempts, j.scheduled_at, j.created_at, j.headers, NULL::text AS limit_key
 
 -- name: complete_jobs
 -- One statement acknowledges a whole batch. Only the attempt that was claimed can
@@ -356,9 +362,9 @@ WITH moved AS (
 )
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, started_at)
+     traceback, original_created_at, started_at, limit_key)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, started_at
+       %(error)s, %(traceback)s, created_at, started_at, limit_key
 FROM moved
 RETURNING id
 
@@ -406,9 +412,10 @@ WITH dead AS (
 ), buried AS (
     INSERT INTO soniq_dead_letter_jobs
         (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-         original_created_at, started_at)
+         original_created_at, started_at, limit_key)
     SELECT id, job_name, args, queue, priority, attempts, max_attempts,
-           'Worker died during the final attempt.', last_error, created_at, started_at
+           'Worker died during the final attempt.', last_error, created_at, started_at,
+           limit_key
     FROM exhausted
     RETURNING id, queue, job_name
 ), requeued AS (
@@ -699,10 +706,10 @@ WITH src AS (
     UPDATE soniq_dead_letter_jobs
     SET resurrection_count = resurrection_count + 1, last_resurrected_at = now()
     WHERE id = %(id)s::uuid
-    RETURNING job_name, args, queue, priority, max_attempts
+    RETURNING job_name, args, queue, priority, max_attempts, limit_key
 ), ins AS (
-    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts)
-    SELECT %(new_id)s::uuid, job_name, args, queue, priority, max_attempts FROM src
+    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts, limit_key)
+    SELECT %(new_id)s::uuid, job_name, args, queue, priority, max_attempts, limit_key FROM src
     RETURNING id, queue
 )
 SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
@@ -713,7 +720,7 @@ SELECT id::text, pg_notify('soniq_new_job', queue) FROM ins
 -- with the new ids the caller minted, counted as resurrected and copied into
 -- soniq_jobs; workers get one NOTIFY per queue for the page.
 WITH picked AS (
-    SELECT id, job_name, args, queue, priority, max_attempts, dead_lettered_at
+    SELECT id, job_name, args, queue, priority, max_attempts, limit_key, dead_lettered_at
     FROM soniq_dead_letter_jobs
     WHERE
 -- include: _dead_letter_filter
@@ -734,8 +741,9 @@ WITH picked AS (
     FROM paired
     WHERE d.id = paired.id
 ), ins AS (
-    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts)
-    SELECT new_id, job_name, args, queue, priority, max_attempts FROM paired ORDER BY n
+    INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts, limit_key)
+    SELECT new_id, job_name, args, queue, priority, max_attempts, limit_key FROM paired
+    ORDER BY n
     RETURNING queue
 )
 SELECT new_id::text AS id, id::text AS dead_letter_id, dead_lettered_at,
@@ -1154,3 +1162,145 @@ SELECT id::text AS id, hostname, pid FROM soniq_workers
 WHERE control_seen < %(version)s::bigint
   AND last_heartbeat > now() - make_interval(secs => %(timeout)s::float8)
 ORDER BY hostname, pid
+
+-- ---------------------------------------------------------------------------------
+-- Limits (migration 0010; PostgreSQL only)
+-- ---------------------------------------------------------------------------------
+
+-- name: claim_limited
+-- Claim up to %(limit)s limited jobs, round-robin over at most %(keys)s keys from
+-- just after %(after)s, within each key's concurrency and rate (see the function in
+-- migration 0010). The last row has id NULL: the next cursor and when to look again.
+SELECT * FROM soniq_claim_limited(%(worker_id)s::uuid, %(queues)s::text[], %(after)s::text,
+                                  %(keys)s::int, %(limit)s::int)
+
+-- name: limited_waiting
+-- Is any limited job due? One probe of soniq_jobs_limited_idx, which is empty unless
+-- limits are in use; a worker whose own tasks declare no limit asks this at most once
+-- per poll interval before it runs the limited claim.
+SELECT EXISTS (SELECT FROM soniq_jobs
+               WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL) AS found
+
+-- name: limit_groups_declare
+-- What a worker's code declares, one row per group, in name order (as every writer
+-- of these rows takes them). An operator's runtime setting (source = 'runtime') is
+-- kept: only what the code declares is noted, for clear() to go back to.
+INSERT INTO soniq_limit_groups AS g
+    (name, concurrency, rate_limit, rate_period, burst, declared)
+SELECT d.name, d.concurrency, d.rate_limit, d.rate_period, d.burst,
+       jsonb_build_object('concurrency', d.concurrency, 'rate_limit', d.rate_limit,
+                          'rate_period', d.rate_period, 'burst', d.burst)
+FROM unnest(%(names)s::text[], %(concurrency)s::int[], %(rate_limit)s::int[],
+            %(rate_period)s::float8[], %(burst)s::int[])
+     AS d(name, concurrency, rate_limit, rate_period, burst)
+ORDER BY d.name
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = CASE WHEN g.source = 'runtime' THEN g.concurrency ELSE EXCLUDED.concurrency END,
+    rate_limit = CASE WHEN g.source = 'runtime' THEN g.rate_limit ELSE EXCLUDED.rate_limit END,
+    rate_period = CASE WHEN g.source = 'runtime' THEN g.rate_period ELSE EXCLUDED.rate_period END,
+    burst = CASE WHEN g.source = 'runtime' THEN g.burst ELSE EXCLUDED.burst END,
+    declared = EXCLUDED.declared,
+    updated_at = CASE WHEN g.declared IS DISTINCT FROM EXCLUDED.declared
+                      OR g.source = 'code' AND (g.concurrency, g.rate_limit, g.rate_period, g.burst)
+                         IS DISTINCT FROM (EXCLUDED.concurrency, EXCLUDED.rate_limit,
+                                           EXCLUDED.rate_period, EXCLUDED.burst)
+                      THEN now() ELSE g.updated_at END
+
+-- name: limit_group_set
+-- An operator's limits for a group; they win over the code's until cleared. Idle
+-- workers are woken: a raised limit may let jobs start at once.
+WITH up AS (
+    INSERT INTO soniq_limit_groups AS g
+        (name, concurrency, rate_limit, rate_period, burst, source)
+    VALUES (%(name)s, %(concurrency)s::int, %(rate_limit)s::int, %(rate_period)s::float8,
+            %(burst)s::int, 'runtime')
+    ON CONFLICT (name) DO UPDATE SET
+        concurrency = EXCLUDED.concurrency, rate_limit = EXCLUDED.rate_limit,
+        rate_period = EXCLUDED.rate_period, burst = EXCLUDED.burst, source = 'runtime',
+        updated_at = now()
+    RETURNING name, concurrency, rate_limit, rate_period, burst, source, declared, updated_at
+)
+SELECT up.*, pg_notify('soniq_new_job', '*') IS NULL AS _woken FROM up
+
+-- name: limit_group_clear
+-- Drop an operator's limits: the group goes back to what the code declares (a group
+-- no running code declares is removed; its jobs then run one at a time).
+WITH back AS (
+    UPDATE soniq_limit_groups
+    SET concurrency = (declared->>'concurrency')::int,
+        rate_limit = (declared->>'rate_limit')::int,
+        rate_period = (declared->>'rate_period')::float8,
+        burst = COALESCE((declared->>'burst')::int, 1),
+        source = 'code', updated_at = now()
+    WHERE name = %(name)s AND declared IS NOT NULL
+    RETURNING name
+), gone AS (
+    DELETE FROM soniq_limit_groups WHERE name = %(name)s AND declared IS NULL RETURNING name
+)
+SELECT name, pg_notify('soniq_new_job', '*') IS NULL AS _woken
+FROM (SELECT name FROM back UNION ALL SELECT name FROM gone) AS changed
+
+-- name: limit_key_block
+-- Hold a key back for %(seconds)s seconds, fleet-wide (RateLimited(retry_after), or
+-- app.limits.block); an earlier block that lasts longer is kept.
+INSERT INTO soniq_limit_keys AS k (key, blocked_until, touched_at)
+VALUES (%(key)s, now() + make_interval(secs => %(seconds)s::float8), now())
+ON CONFLICT (key) DO UPDATE SET
+    blocked_until = GREATEST(k.blocked_until, EXCLUDED.blocked_until), touched_at = now()
+RETURNING key, blocked_until
+
+-- name: limit_key_unblock
+WITH cleared AS (
+    UPDATE soniq_limit_keys SET blocked_until = NULL, touched_at = now()
+    WHERE key = %(key)s AND blocked_until > now()
+    RETURNING key
+)
+SELECT key, pg_notify('soniq_new_job', '*') IS NULL AS _woken FROM cleared
+
+-- name: limit_list
+-- Every group (declared, set, or with limited jobs queued or running) with its limits
+-- and how many of its jobs run and wait now.
+WITH counts AS (
+    SELECT split_part(limit_key, ':', 1) AS name,
+           count(*) FILTER (WHERE status = 'processing')::int AS running,
+           count(*) FILTER (WHERE status = 'queued')::int AS queued
+    FROM soniq_jobs
+    WHERE limit_key IS NOT NULL AND status IN ('queued', 'processing')
+    GROUP BY 1
+)
+SELECT COALESCE(g.name, c.name) AS name, g.concurrency, g.rate_limit, g.rate_period,
+       COALESCE(g.burst, 1) AS burst, COALESCE(g.source, 'missing') AS source,
+       g.declared, g.updated_at,
+       COALESCE(c.running, 0) AS running, COALESCE(c.queued, 0) AS queued
+FROM soniq_limit_groups AS g FULL JOIN counts AS c ON c.name = g.name
+ORDER BY 1
+
+-- name: limit_keys_top
+-- The busiest keys: running and queued jobs, and any block or rate state.
+WITH counts AS (
+    SELECT limit_key AS key,
+           count(*) FILTER (WHERE status = 'processing')::int AS running,
+           count(*) FILTER (WHERE status = 'queued')::int AS queued
+    FROM soniq_jobs
+    WHERE limit_key IS NOT NULL AND status IN ('queued', 'processing')
+      AND (%(group)s::text IS NULL OR split_part(limit_key, ':', 1) = %(group)s::text)
+    GROUP BY 1
+), state AS (
+    SELECT key, blocked_until, tat FROM soniq_limit_keys
+    WHERE (%(group)s::text IS NULL OR split_part(key, ':', 1) = %(group)s::text)
+      AND (blocked_until > now() OR tat > now())
+)
+SELECT COALESCE(c.key, s.key) AS key, split_part(COALESCE(c.key, s.key), ':', 1) AS "group",
+       COALESCE(c.running, 0) AS running, COALESCE(c.queued, 0) AS queued,
+       CASE WHEN s.blocked_until > now() THEN s.blocked_until END AS blocked_until
+FROM counts AS c FULL JOIN state AS s ON s.key = c.key
+ORDER BY COALESCE(c.running, 0) + COALESCE(c.queued, 0) DESC, 1
+LIMIT %(limit)s::int
+
+-- name: limit_keys_prune
+-- Forget the state of keys idle for %(ttl)s seconds: no block in force, no rate debt
+-- left, untouched since.
+DELETE FROM soniq_limit_keys
+WHERE touched_at < now() - make_interval(secs => %(ttl)s::float8)
+  AND (blocked_until IS NULL OR blocked_until < now())
+  AND (tat IS NULL OR tat < now())

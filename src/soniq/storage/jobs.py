@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from soniq.adapters.base import AsyncAdapter
 from soniq.adapters.copy_format import Shared
-from soniq.storage.records import ClaimedJob, Completion, Promoted, records
+from soniq.storage.records import ClaimedJob, Completion, LimitedClaim, Promoted, records
 
 if TYPE_CHECKING:
     from soniq.storage.area import StoreAccess
@@ -74,6 +74,12 @@ class Jobs:
         if scheduled_at is not None:
             await db.execute(queries["notify_delayed"], {"scheduled_at": scheduled_at})
 
+    async def wake(self, queues: Sequence[str]) -> None:
+        """Wake the workers of ``queues`` (NOTIFY on soniq_new_job), on a connection
+        of the worker's own."""
+        backend = self._store.backend
+        await backend.rows(backend.dialect.queries["notify_queues"], {"queues": list(queues)})
+
     async def created_at(self, db: AsyncAdapter | None, job_id: str) -> datetime:
         """The stored ``created_at`` of a job, on ``db`` (or the store's own connection)."""
         params = {"id": job_id}
@@ -95,6 +101,27 @@ class Jobs:
             {"queues": queues, "limit": limit, "worker_id": worker_id},
         )
         return records(ClaimedJob, columns, rows) if rows else []
+
+    async def claim_limited(
+        self, worker_id: str, queues: Sequence[str] | None, after: str | None, keys: int, limit: int
+    ) -> LimitedClaim:
+        """Take up to ``limit`` limited jobs, round-robin over at most ``keys`` keys
+        from just after ``after``, each within its limits (PostgreSQL only)."""
+        backend = self._store.backend
+        columns, rows = await backend.named_rows(
+            backend.dialect.queries["claim_limited"],
+            {
+                "worker_id": worker_id,
+                "queues": queues,
+                "after": after,
+                "keys": keys,
+                "limit": limit,
+            },
+        )
+        *jobs, meta = rows  # the function always ends with its one row of id NULL
+        wake_in, cursor = meta[-2], meta[-1]
+        claimed = records(ClaimedJob, columns[:-2], [row[:-2] for row in jobs]) if jobs else []
+        return LimitedClaim(claimed, wake_in, cursor)
 
     async def complete(self, batch: Sequence[Completion]) -> int:
         """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""

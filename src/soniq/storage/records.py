@@ -28,6 +28,8 @@ class ClaimedJob(NamedTuple):
     created_at: datetime | None
     #: Propagation headers as the producer stored them (a trace context), or None.
     headers: Any
+    #: The concurrency/rate limit key the job counts against, or None: not limited.
+    limit_key: str | None = None
 
     def log_extra(self) -> dict[str, Any]:
         """Fields every log record about this job carries."""
@@ -49,6 +51,16 @@ class BulkStatements(NamedTuple):
 
     copy: Query
     insert: Query
+
+
+class LimitedClaim(NamedTuple):
+    """One limited claim: the jobs taken, in how many seconds a key held back by its
+    rate or a block becomes eligible (None: none is), and the round-robin cursor to
+    start the next claim from."""
+
+    jobs: list[ClaimedJob]
+    wake_in: float | None
+    cursor: str | None
 
 
 class Promoted(NamedTuple):

@@ -5,8 +5,9 @@ serves an app, whose backend may be replaced (closed and made anew) and is made 
 before the app's calls. The areas: ``jobs`` (enqueue, claim, outcomes, inspection),
 ``dead_letters``, ``schedules``, ``workers`` (presence, recovery, cancel requests,
 gauges and statistics), ``tasks`` (the fleet's task registry), ``webhooks``
-(endpoints and deliveries) and ``queues`` (fleet-wide pauses). Only this package
-looks queries up by name; backends and adapters run the ones it gives them.
+(endpoints and deliveries), ``queues`` (fleet-wide pauses) and ``limits``
+(concurrency and rate limits). Only this package looks queries up by name; backends
+and adapters run the ones it gives them.
 ``soniq_sync/storage/store.py`` is generated from this file.
 """
 
@@ -20,6 +21,7 @@ from soniq.adapters.base import AsyncAdapter
 from soniq.storage.backend import StorageBackend
 from soniq.storage.dead_letters import DeadLetters
 from soniq.storage.jobs import Jobs
+from soniq.storage.limits import Limits
 from soniq.storage.queues import Queues
 from soniq.storage.records import Notification
 from soniq.storage.schedules import Schedules
@@ -61,6 +63,7 @@ class Store:
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
         self.queues = Queues(self)
+        self.limits = Limits(self)
 
     @property
     def backend(self) -> StorageBackend:

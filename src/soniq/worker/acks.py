@@ -29,18 +29,35 @@ class Acknowledger:
         store: Store,
         retry_delay: float,
         on_delayed: Callable[[float], None] | None = None,
+        on_freed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.retry_delay = retry_delay
         #: Told the delay of each retry or snooze written for later (the promoter).
         self.on_delayed = on_delayed
+        #: Told when an outcome written freed a limited job's slot (the worker claims).
+        self.on_freed = on_freed
         self._done: list[Completion] = []
+        #: Queues of the limited jobs in ``_done``: their workers are woken once written.
+        self._freed: set[str] = set()
         self._pending = asyncio.Event()
 
     def done(self, job: ClaimedJob, result: str | None) -> None:
         """Queue a finished job for the next batch."""
         self._done.append((job.id, job.attempt, result))
+        if job.limit_key is not None:
+            self._freed.add(job.queue)
         self._pending.set()
+
+    async def _freed_slots(self, queues: set[str]) -> None:
+        """Limited jobs of ``queues`` left 'processing': wake this worker and the others
+        (idle ones wait for this, not for their poll interval)."""
+        if self.on_freed is not None:
+            self.on_freed()
+        try:
+            await self.store.jobs.wake(sorted(queues))
+        except self.store.unavailable as exc:
+            logger.warning("could not wake workers for freed limit slots (%s)", exc)
 
     async def run(self, closing: asyncio.Event) -> None:
         """Flush batches until ``closing`` (a background task; see :meth:`wake`)."""
@@ -61,6 +78,16 @@ class Acknowledger:
         """
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
+        try:
+            await self._flush(closing, loop, deadline)
+        finally:
+            if self._freed and not self._done:
+                freed, self._freed = self._freed, set()
+                await self._freed_slots(freed)
+
+    async def _flush(
+        self, closing: asyncio.Event, loop: asyncio.AbstractEventLoop, deadline: float | None
+    ) -> None:
         while self._done:
             batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
@@ -137,6 +164,8 @@ class Acknowledger:
                 and self.on_delayed is not None
             ):
                 self.on_delayed(outcome.delay)
+            if written and job.limit_key is not None:
+                await self._freed_slots({job.queue})
             if not written:
                 logger.warning(
                     "job %s attempt %d was taken over by another worker; its %s was dropped",
@@ -165,6 +194,9 @@ class Acknowledger:
         if isinstance(outcome, Retry):
             return await jobs.retry(job, outcome.delay, _storable(outcome.error))
         if isinstance(outcome, Requeue):
+            if outcome.block is not None and job.limit_key is not None:
+                # Before the requeue, so that no worker takes the job back in between.
+                await self.store.limits.block(job.limit_key, outcome.block)
             return await jobs.requeue(job, outcome.delay, _storable(outcome.error))
         if isinstance(outcome, Cancelled):
             return await jobs.cancelled(job)

@@ -85,10 +85,11 @@ class ClaimAhead:
         """A claim goes to the database now."""
         self._started = self._clock()
 
-    def claim_ended(self, asked: int, got: int) -> None:
-        """The claim came back with ``got`` of the ``asked`` rows."""
+    def claim_ended(self, asked: int, got: int, more: bool | None = None) -> None:
+        """The claim came back with ``got`` of the ``asked`` rows; ``more``: whether
+        more are likely waiting (default: it got all it asked for)."""
         now = self._clock()
-        self.backlog = got == asked
+        self.backlog = got == asked if more is None else more
         self._claim_seconds = (self._claim_seconds + (now - self._started)) / 2.0
         since, count = self._rate_mark
         if now - since >= _RATE_SPAN:

@@ -42,6 +42,7 @@ from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.claim_ahead import ClaimAhead
 from soniq.worker.deadlines import Deadlines
+from soniq.worker.limited import LimitedClaims
 from soniq.worker.liveness import Liveness
 from soniq.worker.outcomes import CANCELLED, KINDS, Done, Requeue, failure_outcome
 from soniq.worker.pauses import PausedQueues
@@ -69,6 +70,7 @@ class _Session:
         "db",
         "giving_back",
         "instruments",
+        "limited",
         "paused",
         "promoter",
         "ready",
@@ -118,6 +120,8 @@ class _Session:
         self.claiming = asyncio.Lock()
         #: Requeue writes of claimed, unstarted jobs of paused queues, until written.
         self.giving_back: set[asyncio.Future[None]] = set()
+        #: The claim of limited jobs (PostgreSQL), else None.
+        self.limited: LimitedClaims | None = None
 
     def held(self) -> int:
         """Jobs claimed and not finished: running, or ready to start."""
@@ -255,7 +259,10 @@ class Worker:
                 if sizing.backlog:
                     continue
                 if not once:  # the queue is drained for now
-                    await self._wait(timeout=self.poll_interval)
+                    limited = live.limited
+                    await self._wait(
+                        self.poll_interval if limited is None else limited.wait(self.poll_interval)
+                    )
                 elif idle and not claimed:
                     if await self._promote_due(live):
                         continue  # a retry delay or schedule ran out meanwhile
@@ -305,12 +312,20 @@ class Worker:
         live.ahead.claim_started()
         async with live.claiming:
             try:
-                claimed = await live.db.jobs.claim(self.id, queues, limit)
+                limited = live.limited
+                share = 0
+                if limited is not None and await limited.wanted():
+                    share = limited.share(live.concurrency - live.held(), limit)
+                if share:
+                    claimed, more = await self._claim_both(limit, share, queues, live)
+                else:
+                    claimed = await live.db.jobs.claim(self.id, queues, limit)
+                    more = len(claimed) == limit
             except live.db.unavailable as exc:
                 live.ahead.claim_failed()
                 await self._after_db_error("cannot claim jobs", exc)
                 return 0
-            live.ahead.claim_ended(limit, len(claimed))
+            live.ahead.claim_ended(limit, len(claimed), more)
             if live.paused is not None and live.paused.any:
                 # A claim that started before a pause committed can return its jobs.
                 claimed = self._give_back(live, claimed)
@@ -318,6 +333,37 @@ class Worker:
         self._fill(live)
         self.processed += len(claimed)
         return len(claimed)
+
+    async def _claim_both(
+        self, limit: int, share: int, queues: list[str] | None, live: _Session
+    ) -> tuple[list[ClaimedJob], bool]:
+        """The limited claim for ``share`` jobs beside the global one for the rest, at
+        the same time; the jobs, and whether either claim may have left more behind.
+        Jobs one claim took are kept when the other fails (then it raises after)."""
+        assert live.limited is not None
+        results = await asyncio.gather(
+            live.limited.claim(share),
+            live.db.jobs.claim(self.id, queues, limit - share) if limit > share else _nothing(),
+            return_exceptions=True,
+        )
+        claimed: list[ClaimedJob] = []
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                claimed.extend(result)
+        if failure is not None:
+            if not claimed:
+                raise failure
+            # Keep what the other claim took (it is this worker's now); say what failed.
+            logger.error("cannot claim jobs (%s)", str(failure).strip())
+            return claimed, False
+        limited_jobs, others = results
+        assert not isinstance(limited_jobs, BaseException)
+        assert not isinstance(others, BaseException)
+        more = len(limited_jobs) == share or (limit > share and len(others) == limit - share)
+        return claimed, more
 
     def _give_back(self, live: _Session, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
         """Requeue (attempt refunded) those of ``jobs`` whose queue is paused; the rest."""
@@ -492,7 +538,9 @@ class Worker:
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
         db = Store(self.backend.for_worker())
         promoter = Promoter(db, self.poll_interval, settings.error_retry_delay, self._nudge.set)
-        acks = Acknowledger(db, settings.error_retry_delay, on_delayed=promoter.expect)
+        acks = Acknowledger(
+            db, settings.error_retry_delay, on_delayed=promoter.expect, on_freed=self._nudge.set
+        )
         stats = OutcomeStats(db)
         liveness = Liveness(db, settings, self.id, queues, concurrency)
         live = _Session(concurrency, db, runner, acks, promoter, stats, instruments)
@@ -507,10 +555,26 @@ class Worker:
                 settings.error_retry_delay,
             )
             liveness.on_control = live.paused.heard
+            live.limited = LimitedClaims(
+                db,
+                self.registry,
+                self.id,
+                queues,
+                keys_per_claim=settings.limit_keys_per_claim,
+                poll_interval=self.poll_interval,
+                clock=asyncio.get_running_loop().time,
+            )
         await self._until_connected(db, db.open)
         await self._until_connected(db, liveness.register)
         if live.paused is not None:
             await self._until_connected(db, live.paused.reload)
+        if live.limited is not None:
+            await self._until_connected(db, live.limited.declare)
+        elif self.registry.limit_groups():
+            logger.warning(
+                "this backend does not enforce concurrency or rate limits: limited jobs "
+                "run as if unlimited (limits need PostgreSQL)"
+            )
         advertiser = TaskAdvertiser(
             db, self.registry, self.id, queues, settings.task_registry_interval
         )
@@ -538,6 +602,11 @@ class Worker:
             background.append(asyncio.create_task(promoter.run(self._closing)))
         if live.paused is not None:
             background.append(asyncio.create_task(live.paused.run(self._closing)))
+        if live.limited is not None:
+            prune = live.limited.run(
+                self._closing, settings.limit_key_idle_ttl, settings.cleanup_interval
+            )
+            background.append(asyncio.create_task(prune))
         if listen and settings.listen_notify and isinstance(self.backend, PostgresBackend):
             self.listener = Listener(
                 db,
@@ -712,6 +781,10 @@ class Worker:
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+
+
+async def _nothing() -> list[ClaimedJob]:
+    return []
 
 
 def _not_started(task: asyncio.Task[None]) -> bool:

@@ -41,6 +41,8 @@ class Requeue:
     #: Put back by a worker shutdown, not by the handler's own snooze.
     by_shutdown: bool = False
     error: str | None = None
+    #: Seconds to hold the job's limit key back, fleet-wide (``RateLimited``), or None.
+    block: float | None = None
 
 
 @dataclass(frozen=True)

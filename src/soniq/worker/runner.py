@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from soniq.core.limits import RateLimited
 from soniq.core.middleware import Chain, Middleware, build_chain
 from soniq.core.registry import JobRegistry, JobSpec
 from soniq.core.retry import RetryPolicy
@@ -163,6 +164,12 @@ class JobRunner:
         except Snooze as snooze:
             # (A snooze after a cancel request ends cancelled: see snooze_job.)
             return Requeue(snooze.delay(self.snooze_max), error=snooze.last_error)
+        except RateLimited as limited:
+            delay = min(limited.retry_after, self.snooze_max)
+            note = f"RATE_LIMITED: retry after {delay:g}s" + (
+                f": {limited.reason}" if limited.reason else ""
+            )
+            return Requeue(delay, error=note, block=delay)
         except Exception as exc:
             return await self._failed(job, spec, kwargs, exc)
         if self.after:

@@ -94,7 +94,11 @@ class Listener:
                         elif note.channel == CONTROL_CHANNEL:
                             if self.on_control is not None:
                                 self.on_control()
-                        elif self.queues is None or note.payload in self.queues:
+                        elif (
+                            self.queues is None
+                            or note.payload in self.queues
+                            or note.payload == "*"  # every queue: limits changed
+                        ):
                             self.wake()
             except self.store.unavailable as exc:
                 if self.mode != "polling" or not self.ready.is_set():

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from soniq.adapters.copy_format import Shared
-from soniq.storage.records import ClaimedJob, Completion, Promoted, records
+from soniq.storage.records import ClaimedJob, Completion, LimitedClaim, Promoted, records
 from soniq_sync.adapters.base import SyncAdapter
 
 if TYPE_CHECKING:
@@ -70,6 +70,12 @@ class Jobs:
         if scheduled_at is not None:
             db.execute(queries["notify_delayed"], {"scheduled_at": scheduled_at})
 
+    def wake(self, queues: Sequence[str]) -> None:
+        """Wake the workers of ``queues`` (NOTIFY on soniq_new_job), on a connection
+        of the worker's own."""
+        backend = self._store.backend
+        backend.rows(backend.dialect.queries["notify_queues"], {"queues": list(queues)})
+
     def created_at(self, db: SyncAdapter | None, job_id: str) -> datetime:
         """The stored ``created_at`` of a job, on ``db`` (or the store's own connection)."""
         params = {"id": job_id}
@@ -91,6 +97,27 @@ class Jobs:
             {"queues": queues, "limit": limit, "worker_id": worker_id},
         )
         return records(ClaimedJob, columns, rows) if rows else []
+
+    def claim_limited(
+        self, worker_id: str, queues: Sequence[str] | None, after: str | None, keys: int, limit: int
+    ) -> LimitedClaim:
+        """Take up to ``limit`` limited jobs, round-robin over at most ``keys`` keys
+        from just after ``after``, each within its limits (PostgreSQL only)."""
+        backend = self._store.backend
+        columns, rows = backend.named_rows(
+            backend.dialect.queries["claim_limited"],
+            {
+                "worker_id": worker_id,
+                "queues": queues,
+                "after": after,
+                "keys": keys,
+                "limit": limit,
+            },
+        )
+        *jobs, meta = rows  # the function always ends with its one row of id NULL
+        wake_in, cursor = meta[-2], meta[-1]
+        claimed = records(ClaimedJob, columns[:-2], [row[:-2] for row in jobs]) if jobs else []
+        return LimitedClaim(claimed, wake_in, cursor)
 
     def complete(self, batch: Sequence[Completion]) -> int:
         """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""

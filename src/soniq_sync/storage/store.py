@@ -14,6 +14,7 @@ from soniq_sync.adapters.base import SyncAdapter
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.dead_letters import DeadLetters
 from soniq_sync.storage.jobs import Jobs
+from soniq_sync.storage.limits import Limits
 from soniq_sync.storage.queues import Queues
 from soniq_sync.storage.schedules import Schedules
 from soniq_sync.storage.tasks import Tasks
@@ -54,6 +55,7 @@ class Store:
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
         self.queues = Queues(self)
+        self.limits = Limits(self)
 
     @property
     def backend(self) -> StorageBackend:

@@ -207,7 +207,8 @@ WHERE id IN (
 )
 RETURNING id AS id, job_name AS job_name, args AS args, queue AS queue,
           priority AS priority, attempts AS attempt, max_attempts AS max_attempts,
-          scheduled_at AS scheduled_at, created_at AS created_at, headers AS headers
+          scheduled_at AS scheduled_at, created_at AS created_at, headers AS headers,
+          NULL AS limit_key
 
 -- name: complete_jobs
 -- One statement acknowledges a batch; only the attempt that was claimed completes.

@@ -1,0 +1,132 @@
+"""The worker's side of concurrency and rate limits (PostgreSQL only).
+
+Limited jobs (a ``limit_key`` on the row) are outside the global claim's index; the
+worker takes them with a claim of their own, ``soniq_claim_limited`` (migration
+0010), which admits a job only while its key is under its limits and serialises
+admission per key. This module decides when that claim runs and how large it is,
+keeps its round-robin cursor, and knows when a key held back by its rate or a block
+becomes eligible again. The SQL does the counting; nothing here can drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from soniq.core.registry import JobRegistry
+from soniq.errors import LIMITS_NEED_READ_COMMITTED
+from soniq.storage.records import ClaimedJob
+from soniq.storage.store import Store
+from soniq.worker.stopping import nap
+
+logger = logging.getLogger("soniq.worker")
+
+
+class LimitedClaims:
+    """When and how much a worker claims of limited jobs.
+
+    The claim runs when this worker's own tasks declare limits, or when a probe (at
+    most once per ``poll_interval``) finds limited jobs due, so a fleet that uses no
+    limits pays one cheap probe per poll interval and nothing per job.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: JobRegistry,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        *,
+        keys_per_claim: int,
+        poll_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.worker_id = worker_id
+        self.queues = list(queues) if queues else None
+        self.keys_per_claim = keys_per_claim
+        self.poll_interval = poll_interval
+        self._clock = clock
+        #: The round-robin cursor: the claim starts with the key after this one.
+        self.cursor: str | None = None
+        #: When a key held back by its rate or a block is eligible (loop clock), or None.
+        self.eligible_at: float | None = None
+        self._declared = bool(registry.limit_groups())
+        self._probed_at = -1e18
+        self._waiting = False
+        self._refused_until = -1e18
+
+    @property
+    def declared(self) -> bool:
+        """Whether this worker's own tasks declare limits."""
+        return self._declared
+
+    async def declare(self) -> None:
+        """Write the limit groups this worker's tasks declare (at start), keeping an
+        operator's runtime limits."""
+        groups = self.registry.limit_groups()
+        if groups:
+            await self.store.limits.declare(groups)
+
+    async def wanted(self) -> bool:
+        """Whether to run the limited claim now."""
+        now = self._clock()
+        if now < self._refused_until:
+            return False
+        if self.declared:
+            return True
+        if now - self._probed_at >= self.poll_interval:
+            self._probed_at = now
+            self._waiting = await self.store.limits.waiting()
+        return self._waiting
+
+    def share(self, free: int, want: int) -> int:
+        """How many of ``want`` jobs to ask the limited claim for, with ``free`` slots
+        free now: never more than the free slots (a limited job held ready, not
+        running, would hold its key's slot), and about half of them, so that limited
+        backlog never keeps unlimited jobs from the other half."""
+        return min(want, (max(free, 0) + 1) // 2)
+
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        """Claim up to ``limit`` limited jobs; [] when none may start now."""
+        try:
+            got = await self.store.jobs.claim_limited(
+                self.worker_id, self.queues, self.cursor, self.keys_per_claim, limit
+            )
+        except self.store.errors as exc:
+            if LIMITS_NEED_READ_COMMITTED not in str(exc):
+                raise
+            # The server refused to over-admit: say why, and look again later.
+            self._refused_until = self._clock() + self.poll_interval
+            logger.error(
+                "%s: the worker's connections run at an isolation level above READ "
+                "COMMITTED (default_transaction_isolation), where a limited claim would "
+                "admit jobs past their limits; limited jobs are not claimed until it is "
+                "READ COMMITTED again",
+                LIMITS_NEED_READ_COMMITTED,
+            )
+            return []
+        self.cursor = got.cursor
+        self.eligible_at = None if got.wake_in is None else self._clock() + max(0.0, got.wake_in)
+        if got.jobs and not self.declared:
+            self._waiting = True  # keep claiming while there is limited work
+        return got.jobs
+
+    def wait(self, poll_interval: float) -> float:
+        """How long an idle worker may sleep before it looks at limited jobs again."""
+        if self.eligible_at is None:
+            return poll_interval
+        return max(0.0, min(poll_interval, self.eligible_at - self._clock()))
+
+    async def run(self, closing: asyncio.Event, ttl: float, every: float) -> None:
+        """Prune idle key state every ``every`` seconds until ``closing``."""
+        while not closing.is_set():
+            await nap(closing, every)
+            if closing.is_set():
+                return
+            try:
+                await self.store.limits.prune(ttl)
+            except self.store.unavailable as exc:
+                logger.warning("cannot prune idle limit keys (%s)", str(exc).strip())
