@@ -171,6 +171,8 @@ def test_task_ref_is_frozen_slotted_hashable_with_default_queue() -> None:
         "name",
         "args_model",
         "default_queue",
+        "concurrency",
+        "rate_limit",
     )
     with pytest.raises(AttributeError):
         ref.name = "other"  # type: ignore[misc]

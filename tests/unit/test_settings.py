@@ -72,6 +72,8 @@ ENV_CASES = [
     ("SONIQ_PLUGINS", "plugins", "audit, extra", ("audit", "extra")),
     ("SONIQ_BACKEND", "backend", " Memory ", "memory"),
     ("SONIQ_SNOOZE_MAX_SECONDS", "snooze_max_seconds", "3600", 3600.0),
+    ("SONIQ_LIMIT_KEYS_PER_CLAIM", "limit_keys_per_claim", "16", 16),
+    ("SONIQ_LIMIT_KEY_IDLE_TTL", "limit_key_idle_ttl", "60", 60.0),
     ("SONIQ_PRODUCER_ID", "producer_id", " api-1 ", "api-1"),
     ("SONIQ_WEBHOOK_SECRET_KEY", "webhook_secret_key", "k1,k2", SecretStr("k1,k2")),
     ("SONIQ_WEBHOOK_TIMEOUT", "webhook_timeout", "5", 5.0),

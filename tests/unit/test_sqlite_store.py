@@ -53,6 +53,10 @@ POSTGRES_ONLY = {
     "listen",
     # Webhooks are PostgreSQL-only (app.webhooks raises on SQLite and memory apps).
     *(name for name in PG_QUERIES if name.startswith("webhook_")),
+    # So are limits (the worker claims limited jobs only on PostgreSQL).
+    "claim_limited",
+    "limited_waiting",
+    *(name for name in PG_QUERIES if name.startswith("limit_")),
 }
 
 WORKER = "00000000-0000-4000-8000-000000000001"
@@ -79,6 +83,7 @@ def job_params(**overrides: Any) -> dict[str, Any]:
         "scheduled_at": None,
         "headers": None,
         "producer_id": "host:1",
+        "limit_key": None,
     }
     params.update(overrides)
     return params

@@ -9,7 +9,7 @@ import pytest
 from soniq.storage.dialect import POSTGRES, SQLITE
 from soniq.storage.records import ClaimedJob, Promoted, records
 
-JOB = ("j1", "app.task", {"a": 1}, "default", 100, 2, 3, None, None, None)
+JOB = ("j1", "app.task", {"a": 1}, "default", 100, 2, 3, None, None, None, "g:1")
 
 
 def test_rows_in_field_order_become_records() -> None:

@@ -55,6 +55,7 @@ def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) 
         "ids": list(ids),
         "args": list(args),
         "dedup_keys": [None] * len(ids),
+        "limit_keys": [None] * len(ids),
         "job_name": job_name,
         "queue": queue,
         "priority": priority,

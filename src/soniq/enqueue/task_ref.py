@@ -14,7 +14,7 @@ from soniq.errors import INVALID_JOB_OPTION, INVALID_QUEUE, SoniqError
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class TaskRef(Generic[ArgsT]):
     """A task's wire name, optional pydantic args model and default queue.
 
@@ -30,6 +30,19 @@ class TaskRef(Generic[ArgsT]):
     #: this stub stores the same limit key (see soniq.core.limits).
     concurrency: Concurrency | None = None
     rate_limit: RateLimit | None = None
+
+    def __repr__(self) -> str:
+        # The limits show only when set, so a plain ref reads as it always has.
+        parts = [
+            f"name={self.name!r}",
+            f"args_model={self.args_model!r}",
+            f"default_queue={self.default_queue!r}",
+        ]
+        if self.concurrency is not None:
+            parts.append(f"concurrency={self.concurrency!r}")
+        if self.rate_limit is not None:
+            parts.append(f"rate_limit={self.rate_limit!r}")
+        return f"TaskRef({', '.join(parts)})"
 
     def limits(self) -> TaskLimits | None:
         """The checked limits this ref carries, or None."""

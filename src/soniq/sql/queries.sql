@@ -458,13 +458,18 @@ SELECT (SELECT count(*) FROM dead)::int AS workers,
 -- name: queue_gauges
 -- The metrics' per-queue gauges, read by each worker every SONIQ_METRICS_INTERVAL
 -- seconds (never per job or per scrape): jobs ready to run now, and how long the
--- oldest of them has been ready. It walks the claim index's rows, and the delayed
--- jobs that are due but not yet promoted.
+-- oldest of them has been ready. It walks the claim and limited indexes' rows, and the
+-- delayed jobs that are due but not yet promoted.
 SELECT queue, sum(n)::bigint AS depth,
        EXTRACT(EPOCH FROM now() - min(oldest))::float8 AS oldest_age
 FROM (
     SELECT queue, count(*) AS n, min(scheduled_at) AS oldest FROM soniq_jobs
-    WHERE status = 'queued' AND NOT delayed AND scheduled_at <= now()
+    WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL AND scheduled_at <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, count(*), min(scheduled_at) FROM soniq_jobs
+    WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
     GROUP BY queue
     UNION ALL
@@ -559,7 +564,7 @@ SELECT pg_try_advisory_xact_lock(%(key)s::bigint) AS locked
 -- Per queue: jobs runnable now, waiting for their time, running; how long the oldest
 -- runnable job has been due; dead letters; and what finished over the last hour and
 -- minute, from soniq_stats. Each live count reads only its own partial index's rows
--- (claim, delayed, in flight), so the cost follows the live jobs and never the
+-- (claim, limited, delayed, in flight), so the cost follows the live jobs and never the
 -- finished rows that retention keeps.
 -- A stats row covers one minute; ends_in is the seconds until that minute ends
 -- (negative once it has). A window takes the minutes inside it whole and the one it cuts
@@ -570,7 +575,14 @@ WITH parts(queue, runnable, scheduled, processing, oldest_due, done, cancelled, 
     SELECT queue, count(*) FILTER (WHERE scheduled_at <= now()),
            count(*) FILTER (WHERE scheduled_at > now()), 0,
            min(scheduled_at) FILTER (WHERE scheduled_at <= now()), 0, 0, 0, 0, 0
-    FROM soniq_jobs WHERE status = 'queued' AND NOT delayed GROUP BY queue
+    FROM soniq_jobs WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, count(*) FILTER (WHERE scheduled_at <= now()),
+           count(*) FILTER (WHERE scheduled_at > now()), 0,
+           min(scheduled_at) FILTER (WHERE scheduled_at <= now()), 0, 0, 0, 0, 0
+    FROM soniq_jobs WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
+    GROUP BY queue
     UNION ALL
     SELECT queue, count(*) FILTER (WHERE scheduled_at <= now()),
            count(*) FILTER (WHERE scheduled_at > now()), 0,
@@ -616,13 +628,17 @@ ORDER BY w.started_at, w.id
 -- name: task_names_in_use
 -- Task names of the jobs that still need a handler (queued or running) and of the
 -- dead letters, with a count for each.
--- The three parts are the rows of the claim, delayed and in-flight indexes.
+-- The parts are the rows of the claim, limited, delayed and in-flight indexes.
 WITH live AS (
     SELECT job_name,
            count(*) FILTER (WHERE status = 'queued') AS queued,
            count(*) FILTER (WHERE status = 'processing') AS processing
     FROM (
-        SELECT job_name, status FROM soniq_jobs WHERE status = 'queued' AND NOT delayed
+        SELECT job_name, status FROM soniq_jobs
+        WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
+        UNION ALL
+        SELECT job_name, status FROM soniq_jobs
+        WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
         UNION ALL
         SELECT job_name, status FROM soniq_jobs WHERE status = 'queued' AND delayed
         UNION ALL

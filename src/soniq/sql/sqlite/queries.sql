@@ -19,11 +19,11 @@
 -- name: insert_job
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed, producer_id)
+     created_at, updated_at, headers, delayed, producer_id, limit_key)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     %(dedup_key)s, COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s
 )
 ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
 DO NOTHING
@@ -32,25 +32,26 @@ RETURNING id AS id, '' AS pg_notify
 -- name: insert_job_plain
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at,
-     updated_at, headers, delayed, producer_id)
+     updated_at, headers, delayed, producer_id, limit_key)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s
 )
 
 -- name: insert_jobs
--- ids, args (JSON texts) and dedup_keys are parallel JSON arrays. "WHERE true" keeps
--- SQLite from reading ON CONFLICT as a join constraint of the SELECT.
+-- ids, args (JSON texts), dedup_keys and limit_keys are parallel JSON arrays. "WHERE
+-- true" keeps SQLite from reading ON CONFLICT as a join constraint of the SELECT.
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed, producer_id)
+     created_at, updated_at, headers, delayed, producer_id, limit_key)
 SELECT i.value, %(job_name)s, a.value, %(queue)s, %(priority)s, %(max_attempts)s, d.value,
        COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-       COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s
+       COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, l.value
 FROM json_each(%(ids)s) AS i
 JOIN json_each(%(args)s) AS a ON a.key = i.key
 JOIN json_each(%(dedup_keys)s) AS d ON d.key = i.key
+LEFT JOIN json_each(%(limit_keys)s) AS l ON l.key = i.key
 WHERE true
 ORDER BY i.key
 ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
