@@ -40,7 +40,11 @@ class Acknowledger:
         self._done: list[Completion] = []
         #: Queues of the limited jobs in ``_done``: their workers are woken once written.
         self._freed: set[str] = set()
+        #: How many times limited jobs' slots were freed by an outcome written here.
+        self.freed = 0
         self._pending = asyncio.Event()
+        # One flush at a time: a caller that flushes also waits for the one in flight.
+        self._flushing = asyncio.Lock()
 
     def done(self, job: ClaimedJob, result: str | None) -> None:
         """Queue a finished job for the next batch."""
@@ -52,6 +56,7 @@ class Acknowledger:
     async def _freed_slots(self, queues: set[str]) -> None:
         """Limited jobs of ``queues`` left 'processing': wake this worker and the others
         (idle ones wait for this, not for their poll interval)."""
+        self.freed += 1
         if self.on_freed is not None:
             self.on_freed()
         try:
@@ -78,12 +83,13 @@ class Acknowledger:
         """
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
-        try:
-            await self._flush(closing, loop, deadline)
-        finally:
-            if self._freed and not self._done:
-                freed, self._freed = self._freed, set()
-                await self._freed_slots(freed)
+        async with self._flushing:
+            try:
+                await self._flush(closing, loop, deadline)
+            finally:
+                if self._freed and not self._done:
+                    freed, self._freed = self._freed, set()
+                    await self._freed_slots(freed)
 
     async def _flush(
         self, closing: asyncio.Event, loop: asyncio.AbstractEventLoop, deadline: float | None

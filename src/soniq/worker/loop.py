@@ -68,6 +68,7 @@ class _Session:
         "claiming",
         "concurrency",
         "db",
+        "freed_before_claim",
         "giving_back",
         "instruments",
         "limited",
@@ -122,6 +123,8 @@ class _Session:
         self.giving_back: set[asyncio.Future[None]] = set()
         #: The claim of limited jobs (PostgreSQL), else None.
         self.limited: LimitedClaims | None = None
+        #: ``acks.freed`` when the last claim started (see Worker._limited_freed).
+        self.freed_before_claim = 0
 
     def held(self) -> int:
         """Jobs claimed and not finished: running, or ready to start."""
@@ -266,6 +269,8 @@ class Worker:
                 elif idle and not claimed:
                     if await self._promote_due(live):
                         continue  # a retry delay or schedule ran out meanwhile
+                    if await self._limited_freed(live):
+                        continue  # a key's slot came free after the claim looked
                     break  # nothing ran while this claim looked: no job is left
                 else:
                     # Let the running jobs finish (one may requeue itself), then look again.
@@ -280,6 +285,16 @@ class Worker:
             await self._after_db_error("cannot promote delayed jobs", exc)
             return 0
         return moved
+
+    async def _limited_freed(self, live: _Session) -> bool:
+        """For ``run_once``: whether a limited job's slot was freed since the last
+        claim started. Finished jobs are acknowledged in the background, so a claim
+        made once every job here has finished may still have seen their rows running
+        and held their keys back; this writes what is left and tells."""
+        if live.limited is None:
+            return False
+        await live.acks.flush(self._closing)
+        return live.acks.freed != live.freed_before_claim
 
     async def _wait_for_slots(self, live: _Session) -> None:
         """Sleep until enough slots are free to claim (see _finished), or a nudge."""
@@ -310,6 +325,7 @@ class Worker:
     async def _claim(self, limit: int, queues: list[str] | None, live: _Session) -> int:
         """Claim up to ``limit`` jobs and start what the free slots allow; how many."""
         live.ahead.claim_started()
+        live.freed_before_claim = live.acks.freed
         async with live.claiming:
             try:
                 limited = live.limited
