@@ -376,3 +376,17 @@ async def test_limits_on_a_local_backend_run_unenforced_with_a_warning(
         assert "does not enforce concurrency or rate limits" in caplog.text
     finally:
         await app.close()
+
+
+async def test_a_hundred_thousand_distinct_keys_drain(app: Soniq) -> None:
+    @app.job(name="per.key", concurrency=Concurrency(1, key="{k}"))
+    async def per_key(k: int) -> None: ...
+
+    total = 100_000
+    for start in range(0, total, 20_000):
+        await app.enqueue_many(per_key, [{"k": i} for i in range(start, start + 20_000)])
+    await app.run_worker(concurrency=64, run_once=True)
+    counts = await rows(app, "SELECT status, count(*) FROM soniq_jobs GROUP BY 1")
+    assert counts == [("done", total)]
+    ((keys,),) = await rows(app, "SELECT count(DISTINCT limit_key) FROM soniq_jobs")
+    assert keys == total

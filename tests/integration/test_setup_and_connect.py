@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from soniq import Soniq, SoniqError
-from soniq.storage.queries import migration_files
+from soniq.storage.queries import Query, migration_files
 
 TABLES = {
     "soniq_jobs",
@@ -24,6 +24,8 @@ TABLES = {
     "soniq_webhook_endpoints",
     "soniq_webhook_deliveries",
     "soniq_queues",
+    "soniq_limit_groups",
+    "soniq_limit_keys",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]
@@ -78,7 +80,8 @@ async def test_claim_index_covers_only_queued_rows_that_are_due(database_url: st
         )
         row = await cur.fetchone()
     assert row is not None
-    assert "WHERE ((status = 'queued'::text) AND (NOT delayed))" in row[0]
+    # Limited jobs (limit_key set) have an index of their own (migration 0010).
+    assert "WHERE ((status = 'queued'::text) AND (NOT delayed) AND (limit_key IS NULL))" in row[0]
 
 
 async def test_use_before_setup_says_to_run_setup(empty_database_url: str) -> None:
@@ -239,3 +242,30 @@ async def test_upgrading_to_0005_marks_waiting_jobs_delayed(empty_database_url: 
     async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
         cur = await conn.execute("SELECT job_name, delayed FROM soniq_jobs ORDER BY job_name")
         assert await cur.fetchall() == [("old.later", True), ("old.now", False)]
+
+
+async def test_the_worker_pool_keeps_the_server_options_of_the_url_and_pgoptions(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker's pool adds its own options; the caller's must survive: a statement
+    # timeout, or the isolation level the limited claim checks.
+    probe = "SELECT current_setting('statement_timeout'), current_setting('synchronous_commit')"
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=1234")
+    url_options = (
+        database_url
+        + ("&" if "?" in database_url else "?")
+        + ("options=-c%20statement_timeout%3D777")
+    )
+    for url, expected in ((database_url, "1234ms"), (url_options, "777ms")):
+        async with Soniq(database_url=url) as app:
+            await app.ensure_initialized()
+            worker_backend = app.backend.for_worker()
+            await worker_backend.open()
+            try:
+                assert await worker_backend.rows(_query(probe), {}) == [(expected, "off")]
+            finally:
+                await worker_backend.close()
+
+
+def _query(sql: str) -> Query:
+    return Query(name="probe", text=sql)

@@ -53,6 +53,8 @@ class LimitedClaims:
         self.cursor: str | None = None
         #: When a key held back by its rate or a block is eligible (loop clock), or None.
         self.eligible_at: float | None = None
+        #: Did the last global claim get all it asked for (unlimited jobs waiting)?
+        self.others_waiting = True
         self._declared = bool(registry.limit_groups())
         self._probed_at = -1e18
         self._waiting = False
@@ -85,12 +87,17 @@ class LimitedClaims:
     def share(self, free: int, want: int) -> int:
         """How many of ``want`` jobs to ask the limited claim for, with ``free`` slots
         free now: never more than the free slots (a limited job held ready, not
-        running, would hold its key's slot), and about half of them, so that limited
-        backlog never keeps unlimited jobs from the other half."""
-        return min(want, (max(free, 0) + 1) // 2)
+        running, would hold its key's slot), and about half of them while unlimited
+        jobs are waiting too, so that limited backlog never keeps them from the other
+        half. When the last global claim found fewer jobs than it asked for, all the
+        free slots may go to limited jobs (the global claim still asks for one or
+        more, so unlimited jobs that arrive are seen at the next claim)."""
+        free = max(free, 0)
+        return min(want, (free + 1) // 2 if self.others_waiting else free)
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
         """Claim up to ``limit`` limited jobs; [] when none may start now."""
+        asked_at = self._clock()  # wake_in counts from the claim, not from its reply
         try:
             got = await self.store.jobs.claim_limited(
                 self.worker_id, self.queues, self.cursor, self.keys_per_claim, limit
@@ -109,7 +116,7 @@ class LimitedClaims:
             )
             return []
         self.cursor = got.cursor
-        self.eligible_at = None if got.wake_in is None else self._clock() + max(0.0, got.wake_in)
+        self.eligible_at = None if got.wake_in is None else asked_at + max(0.0, got.wake_in)
         if got.jobs and not self.declared:
             self._waiting = True  # keep claiming while there is limited work
         return got.jobs

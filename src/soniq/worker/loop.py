@@ -337,6 +337,8 @@ class Worker:
                 else:
                     claimed = await live.db.jobs.claim(self.id, queues, limit)
                     more = len(claimed) == limit
+                    if limited is not None:
+                        limited.others_waiting = more
             except live.db.unavailable as exc:
                 live.ahead.claim_failed()
                 await self._after_db_error("cannot claim jobs", exc)
@@ -357,9 +359,10 @@ class Worker:
         the same time; the jobs, and whether either claim may have left more behind.
         Jobs one claim took are kept when the other fails (then it raises after)."""
         assert live.limited is not None
+        others_wanted = max(limit - share, 1)
         results = await asyncio.gather(
             live.limited.claim(share),
-            live.db.jobs.claim(self.id, queues, limit - share) if limit > share else _nothing(),
+            live.db.jobs.claim(self.id, queues, others_wanted),
             return_exceptions=True,
         )
         claimed: list[ClaimedJob] = []
@@ -378,7 +381,8 @@ class Worker:
         limited_jobs, others = results
         assert not isinstance(limited_jobs, BaseException)
         assert not isinstance(others, BaseException)
-        more = len(limited_jobs) == share or (limit > share and len(others) == limit - share)
+        live.limited.others_waiting = len(others) == others_wanted
+        more = len(limited_jobs) == share or live.limited.others_waiting
         return claimed, more
 
     def _give_back(self, live: _Session, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
@@ -797,10 +801,6 @@ class Worker:
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
-
-
-async def _nothing() -> list[ClaimedJob]:
-    return []
 
 
 def _not_started(task: asyncio.Task[None]) -> bool:

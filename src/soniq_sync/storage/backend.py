@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -201,6 +203,13 @@ class StorageBackend(ABC):
         )
 
 
+def _with_options(url: str, ours: str) -> str:
+    """``ours`` after the server options the connection would get without them: those
+    of ``url`` (``?options=``), else of the PGOPTIONS environment variable."""
+    theirs = conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS") or ""
+    return f"{theirs} {ours}".strip()
+
+
 class PostgresBackend(StorageBackend):
     """PostgreSQL through a psycopg pool. ``acquire()`` lends an ``Connection``."""
 
@@ -231,7 +240,11 @@ class PostgresBackend(StorageBackend):
             # due rows the planner would read every queued row by bitmap and sort them
             # on each claim, instead of walking the claim index in order. The worker's
             # other statements are primary-key probes and ordered index walks.
-            kwargs["options"] = "-c synchronous_commit=off -c enable_bitmapscan=off"
+            # Added to the caller's own options (the URL's ?options=, else PGOPTIONS),
+            # which an options keyword would otherwise replace.
+            kwargs["options"] = _with_options(
+                self.url, "-c synchronous_commit=off -c enable_bitmapscan=off"
+            )
         return ConnectionPool(
             self.url,
             min_size=self.settings.pool_min_size,

@@ -86,6 +86,7 @@ RETURNS TABLE (id text, job_name text, args jsonb, queue text, priority integer,
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
+    v_cand text[];
     v_keys text[];
     v_tried text;
 BEGIN
@@ -95,35 +96,43 @@ BEGIN
             'it would admit past the limit', current_setting('transaction_isolation')
             USING ERRCODE = 'P0001';
     END IF;
-    -- (1) Candidate keys: a skip scan of soniq_jobs_limited_idx from just after the
-    -- cursor, wrapping round to the first key, each key locked if nobody else holds it.
-    WITH RECURSIVE walk(k, n, wrapped) AS (
-        SELECT NULL::text, 0, false
-      UNION ALL
-        SELECT nxt.k, w.n + 1, nxt.wrapped
-        FROM walk AS w
-        CROSS JOIN LATERAL (
-            SELECT COALESCE(fwd.k, wrap.k) AS k, w.wrapped OR fwd.k IS NULL AS wrapped
-            FROM (SELECT (SELECT j.limit_key FROM soniq_jobs AS j
-                          WHERE j.status = 'queued' AND NOT j.delayed
-                            AND j.limit_key IS NOT NULL
-                            AND j.limit_key > COALESCE(w.k, p_after, '')
-                          ORDER BY j.limit_key LIMIT 1) AS k) AS fwd
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN fwd.k IS NULL AND NOT w.wrapped AND p_after IS NOT NULL THEN
-                    (SELECT j.limit_key FROM soniq_jobs AS j
-                     WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-                     ORDER BY j.limit_key LIMIT 1)
-                END AS k) AS wrap
-        ) AS nxt
-        WHERE w.n < p_keys AND nxt.k IS NOT NULL
-          AND NOT (nxt.wrapped AND nxt.k > COALESCE(p_after, ''))
-    )
-    SELECT array_agg(k ORDER BY n) FILTER (
-               WHERE pg_try_advisory_xact_lock(hashtextextended('soniq.limit:' || k, 0))),
-           (array_agg(k ORDER BY n DESC))[1]
-    INTO v_keys, v_tried
-    FROM walk WHERE n > 0;
+    -- (1) Candidate keys: a skip scan of soniq_jobs_limited_idx (one probe per key)
+    -- from just after the cursor, then from the first key round to the cursor, each
+    -- key locked if nobody else holds it.
+    v_cand := ARRAY(
+        WITH RECURSIVE walk(k, n) AS (
+            (SELECT j.limit_key, 1 FROM soniq_jobs AS j
+             WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+               AND j.limit_key > COALESCE(p_after, '')
+             ORDER BY j.limit_key LIMIT 1)
+          UNION ALL
+            SELECT (SELECT j.limit_key FROM soniq_jobs AS j
+                    WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+                      AND j.limit_key > w.k
+                    ORDER BY j.limit_key LIMIT 1), w.n + 1
+            FROM walk AS w WHERE w.k IS NOT NULL AND w.n < p_keys
+        )
+        SELECT k FROM walk WHERE k IS NOT NULL ORDER BY n);
+    IF cardinality(v_cand) < p_keys AND p_after IS NOT NULL THEN
+        v_cand := v_cand || ARRAY(
+            WITH RECURSIVE walk(k, n) AS (
+                (SELECT j.limit_key, 1 FROM soniq_jobs AS j
+                 WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+                 ORDER BY j.limit_key LIMIT 1)
+              UNION ALL
+                SELECT (SELECT j.limit_key FROM soniq_jobs AS j
+                        WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+                          AND j.limit_key > w.k
+                        ORDER BY j.limit_key LIMIT 1), w.n + 1
+                FROM walk AS w
+                WHERE w.k IS NOT NULL AND w.k < p_after AND w.n < p_keys - cardinality(v_cand)
+            )
+            SELECT k FROM walk WHERE k IS NOT NULL AND k <= p_after ORDER BY n);
+    END IF;
+    v_tried := v_cand[cardinality(v_cand)];
+    SELECT array_agg(k ORDER BY ord) INTO v_keys
+    FROM unnest(v_cand) WITH ORDINALITY AS c(k, ord)
+    WHERE pg_try_advisory_xact_lock(hashtextextended('soniq.limit:' || k, 0));
     IF v_keys IS NULL THEN
         RETURN QUERY SELECT NULL::text, NULL::text, NULL::jsonb, NULL::text, NULL::int,
                             NULL::int, NULL::int, NULL::timestamptz, NULL::timestamptz,
