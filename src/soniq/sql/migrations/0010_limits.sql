@@ -67,6 +67,27 @@ RETURNS integer LANGUAGE sql IMMUTABLE AS $$
                  make_interval(secs => (p_burst - 1) * p_period / p_limit) AS tau) AS g
 $$;
 
+-- Up to p_keys keys of due limited jobs after p_from, in key order, and no further
+-- than p_until (NULL: to the end): a skip scan of soniq_jobs_limited_idx, one index
+-- probe per key however many jobs each key holds.
+CREATE FUNCTION soniq_limit_walk(p_from text, p_until text, p_keys integer)
+RETURNS SETOF text LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE walk(k, n) AS (
+        (SELECT j.limit_key, 1 FROM soniq_jobs AS j
+         WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+           AND j.limit_key > p_from
+         ORDER BY j.limit_key LIMIT 1)
+      UNION ALL
+        SELECT (SELECT j.limit_key FROM soniq_jobs AS j
+                WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
+                  AND j.limit_key > w.k
+                ORDER BY j.limit_key LIMIT 1), w.n + 1
+        FROM walk AS w
+        WHERE w.k IS NOT NULL AND w.n < p_keys AND (p_until IS NULL OR w.k < p_until)
+    )
+    SELECT k FROM walk WHERE k IS NOT NULL AND (p_until IS NULL OR k <= p_until) ORDER BY n
+$$;
+
 -- The limited claim, in one round trip. It returns the claimed jobs, then one row
 -- with id NULL that tells the worker where its round-robin cursor goes next and in how
 -- many seconds a key held back by its rate or a block becomes eligible (NULL: none).
@@ -96,38 +117,12 @@ BEGIN
             'it would admit past the limit', current_setting('transaction_isolation')
             USING ERRCODE = 'P0001';
     END IF;
-    -- (1) Candidate keys: a skip scan of soniq_jobs_limited_idx (one probe per key)
-    -- from just after the cursor, then from the first key round to the cursor, each
-    -- key locked if nobody else holds it.
-    v_cand := ARRAY(
-        WITH RECURSIVE walk(k, n) AS (
-            (SELECT j.limit_key, 1 FROM soniq_jobs AS j
-             WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-               AND j.limit_key > COALESCE(p_after, '')
-             ORDER BY j.limit_key LIMIT 1)
-          UNION ALL
-            SELECT (SELECT j.limit_key FROM soniq_jobs AS j
-                    WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-                      AND j.limit_key > w.k
-                    ORDER BY j.limit_key LIMIT 1), w.n + 1
-            FROM walk AS w WHERE w.k IS NOT NULL AND w.n < p_keys
-        )
-        SELECT k FROM walk WHERE k IS NOT NULL ORDER BY n);
+    -- (1) Candidate keys: from just after the cursor, then from the first key round
+    -- to the cursor, each key locked if nobody else holds it.
+    v_cand := ARRAY(SELECT soniq_limit_walk(COALESCE(p_after, ''), NULL, p_keys));
     IF cardinality(v_cand) < p_keys AND p_after IS NOT NULL THEN
         v_cand := v_cand || ARRAY(
-            WITH RECURSIVE walk(k, n) AS (
-                (SELECT j.limit_key, 1 FROM soniq_jobs AS j
-                 WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-                 ORDER BY j.limit_key LIMIT 1)
-              UNION ALL
-                SELECT (SELECT j.limit_key FROM soniq_jobs AS j
-                        WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-                          AND j.limit_key > w.k
-                        ORDER BY j.limit_key LIMIT 1), w.n + 1
-                FROM walk AS w
-                WHERE w.k IS NOT NULL AND w.k < p_after AND w.n < p_keys - cardinality(v_cand)
-            )
-            SELECT k FROM walk WHERE k IS NOT NULL AND k <= p_after ORDER BY n);
+            SELECT soniq_limit_walk('', p_after, p_keys - cardinality(v_cand)));
     END IF;
     v_tried := v_cand[cardinality(v_cand)];
     SELECT array_agg(k ORDER BY ord) INTO v_keys
