@@ -20,13 +20,26 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from soniq import JobContext, JobStatus, Snooze, SoniqError, TaskRef, task_ref
+from soniq import (
+    Concurrency,
+    JobContext,
+    JobStatus,
+    RateLimit,
+    RateLimited,
+    Snooze,
+    SoniqError,
+    TaskRef,
+    task_ref,
+)
 from soniq.enqueue.plan import Target
 from soniq_sync.app import Soniq
 
 __all__ = [
+    "Concurrency",
     "JobContext",
     "JobStatus",
+    "RateLimit",
+    "RateLimited",
     "Snooze",
     "Soniq",
     "SoniqError",
@@ -81,6 +94,7 @@ def enqueue(
     scheduled_at: datetime | None = None,
     unique: bool | None = None,
     dedup_key: str | None = None,
+    limit_key: str | None = None,
     connection: Any = None,
     **func_kwargs: Any,
 ) -> str:
@@ -93,6 +107,7 @@ def enqueue(
         scheduled_at=scheduled_at,
         unique=unique,
         dedup_key=dedup_key,
+        limit_key=limit_key,
         connection=connection,
         **func_kwargs,
     )
@@ -107,6 +122,7 @@ def schedule(
     queue: str | None = None,
     unique: bool | None = None,
     dedup_key: str | None = None,
+    limit_key: str | None = None,
     connection: Any = None,
     **func_kwargs: Any,
 ) -> str:
@@ -119,6 +135,7 @@ def schedule(
         queue=queue,
         unique=unique,
         dedup_key=dedup_key,
+        limit_key=limit_key,
         connection=connection,
         **func_kwargs,
     )
@@ -132,6 +149,7 @@ def enqueue_many(
     queue: str | None = None,
     scheduled_at: datetime | None = None,
     unique: bool | None = None,
+    limit_key: str | None = None,
     connection: Any = None,
 ) -> list[str]:
     """``Soniq.enqueue_many`` on the default app: one job per item, ids in order."""
@@ -142,5 +160,6 @@ def enqueue_many(
         queue=queue,
         scheduled_at=scheduled_at,
         unique=unique,
+        limit_key=limit_key,
         connection=connection,
     )

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import soniq_sync
 from soniq import Concurrency, RateLimit, RateLimited, Soniq, SoniqError, task_ref
 from soniq.errors import LIMIT_KEY_INVALID, LIMITS_NEED_READ_COMMITTED
 from soniq.worker import Worker
@@ -390,3 +391,17 @@ async def test_a_hundred_thousand_distinct_keys_drain(app: Soniq) -> None:
     assert counts == [("done", total)]
     ((keys,),) = await rows(app, "SELECT count(DISTINCT limit_key) FROM soniq_jobs")
     assert keys == total
+
+
+def test_the_blocking_twin_takes_the_same_declarations_and_keys(
+    sync_app: soniq_sync.Soniq,
+) -> None:
+    @sync_app.job(name="sync.lim", concurrency=soniq_sync.Concurrency(1, key="{k}"))
+    def lim(k: str) -> None: ...
+
+    first = sync_app.enqueue(lim, k="a")
+    by_hand = sync_app.enqueue("sync.lim", args={"k": "b"}, limit_key="other:b")
+    many = sync_app.enqueue_many(lim, [{"k": "c"}])
+    with psycopg.connect(sync_app.settings.database_url) as conn:
+        keys = dict(conn.execute("SELECT id::text, limit_key FROM soniq_jobs").fetchall())
+    assert [keys[first], keys[by_hand], keys[many[0]]] == ["sync.lim:a", "other:b", "sync.lim:c"]
