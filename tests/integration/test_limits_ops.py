@@ -27,6 +27,7 @@ from soniq.errors import (
 from soniq.ops.limits import LimitGroupInfo
 from soniq.worker import Worker
 from tests.helpers import wait_for
+from tests.integration import test_big_table_plans as big
 
 
 def soniq(*args: str) -> Result:
@@ -344,7 +345,7 @@ def test_cli_set_list_clear_and_status(database_url: str) -> None:
 
     text = soniq("limits", "set", "emails", "--rate", "50/s", *url)
     assert text.exit_code == 0
-    assert "concurrency -, rate 50/s" in text.output
+    assert "concurrency no limit, rate 50/s" in text.output
 
     listed = json.loads(soniq("limits", "list", "--json", *url).output)
     assert [(g["name"], g["concurrency"], g["rate_limit"]) for g in listed] == [
@@ -428,3 +429,28 @@ def test_cli_refuses_bad_input_and_writes_nothing(
     listed = soniq("limits", "list", "--json", "--database-url", database_url)
     assert json.loads(listed.output) == []
     assert key_rows(database_url) == 0
+
+
+# ------------------------------------------------------------------- on a big table
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("limit_list", {}), ("limit_keys_top", {"group": "g", "limit": 10})]
+)
+async def test_the_limit_counts_read_only_the_live_rows(
+    database_url: str, name: str, params: dict[str, Any]
+) -> None:
+    """``app.status()`` lists the limit groups, and status never scans the table: on
+    many finished rows and a few live ones, the counts read the live ones only."""
+    now = datetime.now(timezone.utc)
+    await big._load(database_url, big.DONE, status="done", at=now - timedelta(minutes=30))
+    await big._load(database_url, 50, at=now - timedelta(minutes=1))
+    await big._load(database_url, 20, at=now + timedelta(hours=1), delayed=True)
+    plan = await big._explain(database_url, name, params)
+    big._no_table_scan(plan)
+    rows_read = sum(
+        n.get("Actual Rows", 0)
+        for n in big._nodes(plan)
+        if n.get("Relation Name") == "soniq_jobs" or "soniq_jobs" in n.get("Index Name", "")
+    )
+    assert rows_read < big.DONE / 10, json.dumps(plan, indent=1)
