@@ -109,10 +109,11 @@ def set_limits(
     if as_json:
         emit_json(info.as_dict())
         return
-    row = group_row(info.as_dict())
+    concurrency_text = "no limit" if info.concurrency is None else str(info.concurrency)
+    rate_limit = rate_text(info.rate_limit, info.rate_period, info.burst)
     click.echo(
         f"Set the limits of group {info.name!r} on all workers: concurrency "
-        f"{row['concurrency']}, rate {row['rate']}."
+        f"{concurrency_text}, rate {'no limit' if rate_limit == '-' else rate_limit}."
     )
 
 
