@@ -38,6 +38,7 @@ from soniq.errors import (
 from soniq.observability.sinks import MetricsSink
 from soniq.ops.dead_letter import DeadLetterQueue
 from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
+from soniq.ops.limits import LimitControl
 from soniq.ops.queues import QueueControl
 from soniq.ops.results import result_validator
 from soniq.ops.retention import prune_age, prune_finished, result_ttl
@@ -103,6 +104,8 @@ class Soniq(AppBase):
         )
         #: Fleet-wide pause and resume of queues (PostgreSQL only).
         self.queues = QueueControl(self.store, self.settings)
+        #: Fleet-wide concurrency and rate limits, set at runtime (PostgreSQL only).
+        self.limits = LimitControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
@@ -612,7 +615,8 @@ class Soniq(AppBase):
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
         ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
-        ``paused_by``).
+        ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
+        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory).
         """
         queues = await self.store.jobs.queue_status()
         workers = await self.list_workers()
@@ -620,11 +624,15 @@ class Soniq(AppBase):
         paused = [info.as_dict() for info in await self.queues.paused()]
         for pause in paused:
             del pause["queued"], pause["processing"]
+        limits = [info.as_dict() for info in await self.limits.in_use()]
+        for group in limits:
+            del group["keys"]
         return {
             "queues": queues,
             "workers": live,
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
+            "limit_groups": limits,
         }
 
     async def list_workers(self) -> list[dict[str, Any]]:

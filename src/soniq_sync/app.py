@@ -38,6 +38,7 @@ from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
 from soniq_sync.ops.dead_letter import DeadLetterQueue
+from soniq_sync.ops.limits import LimitControl
 from soniq_sync.ops.queues import QueueControl
 from soniq_sync.ops.retention import prune_age, prune_finished, result_ttl
 from soniq_sync.recurring.service import Scheduler
@@ -99,6 +100,8 @@ class Soniq(SyncAppBase):
         )
         #: Fleet-wide pause and resume of queues (PostgreSQL only).
         self.queues = QueueControl(self.store, self.settings)
+        #: Fleet-wide concurrency and rate limits, set at runtime (PostgreSQL only).
+        self.limits = LimitControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
@@ -564,7 +567,8 @@ class Soniq(SyncAppBase):
         ``workers`` counts the workers heard from within SONIQ_HEARTBEAT_TIMEOUT and
         ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
-        ``paused_by``).
+        ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
+        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory).
         """
         queues = self.store.jobs.queue_status()
         workers = self.list_workers()
@@ -572,11 +576,15 @@ class Soniq(SyncAppBase):
         paused = [info.as_dict() for info in self.queues.paused()]
         for pause in paused:
             del pause["queued"], pause["processing"]
+        limits = [info.as_dict() for info in self.limits.in_use()]
+        for group in limits:
+            del group["keys"]
         return {
             "queues": queues,
             "workers": live,
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
+            "limit_groups": limits,
         }
 
     def list_workers(self) -> list[dict[str, Any]]:

@@ -177,6 +177,7 @@ async def test_status_of_an_empty_database(app: Soniq) -> None:
         "workers": 0,
         "stale_workers": 0,
         "paused_queues": [],
+        "limit_groups": [],
     }
 
 
@@ -294,6 +295,7 @@ def test_the_blocking_app_has_the_same_inspection(sync_app: soniq_sync.Soniq) ->
         "workers": 0,
         "stale_workers": 0,
         "paused_queues": [],
+        "limit_groups": [],
     }
     assert sync_app.list_workers() == []
     assert sync_app.unregistered_tasks() == []

@@ -51,6 +51,11 @@ POSTGRES_ONLY = {
     "schema_version",
     "migrations_applied",
     "listen",
+    # Concurrency and rate limits are PostgreSQL only (local workers run limited jobs
+    # as unlimited; app.limits refuses the local backends).
+    "claim_limited",
+    "limited_waiting",
+    *(name for name in PG_QUERIES if name.startswith("limit_")),
     # Webhooks are PostgreSQL-only (app.webhooks raises on SQLite and memory apps).
     *(name for name in PG_QUERIES if name.startswith("webhook_")),
     # So are limits (the worker claims limited jobs only on PostgreSQL).

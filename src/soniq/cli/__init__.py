@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from soniq import __version__
-from soniq.cli import dead_letter, jobs, queues
+from soniq.cli import dead_letter, jobs, limits, queues
 from soniq.cli.demo import demo
 from soniq.cli.dev import dev
 from soniq.cli.fleet import inspect_fleet
@@ -42,5 +42,6 @@ main.add_command(prune)
 main.add_command(jobs.group)
 main.add_command(dead_letter.group)
 main.add_command(queues.group)
+main.add_command(limits.group)
 main.add_command(dev)
 main.add_command(demo)

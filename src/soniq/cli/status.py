@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from soniq.cli.durations import format_duration
+from soniq.cli.limits import GROUP_COLUMNS, group_row
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
 from soniq.cli.session import with_app
 
@@ -24,7 +25,8 @@ def status(as_json: bool, database_url: str | None) -> None:
     the last 60 seconds, as the workers reported them (every few seconds). DEAD counts
     the queue's rows in the dead-letter table. OLDEST DUE is how long the
     longest-waiting runnable job has been due. Paused queues are listed below the
-    table (see `soniq queues`). The last line counts live workers.
+    table (see `soniq queues`), then any concurrency and rate limit groups (see
+    `soniq limits`). The last line counts live workers.
     """
     report = with_app(database_url, lambda app: app.status())
     if as_json:
@@ -59,6 +61,11 @@ def status(as_json: bool, database_url: str | None) -> None:
         until = pause["paused_until"] or "resumed"
         reason = f" ({pause['reason']})" if pause["reason"] else ""
         click.echo(f"Paused: {what} since {pause['paused_at']}, until {until}{reason}.")
+    limits = report.get("limit_groups", [])
+    if limits:
+        click.echo("")
+        click.echo("Limits:")
+        emit_table([group_row(g) for g in limits], GROUP_COLUMNS)
     stale = report["stale_workers"]
     click.echo(f"Workers: {report['workers']} live" + (f", {stale} stale" if stale else "") + ".")
 

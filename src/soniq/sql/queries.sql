@@ -1275,14 +1275,22 @@ SELECT key, pg_notify('soniq_new_job', '*') IS NULL AS _woken FROM cleared
 
 -- name: limit_list
 -- Every group (declared, set, or with limited jobs queued or running) with its limits
--- and how many of its jobs run and wait now.
-WITH counts AS (
-    SELECT split_part(limit_key, ':', 1) AS name,
-           count(*) FILTER (WHERE status = 'processing')::int AS running,
-           count(*) FILTER (WHERE status = 'queued')::int AS queued
-    FROM soniq_jobs
-    WHERE limit_key IS NOT NULL AND status IN ('queued', 'processing')
-    GROUP BY 1
+-- and how many of its jobs run and wait now. Each count reads only its own partial
+-- index's rows (limited due, delayed, limited in flight), never the finished rows:
+-- app.status() runs this.
+WITH live(key, running, queued) AS (
+    SELECT limit_key, 0, 1 FROM soniq_jobs
+    WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT limit_key, 0, 1 FROM soniq_jobs
+    WHERE status = 'queued' AND delayed AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT limit_key, 1, 0 FROM soniq_jobs
+    WHERE status = 'processing' AND limit_key IS NOT NULL
+), counts AS (
+    SELECT split_part(key, ':', 1) AS name, sum(running)::int AS running,
+           sum(queued)::int AS queued
+    FROM live GROUP BY 1
 )
 SELECT COALESCE(g.name, c.name) AS name, g.concurrency, g.rate_limit, g.rate_period,
        COALESCE(g.burst, 1) AS burst, COALESCE(g.source, 'missing') AS source,
@@ -1292,14 +1300,21 @@ FROM soniq_limit_groups AS g FULL JOIN counts AS c ON c.name = g.name
 ORDER BY 1
 
 -- name: limit_keys_top
--- The busiest keys: running and queued jobs, and any block or rate state.
-WITH counts AS (
-    SELECT limit_key AS key,
-           count(*) FILTER (WHERE status = 'processing')::int AS running,
-           count(*) FILTER (WHERE status = 'queued')::int AS queued
-    FROM soniq_jobs
-    WHERE limit_key IS NOT NULL AND status IN ('queued', 'processing')
-      AND (%(group)s::text IS NULL OR split_part(limit_key, ':', 1) = %(group)s::text)
+-- The busiest keys: running and queued jobs, and any block or rate state. The counts
+-- read the live rows only, as limit_list's do.
+WITH live(key, running, queued) AS (
+    SELECT limit_key, 0, 1 FROM soniq_jobs
+    WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT limit_key, 0, 1 FROM soniq_jobs
+    WHERE status = 'queued' AND delayed AND limit_key IS NOT NULL
+    UNION ALL
+    SELECT limit_key, 1, 0 FROM soniq_jobs
+    WHERE status = 'processing' AND limit_key IS NOT NULL
+), counts AS (
+    SELECT key, sum(running)::int AS running, sum(queued)::int AS queued
+    FROM live
+    WHERE %(group)s::text IS NULL OR split_part(key, ':', 1) = %(group)s::text
     GROUP BY 1
 ), state AS (
     SELECT key, blocked_until, tat FROM soniq_limit_keys
