@@ -405,3 +405,28 @@ def test_the_blocking_twin_takes_the_same_declarations_and_keys(
     with psycopg.connect(sync_app.settings.database_url) as conn:
         keys = dict(conn.execute("SELECT id::text, limit_key FROM soniq_jobs").fetchall())
     assert [keys[first], keys[by_hand], keys[many[0]]] == ["sync.lim:a", "other:b", "sync.lim:c"]
+
+
+async def test_a_key_full_by_concurrency_gives_no_wake_up_time_even_when_rated(
+    app: Soniq,
+) -> None:
+    # Only a rate (or a block) has a time at which the key becomes eligible; a key at
+    # its concurrency limit waits for a job to end. A wake-up time for it would make an
+    # idle worker claim in a loop.
+    await rows(
+        app,
+        "INSERT INTO soniq_limit_groups (name, concurrency, rate_limit, rate_period) "
+        "VALUES ('both', 1, 100, 1)",
+    )
+
+    @app.job(name="plain")
+    async def plain() -> None: ...
+
+    await app.enqueue_many(plain, [{}, {}], limit_key="both:k")
+    claim = "SELECT count(id), max(wake_in) FROM soniq_claim_limited(gen_random_uuid(), NULL, NULL, 64, 8)"
+    assert await rows(app, claim) == [(1, None)]
+    assert await rows(app, claim) == [(0, None)]  # full: no time to wake at
+    await rows(app, "UPDATE soniq_limit_groups SET concurrency = 5")
+    await rows(app, "UPDATE soniq_limit_keys SET tat = now() + interval '1 second'")
+    ((count, wake_in),) = await rows(app, claim)
+    assert count == 0 and 0.5 < wake_in <= 1.0  # held back by its rate: wake then

@@ -58,10 +58,6 @@ POSTGRES_ONLY = {
     *(name for name in PG_QUERIES if name.startswith("limit_")),
     # Webhooks are PostgreSQL-only (app.webhooks raises on SQLite and memory apps).
     *(name for name in PG_QUERIES if name.startswith("webhook_")),
-    # So are limits (the worker claims limited jobs only on PostgreSQL).
-    "claim_limited",
-    "limited_waiting",
-    *(name for name in PG_QUERIES if name.startswith("limit_")),
 }
 
 WORKER = "00000000-0000-4000-8000-000000000001"

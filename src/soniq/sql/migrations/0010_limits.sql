@@ -144,18 +144,22 @@ BEGIN
         FROM unnest(v_keys) WITH ORDINALITY AS c(k, ord)
         LEFT JOIN soniq_limit_groups AS g ON g.name = split_part(c.k, ':', 1)
         LEFT JOIN soniq_limit_keys AS lk ON lk.key = c.k
-    ), allow AS (
-        SELECT cfg.*, LEAST(
-            p_limit,
-            CASE WHEN cfg.blocked_until > now() THEN 0 ELSE p_limit END,
-            CASE WHEN cfg.missing THEN GREATEST(0, 1 - cfg.running)  -- no config: 1 at a time
-                 WHEN cfg.concurrency IS NULL THEN p_limit
-                 ELSE GREATEST(0, cfg.concurrency - cfg.running) END,
-            CASE WHEN cfg.rate_limit IS NULL OR cfg.missing THEN p_limit
-                 ELSE soniq_gcra_allowance(cfg.tat, cfg.rate_limit, cfg.rate_period,
-                                           cfg.burst, now()) END
-        ) AS n
+    ), rated AS (
+        SELECT cfg.*,
+               CASE WHEN cfg.rate_limit IS NULL OR cfg.missing THEN p_limit
+                    ELSE soniq_gcra_allowance(cfg.tat, cfg.rate_limit, cfg.rate_period,
+                                              cfg.burst, now()) END AS rate_n
         FROM cfg
+    ), allow AS (
+        SELECT rated.*, LEAST(
+            p_limit,
+            rated.rate_n,
+            CASE WHEN rated.blocked_until > now() THEN 0 ELSE p_limit END,
+            CASE WHEN rated.missing THEN GREATEST(0, 1 - rated.running)  -- no group: 1
+                 WHEN rated.concurrency IS NULL THEN p_limit
+                 ELSE GREATEST(0, rated.concurrency - rated.running) END
+        ) AS n
+        FROM rated
     ), picked AS (
         SELECT p.id, a.key, a.ord, p.rn
         FROM allow AS a
@@ -210,7 +214,9 @@ BEGIN
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            (SELECT min(CASE
                 WHEN a.blocked_until > now() THEN EXTRACT(EPOCH FROM a.blocked_until - now())
-                WHEN a.rate_limit IS NOT NULL AND NOT a.missing AND a.n = 0 THEN
+                -- Held back by its rate (not by its concurrency, which frees up when a
+                -- job ends and wakes the workers): when the next start is allowed.
+                WHEN a.rate_n = 0 THEN
                     EXTRACT(EPOCH FROM a.tat - now()) - (a.burst - 1) * a.rate_period / a.rate_limit
             END)::float8 FROM allow AS a),
            COALESCE((SELECT ch.key FROM chosen AS ch ORDER BY ch.ord DESC LIMIT 1), v_tried);
