@@ -423,7 +423,10 @@ async def test_a_key_full_by_concurrency_gives_no_wake_up_time_even_when_rated(
     async def plain() -> None: ...
 
     await app.enqueue_many(plain, [{}, {}], limit_key="both:k")
-    claim = "SELECT count(id), max(wake_in) FROM soniq_claim_limited(gen_random_uuid(), NULL, NULL, 64, 8)"
+    claim = (
+        "SELECT count(id), max(wake_in) "
+        "FROM soniq_claim_limited(gen_random_uuid(), NULL, NULL, 64, 8)"
+    )
     assert await rows(app, claim) == [(1, None)]
     assert await rows(app, claim) == [(0, None)]  # full: no time to wake at
     await rows(app, "UPDATE soniq_limit_groups SET concurrency = 5")

@@ -23,19 +23,22 @@ def declare(**options: Any) -> None:
     ("options", "says"),
     [
         ({"concurrency": 2}, "Concurrency(limit"),
-        ({"concurrency": Concurrency(-1)}, "int >= 0"),
-        ({"concurrency": Concurrency(True)}, "int >= 0"),  # type: ignore[arg-type]
+        ({"concurrency": Concurrency(-1)}, "int from 0"),
+        ({"concurrency": Concurrency(True)}, "int from 0"),  # type: ignore[arg-type]
+        ({"concurrency": Concurrency(2**31)}, "int from 0 to 2147483647"),
         ({"concurrency": Concurrency(2, key="{order_id}")}, "'order_id'"),
         ({"concurrency": Concurrency(2, key="{}")}, "name arguments"),
         ({"concurrency": Concurrency(2, key="{0}")}, "name arguments"),
         ({"concurrency": Concurrency(2, key="static")}, "reads no argument"),
         ({"concurrency": Concurrency(2, key="{customer_id")}, "malformed"),
         ({"concurrency": Concurrency(2, group="a:b")}, "contain ':'"),
-        ({"rate_limit": RateLimit(0, per=1)}, "int >= 1"),
+        ({"rate_limit": RateLimit(0, per=1)}, "int from 1"),
+        ({"rate_limit": RateLimit(5, per=timedelta(days=400))}, "366 days"),
         ({"rate_limit": RateLimit(5, per=0)}, "positive number"),
         ({"rate_limit": RateLimit(5, per=float("inf"))}, "positive number"),
         ({"rate_limit": RateLimit(5, per="1s")}, "positive number"),  # type: ignore[arg-type]
         ({"rate_limit": RateLimit(5, per=1, burst=0)}, "burst"),
+        ({"rate_limit": RateLimit(1, per=86400, burst=400)}, "earn back"),
         (
             {
                 "concurrency": Concurrency(2, key="{customer_id}"),

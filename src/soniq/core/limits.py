@@ -21,6 +21,10 @@ from soniq.errors import INVALID_JOB_OPTION, LIMIT_KEY_INVALID, SoniqError
 
 #: A rendered key value longer than this (in UTF-8 bytes) is stored as its hash.
 MAX_KEY_VALUE_BYTES = 200
+#: The largest limit or burst (PostgreSQL's integer columns hold them).
+MAX_COUNT = 2**31 - 1
+#: The longest rate period: the claim's timestamps must stay in PostgreSQL's range.
+MAX_PERIOD = 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +190,18 @@ def task_limits(
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, (int, float))
-            or not (0 < seconds < math.inf)
+            or not (0 < seconds <= MAX_PERIOD)
         ):
             raise SoniqError(
                 INVALID_JOB_OPTION,
-                f"{where}: RateLimit(per=) takes a positive number of seconds or a "
-                f"timedelta, got {per!r}.",
+                f"{where}: RateLimit(per=) takes a positive number of seconds (at most "
+                f"366 days) or a timedelta, got {per!r}.",
+            )
+        if (rate_limit.burst - 1) * seconds / rate_limit.limit > MAX_PERIOD:
+            raise SoniqError(
+                INVALID_JOB_OPTION,
+                f"{where}: RateLimit(burst={rate_limit.burst}) would take more than 366 "
+                "days to earn back at this rate; use a smaller burst.",
             )
     both = [d for d in (concurrency, rate_limit) if d is not None]
     keys = {d.key for d in both}
@@ -231,9 +241,10 @@ def task_limits(
 
 
 def _count(value: object, label: str, where: str, *, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_COUNT:
         raise SoniqError(
-            INVALID_JOB_OPTION, f"{where}: {label} must be an int >= {least}, got {value!r}."
+            INVALID_JOB_OPTION,
+            f"{where}: {label} must be an int from {least} to {MAX_COUNT}, got {value!r}.",
         )
 
 
