@@ -59,6 +59,10 @@ class LimitedClaims:
         self._probed_at = -1e18
         self._waiting = False
         self._refused_until = -1e18
+        #: Whether new jobs are announced to this worker (LISTEN is up): then a claim
+        #: that found no limited job at all is not repeated until one is announced.
+        self.listening: Callable[[], bool] = lambda: False
+        self._none_since_announced = False
 
     @property
     def declared(self) -> bool:
@@ -72,10 +76,16 @@ class LimitedClaims:
         if groups:
             await self.store.limits.declare(groups)
 
+    def announced(self) -> None:
+        """Jobs were announced (a NOTIFY: new, promoted, requeued, or freed slots)."""
+        self._none_since_announced = False
+
     async def wanted(self) -> bool:
         """Whether to run the limited claim now."""
         now = self._clock()
         if now < self._refused_until:
+            return False
+        if self._none_since_announced and self.listening():
             return False
         if self.declared:
             return True
@@ -116,6 +126,8 @@ class LimitedClaims:
             )
             return []
         self.cursor = got.cursor
+        # No key at all had due limited jobs (the walk found none): wait for news.
+        self._none_since_announced = got.cursor is None and not got.jobs
         self.eligible_at = None if got.wake_in is None else asked_at + max(0.0, got.wake_in)
         if got.jobs and not self.declared:
             self._waiting = True  # keep claiming while there is limited work

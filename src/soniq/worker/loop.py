@@ -333,20 +333,25 @@ class Worker:
                 if limited is not None and await limited.wanted():
                     share = limited.share(live.concurrency - live.held(), limit)
                 if share:
-                    claimed, more = await self._claim_both(limit, share, queues, live)
+                    got, more = await self._claim_both(limit, share, queues, live)
                 else:
                     claimed = await live.db.jobs.claim(self.id, queues, limit)
                     more = len(claimed) == limit
                     if limited is not None:
                         limited.others_waiting = more
+                    got = self._take(live, claimed)
             except live.db.unavailable as exc:
                 live.ahead.claim_failed()
                 await self._after_db_error("cannot claim jobs", exc)
                 return 0
-            live.ahead.claim_ended(limit, len(claimed), more)
-            if live.paused is not None and live.paused.any:
-                # A claim that started before a pause committed can return its jobs.
-                claimed = self._give_back(live, claimed)
+            live.ahead.claim_ended(limit, got, more)
+        return got
+
+    def _take(self, live: _Session, claimed: list[ClaimedJob]) -> int:
+        """Start (or hold ready) the jobs a claim returned; how many were kept."""
+        if live.paused is not None and live.paused.any:
+            # A claim that started before a pause committed can return its jobs.
+            claimed = self._give_back(live, claimed)
         live.ready.extend(claimed)
         self._fill(live)
         self.processed += len(claimed)
@@ -354,36 +359,40 @@ class Worker:
 
     async def _claim_both(
         self, limit: int, share: int, queues: list[str] | None, live: _Session
-    ) -> tuple[list[ClaimedJob], bool]:
+    ) -> tuple[int, bool]:
         """The limited claim for ``share`` jobs beside the global one for the rest, at
-        the same time; the jobs, and whether either claim may have left more behind.
-        Jobs one claim took are kept when the other fails (then it raises after)."""
-        assert live.limited is not None
+        the same time, each claim's jobs started as soon as it returns; how many were
+        kept, and whether either claim may have left more behind. When one claim
+        fails, the other's jobs are kept (they are this worker's now)."""
+        limited = live.limited
+        assert limited is not None
         others_wanted = max(limit - share, 1)
-        results = await asyncio.gather(
-            live.limited.claim(share),
-            live.db.jobs.claim(self.id, queues, others_wanted),
-            return_exceptions=True,
-        )
-        claimed: list[ClaimedJob] = []
-        failure: BaseException | None = None
-        for result in results:
-            if isinstance(result, BaseException):
-                failure = failure or result
+        claims = {
+            asyncio.ensure_future(limited.claim(share)): "limited",
+            asyncio.ensure_future(live.db.jobs.claim(self.id, queues, others_wanted)): "others",
+        }
+        got, more, failure = 0, False, None
+        for done in asyncio.as_completed(list(claims)):
+            try:
+                jobs = await done
+            except Exception as exc:  # the other claim's jobs must still be taken
+                failure = failure or exc
+                continue
+            got += self._take(live, jobs)
+        for future, lane in claims.items():
+            if future.cancelled() or future.exception() is not None:
+                continue
+            jobs = future.result()
+            if lane == "limited":
+                more = more or len(jobs) == share
             else:
-                claimed.extend(result)
+                limited.others_waiting = len(jobs) == others_wanted
+                more = more or limited.others_waiting
         if failure is not None:
-            if not claimed:
+            if not got:
                 raise failure
-            # Keep what the other claim took (it is this worker's now); say what failed.
             logger.error("cannot claim jobs (%s)", str(failure).strip())
-            return claimed, False
-        limited_jobs, others = results
-        assert not isinstance(limited_jobs, BaseException)
-        assert not isinstance(others, BaseException)
-        live.limited.others_waiting = len(others) == others_wanted
-        more = len(limited_jobs) == share or live.limited.others_waiting
-        return claimed, more
+        return got, more
 
     def _give_back(self, live: _Session, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
         """Requeue (attempt refunded) those of ``jobs`` whose queue is paused; the rest."""
@@ -497,6 +506,13 @@ class Worker:
             extra = job.log_extra() if job is not None else None
             logger.error("job task crashed", exc_info=task.exception(), extra=extra)
 
+    def _announced(self) -> None:
+        """New jobs may be claimable (a NOTIFY, or a limited job's slot freed here)."""
+        live = self._live
+        if live is not None and live.limited is not None:
+            live.limited.announced()
+        self._nudge.set()
+
     def _cancel_request(self, job_id: str) -> None:
         """``cancel_job`` asked to stop ``job_id`` (NOTIFY or poll); act if it is ours.
 
@@ -557,9 +573,9 @@ class Worker:
         # The worker's own claims and outcomes go through a backend of their own (for
         # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
         db = Store(self.backend.for_worker())
-        promoter = Promoter(db, self.poll_interval, settings.error_retry_delay, self._nudge.set)
+        promoter = Promoter(db, self.poll_interval, settings.error_retry_delay, self._announced)
         acks = Acknowledger(
-            db, settings.error_retry_delay, on_delayed=promoter.expect, on_freed=self._nudge.set
+            db, settings.error_retry_delay, on_delayed=promoter.expect, on_freed=self._announced
         )
         stats = OutcomeStats(db)
         liveness = Liveness(db, settings, self.id, queues, concurrency)
@@ -631,7 +647,7 @@ class Worker:
             self.listener = Listener(
                 db,
                 queues,
-                self._nudge.set,
+                self._announced,
                 settings.error_retry_delay,
                 settings.poll_interval,
                 on_cancel=self._cancel_request,
@@ -640,6 +656,9 @@ class Worker:
                 on_control=None if live.paused is None else live.paused.heard,
             )
             background.append(asyncio.create_task(self.listener.run(self._closing)))
+            if live.limited is not None:
+                listener = self.listener
+                live.limited.listening = lambda: listener.mode == "listen"
         elif listen:
             logger.info(
                 "%s; polling every %gs",

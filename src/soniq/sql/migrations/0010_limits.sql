@@ -104,9 +104,12 @@ RETURNS TABLE (id text, job_name text, args jsonb, queue text, priority integer,
                attempt integer, max_attempts integer, scheduled_at timestamptz,
                created_at timestamptz, headers jsonb, limit_key text,
                wake_in float8, cursor_key text)
-LANGUAGE plpgsql VOLATILE AS $$
+-- A generic plan: planning the statements below anew at each call costs more than
+-- running them.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
+    v_walk integer := LEAST(p_keys, GREATEST(2 * p_limit, 8));  -- keys worth a look
     v_cand text[];
     v_keys text[];
     v_tried text;
@@ -119,10 +122,10 @@ BEGIN
     END IF;
     -- (1) Candidate keys: from just after the cursor, then from the first key round
     -- to the cursor, each key locked if nobody else holds it.
-    v_cand := ARRAY(SELECT soniq_limit_walk(COALESCE(p_after, ''), NULL, p_keys));
-    IF cardinality(v_cand) < p_keys AND p_after IS NOT NULL THEN
+    v_cand := ARRAY(SELECT soniq_limit_walk(COALESCE(p_after, ''), NULL, v_walk));
+    IF cardinality(v_cand) < v_walk AND p_after IS NOT NULL THEN
         v_cand := v_cand || ARRAY(
-            SELECT soniq_limit_walk('', p_after, p_keys - cardinality(v_cand)));
+            SELECT soniq_limit_walk('', p_after, v_walk - cardinality(v_cand)));
     END IF;
     v_tried := v_cand[cardinality(v_cand)];
     SELECT array_agg(k ORDER BY ord) INTO v_keys
@@ -160,9 +163,16 @@ BEGIN
                  ELSE GREATEST(0, rated.concurrency - rated.running) END
         ) AS n
         FROM rated
+    ), spread AS (
+        -- Each eligible key's share of the claim: rows locked and not claimed would
+        -- only hold other workers back.
+        SELECT CEIL(p_limit::numeric / GREATEST(1, count(*) FILTER (WHERE allow.n > 0)))::int
+                   AS cap
+        FROM allow
     ), picked AS (
-        SELECT p.id, a.key, a.ord, p.rn
+        SELECT p.id, a.key, a.ord, p.rn, LEAST(a.n, s.cap) AS took_at_most
         FROM allow AS a
+        CROSS JOIN spread AS s
         CROSS JOIN LATERAL (
             SELECT j.id, row_number() OVER (ORDER BY j.priority, j.scheduled_at, j.id) AS rn
             FROM (
@@ -178,7 +188,7 @@ BEGIN
                                   WHERE q.name = '*' AND q.paused_at IS NOT NULL
                                     AND (q.paused_until IS NULL OR q.paused_until > now()))
                 ORDER BY j.priority, j.scheduled_at, j.id
-                LIMIT a.n
+                LIMIT LEAST(a.n, s.cap)
                 FOR UPDATE SKIP LOCKED) AS j
         ) AS p
         WHERE a.n > 0
@@ -212,13 +222,18 @@ BEGIN
     FROM claimed AS c
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           (SELECT min(CASE
+           (SELECT CASE
+                -- A key that gave its whole share may have more to give: look again now.
+                WHEN EXISTS (SELECT FROM picked AS pk JOIN allow AS a ON a.key = pk.key
+                             WHERE pk.rn = pk.took_at_most AND pk.took_at_most < a.n)
+                THEN 0::float8
+                ELSE min(CASE
                 WHEN a.blocked_until > now() THEN EXTRACT(EPOCH FROM a.blocked_until - now())
                 -- Held back by its rate (not by its concurrency, which frees up when a
                 -- job ends and wakes the workers): when the next start is allowed.
                 WHEN a.rate_n = 0 THEN
                     EXTRACT(EPOCH FROM a.tat - now()) - (a.burst - 1) * a.rate_period / a.rate_limit
-            END)::float8 FROM allow AS a),
+            END)::float8 END FROM allow AS a),
            COALESCE((SELECT ch.key FROM chosen AS ch ORDER BY ch.ord DESC LIMIT 1), v_tried);
 END
 $$;
