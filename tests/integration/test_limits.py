@@ -433,3 +433,32 @@ async def test_a_key_full_by_concurrency_gives_no_wake_up_time_even_when_rated(
     await rows(app, "UPDATE soniq_limit_keys SET tat = now() + interval '1 second'")
     ((count, wake_in),) = await rows(app, claim)
     assert count == 0 and 0.5 < wake_in <= 1.0  # held back by its rate: wake then
+
+
+async def test_an_idle_listening_worker_starts_limited_jobs_as_they_are_announced(
+    database_url: str,
+) -> None:
+    # After a claim that found no limited job, the worker waits for news rather than
+    # running the limited claim at every wake-up; news must still reach it at once.
+    async with Soniq(database_url=database_url, poll_interval=60) as app:
+        ran: list[int] = []
+
+        @app.job(name="lim", concurrency=Concurrency(1, key="{k}"))
+        async def lim(k: int) -> None:
+            ran.append(k)
+
+        @app.job(name="free")
+        async def free() -> None: ...
+
+        await app.ensure_initialized()
+        worker = app.worker()
+        task = asyncio.create_task(worker.run(concurrency=4))
+        try:
+            await wait_for(lambda: worker.listener is not None and worker.listener.mode == "listen")
+            await app.enqueue(free)  # a wake-up whose limited claim finds nothing
+            for k in range(3):
+                await app.enqueue(lim, k=k)
+                await wait_for(lambda k=k: k in ran, 10, message=f"limited job {k}")  # not 60 s
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 10)

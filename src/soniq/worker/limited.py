@@ -60,9 +60,11 @@ class LimitedClaims:
         self._waiting = False
         self._refused_until = -1e18
         #: Whether new jobs are announced to this worker (LISTEN is up): then a claim
-        #: that found no limited job at all is not repeated until one is announced.
+        #: that found no limited job at all is not repeated until one is announced
+        #: (or for a poll interval at most).
         self.listening: Callable[[], bool] = lambda: False
-        self._none_since_announced = False
+        self._announcements = 0
+        self._idle_until = -1e18
 
     @property
     def declared(self) -> bool:
@@ -78,14 +80,15 @@ class LimitedClaims:
 
     def announced(self) -> None:
         """Jobs were announced (a NOTIFY: new, promoted, requeued, or freed slots)."""
-        self._none_since_announced = False
+        self._announcements += 1
+        self._idle_until = -1e18
 
     async def wanted(self) -> bool:
         """Whether to run the limited claim now."""
         now = self._clock()
         if now < self._refused_until:
             return False
-        if self._none_since_announced and self.listening():
+        if now < self._idle_until and self.listening():
             return False
         if self.declared:
             return True
@@ -108,6 +111,7 @@ class LimitedClaims:
     async def claim(self, limit: int) -> list[ClaimedJob]:
         """Claim up to ``limit`` limited jobs; [] when none may start now."""
         asked_at = self._clock()  # wake_in counts from the claim, not from its reply
+        heard = self._announcements
         try:
             got = await self.store.jobs.claim_limited(
                 self.worker_id, self.queues, self.cursor, self.keys_per_claim, limit
@@ -126,8 +130,10 @@ class LimitedClaims:
             )
             return []
         self.cursor = got.cursor
-        # No key at all had due limited jobs (the walk found none): wait for news.
-        self._none_since_announced = got.cursor is None and not got.jobs
+        # No key at all had due limited jobs (the walk found none), and none were
+        # announced while the claim looked (it may have missed those): wait for news.
+        if got.cursor is None and not got.jobs and heard == self._announcements:
+            self._idle_until = asked_at + self.poll_interval
         self.eligible_at = None if got.wake_in is None else asked_at + max(0.0, got.wake_in)
         if got.jobs and not self.declared:
             self._waiting = True  # keep claiming while there is limited work
