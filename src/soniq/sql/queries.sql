@@ -1273,20 +1273,26 @@ WITH cleared AS (
 )
 SELECT key, pg_notify('soniq_new_job', '*') IS NULL AS _woken FROM cleared
 
+-- name: _limited_live_rows
+-- A fragment, not a query: one row per limited job queued (due or delayed) or
+-- running, as (key, running, queued), each part read from its own partial index
+-- (limited due, delayed, limited in flight), never from the finished rows.
+SELECT limit_key, 0, 1 FROM soniq_jobs
+WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
+UNION ALL
+SELECT limit_key, 0, 1 FROM soniq_jobs
+WHERE status = 'queued' AND delayed AND limit_key IS NOT NULL
+UNION ALL
+SELECT limit_key, 1, 0 FROM soniq_jobs
+WHERE status = 'processing' AND limit_key IS NOT NULL
+
 -- name: limit_list
 -- Every group (declared, set, or with limited jobs queued or running) with its limits
 -- and how many of its jobs run and wait now. Each count reads only its own partial
 -- index's rows (limited due, delayed, limited in flight), never the finished rows:
 -- app.status() runs this.
 WITH live(key, running, queued) AS (
-    SELECT limit_key, 0, 1 FROM soniq_jobs
-    WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
-    UNION ALL
-    SELECT limit_key, 0, 1 FROM soniq_jobs
-    WHERE status = 'queued' AND delayed AND limit_key IS NOT NULL
-    UNION ALL
-    SELECT limit_key, 1, 0 FROM soniq_jobs
-    WHERE status = 'processing' AND limit_key IS NOT NULL
+-- include: _limited_live_rows
 ), counts AS (
     SELECT split_part(key, ':', 1) AS name, sum(running)::int AS running,
            sum(queued)::int AS queued
@@ -1303,14 +1309,7 @@ ORDER BY 1
 -- The busiest keys: running and queued jobs, and any block or rate state. The counts
 -- read the live rows only, as limit_list's do.
 WITH live(key, running, queued) AS (
-    SELECT limit_key, 0, 1 FROM soniq_jobs
-    WHERE status = 'queued' AND NOT delayed AND limit_key IS NOT NULL
-    UNION ALL
-    SELECT limit_key, 0, 1 FROM soniq_jobs
-    WHERE status = 'queued' AND delayed AND limit_key IS NOT NULL
-    UNION ALL
-    SELECT limit_key, 1, 0 FROM soniq_jobs
-    WHERE status = 'processing' AND limit_key IS NOT NULL
+-- include: _limited_live_rows
 ), counts AS (
     SELECT key, sum(running)::int AS running, sum(queued)::int AS queued
     FROM live
