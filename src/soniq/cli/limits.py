@@ -14,6 +14,7 @@ from soniq.app import Soniq
 from soniq.cli.durations import parse_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
 from soniq.cli.session import with_app
+from soniq.cli.when import parse_end
 from soniq.core.limits import RateLimit
 from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.ops.limits import LimitGroupInfo
@@ -231,19 +232,6 @@ def _end(for_: str | None, until: str | None) -> float | datetime:
         raise SoniqError(
             INVALID_ARGUMENT, "Give --for DURATION or --until ISO (one of them) for the block."
         )
-    if for_ is not None:
-        return parse_duration(for_, "--for")
-    assert until is not None
-    try:
-        end = datetime.fromisoformat(until)
-    except ValueError:
-        raise SoniqError(
-            INVALID_ARGUMENT,
-            f"--until takes an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+00:00, "
-            f"got {until!r}.",
-        ) from None
-    if end.tzinfo is None:
-        raise SoniqError(
-            INVALID_ARGUMENT, f"--until {until!r} has no offset; add one, e.g. +00:00."
-        )
+    end = parse_end(for_, until)
+    assert end is not None
     return end

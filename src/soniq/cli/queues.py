@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
 from soniq.app import Soniq
-from soniq.cli.durations import parse_duration
 from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
 from soniq.cli.session import with_app
-from soniq.errors import INVALID_ARGUMENT, PAUSE_NOT_CONFIRMED, SoniqError
+from soniq.cli.when import parse_end
+from soniq.errors import PAUSE_NOT_CONFIRMED, SoniqError
 from soniq.ops.queues import QueueInfo
 
 _COLUMNS = (
@@ -79,7 +77,7 @@ def pause(
     paused, but some live worker did not confirm within --timeout.
     """
     try:
-        end = _end(for_, until)
+        end = parse_end(for_, until)
     except SoniqError as exc:
         fail(exc)
 
@@ -130,28 +128,6 @@ def resume(name: str, as_json: bool, database_url: str | None) -> None:
         click.echo(f"Resumed queue {name!r}.")
     else:
         click.echo(f"Queue {name!r} was not paused.")
-
-
-def _end(for_: str | None, until: str | None) -> float | datetime | None:
-    if for_ is not None and until is not None:
-        raise SoniqError(INVALID_ARGUMENT, "Give --for or --until, not both.")
-    if for_ is not None:
-        return parse_duration(for_, "--for")
-    if until is None:
-        return None
-    try:
-        end = datetime.fromisoformat(until)
-    except ValueError:
-        raise SoniqError(
-            INVALID_ARGUMENT,
-            f"--until takes an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+00:00, "
-            f"got {until!r}.",
-        ) from None
-    if end.tzinfo is None:
-        raise SoniqError(
-            INVALID_ARGUMENT, f"--until {until!r} has no offset; add one, e.g. +00:00."
-        )
-    return end
 
 
 def _row(info: QueueInfo) -> dict[str, object]:

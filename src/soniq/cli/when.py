@@ -1,4 +1,5 @@
-"""Reading the ``--since``/``--until`` of the ``soniq`` commands.
+"""Reading the times the ``soniq`` commands take: ``--since``/``--until`` of a listing,
+and the ``--for``/``--until`` end of a pause or a block (:func:`parse_end`).
 
 Two forms: an ISO 8601 date or time (``2024-05-01``, ``2024-05-01T09:30``,
 ``2024-05-01 09:30:00+02:00``, ``...Z``), read as UTC when it has no offset; or a
@@ -47,3 +48,28 @@ def parse_when(text: str | None, option: str, now: datetime | None = None) -> da
         "2024-05-01T09:30:00+02:00; UTC when no offset is given) or a duration back "
         "from now such as 90s, 30m, 2h, 7d or 1h30m.",
     )
+
+
+def parse_end(for_: str | None, until: str | None) -> float | datetime | None:
+    """When something ``--for DURATION`` or ``--until ISO`` ends: seconds from now, an
+    aware datetime (an ISO 8601 time with its offset), or None when neither is given;
+    SONIQ_INVALID_ARGUMENT for both, or for a value it cannot read."""
+    if for_ is not None and until is not None:
+        raise SoniqError(INVALID_ARGUMENT, "Give --for or --until, not both.")
+    if for_ is not None:
+        return parse_duration(for_, "--for")
+    if until is None:
+        return None
+    try:
+        end = datetime.fromisoformat(until)
+    except ValueError:
+        raise SoniqError(
+            INVALID_ARGUMENT,
+            f"--until takes an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+00:00, "
+            f"got {until!r}.",
+        ) from None
+    if end.tzinfo is None:
+        raise SoniqError(
+            INVALID_ARGUMENT, f"--until {until!r} has no offset; add one, e.g. +00:00."
+        )
+    return end
