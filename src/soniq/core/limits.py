@@ -181,28 +181,9 @@ def task_limits(
             f"burst=1), got {rate_limit!r}.",
         )
     if concurrency is not None:
-        _count(concurrency.limit, "Concurrency(limit)", where, least=0)
+        check_count(concurrency.limit, "Concurrency(limit)", where, least=0)
     if rate_limit is not None:
-        _count(rate_limit.limit, "RateLimit(limit)", where, least=1)
-        _count(rate_limit.burst, "RateLimit(burst=)", where, least=1)
-        per = rate_limit.per
-        seconds = per.total_seconds() if isinstance(per, timedelta) else per
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, (int, float))
-            or not (0 < seconds <= MAX_PERIOD)
-        ):
-            raise SoniqError(
-                INVALID_JOB_OPTION,
-                f"{where}: RateLimit(per=) takes a positive number of seconds (at most "
-                f"366 days) or a timedelta, got {per!r}.",
-            )
-        if (rate_limit.burst - 1) * seconds / rate_limit.limit > MAX_PERIOD:
-            raise SoniqError(
-                INVALID_JOB_OPTION,
-                f"{where}: RateLimit(burst={rate_limit.burst}) would take more than 366 "
-                "days to earn back at this rate; use a smaller burst.",
-            )
+        check_rate(rate_limit, where)
     both = [d for d in (concurrency, rate_limit) if d is not None]
     keys = {d.key for d in both}
     groups = {d.group for d in both}
@@ -240,11 +221,39 @@ def task_limits(
     )
 
 
-def _count(value: object, label: str, where: str, *, least: int) -> None:
+def check_count(
+    value: object, label: str, where: str, *, least: int, code: str = INVALID_JOB_OPTION
+) -> None:
+    """A limit or burst the claim can store: an int from ``least`` to MAX_COUNT, else
+    SoniqError ``code``, its message starting with ``where``."""
     if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_COUNT:
         raise SoniqError(
-            INVALID_JOB_OPTION,
-            f"{where}: {label} must be an int from {least} to {MAX_COUNT}, got {value!r}.",
+            code, f"{where}: {label} must be an int from {least} to {MAX_COUNT}, got {value!r}."
+        )
+
+
+def check_rate(rate: RateLimit, where: str, code: str = INVALID_JOB_OPTION) -> None:
+    """A rate the claim can compute with: a limit and a burst of 1 or more, and a
+    period (and the time the burst takes to earn back) of at most MAX_PERIOD."""
+    check_count(rate.limit, "RateLimit(limit)", where, least=1, code=code)
+    check_count(rate.burst, "RateLimit(burst=)", where, least=1, code=code)
+    per = rate.per
+    seconds = per.total_seconds() if isinstance(per, timedelta) else per
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (0 < seconds <= MAX_PERIOD)
+    ):
+        raise SoniqError(
+            code,
+            f"{where}: RateLimit(per=) takes a positive number of seconds (at most 366 "
+            f"days) or a timedelta, got {per!r}.",
+        )
+    if (rate.burst - 1) * seconds / rate.limit > MAX_PERIOD:
+        raise SoniqError(
+            code,
+            f"{where}: RateLimit(burst={rate.burst}) would take more than 366 days to earn "
+            "back at this rate; use a smaller burst or a shorter per=.",
         )
 
 

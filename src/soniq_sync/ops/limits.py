@@ -11,18 +11,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from soniq.core.limits import RateLimit, check_limit_key
+from soniq.core.limits import RateLimit, check_count, check_limit_key, check_rate
 from soniq.enqueue.plan import run_at_to_datetime
 from soniq.errors import INVALID_ARGUMENT, BackendUnsupportedError, SoniqError
 from soniq.settings import SoniqSettings
 from soniq.storage.urls import storage_kind
 from soniq_sync.storage.store import Store
 
-#: The largest count PostgreSQL's integer columns hold.
-_MAX_COUNT = 2**31 - 1
-#: How far ahead a rate limit may look (its period, and the time its burst takes to
-#: earn back): beyond this the claim's timestamps would leave PostgreSQL's range.
-_MAX_RATE_SECONDS = 366 * 86400.0
 #: How many of its busiest keys ``list(keys=True)`` gives with each group.
 KEYS_PER_GROUP = 10
 #: The longest group name (a key, group and value, is at most 500 characters).
@@ -125,7 +120,7 @@ class LimitControl:
                 "limits the code declares, call limits.clear().",
             )
         if concurrency is not None:
-            _check_count(concurrency, "concurrency=", least=0)
+            check_count(concurrency, "concurrency=", "limits.set()", least=0, code=INVALID_ARGUMENT)
         if rate is not None:
             _check_rate(rate)
         row = self._store.limits.set(
@@ -216,14 +211,6 @@ def _check_group(group: object, call: str) -> str:
     return group
 
 
-def _check_count(value: object, label: str, *, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= _MAX_COUNT:
-        raise SoniqError(
-            INVALID_ARGUMENT,
-            f"limits.set({label}) takes an int from {least} to {_MAX_COUNT}, got {value!r}.",
-        )
-
-
 def _check_rate(rate: object) -> None:
     if not isinstance(rate, RateLimit):
         raise SoniqError(
@@ -231,26 +218,7 @@ def _check_rate(rate: object) -> None:
             "limits.set(rate=) takes RateLimit(limit, per=seconds, burst=1) (or None: no "
             f"rate limit), got {rate!r}.",
         )
-    _check_count(rate.limit, "rate=RateLimit(limit)", least=1)
-    _check_count(rate.burst, "rate=RateLimit(burst=)", least=1)
-    per = rate.per
-    seconds = per.total_seconds() if isinstance(per, timedelta) else per
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 < seconds <= _MAX_RATE_SECONDS
-    ):
-        raise SoniqError(
-            INVALID_ARGUMENT,
-            "limits.set(rate=RateLimit(per=)) takes a positive number of seconds or a "
-            f"timedelta, at most 366 days, got {per!r}.",
-        )
-    if (rate.burst - 1) * seconds / rate.limit > _MAX_RATE_SECONDS:
-        raise SoniqError(
-            INVALID_ARGUMENT,
-            f"limits.set(rate=): a burst of {rate.burst} at {rate.limit} per {seconds:g}s "
-            "takes more than 366 days to earn back. Pass a smaller burst= or a shorter per=.",
-        )
+    check_rate(rate, "limits.set(rate=)", INVALID_ARGUMENT)
 
 
 def _seconds_until(until: object) -> float:
