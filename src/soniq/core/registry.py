@@ -6,6 +6,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeGuard, get_type_hints
 
 from pydantic import BaseModel
@@ -52,9 +53,10 @@ class JobSpec:
     #: Concurrency and rate limits (``@app.job(concurrency=..., rate_limit=...)``).
     limits: TaskLimits | None = None
 
-    @property
+    @cached_property
     def defaults(self) -> dict[str, Any]:
-        """The handler's argument defaults, by name (what a limit key falls back on)."""
+        """The handler's argument defaults, by name (what a limit key falls back on);
+        worked out once, not for every job enqueued."""
         return {
             name: p.default
             for name, p in self.signature.parameters.items()
