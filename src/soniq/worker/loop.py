@@ -367,27 +367,20 @@ class Worker:
         limited = live.limited
         assert limited is not None
         others_wanted = max(limit - share, 1)
-        claims = {
-            asyncio.ensure_future(limited.claim(share)): "limited",
-            asyncio.ensure_future(live.db.jobs.claim(self.id, queues, others_wanted)): "others",
-        }
-        got, more, failure = 0, False, None
-        for done in asyncio.as_completed(list(claims)):
+        mine = asyncio.ensure_future(limited.claim(share))
+        others = asyncio.ensure_future(live.db.jobs.claim(self.id, queues, others_wanted))
+        got, failure = 0, None
+        for done in asyncio.as_completed((mine, others)):
             try:
                 jobs = await done
             except Exception as exc:  # the other claim's jobs must still be taken
                 failure = failure or exc
                 continue
             got += self._take(live, jobs)
-        for future, lane in claims.items():
-            if future.cancelled() or future.exception() is not None:
-                continue
-            jobs = future.result()
-            if lane == "limited":
-                more = more or len(jobs) == share
-            else:
-                limited.others_waiting = len(jobs) == others_wanted
-                more = more or limited.others_waiting
+        more = _returned(mine) and len(mine.result()) == share
+        if _returned(others):
+            limited.others_waiting = len(others.result()) == others_wanted
+            more = more or limited.others_waiting
         if failure is not None:
             if not got:
                 raise failure
@@ -820,6 +813,11 @@ class Worker:
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+
+
+def _returned(future: asyncio.Future[list[ClaimedJob]]) -> bool:
+    """Whether a claim came back with jobs (rather than an error)."""
+    return not future.cancelled() and future.exception() is None
 
 
 def _not_started(task: asyncio.Task[None]) -> bool:
