@@ -490,8 +490,15 @@ async def rate_run(
 ) -> tuple[int, float, float, list[SoniqProcess]]:
     """Run ``jobs`` jobs of one key on 3 workers; the most starts (``started_at``) in
     any half-open 1-s window, the achieved rate, the longest gap between two starts
-    (seconds), and the workers."""
-    workers = [fleet.start(url, "--concurrency", "4") for _ in range(3)]
+    (seconds), and the workers.
+
+    The workers poll every 30 s, so a start that waited for a poll instead of the
+    worker's own wake-up at the key's eligible time shows as a gap of 30 s: the
+    liveness bounds below can stay loose enough for a loaded machine and still tell
+    the two apart."""
+    workers = [
+        fleet.start(url, "--concurrency", "4", SONIQ_POLL_INTERVAL="30") for _ in range(3)
+    ]
     await started(fleet, *workers)
     ids = await client.enqueue_many(ref, [{"k": "R"}] * jobs)
     await fleet.until(lambda: all_done(url, ids), 60, f"the {jobs} jobs to run", interval=0.25)
@@ -526,9 +533,10 @@ async def test_a_rate_limit_holds_in_every_window_across_the_fleet(
     # Paced one every 100 ms with no tolerance (burst 1), a start that comes late is
     # lost for good, so the worker must wake when the key is eligible, timed from its
     # claim (not from the reply). A key that became eligible never waits for a poll
-    # (1 s) or the next job to wake a worker: no long gap.
-    assert rate >= 9.0, rate
-    assert gap < 0.5, gap
+    # (30 s here) or the next job to wake a worker: no gap near a poll interval, and
+    # the rate stays near the limit (loose bounds: the machine is shared).
+    assert rate >= 6.0, rate
+    assert gap < 3.0, gap
     assert value(url, "SELECT count(DISTINCT pid) FROM spans") > 1  # shared by the fleet
     assert all(w.alive() for w in workers), fleet.describe()
 
@@ -539,8 +547,8 @@ async def test_a_burst_allows_limit_plus_burst_minus_one_per_window(
     most, rate, gap, workers = await rate_run(client, url, fleet, BURST, 100)
     assert most <= 14, most
     assert most > 10, f"the burst was never used: at most {most} starts in a window"
-    assert rate >= 9.0, rate  # the burst's tolerance absorbs the claims' latency
-    assert gap < 0.5, gap
+    assert rate >= 6.0, rate
+    assert gap < 3.0, gap
     assert all(w.alive() for w in workers), fleet.describe()
 
 
