@@ -496,9 +496,7 @@ async def rate_run(
     worker's own wake-up at the key's eligible time shows as a gap of 30 s: the
     liveness bounds below can stay loose enough for a loaded machine and still tell
     the two apart."""
-    workers = [
-        fleet.start(url, "--concurrency", "4", SONIQ_POLL_INTERVAL="30") for _ in range(3)
-    ]
+    workers = [fleet.start(url, "--concurrency", "4", SONIQ_POLL_INTERVAL="30") for _ in range(3)]
     await started(fleet, *workers)
     ids = await client.enqueue_many(ref, [{"k": "R"}] * jobs)
     await fleet.until(lambda: all_done(url, ids), 60, f"the {jobs} jobs to run", interval=0.25)
