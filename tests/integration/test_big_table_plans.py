@@ -11,12 +11,14 @@ come off the primary key without sorting; status must never scan the table.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from soniq import Soniq
@@ -275,3 +277,73 @@ async def _assert_worker_claim_walks_the_index(database_url: str) -> None:
     _no_table_scan(plan)
     (scan,) = _scans_of(plan, "soniq_jobs_claim_idx")
     assert scan["Node Type"] == "Index Scan" and scan["Actual Rows"] == 64
+
+
+# -- acknowledgements, whose statements the driver prepares -----------------------------
+
+
+def _numbered(query: bytes) -> tuple[str, list[str]]:
+    """A named query with $1, $2, ... for its %(name)s parameters (for PREPARE), and
+    the parameter names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, query.decode()), names
+
+
+async def _in_flight(url: str, count: int) -> list[str]:
+    """``count`` jobs in flight (attempt 0), analysed; their ids."""
+    await _load(url, count, status="processing", at=datetime.now(timezone.utc))
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT id::text FROM soniq_jobs ORDER BY id")
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def test_a_batch_acknowledgement_probes_the_key_under_its_generic_plan(
+    database_url: str,
+) -> None:
+    # The driver prepares complete_jobs, and a generic plan guesses 100 batch elements.
+    # On a small analysed table it read every row into a hash rather than probe the
+    # primary key: 1 ms for each one-job acknowledgement on 2,000 rows.
+    ids = await _in_flight(database_url, 2_000)
+    sql, names = _numbered(QUERIES["complete_jobs"].psycopg)
+    values = {"ids": "{" + ids[0] + "}", "attempts": "{0}", "results": "[null]"}
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE ack AS {sql}")
+        args = psycopg.sql.SQL(", ").join([psycopg.sql.Literal(values[n]) for n in names])
+        cur = await conn.execute(
+            psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ack({})").format(args)
+        )
+        row = await cur.fetchone()
+        await conn.rollback()
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    _no_table_scan(plan)
+    assert plan["Actual Rows"] == 1
+
+
+async def test_a_one_job_acknowledgement_is_not_planned_at_every_call(
+    database_url: str,
+) -> None:
+    # complete_job, for a batch of one: after the server's five trial plans it keeps
+    # one generic plan instead of planning again for each acknowledgement.
+    ids = await _in_flight(database_url, 200)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for job_id in ids[:10]:
+            cur = await conn.execute(
+                QUERIES["complete_job"].psycopg,
+                {"id": job_id, "attempt": 0, "result": None},
+                prepare=True,
+            )
+            assert len(await cur.fetchall()) == 1
+        cur = await conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%status = ''done''%%'"
+        )
+        ((generic, custom),) = await cur.fetchall()
+    assert generic >= 4 and custom <= 5, (generic, custom)

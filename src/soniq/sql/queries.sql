@@ -297,6 +297,10 @@ RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts 
 -- every row: quadratic, and a 1,000-row batch took seconds. The "OR d.attempt IS
 -- NULL" (never true: the attempt is a fence) makes it a join filter instead, so the
 -- batch drives one primary-key probe per element (or, for a large batch, a hash join).
+-- "j.id = ANY(ids)" is for the generic plan (the statement is prepared), which guesses
+-- 100 elements: on a small table it would rather read every row and hash them than
+-- probe the key 100 times, and a one-row acknowledgement on a 2,000-row table took
+-- 1 ms instead of 0.1. With it the rows come from primary-key probes whatever the size.
 -- The batch comes as three texts the dialect joins cheaply: array literals of ids and
 -- attempts, and a JSON array of results (null: none), element i for job i.
 UPDATE soniq_jobs AS j
@@ -307,9 +311,21 @@ FROM ROWS FROM (
     unnest(%(attempts)s::int[]),
     jsonb_array_elements(%(results)s::jsonb)
 ) AS d(id, attempt, result)
-WHERE j.id = d.id AND j.attempts = d.attempt
+WHERE j.id = ANY(%(ids)s::uuid[]) AND j.id = d.id AND j.attempts = d.attempt
   AND (j.status = 'processing' OR d.attempt IS NULL)
 RETURNING j.id
+
+-- name: complete_job
+-- complete_jobs for a batch of one, what an idle or limited worker mostly writes. Its
+-- generic plan is its custom plan, so the server plans it once per connection. That of
+-- complete_jobs cannot know how long its arrays are, costs more than a plan made for
+-- the values at hand, and so loses to a fresh plan at every call: 0.2 ms of planning
+-- for each single acknowledgement. A batch spreads that over its rows.
+UPDATE soniq_jobs
+SET status = 'done', result = %(result)s::jsonb, finished_at = now(), updated_at = now(),
+    worker_id = NULL
+WHERE id = %(id)s::uuid AND attempts = %(attempt)s AND status = 'processing'
+RETURNING id
 
 -- name: retry_job
 -- A job whose cancellation was requested (see cancel_job) is not run again: it ends

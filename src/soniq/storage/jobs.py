@@ -126,8 +126,12 @@ class Jobs:
     async def complete(self, batch: Sequence[Completion]) -> int:
         """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""
         backend = self._store.backend
-        query = backend.dialect.queries["complete_jobs"]
-        return len(await backend.rows(query, backend.dialect.completions(batch)))
+        queries = backend.dialect.queries
+        if len(batch) == 1:
+            ((job_id, attempt, result),) = batch
+            params = {"id": job_id, "attempt": attempt, "result": result}
+            return len(await backend.rows(queries["complete_job"], params))
+        return len(await backend.rows(queries["complete_jobs"], backend.dialect.completions(batch)))
 
     async def _settle(self, name: str, params: dict[str, Any]) -> bool:
         backend = self._store.backend

@@ -229,6 +229,14 @@ WHERE soniq_jobs.id = d.id AND soniq_jobs.attempts = d.attempt
   AND soniq_jobs.status = 'processing'
 RETURNING soniq_jobs.id AS "id [uuid]"
 
+-- name: complete_job
+-- complete_jobs for a batch of one (as on PostgreSQL, where it saves a plan per call).
+UPDATE soniq_jobs
+SET status = 'done', result = %(result)s, finished_at = %(now)s, updated_at = %(now)s,
+    worker_id = NULL
+WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
+RETURNING id AS "id [uuid]"
+
 -- name: retry_job
 -- A job whose cancellation was requested ends cancelled instead of going back.
 UPDATE soniq_jobs
