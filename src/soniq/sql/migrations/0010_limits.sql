@@ -69,9 +69,13 @@ $$;
 
 -- Up to p_keys keys of due limited jobs after p_from, in key order, and no further
 -- than p_until (NULL: to the end): a skip scan of soniq_jobs_limited_idx, one index
--- probe per key however many jobs each key holds.
+-- probe per key however many jobs each key holds. PL/pgSQL, not SQL, so that its plan
+-- is cached for the session: a SQL function called this way is planned at every call,
+-- which cost more than the walk itself.
 CREATE FUNCTION soniq_limit_walk(p_from text, p_until text, p_keys integer)
-RETURNS SETOF text LANGUAGE sql STABLE AS $$
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
     WITH RECURSIVE walk(k, n) AS (
         (SELECT j.limit_key, 1 FROM soniq_jobs AS j
          WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
@@ -85,7 +89,9 @@ RETURNS SETOF text LANGUAGE sql STABLE AS $$
         FROM walk AS w
         WHERE w.k IS NOT NULL AND w.n < p_keys AND (p_until IS NULL OR w.k < p_until)
     )
-    SELECT k FROM walk WHERE k IS NOT NULL AND (p_until IS NULL OR k <= p_until) ORDER BY n
+    SELECT w.k FROM walk AS w
+    WHERE w.k IS NOT NULL AND (p_until IS NULL OR w.k <= p_until) ORDER BY w.n;
+END
 $$;
 
 -- The limited claim, in one round trip. It returns the claimed jobs, then one row
