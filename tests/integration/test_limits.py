@@ -462,3 +462,45 @@ async def test_an_idle_listening_worker_starts_limited_jobs_as_they_are_announce
         finally:
             worker.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_a_freed_slot_goes_to_the_next_job_without_waking_the_fleet(
+    database_url: str,
+) -> None:
+    # A key at its limit: each acknowledgement frees the slot and the worker claims the
+    # key's next job from there. Before, every completion sent a NOTIFY to the fleet and
+    # woke this worker's loop for a full claim; now the NOTIFY is only for a slot that
+    # nobody here refilled.
+    async with Soniq(database_url=database_url, poll_interval=60) as app:
+        spans = Spans()
+
+        @app.job(name="lim.one", concurrency=Concurrency(1))
+        async def one(i: int) -> None:
+            await spans.run("one", i, 0.002)
+
+        await app.ensure_initialized()
+        heard: list[str] = []
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await conn.execute("LISTEN soniq_new_job")
+
+            async def listen() -> None:
+                async for note in conn.notifies():
+                    heard.append(note.payload)
+
+            listening = asyncio.create_task(listen())
+            worker = app.worker()
+            task = asyncio.create_task(worker.run(concurrency=4))
+            try:
+                await wait_for(
+                    lambda: worker.listener is not None and worker.listener.mode == "listen"
+                )
+                await app.enqueue_many(one, [{"i": i} for i in range(40)])
+                await wait_for(lambda: len(spans.by_key["one"]) == 40, 30, message="40 jobs")
+            finally:
+                worker.stop()
+                await asyncio.wait_for(task, 10)
+                listening.cancel()
+    assert spans.overlap("one") == 1
+    assert [tag for _, tag in spans.starts] == list(range(40))  # in order within the key
+    # The enqueue's own NOTIFY, and a few at most for slots left free (40 without refill).
+    assert len(heard) <= 5, heard

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from soniq.storage.records import Completion
 from soniq.storage.store import Store
@@ -37,10 +37,18 @@ class Acknowledger:
         self.on_delayed = on_delayed
         #: Told when an outcome written freed a limited job's slot (the worker claims).
         self.on_freed = on_freed
+        #: Starts limited jobs in the slots that a written batch freed, told how many
+        #: it freed; returns how many it started (a long-running worker sets it).
+        #: Slots it refilled need no wake-up, here or in the fleet.
+        self.refill: Callable[[int], Awaitable[int]] | None = None
         self._done: list[Completion] = []
-        #: Queues of the limited jobs in ``_done``: their workers are woken once written.
+        #: The limited jobs in ``_done``, by id, and their queues.
+        self._limited: dict[str, str] = {}
+        #: Queues of limited jobs whose freed slots nobody refilled: their workers are
+        #: woken once the queued completions are written.
         self._freed: set[str] = set()
-        #: How many times limited jobs' slots were freed by an outcome written here.
+        #: How many times limited jobs' slots were freed by an outcome written here and
+        #: left for a claim (not refilled).
         self.freed = 0
         self._pending = asyncio.Event()
         # One flush at a time: a caller that flushes also waits for the one in flight.
@@ -50,7 +58,7 @@ class Acknowledger:
         """Queue a finished job for the next batch."""
         self._done.append((job.id, job.attempt, result))
         if job.limit_key is not None:
-            self._freed.add(job.queue)
+            self._limited[job.id] = job.queue
         self._pending.set()
 
     async def _freed_slots(self, queues: set[str]) -> None:
@@ -98,12 +106,6 @@ class Acknowledger:
             batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
                 written = await self.store.jobs.complete(batch)
-                if written < len(batch):
-                    logger.warning(
-                        "%d finished job(s) had been taken over by another worker (this "
-                        "one was presumed dead); their completions were dropped",
-                        len(batch) - written,
-                    )
             except self.store.unavailable as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
                 if deadline is not None and loop.time() >= deadline:
@@ -125,6 +127,8 @@ class Acknowledger:
                 # does, the jobs are left to stale-worker recovery.
                 if all(result is None for _, _, result in batch):
                     logger.error("could not acknowledge %d jobs: %s", len(batch), exc)
+                    for job_id, _, _ in batch:
+                        self._limited.pop(job_id, None)  # still running: no slot freed
                     continue
                 logger.error(
                     "could not store the results of %d jobs (%s); marking them done "
@@ -136,6 +140,27 @@ class Acknowledger:
             except BaseException:
                 self._done[:0] = batch  # cancelled: keep them for the shutdown flush
                 raise
+            else:
+                if written < len(batch):
+                    logger.warning(
+                        "%d finished job(s) had been taken over by another worker (this "
+                        "one was presumed dead); their completions were dropped",
+                        len(batch) - written,
+                    )
+                if self._limited:
+                    await self._written_limited(batch)
+
+    async def _written_limited(self, batch: list[Completion]) -> None:
+        """``batch`` is written: the slots of its limited jobs are free. Refill them at
+        once if the worker can; the queues of those left free get their wake-up."""
+        limited = self._limited
+        queues = [limited.pop(job_id) for job_id, _, _ in batch if job_id in limited]
+        if not queues:
+            return
+        freed = len(queues)
+        refilled = 0 if self.refill is None else await self.refill(freed)
+        if refilled < freed:
+            self._freed.update(queues)
 
     async def settle(self, job: ClaimedJob, outcome: Outcome, closing: asyncio.Event) -> None:
         """Write a non-batched outcome (retry, dead-letter, requeue, cancel) for ``job``.

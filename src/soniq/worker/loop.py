@@ -347,6 +347,31 @@ class Worker:
             live.ahead.claim_ended(limit, got, more)
         return got
 
+    async def _refill(self, live: _Session, freed: int) -> int:
+        """The acknowledger wrote completions that freed ``freed`` limited slots: claim
+        limited jobs for the free slots now, from there, rather than wake the loop
+        (whose claim would run the global claim too) and the fleet. A key at its
+        limit then takes its next job one round trip after the last one's
+        acknowledgement. How many jobs were started (0: leave it to the loop)."""
+        limited = live.limited
+        if limited is None or self._stopping.is_set() or live.claiming.locked():
+            return 0  # a claim in flight may not have seen the slots: the loop's turn
+        share = limited.share(live.concurrency - live.held(), freed)
+        if share <= 0:
+            return 0
+        async with live.claiming:
+            try:
+                if not await limited.wanted():
+                    return 0
+                jobs = await limited.claim(share)
+            except live.db.errors as exc:
+                logger.warning("cannot refill limited slots (%s)", str(exc).strip())
+                return 0
+            got = self._take(live, jobs)
+        if limited.eligible_at is not None:
+            self._nudge.set()  # the loop's sleep may end later than a key's next start
+        return got
+
     def _take(self, live: _Session, claimed: list[ClaimedJob]) -> int:
         """Start (or hold ready) the jobs a claim returned; how many were kept."""
         if live.paused is not None and live.paused.any:
@@ -632,6 +657,8 @@ class Worker:
         if live.paused is not None:
             background.append(asyncio.create_task(live.paused.run(self._closing)))
         if live.limited is not None:
+            if listen:  # a long run; run_once's claims see freed slots at its end
+                acks.refill = lambda freed: self._refill(live, freed)
             prune = live.limited.run(
                 self._closing, settings.limit_key_idle_ttl, settings.cleanup_interval
             )
