@@ -40,15 +40,17 @@ COLUMNS = (
     "dead_lettered_at",
     "resurrection_count",
     "last_resurrected_at",
+    "limit_key",
 )
 
 #: Columns that may be null, and so may be left out of a line. ``started_at`` (the
-#: start of the last attempt) is also missing from every line exported before it
-#: existed; such lines import with it null.
-NULLABLE = frozenset({"last_error", "traceback", "started_at", "last_resurrected_at"})
+#: start of the last attempt) and ``limit_key`` (the concurrency and rate limit key a
+#: replay runs under) are also missing from every line exported before they existed;
+#: such lines import with them null.
+NULLABLE = frozenset({"last_error", "traceback", "started_at", "last_resurrected_at", "limit_key"})
 
 _TIMES = frozenset({"original_created_at", "started_at", "dead_lettered_at", "last_resurrected_at"})
-_TEXTS = frozenset({"job_name", "queue", "reason", "last_error", "traceback"})
+_TEXTS = frozenset({"job_name", "queue", "reason", "last_error", "traceback", "limit_key"})
 # Integer columns and the least value each takes (priority also has a ceiling).
 _INTS = {"priority": 1, "attempts": 0, "max_attempts": 1, "resurrection_count": 0}
 _MAX_PRIORITY = 1000
@@ -227,6 +229,10 @@ def _check(number: int, column: str, value: Any) -> Any:
             raise _bad(number, f"field {column!r} must be a string, got {type(value).__name__}")
         if column in ("job_name", "queue") and not value:
             raise _bad(number, f"field {column!r} must not be empty")
+        if column == "limit_key" and (not value or value.startswith(":") or len(value) > 500):
+            raise _bad(
+                number, f"field 'limit_key' must be '<group>' or '<group>:<value>', got {value!r}"
+            )
         if "\x00" in value:
             raise _bad(number, f"field {column!r} contains a NUL character")
         return value

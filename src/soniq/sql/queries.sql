@@ -701,7 +701,7 @@ SELECT version, applied_at FROM soniq_migrations ORDER BY version
 -- name: dead_letter_list
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs
 WHERE
 -- include: _dead_letter_filter
@@ -717,7 +717,7 @@ WHERE
 -- name: dead_letter_page
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs
 WHERE
 -- include: _dead_letter_filter
@@ -729,7 +729,7 @@ LIMIT %(limit)s::int
 -- name: dead_letter_get
 SELECT id::text, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: dead_letter_replay
@@ -802,16 +802,16 @@ WITH incoming AS (
         max_attempts int, reason text, last_error text, traceback text,
         original_created_at timestamptz, started_at timestamptz,
         dead_lettered_at timestamptz, resurrection_count int,
-        last_resurrected_at timestamptz
+        last_resurrected_at timestamptz, limit_key text
     )
 ), ins AS (
     INSERT INTO soniq_dead_letter_jobs
         (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
          traceback, original_created_at, started_at, dead_lettered_at, resurrection_count,
-         last_resurrected_at)
+         last_resurrected_at, limit_key)
     SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
            traceback, original_created_at, started_at, dead_lettered_at,
-           resurrection_count, last_resurrected_at
+           resurrection_count, last_resurrected_at, limit_key
     FROM incoming
     ON CONFLICT (id) DO NOTHING
     RETURNING 1

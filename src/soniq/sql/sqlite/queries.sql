@@ -275,9 +275,9 @@ WHERE worker_id = %(worker_id)s
 -- exactly the row the INSERT copied, and its RETURNING is the result.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, started_at, dead_lettered_at)
+     traceback, original_created_at, started_at, dead_lettered_at, limit_key)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, started_at, %(now)s
+       %(error)s, %(traceback)s, created_at, started_at, %(now)s, limit_key
 FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing';
 DELETE FROM soniq_jobs
@@ -327,10 +327,10 @@ ON CONFLICT (minute, queue, job_name) DO UPDATE SET
     cancelled = soniq_stats.cancelled + excluded.cancelled;
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     original_created_at, started_at, dead_lettered_at)
+     original_created_at, started_at, dead_lettered_at, limit_key)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts,
        'Worker died during the final attempt.', last_error, created_at, started_at,
-       %(now)s
+       %(now)s, limit_key
 FROM soniq_jobs
 WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
 DELETE FROM soniq_jobs WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
@@ -497,7 +497,7 @@ ORDER BY 1
 -- name: dead_letter_list
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs
 WHERE
 -- include: _dead_letter_filter
@@ -513,7 +513,7 @@ WHERE
 -- name: dead_letter_page
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs
 WHERE
 -- include: _dead_letter_filter
@@ -525,7 +525,7 @@ LIMIT COALESCE(%(limit)s, -1)
 -- name: dead_letter_get
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, reason,
        last_error, traceback, original_created_at, started_at, dead_lettered_at,
-       resurrection_count, last_resurrected_at
+       resurrection_count, last_resurrected_at, limit_key
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: dead_letter_replay
@@ -535,8 +535,10 @@ UPDATE soniq_dead_letter_jobs
 SET resurrection_count = resurrection_count + 1, last_resurrected_at = %(now)s
 WHERE id = %(id)s;
 INSERT INTO soniq_jobs
-    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at)
-SELECT %(new_id)s, job_name, args, queue, priority, max_attempts, %(now)s, %(now)s, %(now)s
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at,
+     limit_key)
+SELECT %(new_id)s, job_name, args, queue, priority, max_attempts, %(now)s, %(now)s, %(now)s,
+       limit_key
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 RETURNING id AS id, '' AS pg_notify
 
@@ -566,9 +568,10 @@ UPDATE soniq_dead_letter_jobs
 SET resurrection_count = resurrection_count + 1, last_resurrected_at = %(now)s
 WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'pick');
 INSERT INTO soniq_jobs
-    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at)
+    (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at, updated_at,
+     limit_key)
 SELECT s.ref, d.job_name, d.args, d.queue, d.priority, d.max_attempts,
-       %(now)s, %(now)s, %(now)s
+       %(now)s, %(now)s, %(now)s, d.limit_key
 FROM temp.soniq_scratch AS s JOIN soniq_dead_letter_jobs AS d ON d.id = s.id
 WHERE s.tag = 'pick'
 ORDER BY s.n;
@@ -594,14 +597,15 @@ SELECT changes() AS count
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
      traceback, original_created_at, started_at, dead_lettered_at, resurrection_count,
-     last_resurrected_at)
+     last_resurrected_at, limit_key)
 SELECT r.value ->> 'id', r.value ->> 'job_name', r.value -> 'args', r.value ->> 'queue',
        r.value ->> 'priority', r.value ->> 'attempts', r.value ->> 'max_attempts',
        r.value ->> 'reason', r.value ->> 'last_error', r.value ->> 'traceback',
        soniq_epoch(r.value ->> 'original_created_at'),
        soniq_epoch(r.value ->> 'started_at'),
        soniq_epoch(r.value ->> 'dead_lettered_at'),
-       r.value ->> 'resurrection_count', soniq_epoch(r.value ->> 'last_resurrected_at')
+       r.value ->> 'resurrection_count', soniq_epoch(r.value ->> 'last_resurrected_at'),
+       r.value ->> 'limit_key'
 FROM json_each(%(rows)s) AS r
 WHERE true
 ON CONFLICT (id) DO NOTHING;
