@@ -32,11 +32,13 @@ DONE = 20_000
 WORKER = str(uuid.uuid4())
 
 
-def _lines(count: int, *, status: str, priority: int, at: datetime, delayed: bool) -> Iterator[str]:
+def _lines(
+    count: int, *, status: str, priority: int, at: datetime, delayed: bool, queue: str = "default"
+) -> Iterator[str]:
     finished = at.isoformat() if status == "done" else "\\N"
     for job_id in new_job_ids(count):
         yield (
-            f"{job_id}\tplans.job\t{{}}\tdefault\t{priority}\t{status}\t{at.isoformat()}"
+            f"{job_id}\tplans.job\t{{}}\t{queue}\t{priority}\t{status}\t{at.isoformat()}"
             f"\t{finished}\t{'t' if delayed else 'f'}\n"
         )
 
@@ -49,6 +51,7 @@ async def _copy(
     priority: int = 100,
     at: datetime,
     delayed: bool = False,
+    queue: str = "default",
 ) -> None:
     """COPY ``count`` jobs in, as written, without analysing the table."""
     async with (
@@ -60,7 +63,9 @@ async def _copy(
         ) as copy,
     ):
         await copy.write(
-            "".join(_lines(count, status=status, priority=priority, at=at, delayed=delayed))
+            "".join(
+                _lines(count, status=status, priority=priority, at=at, delayed=delayed, queue=queue)
+            )
         )
 
 
@@ -72,9 +77,10 @@ async def _load(
     priority: int = 100,
     at: datetime,
     delayed: bool = False,
+    queue: str = "default",
 ) -> None:
     """COPY ``count`` jobs in, then let the planner see them, as autovacuum would."""
-    await _copy(url, count, status=status, priority=priority, at=at, delayed=delayed)
+    await _copy(url, count, status=status, priority=priority, at=at, delayed=delayed, queue=queue)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("VACUUM ANALYZE soniq_jobs")
 
@@ -347,3 +353,73 @@ async def test_a_one_job_acknowledgement_is_not_planned_at_every_call(
         )
         ((generic, custom),) = await cur.fetchall()
     assert generic >= 4 and custom <= 5, (generic, custom)
+
+
+# -- the claim by queue (the optional index by queue) ------------------------------------
+
+
+@pytest.fixture
+async def backlog_elsewhere(database_url: str) -> str:
+    """A big, older backlog in queue "big" and a little due work in "small" (no index
+    by queue yet)."""
+    now = datetime.now(timezone.utc)
+    await _copy(database_url, WAITING, at=now - timedelta(hours=1), queue="big")
+    await _copy(database_url, 50, at=now - timedelta(minutes=1), queue="small")
+    await _load(database_url, 50, at=now + timedelta(hours=1), delayed=True, queue="small")
+    return database_url
+
+
+async def _add_index(url: str) -> None:
+    async with Soniq(database_url=url) as app:
+        await app.ensure_initialized()
+        await app.queues.add_index()
+
+
+def _index_rows(plan: dict[str, Any]) -> int:
+    """Rows the plan's scans of soniq_jobs' claim indexes met: those returned and
+    those their filters removed."""
+    return sum(
+        (int(n.get("Actual Rows", 0)) + int(n.get("Rows Removed by Filter", 0)))
+        * int(n.get("Actual Loops", 1))
+        for n in _nodes(plan)
+        if n.get("Index Name") in ("soniq_jobs_claim_idx", "soniq_jobs_queue_claim_idx")
+    )
+
+
+async def test_the_global_claim_of_some_queues_walks_another_queues_backlog(
+    backlog_elsewhere: str,
+) -> None:
+    # Why the claim by queue exists: the global index is in priority order, and the
+    # rows of the queues a worker does not serve are skipped one by one. (With the
+    # index by queue there, the planner may use it for this "queue = ANY" too; not
+    # for the "all but the paused ones" of the case below.)
+    plan = await _explain(backlog_elsewhere, "claim_jobs", _claim() | {"queues": ["small"]})
+    assert plan["Actual Rows"] == 16
+    assert _index_rows(plan) >= WAITING, json.dumps(plan, indent=1)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["--queues", "paused"])
+async def test_the_claim_by_queue_reads_only_the_served_queues(
+    backlog_elsewhere: str, paused: bool
+) -> None:
+    await _add_index(backlog_elsewhere)
+    params = _claim() | {"queues": None if paused else ["small"]}
+    if paused:
+        async with Soniq(database_url=backlog_elsewhere) as app:
+            await app.queues.pause("big", wait=False)
+    plan = await _explain(backlog_elsewhere, "claim_jobs_by_queue", params)
+    _no_table_scan(plan)
+    assert plan["Actual Rows"] == 16
+    assert _index_rows(plan) < 100, json.dumps(plan, indent=1)
+
+
+async def test_the_claim_by_queue_with_nothing_due_reads_a_few_pages(
+    future_jobs: str,
+) -> None:
+    # Issue 8's case on the new path: every job waits for later.
+    await _add_index(future_jobs)
+    for queues in (["default"], None):
+        plan = await _explain(future_jobs, "claim_jobs_by_queue", _claim() | {"queues": queues})
+        _no_table_scan(plan)
+        assert plan["Actual Rows"] == 0
+        assert _buffers(plan) < 50, json.dumps(plan, indent=1)

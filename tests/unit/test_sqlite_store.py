@@ -46,6 +46,12 @@ POSTGRES_ONLY = {
     "queue_list",
     "queue_paused",
     "queue_control",
+    # The index by queue, and its claim, are PostgreSQL only too.
+    "claim_jobs_by_queue",
+    "queue_index_add",
+    "queue_index_drop",
+    "queue_index_state",
+    "queue_index_announce",
     "queue_unconfirmed",
     "worker_control_seen",
     "schema_version",

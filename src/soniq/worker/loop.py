@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -335,7 +335,7 @@ class Worker:
                 if share:
                     got, more = await self._claim_both(limit, share, queues, live)
                 else:
-                    claimed = await live.db.jobs.claim(self.id, queues, limit)
+                    claimed = await self._claim_unlimited(live, queues, limit)
                     more = len(claimed) == limit
                     if limited is not None:
                         limited.others_waiting = more
@@ -372,6 +372,15 @@ class Worker:
             self._nudge.set()  # the loop's sleep may end later than a key's next start
         return got
 
+    def _claim_unlimited(
+        self, live: _Session, queues: list[str] | None, limit: int
+    ) -> Awaitable[list[ClaimedJob]]:
+        """The global claim; by queue when this worker serves only some queues (its
+        --queues, or all but the paused ones) and the index by queue is there."""
+        paused = live.paused
+        by_queue = paused is not None and paused.queue_index and (bool(queues) or paused.any)
+        return live.db.jobs.claim(self.id, queues, limit, by_queue=by_queue)
+
     def _take(self, live: _Session, claimed: list[ClaimedJob]) -> int:
         """Start (or hold ready) the jobs a claim returned; how many were kept."""
         if live.paused is not None and live.paused.any:
@@ -393,7 +402,7 @@ class Worker:
         assert limited is not None
         others_wanted = max(limit - share, 1)
         mine = asyncio.ensure_future(limited.claim(share))
-        others = asyncio.ensure_future(live.db.jobs.claim(self.id, queues, others_wanted))
+        others = asyncio.ensure_future(self._claim_unlimited(live, queues, others_wanted))
         got, failure = 0, None
         for done in asyncio.as_completed((mine, others)):
             try:

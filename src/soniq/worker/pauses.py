@@ -50,6 +50,9 @@ class PausedQueues:
         self._retry_delay = retry_delay
         #: The control version applied and confirmed (0: none yet).
         self.version = 0
+        #: Whether the optional index by queue is there (read with the pauses), so
+        #: that a worker serving only some queues can claim by queue.
+        self.queue_index = False
         # Paused queue -> the loop time its pause ends (None: until resumed).
         self._until: dict[str, float | None] = {}
         self._wanted = asyncio.Event()
@@ -87,6 +90,7 @@ class PausedQueues:
             name: None if left is None else now + left
             for name, left in zip(state["names"], state["remaining"], strict=True)
         }
+        self.queue_index = bool(state["queue_index"])
         await self._apply()
         version = int(state["version"])
         await self._db.queues.seen(self._worker_id, version)

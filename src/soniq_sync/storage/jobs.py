@@ -88,12 +88,19 @@ class Jobs:
     # -- the worker --------------------------------------------------------------------
 
     def claim(
-        self, worker_id: str, queues: Sequence[str] | None, limit: int
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        *,
+        by_queue: bool = False,
     ) -> builtins.list[ClaimedJob]:
-        """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``."""
+        """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``;
+        ``by_queue``: each queue's from the index by queue, which must exist
+        (PostgreSQL; see claim_jobs_by_queue)."""
         backend = self._store.backend
         columns, rows = backend.named_rows(
-            backend.dialect.queries["claim_jobs"],
+            backend.dialect.queries["claim_jobs_by_queue" if by_queue else "claim_jobs"],
             {"queues": queues, "limit": limit, "worker_id": worker_id},
         )
         return records(ClaimedJob, columns, rows) if rows else []

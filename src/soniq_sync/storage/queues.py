@@ -65,3 +65,31 @@ class Queues:
         """The pauses in force now: name, paused_at, paused_until, paused_reason,
         paused_by."""
         return self._fetch("queue_paused", {})
+
+    # -- the optional index by queue (see claim_jobs_by_queue) -------------------------
+
+    def index_state(self) -> Record:
+        """``present`` and ``valid``: whether soniq_jobs_queue_claim_idx exists, and
+        whether it is usable (a build that failed leaves it invalid)."""
+        return (self._fetch("queue_index_state", {}))[0]
+
+    def add_index(self) -> bool:
+        """Build the index (CONCURRENTLY: jobs go on meanwhile), first dropping an
+        invalid one left by a failed build, and tell the workers; False if it was
+        already there and valid."""
+        state = self.index_state()
+        if state["valid"]:
+            return False
+        if state["present"]:
+            self._fetch("queue_index_drop", {})
+        self._fetch("queue_index_add", {})
+        self._fetch("queue_index_announce", {})
+        return True
+
+    def drop_index(self) -> bool:
+        """Drop the index (CONCURRENTLY) and tell the workers; False if it was not there."""
+        if not (self.index_state())["present"]:
+            return False
+        self._fetch("queue_index_announce", {})  # claims stop using it first
+        self._fetch("queue_index_drop", {})
+        return True
