@@ -13,29 +13,40 @@ from soniq.cli.session import refuse_memory, with_app
 
 
 @click.command()
+@click.option(
+    "--queue-index",
+    is_flag=True,
+    help="Also build the index by queue (see `soniq queues index`), PostgreSQL only.",
+)
 @database_url_option
-def setup(database_url: str | None) -> None:
+def setup(queue_index: bool, database_url: str | None) -> None:
     """Create or upgrade Soniq's tables. Idempotent; safe to run concurrently.
 
     The database itself must exist: if it does not, this prints the createdb command
     (or SQL) to run and exits non-zero.
     """
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], bool]:
         app = Soniq(database_url=database_url)
         refuse_memory(app)
         try:
             # Never creates the database: in production that is the operator's call
             # (owner, encoding, locale); the error says what to run.
-            return await app.setup(create_database=False)
+            applied = await app.setup(create_database=False)
+            built = await app.queues.add_index() if queue_index else False
+            return applied, built
         finally:
             await app.close()
 
-    applied = run(go)
+    applied, built = run(go)
     if applied:
         click.echo(f"Applied migrations: {', '.join(applied)}")
     else:
         click.echo("Schema is up to date; nothing to apply.")
+    if built:
+        click.echo("Built the index by queue.")
+    elif queue_index:
+        click.echo("The index by queue is already there.")
 
 
 @click.group()

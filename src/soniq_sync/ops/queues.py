@@ -59,7 +59,8 @@ class QueueInfo:
 
 
 class QueueControl:
-    """``app.queues``: ``pause``, ``resume`` and ``list``."""
+    """``app.queues``: ``pause``, ``resume`` and ``list``; the optional index by queue
+    (``add_index``, ``drop_index``, ``has_index``)."""
 
     def __init__(self, store: Store, settings: SoniqSettings) -> None:
         self._store = store
@@ -162,6 +163,27 @@ class QueueControl:
         if storage_kind(self._settings) != "postgres":
             return []
         return [_info(row) for row in self._store.queues.paused()]
+
+    def add_index(self) -> bool:
+        """Build the index by queue, so that workers serving only some queues (their
+        ``--queues``, or every queue but the paused ones) claim from each queue's own
+        part of it: a large backlog in another queue is then never walked. Built
+        CONCURRENTLY (enqueues and claims go on; on a big table it takes a while),
+        and running workers are told. Each enqueue then writes one more index entry.
+        False if it was already there."""
+        self._postgres_only("add_index")
+        return self._store.queues.add_index()
+
+    def drop_index(self) -> bool:
+        """Drop the index by queue (workers go back to the global claim); False if it
+        was not there."""
+        self._postgres_only("drop_index")
+        return self._store.queues.drop_index()
+
+    def has_index(self) -> bool:
+        """Whether the index by queue is there and usable."""
+        self._postgres_only("has_index")
+        return bool((self._store.queues.index_state())["valid"])
 
     def _postgres_only(self, call: str) -> None:
         kind = storage_kind(self._settings)
