@@ -11,11 +11,18 @@ Each round drains ``--jobs`` no-op jobs of queue ``b`` with
 1. ``b`` alone in the table (the reference);
 2. ``--backlog`` jobs of queue ``a``, all *older* than ``b``'s (ahead of them in claim
    order), and ``a`` paused;
-3. the same backlog, nothing paused, and a worker given ``queues=["b"]``.
+3. the same backlog, nothing paused, and a worker given ``queues=["b"]``;
+4. and 5. cases 2 and 3 with the index by queue (``app.queues.add_index()``), which
+   the worker then claims from queue by queue.
 
-Without a per-queue claim, cases 2 and 3 walk ``a``'s rows in the claim index on every
-claim. The script prints each case's rate and its ratio to case 1. Loading (COPY and
-``VACUUM ANALYZE``) is not timed. It prints figures and never fails on a slow result.
+Without the index, cases 2 and 3 walk ``a``'s rows in the claim index on every claim.
+The script prints each case's rate and its ratio to case 1. Loading (COPY, the index
+and ``VACUUM ANALYZE``) is not timed.
+
+Then what the index costs when it is there: ``enqueue_many`` of 1,000 and 10,000 rows
+and 300 single ``enqueue`` calls into an empty table, and the drain of case 1, each
+timed with and without the index, interleaved (``--cost-rounds``; medians). It prints
+figures and never fails on a slow result.
 """
 
 from __future__ import annotations
@@ -42,10 +49,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=positive, default=20_000, help="jobs of queue b")
     parser.add_argument("--backlog", type=positive, default=500_000, help="older jobs of a")
     parser.add_argument("--rounds", type=positive, default=3)
+    parser.add_argument("--cost-rounds", type=positive, default=7)
     parser.add_argument("--quick", action="store_true", help="5,000 jobs, 50,000 backlog, 1 round")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.backlog, args.rounds = 5_000, 50_000, 1
+        args.jobs, args.backlog, args.rounds, args.cost_rounds = 5_000, 50_000, 1, 1
     return args
 
 
@@ -62,11 +70,18 @@ async def copy_jobs(url: str, queue: str, count: int, at: datetime) -> None:
         await copy.write(lines)
 
 
-async def one_round(url: str, args: argparse.Namespace, case: int) -> float:
-    """Set up ``case`` on an empty table, drain queue b; jobs per second."""
+async def empty(url: str, index: bool) -> None:
+    """An empty jobs table, no pause, and the index by queue or not."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("TRUNCATE soniq_jobs")
         await conn.execute("DELETE FROM soniq_queues")
+    async with Soniq(database_url=url) as app:
+        await (app.queues.add_index() if index else app.queues.drop_index())
+
+
+async def one_round(url: str, args: argparse.Namespace, case: int) -> float:
+    """Set up ``case`` on an empty table, drain queue b; jobs per second."""
+    await empty(url, index=case >= 4)
     now = datetime.now(timezone.utc)
     if case > 1:
         await copy_jobs(url, "a", args.backlog, now - timedelta(hours=1))
@@ -79,15 +94,59 @@ async def one_round(url: str, args: argparse.Namespace, case: int) -> float:
     async def noop() -> None: ...
 
     try:
-        if case == 2:
+        if case in (2, 4):
             await app.queues.pause("a", wait=False)
-        queues = ["b"] if case == 3 else None
+        queues = ["b"] if case in (3, 5) else None
         started = time.perf_counter()
         await app.run_worker(concurrency=64, run_once=True, queues=queues)
         elapsed = time.perf_counter() - started
     finally:
         await app.close()
     return float(args.jobs / elapsed)
+
+
+async def cost_round(url: str, index: bool) -> dict[str, float]:
+    """Seconds for enqueue_many of 1,000 and 10,000 rows and 300 single enqueues into
+    an empty table, with the index by queue or without."""
+    times: dict[str, float] = {}
+    app = Soniq(database_url=url)
+
+    @app.job(name="bench.noop")
+    async def noop(x: int) -> None: ...
+
+    try:
+        for size in (1_000, 10_000):
+            await empty(url, index)
+            started = time.perf_counter()
+            await app.enqueue_many(noop, [{"x": i} for i in range(size)])
+            times[f"enqueue_many {size:,}"] = time.perf_counter() - started
+        await empty(url, index)
+        started = time.perf_counter()
+        for i in range(300):
+            await app.enqueue(noop, x=i)
+        times["300 x enqueue"] = time.perf_counter() - started
+    finally:
+        await app.close()
+    return times
+
+
+async def costs(url: str, args: argparse.Namespace) -> None:
+    """What the index by queue costs writers (and the drain), against no index."""
+    seconds: dict[bool, dict[str, list[float]]] = {False: {}, True: {}}
+    for round_no in range(args.cost_rounds):
+        order = (False, True) if round_no % 2 == 0 else (True, False)
+        for index in order:
+            for name, took in (await cost_round(url, index)).items():
+                seconds[index].setdefault(name, []).append(took)
+            drain = args.jobs / await one_round(url, args, 4 if index else 1)
+            seconds[index].setdefault(f"drain {args.jobs:,} (no backlog)", []).append(drain)
+    print(f"\nthe index by queue's cost (median of {args.cost_rounds}; under 100%: slower with it)")
+    for name, without in seconds[False].items():
+        plain, indexed = statistics.median(without), statistics.median(seconds[True][name])
+        print(
+            f"  {name:<30} {plain * 1e3:9.1f} ms  with the index {indexed * 1e3:9.1f} ms"
+            f"  {plain / indexed:6.1%} of the speed"
+        )
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -101,6 +160,8 @@ async def main_async(args: argparse.Namespace) -> int:
             1: "b alone",
             2: f"b behind {args.backlog:,} older jobs of a, a paused",
             3: f"b behind {args.backlog:,} older jobs of a, worker --queues b",
+            4: "case 2 with the index by queue",
+            5: "case 3 with the index by queue",
         }
         rates: dict[int, list[float]] = {case: [] for case in names}
         for round_no in range(1, args.rounds + 1):
@@ -113,6 +174,7 @@ async def main_async(args: argparse.Namespace) -> int:
         for case, name in names.items():
             rate = statistics.median(rates[case])
             print(f"  {case}  {name:<55} {rate:>9,.0f} jobs/s  {rate / base:6.0%} of case 1")
+        await costs(url, args)
         print(f"load average at the end: {loadavg()}")
     finally:
         await scratch.drop_all()
