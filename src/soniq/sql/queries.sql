@@ -246,6 +246,24 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- Worker
 -- ---------------------------------------------------------------------------------
 
+-- name: _queue_open
+-- A fragment, not a query: "the row's queue is not paused now", for the claims (a
+-- column named queue must be in scope). Paused queues (soniq_queues, migration 0009)
+-- are read by the claim itself: both lookups are uncorrelated, so they run once per
+-- statement (an initplan and a one-time filter over a table of a few rows), not once
+-- per candidate row. The COALESCE never changes the value (queue and name are NOT
+-- NULL); it hides the "<> ALL" from the planner, which otherwise multiplies one "<>"
+-- per element it guesses the array holds (a hundred or more) into a selectivity near
+-- zero, and then prefers reading the whole table and sorting it to walking the claim
+-- index (checked in test_big_table_plans).
+COALESCE(queue <> ALL(ARRAY(SELECT name FROM soniq_queues
+                            WHERE paused_at IS NOT NULL
+                              AND (paused_until IS NULL OR paused_until > now()))),
+         true)
+AND NOT EXISTS (SELECT FROM soniq_queues
+                WHERE name = '*' AND paused_at IS NOT NULL
+                  AND (paused_until IS NULL OR paused_until > now()))
+
 -- name: claim_jobs
 -- Claim up to %(limit)s runnable jobs in priority order. SKIP LOCKED lets many
 -- workers claim side by side without waiting on each other. A claim counts as an
@@ -257,13 +275,7 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- scheduled_at check still holds back a row written not delayed though not due (by an
 -- older Soniq, or a producer whose clock runs ahead). The worker's pool runs this with
 -- bitmap scans off (see PostgresBackend): the plan is the walk of the index in order.
--- Paused queues (soniq_queues, migration 0009) are read by the claim itself: both
--- lookups are uncorrelated, so they run once per statement (an initplan and a one-time
--- filter over a table of a few rows), not once per candidate row. The COALESCE never
--- changes the value (queue and name are NOT NULL); it hides the "<> ALL" from the
--- planner, which otherwise multiplies one "<>" per element it guesses the array holds
--- (a hundred or more) into a selectivity near zero, and then prefers reading the whole
--- table and sorting it to walking the claim index (checked in test_big_table_plans).
+-- Paused queues are read by the claim itself (see _queue_open).
 -- Limited jobs (limit_key set, migration 0010) are outside the index and go through
 -- claim_limited instead.
 UPDATE soniq_jobs AS j
@@ -274,13 +286,8 @@ WHERE j.id = ANY(ARRAY(
     WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
       AND scheduled_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND COALESCE(queue <> ALL(ARRAY(SELECT name FROM soniq_queues
-                                      WHERE paused_at IS NOT NULL
-                                        AND (paused_until IS NULL OR paused_until > now()))),
-                   true)
-      AND NOT EXISTS (SELECT FROM soniq_queues
-                      WHERE name = '*' AND paused_at IS NOT NULL
-                        AND (paused_until IS NULL OR paused_until > now()))
+      AND
+      -- include: _queue_open
     ORDER BY priority, scheduled_at, id
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
@@ -317,14 +324,9 @@ WITH RECURSIVE walk(name) AS (
     UNION ALL
     SELECT w.name FROM walk AS w WHERE %(queues)s::text[] IS NULL AND w.name IS NOT NULL
 ), open AS (
-    SELECT s.name FROM served AS s
-    WHERE COALESCE(s.name <> ALL(ARRAY(SELECT name FROM soniq_queues
-                                       WHERE paused_at IS NOT NULL
-                                         AND (paused_until IS NULL OR paused_until > now()))),
-                   true)
-      AND NOT EXISTS (SELECT FROM soniq_queues
-                      WHERE name = '*' AND paused_at IS NOT NULL
-                        AND (paused_until IS NULL OR paused_until > now()))
+    SELECT s.queue AS name FROM (SELECT served.name AS queue FROM served) AS s
+    WHERE
+    -- include: _queue_open
 )
 UPDATE soniq_jobs AS j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s::uuid,
