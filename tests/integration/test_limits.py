@@ -544,3 +544,34 @@ async def test_a_freed_slot_goes_to_the_next_job_without_waking_the_fleet(
     assert [tag for _, tag in spans.starts] == list(range(40))  # in order within the key
     # The enqueue's own NOTIFY, and a few at most for slots left free (40 without refill).
     assert len(heard) <= 5, heard
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+async def test_a_worker_that_stops_mid_flow_leaves_no_limited_job_running(
+    database_url: str, how: str
+) -> None:
+    # Freed slots are refilled from the acknowledger, beside the loop: a shutdown must
+    # let a refill in flight land and start no other, or its jobs would stay
+    # 'processing' under a gone worker until stale recovery.
+    async with Soniq(database_url=database_url, poll_interval=60) as app:
+        started: list[int] = []
+
+        @app.job(name="lim.flow", concurrency=Concurrency(1, key="{k}"))
+        async def flow(k: int, i: int) -> None:
+            started.append(i)
+            await asyncio.sleep(0.003)
+
+        await app.enqueue_many(flow, [{"k": i % 3, "i": i} for i in range(300)])
+        worker = app.worker()
+        task = asyncio.create_task(worker.run(concurrency=4))
+        await wait_for(lambda: len(started) >= 30, 20, message="30 limited jobs")
+        if how == "stop":
+            worker.stop()
+            await asyncio.wait_for(task, 20)
+        else:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        states = dict(await rows(app, "SELECT status, count(*) FROM soniq_jobs GROUP BY status"))
+    assert "processing" not in states, states
+    assert states.get("done", 0) > 0 and sum(states.values()) == 300

@@ -68,6 +68,7 @@ class _Session:
         "claiming",
         "concurrency",
         "db",
+        "ending",
         "freed_before_claim",
         "giving_back",
         "instruments",
@@ -115,6 +116,8 @@ class _Session:
         self.settling: dict[str, asyncio.Future[None]] = {}
         #: Is the loop waiting for slots to free up?
         self.slot_wanted = False
+        #: Has the shutdown begun (no claim may start from then on)?
+        self.ending = False
         #: The fleet's queue pauses as this worker knows them (PostgreSQL), else None.
         self.paused: PausedQueues | None = None
         #: Held while a claim is in flight: a pause waits for it (see _paused_changed).
@@ -354,7 +357,9 @@ class Worker:
         limit then takes its next job one round trip after the last one's
         acknowledgement. How many jobs were started (0: leave it to the loop)."""
         limited = live.limited
-        if limited is None or self._stopping.is_set() or live.claiming.locked():
+        if limited is None or self._stopping.is_set() or live.ending:
+            return 0
+        if live.claiming.locked():
             return 0  # a claim in flight may not have seen the slots: the loop's turn
         share = limited.share(live.concurrency - live.held(), freed)
         if share <= 0:
@@ -731,6 +736,10 @@ class Worker:
         background: list[asyncio.Task[None]],
         grace: float,
     ) -> None:
+        # A refill (claimed from the acknowledger, see _refill) in flight lands first,
+        # and none starts after: also for a cancelled run, which never set _stopping.
+        async with live.claiming:
+            live.ending = True
         # Jobs that never started go back to the queue as they are, at once: the
         # ready ones (taken first, so that no finishing job starts one of them), and
         # those whose task has not taken its first step (a stop that lands while a claim
