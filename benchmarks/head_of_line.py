@@ -79,9 +79,12 @@ async def empty(url: str, index: bool) -> None:
         await (app.queues.add_index() if index else app.queues.drop_index())
 
 
-async def one_round(url: str, args: argparse.Namespace, case: int) -> float:
-    """Set up ``case`` on an empty table, drain queue b; jobs per second."""
-    await empty(url, index=case >= 4)
+async def one_round(
+    url: str, args: argparse.Namespace, case: int, index: bool | None = None
+) -> float:
+    """Set up ``case`` on an empty table, drain queue b; jobs per second. ``index``:
+    with the index by queue or without it (default: cases 4 and 5 have it)."""
+    await empty(url, index=case >= 4 if index is None else index)
     now = datetime.now(timezone.utc)
     if case > 1:
         await copy_jobs(url, "a", args.backlog, now - timedelta(hours=1))
@@ -138,7 +141,7 @@ async def costs(url: str, args: argparse.Namespace) -> None:
         for index in order:
             for name, took in (await cost_round(url, index)).items():
                 seconds[index].setdefault(name, []).append(took)
-            drain = args.jobs / await one_round(url, args, 4 if index else 1)
+            drain = args.jobs / await one_round(url, args, 1, index=index)
             seconds[index].setdefault(f"drain {args.jobs:,} (no backlog)", []).append(drain)
     print(f"\nthe index by queue's cost (median of {args.cost_rounds}; under 100%: slower with it)")
     for name, without in seconds[False].items():

@@ -423,3 +423,23 @@ async def test_the_claim_by_queue_with_nothing_due_reads_a_few_pages(
         _no_table_scan(plan)
         assert plan["Actual Rows"] == 0
         assert _buffers(plan) < 50, json.dumps(plan, indent=1)
+
+
+async def test_the_workers_pool_neither_waits_for_the_wal_nor_compiles_plans(
+    database_url: str,
+) -> None:
+    # JIT compiled a claim by queue behind 200,000 jobs (estimated past
+    # jit_above_cost) at every call: 40 ms of a 3 ms statement.
+    async with Soniq(database_url=database_url) as app:
+        worker_db = app.backend.for_worker()
+        await worker_db.open()
+        try:
+            async with worker_db.acquire() as conn:
+                shown = []
+                for name in ("synchronous_commit", "enable_bitmapscan", "jit"):
+                    row = await (await conn.execute(f"SHOW {name}")).fetchone()
+                    assert row is not None
+                    shown.append(row[0])
+        finally:
+            await worker_db.close()
+    assert shown == ["off", "off", "off"]
