@@ -46,6 +46,7 @@ from soniq.recurring.service import Scheduler, SchedulerRunner
 from soniq.storage.backend import StorageBackend
 from soniq.storage.factory import make_backend
 from soniq.storage.store import Store
+from soniq.storage.urls import storage_kind
 from soniq.types import JobStatus
 
 if TYPE_CHECKING:
@@ -616,7 +617,9 @@ class Soniq(AppBase):
         ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
         ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
-        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory).
+        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory);
+        ``queue_index`` whether the index by queue is there (``app.queues.add_index``;
+        False on SQLite and memory).
         """
         queues = await self.store.jobs.queue_status()
         workers = await self.list_workers()
@@ -627,12 +630,14 @@ class Soniq(AppBase):
         limits = [info.as_dict() for info in await self.limits.in_use()]
         for group in limits:
             del group["keys"]
+        indexed = storage_kind(self.settings) == "postgres" and await self.queues.has_index()
         return {
             "queues": queues,
             "workers": live,
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
             "limit_groups": limits,
+            "queue_index": indexed,
         }
 
     async def list_workers(self) -> list[dict[str, Any]]:

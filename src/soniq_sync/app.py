@@ -33,6 +33,7 @@ from soniq.errors import (
 from soniq.observability.sinks import MetricsSink
 from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_range
 from soniq.ops.results import result_validator
+from soniq.storage.urls import storage_kind
 from soniq.types import JobStatus
 from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
@@ -568,7 +569,9 @@ class Soniq(SyncAppBase):
         ``stale_workers`` the others; ``paused_queues`` lists the pauses in force
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
         ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
-        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory).
+        ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory);
+        ``queue_index`` whether the index by queue is there (``app.queues.add_index``;
+        False on SQLite and memory).
         """
         queues = self.store.jobs.queue_status()
         workers = self.list_workers()
@@ -579,12 +582,14 @@ class Soniq(SyncAppBase):
         limits = [info.as_dict() for info in self.limits.in_use()]
         for group in limits:
             del group["keys"]
+        indexed = storage_kind(self.settings) == "postgres" and self.queues.has_index()
         return {
             "queues": queues,
             "workers": live,
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
             "limit_groups": limits,
+            "queue_index": indexed,
         }
 
     def list_workers(self) -> list[dict[str, Any]]:

@@ -178,6 +178,7 @@ async def test_status_of_an_empty_database(app: Soniq) -> None:
         "stale_workers": 0,
         "paused_queues": [],
         "limit_groups": [],
+        "queue_index": False,
     }
 
 
@@ -296,6 +297,7 @@ def test_the_blocking_app_has_the_same_inspection(sync_app: soniq_sync.Soniq) ->
         "stale_workers": 0,
         "paused_queues": [],
         "limit_groups": [],
+        "queue_index": False,
     }
     assert sync_app.list_workers() == []
     assert sync_app.unregistered_tasks() == []

@@ -145,6 +145,20 @@ def test_the_blocking_twin_adds_and_drops_the_index(sync_app: soniq_sync.Soniq) 
     assert sync_app.queues.drop_index() is True
 
 
+def test_status_shows_the_index_and_hints_at_it_while_a_queue_is_paused(
+    database_url: str,
+) -> None:
+    url = ["--database-url", database_url]
+    assert soniq("setup", *url).exit_code == 0
+    assert json.loads(soniq("status", "--json", *url).output)["queue_index"] is False
+    assert "No index by queue" not in soniq("status", *url).output  # nothing paused
+    assert soniq("queues", "pause", "emails", "--no-wait", *url).exit_code == 0
+    assert "No index by queue" in soniq("status", *url).output
+    assert soniq("queues", "index", *url).exit_code == 0
+    assert json.loads(soniq("status", "--json", *url).output)["queue_index"] is True
+    assert "No index by queue" not in soniq("status", *url).output
+
+
 def test_cli_builds_and_drops_the_index(database_url: str) -> None:
     built = soniq("setup", "--queue-index", "--database-url", database_url)
     assert built.exit_code == 0, built.output

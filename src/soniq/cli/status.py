@@ -56,11 +56,17 @@ def status(as_json: bool, database_url: str | None) -> None:
         ],
         empty="No jobs in any queue.",
     )
-    for pause in report.get("paused_queues", []):
+    pauses = report.get("paused_queues", [])
+    for pause in pauses:
         what = "every queue" if pause["name"] == "*" else f"queue {pause['name']}"
         until = pause["paused_until"] or "resumed"
         reason = f" ({pause['reason']})" if pause["reason"] else ""
         click.echo(f"Paused: {what} since {pause['paused_at']}, until {until}{reason}.")
+    if any(p["name"] != "*" for p in pauses) and not report.get("queue_index", True):
+        click.echo(
+            "No index by queue: workers skip a paused queue's backlog row by row; "
+            "`soniq queues index` lets them claim past it."
+        )
     limits = report.get("limit_groups", [])
     if limits:
         click.echo("")
