@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
+from soniq.core.limits import check_limit_key
 from soniq.errors import INVALID_ARGUMENT, INVALID_EXPORT, SoniqError
 
 #: ``export``'s formats: JSON Lines (what ``import_`` reads), one JSON array, or CSV.
@@ -229,10 +230,11 @@ def _check(number: int, column: str, value: Any) -> Any:
             raise _bad(number, f"field {column!r} must be a string, got {type(value).__name__}")
         if column in ("job_name", "queue") and not value:
             raise _bad(number, f"field {column!r} must not be empty")
-        if column == "limit_key" and (not value or value.startswith(":") or len(value) > 500):
-            raise _bad(
-                number, f"field 'limit_key' must be '<group>' or '<group>:<value>', got {value!r}"
-            )
+        if column == "limit_key":
+            try:
+                check_limit_key(value)  # the rule enqueue's limit_key= follows
+            except SoniqError as exc:
+                raise _bad(number, f"field 'limit_key': {exc.message}") from None
         if "\x00" in value:
             raise _bad(number, f"field {column!r} contains a NUL character")
         return value
