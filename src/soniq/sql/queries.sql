@@ -309,22 +309,22 @@ RETURNING j.id::text AS id, j.job_name, j.args, j.queue, j.priority, j.attempts 
 -- than 4 queues, priority order across queues is that of the candidates (a queue with
 -- many top-priority jobs gives its share per claim, not all of them). Candidates not
 -- claimed stay locked until the statement ends, a few milliseconds.
-WITH RECURSIVE walk(name) AS (
+WITH RECURSIVE walk(queue) AS (
     (SELECT queue FROM soniq_jobs
      WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
      ORDER BY queue LIMIT 1)
   UNION ALL
     SELECT (SELECT j.queue FROM soniq_jobs AS j
             WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NULL
-              AND j.queue > w.name
+              AND j.queue > w.queue
             ORDER BY j.queue LIMIT 1)
-    FROM walk AS w WHERE w.name IS NOT NULL
-), served AS (
-    SELECT q.name FROM unnest(%(queues)s::text[]) AS q(name)
+    FROM walk AS w WHERE w.queue IS NOT NULL
+), served(queue) AS (
+    SELECT q FROM unnest(%(queues)s::text[]) AS q
     UNION ALL
-    SELECT w.name FROM walk AS w WHERE %(queues)s::text[] IS NULL AND w.name IS NOT NULL
+    SELECT w.queue FROM walk AS w WHERE %(queues)s::text[] IS NULL AND w.queue IS NOT NULL
 ), open AS (
-    SELECT s.queue AS name FROM (SELECT served.name AS queue FROM served) AS s
+    SELECT queue FROM served
     WHERE
     -- include: _queue_open
 )
@@ -336,10 +336,11 @@ WHERE j.id = ANY(ARRAY(
     CROSS JOIN LATERAL (
         SELECT id, priority, scheduled_at FROM soniq_jobs
         WHERE status = 'queued' AND NOT delayed AND limit_key IS NULL
-          AND queue = q.name AND scheduled_at <= now()
+          AND queue = q.queue AND scheduled_at <= now()
         ORDER BY priority, scheduled_at, id
-        LIMIT CASE WHEN (SELECT count(*) FROM open) <= 4 THEN %(limit)s::int
-                   ELSE ceil(2.0 * %(limit)s::int / (SELECT count(*) FROM open))::int END
+        LIMIT (SELECT CASE WHEN count(*) <= 4 THEN %(limit)s::int
+                           ELSE ceil(2.0 * %(limit)s::int / count(*))::int END
+               FROM open)
         FOR UPDATE SKIP LOCKED
     ) AS c
     ORDER BY c.priority, c.scheduled_at, c.id
