@@ -88,6 +88,6 @@ class Queues:
         """Drop the index (CONCURRENTLY) and tell the workers; False if it was not there."""
         if not (await self.index_state())["present"]:
             return False
-        await self._fetch("queue_index_announce", {})  # claims stop using it first
         await self._fetch("queue_index_drop", {})
+        await self._fetch("queue_index_announce", {})
         return True

@@ -96,8 +96,8 @@ class Jobs:
         by_queue: bool = False,
     ) -> builtins.list[ClaimedJob]:
         """Take up to ``limit`` due jobs of ``queues`` (None: all) for ``worker_id``;
-        ``by_queue``: each queue's from the index by queue, which must exist
-        (PostgreSQL; see claim_jobs_by_queue)."""
+        ``by_queue``: queue by queue (PostgreSQL; see claim_jobs_by_queue), which is
+        fast with the index by queue and still correct, only slower, without it."""
         backend = self._store.backend
         columns, rows = backend.named_rows(
             backend.dialect.queries["claim_jobs_by_queue" if by_queue else "claim_jobs"],

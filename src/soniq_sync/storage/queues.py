@@ -90,6 +90,6 @@ class Queues:
         """Drop the index (CONCURRENTLY) and tell the workers; False if it was not there."""
         if not (self.index_state())["present"]:
             return False
-        self._fetch("queue_index_announce", {})  # claims stop using it first
         self._fetch("queue_index_drop", {})
+        self._fetch("queue_index_announce", {})
         return True
