@@ -121,6 +121,21 @@ def polite(ctx: JobContext, k: str, push_back: bool = False) -> None:
 @app.job(name="plain.run")
 def plain(ctx: JobContext, n: int) -> None:
     end(begin(ctx, None))
+
+
+# A queue given limits of its own by the test (app.queues.set_limits("gated", ...)).
+@app.job(name="gated.plain", queue="gated")
+def gated_plain(ctx: JobContext, n: int) -> None:
+    span = begin(ctx, "gated")
+    time.sleep(random.uniform(0, 0.02))
+    end(span)
+
+
+@app.job(name="gated.keyed", queue="gated", concurrency=Concurrency(1, key="{k}"))
+def gated_keyed(ctx: JobContext, k: str) -> None:
+    span = begin(ctx, "gated:" + k)
+    time.sleep(random.uniform(0, 0.02))
+    end(span)
 '''
 
 TABLES = """
@@ -143,6 +158,7 @@ ONE = task_ref("lim.one", concurrency=Concurrency(1, key="{k}"))
 RATE = task_ref("lim.rate", rate_limit=RateLimit(10, per=1, key="{k}"))
 BURST = task_ref("lim.burst", rate_limit=RateLimit(10, per=1, key="{k}", burst=5))
 POLITE = task_ref("lim.polite", concurrency=Concurrency(1, key="{k}"))
+GATED_KEYED = task_ref("gated.keyed", default_queue="gated", concurrency=Concurrency(1, key="{k}"))
 
 # The most spans of one key running at once (``ended`` NULL: still running). At equal
 # instants an end counts before a start: a freed slot is taken by a later claim, so
@@ -218,6 +234,14 @@ def overlaps(url: str, where: str = "true", params: Sequence[Any] = ()) -> dict[
     return dict(rows(url, MAX_OVERLAP.format(where=where), tuple(params) * 2))
 
 
+def queue_overlap(url: str, like: str) -> int:
+    """The most spans running at once among those whose key is LIKE ``like``, as one
+    (a queue's jobs, whatever their keys)."""
+    query = MAX_OVERLAP.format(where="key LIKE %s").replace("SELECT key, ", "SELECT 'q' AS key, ")
+    ((_, most),) = rows(url, query, (like, like))
+    return int(most)
+
+
 def spans_started(url: str, key: str) -> int:
     return int(value(url, "SELECT count(*) FROM spans WHERE key = %s", (key,)))
 
@@ -265,6 +289,88 @@ async def test_no_key_ever_runs_more_than_its_limit_across_the_fleet(
     assert value(url, "SELECT count(*) FROM spans") == 600
     assert all(w.alive() for w in workers), fleet.describe()
     assert "Traceback" not in "".join(w.log() for w in workers), fleet.describe()
+
+
+async def test_a_limited_queue_never_runs_more_than_its_limit_across_the_fleet(
+    client: Soniq, url: str, fleet: LimitsSpawner
+) -> None:
+    """Three workers, a queue limited to 3 at once, its jobs with and without keys (each
+    key limited to 1): the queue's overlap and each key's, in SQL from the spans."""
+    await client.queues.set_limits("gated", concurrency=3)
+    plain_ids = await client.enqueue_many(
+        "gated.plain", [{"n": i} for i in range(90)], queue="gated"
+    )
+    keyed_ids = await client.enqueue_many(GATED_KEYED, [{"k": f"k{i % 3}"} for i in range(60)])
+    workers = [fleet.start(url, "--concurrency", "8") for _ in range(3)]
+    await started(fleet, *workers)
+
+    ids = plain_ids + keyed_ids
+    await fleet.until(lambda: all_done(url, ids), 120, "the 150 jobs to finish", interval=0.5)
+
+    assert queue_overlap(url, "gated%") == 3  # the queue's limit: reached, never passed
+    per_key = overlaps(url, "key LIKE %s", ("gated:%",))
+    assert per_key == {"gated:k0": 1, "gated:k1": 1, "gated:k2": 1}, per_key
+    assert value(url, "SELECT count(*) FROM spans") == 150
+    assert value(url, "SELECT count(DISTINCT job_id) FROM spans") == 150
+    assert value(url, "SELECT count(DISTINCT pid) FROM spans") >= 2  # more than one ran jobs
+    assert all(w.alive() for w in workers), fleet.describe()
+    assert "Traceback" not in "".join(w.log() for w in workers), fleet.describe()
+
+
+async def test_concurrent_gated_claims_never_admit_two_into_a_single_slot(
+    client: Soniq, url: str
+) -> None:
+    """16 connections call the gated claim at the same moment, 30 times over, for a
+    queue limited to one job at once: every round admits exactly one."""
+    rounds, callers = 30, 16
+    ids = await client.enqueue_many("t.race", [{"n": i} for i in range(50)], queue="solo")
+    await client.queues.set_limits("solo", concurrency=1)
+
+    barrier = threading.Barrier(callers, timeout=30)
+    got: list[list[int]] = [[0] * callers for _ in range(rounds)]
+    counted: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller(index: int) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+                for r in range(rounds):
+                    barrier.wait()
+                    claimed = conn.execute(
+                        "SELECT * FROM soniq_claim_gated(gen_random_uuid(), NULL, NULL, 64, 10)"
+                    ).fetchall()
+                    got[r][index] = sum(1 for row in claimed if row[0] is not None)
+                    barrier.wait()
+                    if index == 0:
+                        counted.append(
+                            conn.execute(
+                                "SELECT count(*) FROM soniq_jobs WHERE status = 'processing'"
+                            ).fetchone()[0]  # type: ignore[index]
+                        )
+                        conn.execute(
+                            "UPDATE soniq_jobs SET status = 'queued', attempts = 0,"
+                            " worker_id = NULL, started_at = NULL WHERE status = 'processing'"
+                        )
+                    barrier.wait()
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    def race() -> None:
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    await anyio.to_thread.run_sync(race)
+
+    assert not errors, errors[0]
+    assert counted == [1] * rounds, counted
+    assert [sum(r) for r in got] == [1] * rounds, got
+    assert len({r.index(1) for r in got}) > 1  # not one caller always winning
+    assert job_states(url, ids) == {("queued", 0): 50}
 
 
 async def test_concurrent_claims_never_admit_two_into_a_single_slot(

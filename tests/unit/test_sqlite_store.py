@@ -46,6 +46,8 @@ POSTGRES_ONLY = {
     "queue_list",
     "queue_paused",
     "queue_control",
+    "queue_set_limits",
+    "queue_clear_limits",
     # The index by queue, and its claim, are PostgreSQL only too.
     "claim_jobs_by_queue",
     "queue_index_add",
@@ -60,6 +62,7 @@ POSTGRES_ONLY = {
     # Concurrency and rate limits are PostgreSQL only (local workers run limited jobs
     # as unlimited; app.limits refuses the local backends).
     "claim_limited",
+    "claim_gated",
     "limited_waiting",
     *(name for name in PG_QUERIES if name.startswith("limit_")),
     # Webhooks are PostgreSQL-only (app.webhooks raises on SQLite and memory apps).

@@ -1,11 +1,14 @@
-"""``app.queues``: pause and resume queues across the whole fleet.
+"""``app.queues``: pause and resume queues across the whole fleet, and give a queue
+limits of its own.
 
 A pause is a row of ``soniq_queues`` that the claim statement reads itself, so it
 holds on every worker, including workers that missed the notification, poll without
 LISTEN, or start later; ``until=`` lifts it at that time with no process acting.
 Pausing gates dispatch only: enqueue goes on, and jobs that fall due, retry or are
 recovered from a dead worker wait with the rest until the queue is resumed. Running
-jobs finish. PostgreSQL only. ``soniq_sync``'s twin of this module is generated
+jobs finish. A queue's own limits (``set_limits``) cap how many of its jobs run at
+once and how fast they start, whatever their keys, read by the claim the same way.
+PostgreSQL only. ``soniq_sync``'s twin of this module is generated
 from it by ``tools/async_to_sync.py``.
 """
 
@@ -19,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from soniq._acompat import sleep
+from soniq.core.limits import RateLimit, check_count, check_rate
 from soniq.core.registry import check_queue
 from soniq.enqueue.plan import run_at_to_datetime
 from soniq.enqueue.producer import process_producer_id
@@ -38,8 +42,9 @@ ALL_QUEUES = "*"
 
 @dataclass(frozen=True)
 class QueueInfo:
-    """One queue's state: its pause (if any) and, from :meth:`QueueControl.list`, how
-    many of its jobs are queued and running (None where not counted)."""
+    """One queue's state: its pause (if any), its own limits (None: no such limit)
+    and, from :meth:`QueueControl.list`, how many of its jobs are queued and running
+    (None where not counted)."""
 
     name: str
     paused: bool
@@ -49,6 +54,10 @@ class QueueInfo:
     paused_by: str | None = None
     queued: int | None = None
     processing: int | None = None
+    concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    burst: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-friendly dict (times as ISO 8601 text)."""
@@ -61,12 +70,17 @@ class QueueInfo:
             "paused_by": self.paused_by,
             "queued": self.queued,
             "processing": self.processing,
+            "concurrency": self.concurrency,
+            "rate_limit": self.rate_limit,
+            "rate_period": self.rate_period,
+            "burst": self.burst,
         }
 
 
 class QueueControl:
-    """``app.queues``: ``pause``, ``resume`` and ``list``; the optional index by queue
-    (``add_index``, ``drop_index``, ``has_index``)."""
+    """``app.queues``: ``pause``, ``resume`` and ``list``; a queue's own limits
+    (``set_limits``, ``clear_limits``); the optional index by queue (``add_index``,
+    ``drop_index``, ``has_index``)."""
 
     def __init__(self, store: Store, settings: SoniqSettings) -> None:
         self._store = store
@@ -159,8 +173,62 @@ class QueueControl:
         self._postgres_only("resume")
         return await self._store.queues.resume(_check_name(name, "resume"))
 
+    async def set_limits(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        rate: RateLimit | None = None,
+    ) -> QueueInfo:
+        """Limit queue ``name`` as a whole, on every worker, from its next claim.
+
+        ``concurrency`` is how many of the queue's jobs may run at once across the
+        fleet (0 holds them all); ``rate`` a :class:`~soniq.RateLimit` without
+        ``key`` or ``group``: at most ``limit + burst - 1`` of the queue's jobs start
+        in any window of ``per`` seconds. Both count every job of the queue, with or
+        without a limit key; a keyed job must also be within its key's limits. The two
+        replace the queue's limits as a whole (the one left out is no limit), and
+        stay, through worker restarts, until :meth:`clear_limits`. Jobs running when
+        a limit is lowered finish; none starts until the queue is under it.
+        """
+        self._postgres_only("set_limits")
+        if name == ALL_QUEUES:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                "queues.set_limits() takes one queue's name, not '*'. To cap what runs "
+                "everywhere, start fewer or smaller workers, or set each queue's limits.",
+            )
+        queue = _check_name(name, "set_limits")
+        if concurrency is None and rate is None:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"queues.set_limits({queue!r}) needs concurrency=N (N >= 0, 0 holds every "
+                "job) or rate=RateLimit(limit, per=seconds, burst=1), or both. To lift the "
+                "queue's limits, call queues.clear_limits().",
+            )
+        if concurrency is not None:
+            check_count(
+                concurrency, "concurrency=", "queues.set_limits()", least=0, code=INVALID_ARGUMENT
+            )
+        if rate is not None:
+            _check_queue_rate(rate)
+        row = await self._store.queues.set_limits(
+            queue,
+            concurrency,
+            None if rate is None else rate.limit,
+            None if rate is None else rate.period,
+            1 if rate is None else rate.burst,
+        )
+        return _info(row)
+
+    async def clear_limits(self, name: str) -> bool:
+        """Drop queue ``name``'s own limits (its jobs' key limits stay); False if it
+        had none. Idle workers wake at once."""
+        self._postgres_only("clear_limits")
+        return await self._store.queues.clear_limits(_check_name(name, "clear_limits"))
+
     async def list(self) -> builtins.list[QueueInfo]:
-        """Every queue with jobs queued or running, or a pause in force, by name."""
+        """Every queue with jobs queued or running, a pause in force, or limits of its
+        own, by name."""
         self._postgres_only("list")
         return [_info(row) for row in await self._store.queues.list()]
 
@@ -208,6 +276,24 @@ def _check_name(name: object, call: str) -> str:
     return check_queue(name, f"queues.{call}()")
 
 
+def _check_queue_rate(rate: object) -> None:
+    if not isinstance(rate, RateLimit):
+        raise SoniqError(
+            INVALID_ARGUMENT,
+            "queues.set_limits(rate=) takes RateLimit(limit, per=seconds, burst=1) (or None: "
+            f"no rate limit), got {rate!r}.",
+        )
+    if rate.key is not None or rate.group is not None:
+        raise SoniqError(
+            INVALID_ARGUMENT,
+            "queues.set_limits(rate=) counts every start of the queue, so its RateLimit "
+            f"takes no key= or group= (got key={rate.key!r}, group={rate.group!r}). For a "
+            "rate per key, declare it on the task (@app.job(rate_limit=...)) or use "
+            "app.limits.set().",
+        )
+    check_rate(rate, "queues.set_limits(rate=)", INVALID_ARGUMENT)
+
+
 def _check_until(until: object) -> datetime:
     if (
         until is None
@@ -239,6 +325,10 @@ def _info(row: dict[str, Any]) -> QueueInfo:
         paused_by=row.get("paused_by"),
         queued=row.get("queued"),
         processing=row.get("processing"),
+        concurrency=row.get("concurrency"),
+        rate_limit=row.get("rate_limit"),
+        rate_period=row.get("rate_period"),
+        burst=row.get("burst") or 1,
     )
 
 

@@ -247,9 +247,11 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- ---------------------------------------------------------------------------------
 
 -- name: _queue_open
--- A fragment, not a query: "the row's queue is not paused now", for the claims (a
--- column named queue must be in scope). Paused queues (soniq_queues, migration 0009)
--- are read by the claim itself: both lookups are uncorrelated, so they run once per
+-- A fragment, not a query: "the row's queue is not paused now, and has no limits of
+-- its own", for the claims (a column named queue must be in scope). A queue with
+-- limits (app.queues.set_limits, migration 0010) is gated: its jobs are claimed by
+-- claim_gated alone, which counts them. Paused and gated queues (soniq_queues) are
+-- read by the claim itself: both lookups are uncorrelated, so they run once per
 -- statement (an initplan and a one-time filter over a table of a few rows), not once
 -- per candidate row. The COALESCE never changes the value (queue and name are NOT
 -- NULL); it hides the "<> ALL" from the planner, which otherwise multiplies one "<>"
@@ -257,8 +259,9 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- zero, and then prefers reading the whole table and sorting it to walking the claim
 -- index (checked in test_big_table_plans).
 COALESCE(queue <> ALL(ARRAY(SELECT name FROM soniq_queues
-                            WHERE paused_at IS NOT NULL
-                              AND (paused_until IS NULL OR paused_until > now()))),
+                            WHERE (paused_at IS NOT NULL
+                                   AND (paused_until IS NULL OR paused_until > now()))
+                               OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)),
          true)
 AND NOT EXISTS (SELECT FROM soniq_queues
                 WHERE name = '*' AND paused_at IS NOT NULL
@@ -1213,19 +1216,29 @@ SELECT res.name,
 FROM res
 
 -- name: queue_list
--- Every queue that has jobs waiting or running, or a pause in force, with its state.
--- The counts come from the claim and worker indexes' predicates (queued, processing).
+-- Every queue that has jobs waiting or running, a pause in force, or limits, with its
+-- state. The counts come from the claim and worker indexes' predicates (queued,
+-- processing).
 WITH paused AS (
-    SELECT name, paused_at, paused_until, paused_reason, paused_by FROM soniq_queues
-    WHERE paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
+    SELECT name, paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
+               AS in_force,
+           paused_at, paused_until, paused_reason, paused_by,
+           concurrency, rate_limit, rate_period, burst
+    FROM soniq_queues
+    WHERE (paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now()))
+       OR concurrency IS NOT NULL OR rate_limit IS NOT NULL
 ), counts AS (
     SELECT queue AS name,
            count(*) FILTER (WHERE status = 'queued')::int AS queued,
            count(*) FILTER (WHERE status = 'processing')::int AS processing
     FROM soniq_jobs WHERE status IN ('queued', 'processing') GROUP BY queue
 )
-SELECT COALESCE(c.name, p.name) AS name, p.paused_at IS NOT NULL AS paused,
-       p.paused_at, p.paused_until, p.paused_reason, p.paused_by,
+SELECT COALESCE(c.name, p.name) AS name, COALESCE(p.in_force, false) AS paused,
+       CASE WHEN p.in_force THEN p.paused_at END AS paused_at,
+       CASE WHEN p.in_force THEN p.paused_until END AS paused_until,
+       CASE WHEN p.in_force THEN p.paused_reason END AS paused_reason,
+       CASE WHEN p.in_force THEN p.paused_by END AS paused_by,
+       p.concurrency, p.rate_limit, p.rate_period, COALESCE(p.burst, 1) AS burst,
        COALESCE(c.queued, 0) AS queued, COALESCE(c.processing, 0) AS processing
 FROM counts c FULL JOIN paused p ON p.name = c.name
 ORDER BY 1
@@ -1258,20 +1271,58 @@ LEFT JOIN pg_index AS i ON i.indexrelid = r.oid
 -- Tell the workers to read the queue index's state again (with the pauses).
 SELECT pg_notify('soniq_control', 'queue-index')
 
+-- name: queue_set_limits
+-- A queue's own limits (both at once: the one not given is no limit). A new control
+-- version makes every worker read them again (claim_gated is what takes the queue's
+-- jobs from now on, and the other claims pass them by); idle workers wake.
+WITH up AS (
+    INSERT INTO soniq_queues AS q (name, concurrency, rate_limit, rate_period, burst)
+    VALUES (%(name)s, %(concurrency)s::int, %(rate_limit)s::int, %(rate_period)s::float8,
+            %(burst)s::int)
+    ON CONFLICT (name) DO UPDATE
+    SET concurrency = EXCLUDED.concurrency, rate_limit = EXCLUDED.rate_limit,
+        rate_period = EXCLUDED.rate_period, burst = EXCLUDED.burst,
+        control_version = nextval('soniq_control_seq'), updated_at = now()
+    RETURNING name, concurrency, rate_limit, rate_period, burst, control_version,
+              paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now())
+                  AS paused,
+              paused_at, paused_until, paused_reason, paused_by
+)
+SELECT up.*, pg_notify('soniq_control', 'limits:' || up.name) IS NULL AS _control,
+       pg_notify('soniq_new_job', up.name) IS NULL AS _woken
+FROM up
+
+-- name: queue_clear_limits
+-- Drop a queue's own limits (its rate state too); true if it had some.
+WITH cleared AS (
+    UPDATE soniq_queues
+    SET concurrency = NULL, rate_limit = NULL, rate_period = NULL, burst = 1,
+        rate_tat = NULL, control_version = nextval('soniq_control_seq'), updated_at = now()
+    WHERE name = %(name)s AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+    RETURNING name
+)
+SELECT cleared.name,
+       pg_notify('soniq_control', 'limits:' || cleared.name) IS NULL AS _control,
+       pg_notify('soniq_new_job', cleared.name) IS NULL AS _woken
+FROM cleared
+
 -- name: queue_control
--- What a worker caches of the pauses: the latest control version, and the queues
--- paused now with the seconds each pause has left (NULL: until resumed), read in one
--- snapshot so the version matches the pauses; and whether the optional queue index
--- (see claim_jobs_by_queue) is there to claim by queue.
+-- What a worker caches of the pauses and queue limits: the latest control version;
+-- the queues paused now with the seconds each pause has left (NULL: until resumed);
+-- the queues gated by limits of their own, read in one snapshot so the version
+-- matches them; and whether the optional queue index (see claim_jobs_by_queue) is
+-- there to claim by queue.
 SELECT COALESCE(max(control_version), 0) AS version,
        COALESCE(array_agg(name) FILTER (WHERE in_force), '{}') AS names,
        COALESCE(array_agg(EXTRACT(EPOCH FROM paused_until - now())::float8)
                 FILTER (WHERE in_force), '{}') AS remaining,
+       COALESCE(array_agg(name) FILTER (WHERE gated), '{}') AS gated,
        EXISTS (SELECT FROM pg_index
                WHERE indexrelid = to_regclass('soniq_jobs_queue_claim_idx')
                  AND indisvalid) AS queue_index
 FROM (SELECT name, control_version, paused_until,
-             paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now()) AS in_force
+             paused_at IS NOT NULL AND (paused_until IS NULL OR paused_until > now()) AS in_force,
+             concurrency IS NOT NULL OR rate_limit IS NOT NULL AS gated
       FROM soniq_queues) q
 
 -- name: queue_unconfirmed
@@ -1292,6 +1343,14 @@ ORDER BY hostname, pid
 -- migration 0010). The last row has id NULL: the next cursor and when to look again.
 SELECT * FROM soniq_claim_limited(%(worker_id)s::uuid, %(queues)s::text[], %(after)s::text,
                                   %(keys)s::int, %(limit)s::int)
+
+-- name: claim_gated
+-- Claim up to %(limit)s jobs of the gated queues (those with limits of their own)
+-- among %(queues)s (NULL: all), each queue within its limits and each keyed job also
+-- within its key's (see soniq_claim_gated in migration 0010). The last row has id
+-- NULL: the keyed claims' next cursor, and when to look again.
+SELECT * FROM soniq_claim_gated(%(worker_id)s::uuid, %(queues)s::text[], %(after)s::text,
+                                %(keys)s::int, %(limit)s::int)
 
 -- name: limited_waiting
 -- Is any limited job due? One probe of soniq_jobs_limited_idx, which is empty unless

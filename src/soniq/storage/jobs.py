@@ -125,10 +125,27 @@ class Jobs:
                 "limit": limit,
             },
         )
-        *jobs, meta = rows  # the function always ends with its one row of id NULL
-        wake_in, cursor = meta[-2], meta[-1]
-        claimed = records(ClaimedJob, columns[:-2], [row[:-2] for row in jobs]) if jobs else []
-        return LimitedClaim(claimed, wake_in, cursor)
+        return _limited_claim(columns, rows)
+
+    async def claim_gated(
+        self, worker_id: str, queues: Sequence[str] | None, after: str | None, keys: int, limit: int
+    ) -> LimitedClaim:
+        """Take up to ``limit`` jobs of the queues among ``queues`` (None: all) that
+        have limits of their own, each queue within its limits and each keyed job
+        also within its key's; keyed jobs round-robin from just after ``after``
+        (PostgreSQL only)."""
+        backend = self._store.backend
+        columns, rows = await backend.named_rows(
+            backend.dialect.queries["claim_gated"],
+            {
+                "worker_id": worker_id,
+                "queues": queues,
+                "after": after,
+                "keys": keys,
+                "limit": limit,
+            },
+        )
+        return _limited_claim(columns, rows)
 
     async def complete(self, batch: Sequence[Completion]) -> int:
         """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""
@@ -277,3 +294,11 @@ class Jobs:
     async def runnable(self, queues: Sequence[str] | None) -> builtins.list[Record]:
         """The queued jobs of ``queues`` that are due now."""
         return await self._fetch("testing_runnable", {"queues": queues})
+
+
+def _limited_claim(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> LimitedClaim:
+    """A limited or gated claim's rows: its jobs, then its one row of id NULL."""
+    *jobs, meta = rows
+    wake_in, cursor = meta[-2], meta[-1]
+    claimed = records(ClaimedJob, columns[:-2], [row[:-2] for row in jobs]) if jobs else []
+    return LimitedClaim(claimed, wake_in, cursor)

@@ -1,5 +1,5 @@
-"""``store.queues``: the rows of ``soniq_queues``, the fleet-wide pause of a queue
-(PostgreSQL only). ``soniq_sync/storage/queues.py`` is generated from this file.
+"""``store.queues``: the rows of ``soniq_queues``, the fleet-wide pause of a queue and
+its own limits (PostgreSQL only). ``soniq_sync/storage/queues.py`` is generated from this file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ Record = dict[str, Any]
 
 
 class Queues:
-    """Pause, resume and list queues."""
+    """Pause, resume, limit and list queues."""
 
     def __init__(self, store: StoreAccess) -> None:
         self._store = store
@@ -40,14 +40,41 @@ class Queues:
         return bool(await self._fetch("queue_resume", {"name": name}))
 
     async def list(self) -> builtins.list[Record]:
-        """Queues with jobs queued or running, or paused: name, paused, paused_at,
-        paused_until, paused_reason, paused_by, queued, processing."""
+        """Queues with jobs queued or running, paused, or with limits: name, paused,
+        paused_at, paused_until, paused_reason, paused_by, concurrency, rate_limit,
+        rate_period, burst, queued, processing."""
         return await self._fetch("queue_list", {})
+
+    async def set_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate_limit: int | None,
+        rate_period: float | None,
+        burst: int,
+    ) -> Record:
+        """Give queue ``name`` limits of its own (both replaced); the row as written."""
+        params = {
+            "name": name,
+            "concurrency": concurrency,
+            "rate_limit": rate_limit,
+            "rate_period": rate_period,
+            "burst": burst,
+        }
+        row = (await self._fetch("queue_set_limits", params))[0]
+        row.pop("_control", None)
+        row.pop("_woken", None)
+        return row
+
+    async def clear_limits(self, name: str) -> bool:
+        """Drop queue ``name``'s own limits; False if it had none."""
+        return bool(await self._fetch("queue_clear_limits", {"name": name}))
 
     async def control(self) -> Record:
         """What a worker caches: ``version`` (the latest control version), ``names``
-        (the queues paused now) and ``remaining`` (seconds each pause has left, None:
-        until resumed)."""
+        (the queues paused now), ``remaining`` (seconds each pause has left, None:
+        until resumed), ``gated`` (the queues with limits of their own) and
+        ``queue_index``."""
         return (await self._fetch("queue_control", {}))[0]
 
     async def seen(self, worker_id: str, version: int) -> None:

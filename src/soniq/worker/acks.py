@@ -41,6 +41,8 @@ class Acknowledger:
         #: it freed; returns how many it started (a long-running worker sets it).
         #: Slots it refilled need no wake-up, here or in the fleet.
         self.refill: Callable[[int], Awaitable[int]] | None = None
+        #: Whether a queue has limits of its own: its jobs' ends free its slots too.
+        self.gated: Callable[[str], bool] = lambda queue: False
         self._done: list[Completion] = []
         #: The limited jobs in ``_done``, by id, and their queues.
         self._limited: dict[str, str] = {}
@@ -57,7 +59,7 @@ class Acknowledger:
     def done(self, job: ClaimedJob, result: str | None) -> None:
         """Queue a finished job for the next batch."""
         self._done.append((job.id, job.attempt, result))
-        if job.limit_key is not None:
+        if job.limit_key is not None or self.gated(job.queue):
             self._limited[job.id] = job.queue
         self._pending.set()
 
@@ -195,7 +197,7 @@ class Acknowledger:
                 and self.on_delayed is not None
             ):
                 self.on_delayed(outcome.delay)
-            if written and job.limit_key is not None:
+            if written and (job.limit_key is not None or self.gated(job.queue)):
                 await self._freed_slots({job.queue})
             if not written:
                 logger.warning(

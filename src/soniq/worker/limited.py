@@ -6,6 +6,10 @@ worker takes them with a claim of their own, ``soniq_claim_limited`` (migration
 admission per key. This module decides when that claim runs and how large it is,
 keeps its round-robin cursor, and knows when a key held back by its rate or a block
 becomes eligible again. The SQL does the counting; nothing here can drift.
+
+Queues with limits of their own (gated queues, ``app.queues.set_limits``) are passed
+by every other claim; ``soniq_claim_gated`` takes their jobs, keyed or not, and this
+class runs it too whenever the worker serves a gated queue.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ class LimitedClaims:
         self.listening: Callable[[], bool] = lambda: False
         self._announcements = 0
         self._idle_until = -1e18
+        #: The gated queues this worker serves, as it last read them (see PausedQueues).
+        self.gated: Callable[[], list[str]] = list
+        self._gated_cursor: str | None = None
+        self._gated_idle_until = -1e18
+        # When a key (keyed claim) or a gated queue or key (gated claim) held back by
+        # its rate or a block is eligible, each as its claim last said.
+        self._eligible: dict[str, float | None] = {}
 
     @property
     def declared(self) -> bool:
@@ -82,12 +93,19 @@ class LimitedClaims:
         """Jobs were announced (a NOTIFY: new, promoted, requeued, or freed slots)."""
         self._announcements += 1
         self._idle_until = -1e18
+        self._gated_idle_until = -1e18
 
     async def wanted(self) -> bool:
         """Whether to run the limited claim now."""
         now = self._clock()
         if now < self._refused_until:
             return False
+        return self._gated_wanted(now) or await self._keyed_wanted(now)
+
+    def _gated_wanted(self, now: float) -> bool:
+        return bool(self.gated()) and not (now < self._gated_idle_until and self.listening())
+
+    async def _keyed_wanted(self, now: float) -> bool:
         if now < self._idle_until and self.listening():
             return False
         if self.declared:
@@ -109,14 +127,20 @@ class LimitedClaims:
         return min(want, (free + 1) // 2 if self.others_waiting else free)
 
     async def claim(self, limit: int) -> list[ClaimedJob]:
-        """Claim up to ``limit`` limited jobs; [] when none may start now."""
+        """Claim up to ``limit`` limited jobs, those of the gated queues first; [] when
+        none may start now."""
         asked_at = self._clock()  # wake_in counts from the claim, not from its reply
         heard = self._announcements
+        jobs: list[ClaimedJob] = []
         try:
-            got = await self.store.jobs.claim_limited(
-                self.worker_id, self.queues, self.cursor, self.keys_per_claim, limit
-            )
+            if self._gated_wanted(asked_at):
+                jobs = await self._claim_gated(limit, asked_at, heard)
+            if len(jobs) < limit and await self._keyed_wanted(asked_at):
+                jobs += await self._claim_keyed(limit - len(jobs), asked_at, heard)
         except self.store.errors as exc:
+            if jobs:  # the gated claim's jobs are this worker's now: start them
+                logger.error("cannot claim limited jobs (%s)", str(exc).strip())
+                return jobs
             if LIMITS_NEED_READ_COMMITTED not in str(exc):
                 raise
             # The server refused to over-admit: say why, and look again later.
@@ -128,15 +152,35 @@ class LimitedClaims:
                 "READ COMMITTED again",
                 LIMITS_NEED_READ_COMMITTED,
             )
-            return []
+            return jobs
+        ends = [end for end in self._eligible.values() if end is not None]
+        self.eligible_at = min(ends) if ends else None
+        return jobs
+
+    async def _claim_keyed(self, limit: int, asked_at: float, heard: int) -> list[ClaimedJob]:
+        got = await self.store.jobs.claim_limited(
+            self.worker_id, self.queues, self.cursor, self.keys_per_claim, limit
+        )
         self.cursor = got.cursor
         # No key at all had due limited jobs (the walk found none), and none were
         # announced while the claim looked (it may have missed those): wait for news.
         if got.cursor is None and not got.jobs and heard == self._announcements:
             self._idle_until = asked_at + self.poll_interval
-        self.eligible_at = None if got.wake_in is None else asked_at + max(0.0, got.wake_in)
+        self._eligible["keyed"] = _end(asked_at, got.wake_in)
         if got.jobs and not self.declared:
             self._waiting = True  # keep claiming while there is limited work
+        return got.jobs
+
+    async def _claim_gated(self, limit: int, asked_at: float, heard: int) -> list[ClaimedJob]:
+        got = await self.store.jobs.claim_gated(
+            self.worker_id, self.gated(), self._gated_cursor, self.keys_per_claim, limit
+        )
+        self._gated_cursor = got.cursor
+        # Nothing to start, and nothing that frees up by time alone: a job that ends
+        # (whose slot is announced) or a new job is what can change that.
+        if not got.jobs and got.wake_in is None and heard == self._announcements:
+            self._gated_idle_until = asked_at + self.poll_interval
+        self._eligible["gated"] = _end(asked_at, got.wake_in)
         return got.jobs
 
     def wait(self, poll_interval: float) -> float:
@@ -155,3 +199,7 @@ class LimitedClaims:
                 await self.store.limits.prune(ttl)
             except self.store.unavailable as exc:
                 logger.warning("cannot prune idle limit keys (%s)", str(exc).strip())
+
+
+def _end(asked_at: float, wake_in: float | None) -> float | None:
+    return None if wake_in is None else asked_at + max(0.0, wake_in)

@@ -381,9 +381,13 @@ class Worker:
         self, live: _Session, queues: list[str] | None, limit: int
     ) -> Awaitable[list[ClaimedJob]]:
         """The global claim; by queue when this worker serves only some queues (its
-        --queues, or all but the paused ones) and the index by queue is there."""
+        --queues, or all but the paused and gated ones) and the index by queue is there."""
         paused = live.paused
-        by_queue = paused is not None and paused.queue_index and (bool(queues) or paused.any)
+        by_queue = (
+            paused is not None
+            and paused.queue_index
+            and (bool(queues) or paused.any or bool(paused.gated))
+        )
         return live.db.jobs.claim(self.id, queues, limit, by_queue=by_queue)
 
     def _take(self, live: _Session, claimed: list[ClaimedJob]) -> int:
@@ -632,6 +636,9 @@ class Worker:
                 poll_interval=self.poll_interval,
                 clock=asyncio.get_running_loop().time,
             )
+            paused = live.paused
+            live.limited.gated = lambda: paused.gated_among(queues)
+            acks.gated = lambda queue: queue in paused.gated
         await self._until_connected(db, db.open)
         await self._until_connected(db, liveness.register)
         if live.paused is not None:

@@ -1,4 +1,5 @@
-"""The worker's copy of the fleet's queue pauses, and how it keeps it current.
+"""The worker's copy of the fleet's queue pauses (and of which queues have limits of
+their own), and how it keeps it current.
 
 The claim statement reads ``soniq_queues`` itself, so no claim that starts after a
 pause commits takes a job of the paused queue: this copy is not what enforces a
@@ -53,6 +54,9 @@ class PausedQueues:
         #: Whether the optional index by queue is there (read with the pauses), so
         #: that a worker serving only some queues can claim by queue.
         self.queue_index = False
+        #: The queues with limits of their own (gated: only the gated claim takes
+        #: their jobs), as last read.
+        self.gated: frozenset[str] = frozenset()
         # Paused queue -> the loop time its pause ends (None: until resumed).
         self._until: dict[str, float | None] = {}
         self._wanted = asyncio.Event()
@@ -76,6 +80,12 @@ class PausedQueues:
             end is None or end > self._clock() for end in self._until.values()
         )
 
+    def gated_among(self, queues: list[str] | None) -> list[str]:
+        """The gated queues among ``queues`` (None: every queue), by name."""
+        if not self.gated:
+            return []
+        return sorted(self.gated if queues is None else self.gated.intersection(queues))
+
     def heard(self, version: int | None = None) -> None:
         """A notification (``version`` None) or a heartbeat's control version: reload
         unless the version is already applied."""
@@ -91,6 +101,7 @@ class PausedQueues:
             for name, left in zip(state["names"], state["remaining"], strict=True)
         }
         self.queue_index = bool(state["queue_index"])
+        self.gated = frozenset(state["gated"])
         await self._apply()
         version = int(state["version"])
         await self._db.queues.seen(self._worker_id, version)
