@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Lock", "call_hook", "sleep"]
+__all__ = ["Lock", "call_hook", "cancels_asked", "keep_cancel", "sleep"]
 
 #: A mutual-exclusion lock held across ``await`` (``async with lock:``).
 Lock = asyncio.Lock
@@ -28,3 +29,23 @@ async def call_hook(func: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def cancels_asked() -> int:
+    """How many cancellations of the current task are pending (Python 3.11+; else 0)."""
+    task = asyncio.current_task()
+    if task is None or sys.version_info < (3, 11):
+        return 0
+    return task.cancelling()
+
+
+def keep_cancel(asked_before: int) -> None:
+    """Raise ``CancelledError`` if the current task was cancelled since
+    :func:`cancels_asked` gave ``asked_before`` and the cancellation was dropped.
+
+    psycopg_pool waits for a free connection with ``asyncio.wait_for``, which before
+    Python 3.12 drops a cancellation landing as the wait ends: the task got its
+    connection and never saw the cancel, so a cancelled worker ran on.
+    """
+    if cancels_asked() > asked_before:
+        raise asyncio.CancelledError

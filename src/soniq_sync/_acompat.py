@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Lock", "call_hook", "sleep"]
+__all__ = ["Lock", "call_hook", "cancels_asked", "keep_cancel", "sleep"]
 
 #: A mutual-exclusion lock shared by threads (``with lock:``).
 Lock = threading.Lock
@@ -35,3 +35,12 @@ def call_hook(func: Callable[..., Any], *args: Any) -> Any:
 
 async def _wait(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def cancels_asked() -> int:
+    """Threads are not cancelled: always 0 (see ``soniq._acompat``)."""
+    return 0
+
+
+def keep_cancel(asked_before: int) -> None:
+    """Nothing to keep: threads are not cancelled (see ``soniq._acompat``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pytest
 
@@ -146,3 +147,34 @@ async def test_a_shutdown_during_a_slow_metrics_sink_still_records_the_outcome(
         assert job is not None
         assert job["status"] == "queued"
         assert job["attempts"] == 0
+
+
+async def test_a_cancel_that_lands_while_waiting_for_a_pooled_connection_is_kept(
+    database_url: str,
+) -> None:
+    """psycopg_pool waits for a free connection with asyncio.wait_for, which before
+    Python 3.12 can drop a cancellation landing as the wait ends: the task then ran on
+    as if never cancelled (a cancelled worker kept working). Tasks that queue for a
+    two-connection pool are cancelled at every point of their wait: none may return
+    as if it had not been."""
+    async with Soniq(database_url=database_url, pool_min_size=2, pool_max_size=2) as app:
+        await app.ensure_initialized()
+        backend = app.backend
+
+        async def borrow() -> int:
+            async with backend.acquire() as conn:
+                await conn.execute("SELECT 1")
+            task = asyncio.current_task()
+            return task.cancelling() if task is not None and sys.version_info >= (3, 11) else 0
+
+        dropped = 0
+        for round_ in range(600):
+            tasks = [asyncio.create_task(borrow()) for _ in range(4)]
+            for _ in range(round_ % 7):
+                await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, int) and outcome > 0:
+                    dropped += 1
+        assert dropped == 0

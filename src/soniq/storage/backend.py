@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from soniq._acompat import cancels_asked, keep_cancel
 from soniq.adapters import AsyncAdapter, PsycopgAsyncAdapter
 from soniq.errors import (
     DATABASE_MISSING,
@@ -314,9 +315,13 @@ class PostgresBackend(StorageBackend):
         async with await connect(self.url, self.settings) as conn:
             return await migration_status(conn, sources)
 
-    def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""
-        return self.pool.connection()
+        asked = cancels_asked()
+        async with self.pool.connection() as conn:
+            keep_cancel(asked)  # a cancel the pool's wait dropped (see keep_cancel)
+            yield conn
 
     async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``query`` on a pooled connection; dict rows."""

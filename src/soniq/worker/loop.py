@@ -49,7 +49,7 @@ from soniq.worker.pauses import PausedQueues
 from soniq.worker.promotion import Promoter
 from soniq.worker.runner import ClaimedJob, JobRunner
 from soniq.worker.stats import OutcomeStats
-from soniq.worker.stopping import nap
+from soniq.worker.stopping import nap, wait_set
 from soniq.worker.task_registry import TaskAdvertiser
 from soniq.worker.wakeup import Listener
 
@@ -577,8 +577,7 @@ class Worker:
 
     async def _wait(self, timeout: float | None) -> None:
         """Sleep until nudged (a job announced, slots freed, a stop) or ``timeout``."""
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            await asyncio.wait_for(self._nudge.wait(), timeout)
+        await wait_set(self._nudge, timeout)
 
     @contextlib.asynccontextmanager
     async def _session(

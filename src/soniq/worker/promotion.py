@@ -12,12 +12,11 @@ snoozes, and from the ``soniq_delayed`` notifications producers send; without th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from soniq.storage.store import Store
-from soniq.worker.stopping import nap
+from soniq.worker.stopping import nap, wait_set
 
 logger = logging.getLogger("soniq.worker")
 
@@ -104,7 +103,6 @@ class Promoter:
                 if left <= 0:
                     return
                 self._poke.clear()
-                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), left)
+                await wait_set(self._poke, left)
         finally:
             self._wake_at = None

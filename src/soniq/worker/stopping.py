@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 async def nap(stop: asyncio.Event, seconds: float) -> None:
@@ -13,5 +12,22 @@ async def nap(stop: asyncio.Event, seconds: float) -> None:
     turns a cancelled query into ``QueryCanceled``, an ``OperationalError``, which an
     outage handler would otherwise take for a database problem and retry.
     """
-    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_set(stop, seconds)
+
+
+async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds (None: no limit) pass; whether
+    it is set.
+
+    Not ``asyncio.wait_for(event.wait(), timeout)``: before Python 3.12 that drops a
+    cancellation which lands in the same loop turn as the event is set, so a
+    cancelled worker could go on running until cancelled again.
+    """
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiter,), timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()

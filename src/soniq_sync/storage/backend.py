@@ -36,6 +36,7 @@ from soniq.storage.migration_sources import MigrationSource
 from soniq.storage.queries import QUERIES, Query
 from soniq.storage.records import Notification
 from soniq.storage.urls import describe_server
+from soniq_sync._acompat import cancels_asked, keep_cancel
 from soniq_sync.adapters import PsycopgAdapter, SyncAdapter
 from soniq_sync.storage.migrations import apply_migrations, migration_status, pending_migrations
 
@@ -307,9 +308,13 @@ class PostgresBackend(StorageBackend):
         with connect(self.url, self.settings) as conn:
             return migration_status(conn, sources)
 
-    def acquire(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+    @contextmanager
+    def acquire(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow an autocommit connection; use ``conn.transaction()`` for a transaction."""
-        return self.pool.connection()
+        asked = cancels_asked()
+        with self.pool.connection() as conn:
+            keep_cancel(asked)  # a cancel the pool's wait dropped (see keep_cancel)
+            yield conn
 
     def fetch(self, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``query`` on a pooled connection; dict rows."""
