@@ -618,6 +618,8 @@ class Soniq(AppBase):
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
         ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
         ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory);
+        ``limited_queues`` the queues with limits of their own (``name``,
+        ``concurrency``, ``rate_limit``, ``rate_period``, ``burst``);
         ``queue_index`` whether the index by queue is there (``app.queues.add_index``;
         False on SQLite and memory).
         """
@@ -630,6 +632,13 @@ class Soniq(AppBase):
         limits = [info.as_dict() for info in await self.limits.in_use()]
         for group in limits:
             del group["keys"]
+        limited = [
+            {
+                k: info.as_dict()[k]
+                for k in ("name", "concurrency", "rate_limit", "rate_period", "burst")
+            }
+            for info in await self.queues.limited()
+        ]
         indexed = storage_kind(self.settings) == "postgres" and await self.queues.has_index()
         return {
             "queues": queues,
@@ -637,6 +646,7 @@ class Soniq(AppBase):
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
             "limit_groups": limits,
+            "limited_queues": limited,
             "queue_index": indexed,
         }
 

@@ -570,6 +570,8 @@ class Soniq(SyncAppBase):
         (``name``, ``paused``, ``paused_at``, ``paused_until``, ``reason``,
         ``paused_by``); ``limit_groups`` the concurrency and rate limit groups, as
         ``app.limits.list()`` gives them (without keys; ``[]`` on SQLite and memory);
+        ``limited_queues`` the queues with limits of their own (``name``,
+        ``concurrency``, ``rate_limit``, ``rate_period``, ``burst``);
         ``queue_index`` whether the index by queue is there (``app.queues.add_index``;
         False on SQLite and memory).
         """
@@ -582,6 +584,13 @@ class Soniq(SyncAppBase):
         limits = [info.as_dict() for info in self.limits.in_use()]
         for group in limits:
             del group["keys"]
+        limited = [
+            {
+                k: info.as_dict()[k]
+                for k in ("name", "concurrency", "rate_limit", "rate_period", "burst")
+            }
+            for info in self.queues.limited()
+        ]
         indexed = storage_kind(self.settings) == "postgres" and self.queues.has_index()
         return {
             "queues": queues,
@@ -589,6 +598,7 @@ class Soniq(SyncAppBase):
             "stale_workers": len(workers) - live,
             "paused_queues": paused,
             "limit_groups": limits,
+            "limited_queues": limited,
             "queue_index": indexed,
         }
 

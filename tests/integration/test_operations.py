@@ -178,6 +178,7 @@ async def test_status_of_an_empty_database(app: Soniq) -> None:
         "stale_workers": 0,
         "paused_queues": [],
         "limit_groups": [],
+        "limited_queues": [],
         "queue_index": False,
     }
 
@@ -297,6 +298,7 @@ def test_the_blocking_app_has_the_same_inspection(sync_app: soniq_sync.Soniq) ->
         "stale_workers": 0,
         "paused_queues": [],
         "limit_groups": [],
+        "limited_queues": [],
         "queue_index": False,
     }
     assert sync_app.list_workers() == []

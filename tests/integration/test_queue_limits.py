@@ -7,6 +7,7 @@ race) are in tests/acceptance/test_limits_process.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -14,9 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
 
 import soniq_sync
 from soniq import Concurrency, RateLimit, Soniq, SoniqError
+from soniq.cli import main
 from soniq.errors import (
     INVALID_ARGUMENT,
     INVALID_QUEUE,
@@ -293,3 +296,64 @@ def test_the_blocking_twin_sets_and_clears_queue_limits(sync_app: soniq_sync.Son
 
 async def _all_done(app: Soniq, ids: list[str]) -> bool:
     return await statuses(app, ids) == ["done"] * len(ids)
+
+
+def soniq(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_cli_limit_list_status_and_clear(database_url: str) -> None:
+    url = ("--database-url", database_url)
+    made = soniq(
+        "queues", "limit", "mail", "--concurrency", "4", "--rate", "100/min",
+        "--burst", "10", "--json", *url,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    body = json.loads(made.output)
+    assert (body["name"], body["concurrency"], body["rate_limit"]) == ("mail", 4, 100)
+    assert (body["rate_period"], body["burst"]) == (60.0, 10)
+
+    text = soniq("queues", "limit", "mail", "--rate", "50/s", *url)
+    assert text.exit_code == 0
+    assert "queue 'mail'" in text.output and "concurrency no limit, rate 50/s" in text.output
+
+    table = soniq("queues", "list", *url).output
+    assert "CONCURRENCY" in table and "RATE" in table and "50/s" in table
+    listed = json.loads(soniq("queues", "list", "--json", *url).output)
+    assert [(q["name"], q["concurrency"], q["rate_limit"]) for q in listed] == [("mail", None, 50)]
+
+    status = soniq("status", *url).output
+    assert "Limited: queue mail, concurrency no limit, rate 50/s." in status
+    status_json = json.loads(soniq("status", "--json", *url).output)
+    assert status_json["limited_queues"] == [
+        {"name": "mail", "concurrency": None, "rate_limit": 50, "rate_period": 1.0, "burst": 1}
+    ]
+
+    cleared = soniq("queues", "limit", "mail", "--clear", "--json", *url)
+    assert json.loads(cleared.output) == {"name": "mail", "cleared": True}
+    again = soniq("queues", "limit", "mail", "--clear", *url)
+    assert again.exit_code == 0 and "had no limits" in again.output
+    assert "Limited:" not in soniq("status", *url).output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("mail",),
+        ("mail", "--rate", "fast"),
+        ("mail", "--rate", "0/s"),
+        ("mail", "--concurrency", "1", "--burst", "3"),
+        ("mail", "--concurrency", "-1"),
+        ("mail", "--rate", "5/s", "--burst", "0"),
+        ("mail", "--clear", "--concurrency", "1"),
+        ("*", "--concurrency", "1"),
+    ],
+)
+def test_cli_limit_refuses_bad_input_and_writes_nothing(
+    database_url: str, args: tuple[str, ...]
+) -> None:
+    result = CliRunner().invoke(main, ["queues", "limit", *args, "--database-url", database_url])
+    assert result.exit_code == 1, result.output
+    assert "SONIQ_INVALID_ARGUMENT" in result.stderr and "soniq: error:" in result.stderr
+    listed = soniq("queues", "list", "--json", "--database-url", database_url)
+    assert json.loads(listed.output) == []

@@ -45,6 +45,7 @@ POSTGRES_ONLY = {
     "queue_resume",
     "queue_list",
     "queue_paused",
+    "queue_limited",
     "queue_control",
     "queue_set_limits",
     "queue_clear_limits",

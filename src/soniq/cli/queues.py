@@ -1,14 +1,15 @@
-"""``soniq queues``: pause, resume and list queues across the fleet."""
+"""``soniq queues``: pause, resume, limit and list queues across the fleet."""
 
 from __future__ import annotations
 
 import click
 
 from soniq.app import Soniq
+from soniq.cli.limits import parse_rate, rate_text
 from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
 from soniq.cli.session import with_app
 from soniq.cli.when import parse_end
-from soniq.errors import PAUSE_NOT_CONFIRMED, SoniqError
+from soniq.errors import INVALID_ARGUMENT, PAUSE_NOT_CONFIRMED, SoniqError
 from soniq.ops.queues import QueueInfo
 
 _COLUMNS = (
@@ -16,6 +17,8 @@ _COLUMNS = (
     ("state", "STATE"),
     ("queued", "QUEUED"),
     ("processing", "RUNNING"),
+    ("concurrency", "CONCURRENCY"),
+    ("rate", "RATE"),
     ("paused_until", "UNTIL"),
     ("reason", "REASON"),
 )
@@ -23,14 +26,14 @@ _COLUMNS = (
 
 @click.group("queues")
 def group() -> None:
-    """Pause, resume and list queues (fleet-wide, PostgreSQL only)."""
+    """Pause, resume, limit and list queues (fleet-wide, PostgreSQL only)."""
 
 
 @group.command("list")
 @json_option
 @database_url_option
 def list_queues(as_json: bool, database_url: str | None) -> None:
-    """Print each queue with jobs queued or running, or paused, and its state."""
+    """Print each queue with jobs queued or running, paused, or limited, and its state."""
     rows = with_app(database_url, lambda app: app.queues.list())
     if as_json:
         emit_json([row.as_dict() for row in rows])
@@ -130,6 +133,70 @@ def resume(name: str, as_json: bool, database_url: str | None) -> None:
         click.echo(f"Queue {name!r} was not paused.")
 
 
+@group.command("limit")
+@click.argument("name")
+@click.option("--concurrency", type=int, metavar="N", help="At most N of its jobs at once.")
+@click.option("--rate", metavar="N/PERIOD", help="At most N of its jobs start per period.")
+@click.option("--burst", type=int, metavar="B", help="With --rate: allow B starts at once.")
+@click.option("--clear", is_flag=True, help="Drop the queue's limits instead.")
+@json_option
+@database_url_option
+def limit(
+    name: str,
+    concurrency: int | None,
+    rate: str | None,
+    burst: int | None,
+    clear: bool,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """Limit queue NAME as a whole, on every worker, from its next claim (or --clear).
+
+    Both limits count every job of the queue, with a limit key or not (a keyed job
+    must also be within its key's limits). They replace the queue's limits as a whole
+    (the one not given is no limit) and stay through worker restarts until --clear.
+    --concurrency 0 holds every job of the queue.
+    """
+    try:
+        if clear and (concurrency is not None or rate is not None or burst is not None):
+            raise SoniqError(INVALID_ARGUMENT, "--clear takes no --concurrency, --rate or --burst.")
+        if not clear and concurrency is None and rate is None:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"Give --concurrency N, --rate N/PERIOD, or both, for queue {name!r}; or "
+                "--clear to drop its limits.",
+            )
+        if rate is None and burst is not None:
+            raise SoniqError(INVALID_ARGUMENT, "--burst needs --rate, e.g. --rate 10/s --burst 5.")
+        per = None if rate is None else parse_rate(rate, burst)
+    except SoniqError as exc:
+        fail(exc)
+
+    if clear:
+        cleared = with_app(database_url, lambda app: app.queues.clear_limits(name))
+        if as_json:
+            emit_json({"name": name, "cleared": cleared})
+        elif cleared:
+            click.echo(f"Dropped the limits of queue {name!r}.")
+        else:
+            click.echo(f"Queue {name!r} had no limits.")
+        return
+
+    async def use(app: Soniq) -> QueueInfo:
+        return await app.queues.set_limits(name, concurrency=concurrency, rate=per)
+
+    info = with_app(database_url, use)
+    if as_json:
+        emit_json(info.as_dict())
+        return
+    concurrency_text = "no limit" if info.concurrency is None else str(info.concurrency)
+    rate_limit = rate_text(info.rate_limit, info.rate_period, info.burst)
+    click.echo(
+        f"Set the limits of queue {info.name!r} on all workers: concurrency "
+        f"{concurrency_text}, rate {'no limit' if rate_limit == '-' else rate_limit}."
+    )
+
+
 @group.command("index")
 @click.option("--drop", is_flag=True, help="Drop the index instead of building it.")
 @json_option
@@ -162,6 +229,8 @@ def _row(info: QueueInfo) -> dict[str, object]:
         "state": "paused" if info.paused else "active",
         "queued": info.queued,
         "processing": info.processing,
+        "concurrency": "-" if info.concurrency is None else info.concurrency,
+        "rate": rate_text(info.rate_limit, info.rate_period, info.burst),
         "paused_until": info.paused_until.isoformat() if info.paused_until else "-",
         "reason": info.reason or "-",
     }

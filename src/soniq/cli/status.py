@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from soniq.cli.durations import format_duration
-from soniq.cli.limits import GROUP_COLUMNS, group_row
+from soniq.cli.limits import GROUP_COLUMNS, group_row, rate_text
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
 from soniq.cli.session import with_app
 
@@ -24,9 +24,9 @@ def status(as_json: bool, database_url: str | None) -> None:
     FAILED (attempts that raised, retried or dead-lettered) count the last hour, DONE/MIN
     the last 60 seconds, as the workers reported them (every few seconds). DEAD counts
     the queue's rows in the dead-letter table. OLDEST DUE is how long the
-    longest-waiting runnable job has been due. Paused queues are listed below the
-    table (see `soniq queues`), then any concurrency and rate limit groups (see
-    `soniq limits`). The last line counts live workers.
+    longest-waiting runnable job has been due. Paused queues and queues with limits of
+    their own are listed below the table (see `soniq queues`), then any concurrency
+    and rate limit groups (see `soniq limits`). The last line counts live workers.
     """
     report = with_app(database_url, lambda app: app.status())
     if as_json:
@@ -62,10 +62,19 @@ def status(as_json: bool, database_url: str | None) -> None:
         until = pause["paused_until"] or "resumed"
         reason = f" ({pause['reason']})" if pause["reason"] else ""
         click.echo(f"Paused: {what} since {pause['paused_at']}, until {until}{reason}.")
-    if any(p["name"] != "*" for p in pauses) and not report.get("queue_index", True):
+    held = any(p["name"] != "*" for p in pauses) or report.get("limited_queues")
+    if held and not report.get("queue_index", True):
         click.echo(
-            "No index by queue: workers skip a paused queue's backlog row by row; "
-            "`soniq queues index` lets them claim past it."
+            "No index by queue: workers skip a paused or limited queue's backlog row by "
+            "row; `soniq queues index` lets them claim past it."
+        )
+    for queue in report.get("limited_queues", []):
+        concurrency = queue["concurrency"]
+        rate = rate_text(queue["rate_limit"], queue["rate_period"], queue["burst"])
+        click.echo(
+            f"Limited: queue {queue['name']}, concurrency "
+            f"{'no limit' if concurrency is None else concurrency}, "
+            f"rate {'no limit' if rate == '-' else rate}."
         )
     limits = report.get("limit_groups", [])
     if limits:

@@ -238,6 +238,13 @@ class QueueControl:
             return []
         return [_info(row) for row in await self._store.queues.paused()]
 
+    async def limited(self) -> builtins.list[QueueInfo]:
+        """The queues with limits of their own, by name (none on SQLite and memory,
+        which cannot limit a queue)."""
+        if storage_kind(self._settings) != "postgres":
+            return []
+        return [_info(row) for row in await self._store.queues.limited()]
+
     async def add_index(self) -> bool:
         """Build the index by queue, so that workers serving only some queues (their
         ``--queues``, or every queue but the paused ones) claim from each queue's own

@@ -1243,6 +1243,12 @@ SELECT COALESCE(c.name, p.name) AS name, COALESCE(p.in_force, false) AS paused,
 FROM counts c FULL JOIN paused p ON p.name = c.name
 ORDER BY 1
 
+-- name: queue_limited
+-- The queues with limits of their own, by name.
+SELECT name, concurrency, rate_limit, rate_period, burst FROM soniq_queues
+WHERE concurrency IS NOT NULL OR rate_limit IS NOT NULL
+ORDER BY name
+
 -- name: queue_paused
 -- The pauses in force now, by queue name ('*': every queue).
 SELECT name, paused_at, paused_until, paused_reason, paused_by FROM soniq_queues

@@ -86,6 +86,11 @@ class Queues:
         ``version`` yet: id, hostname, pid."""
         return await self._fetch("queue_unconfirmed", {"version": version, "timeout": timeout})
 
+    async def limited(self) -> builtins.list[Record]:
+        """The queues with limits of their own: name, concurrency, rate_limit,
+        rate_period, burst."""
+        return await self._fetch("queue_limited", {})
+
     async def paused(self) -> builtins.list[Record]:
         """The pauses in force now: name, paused_at, paused_until, paused_reason,
         paused_by."""

@@ -88,6 +88,11 @@ class Queues:
         ``version`` yet: id, hostname, pid."""
         return self._fetch("queue_unconfirmed", {"version": version, "timeout": timeout})
 
+    def limited(self) -> builtins.list[Record]:
+        """The queues with limits of their own: name, concurrency, rate_limit,
+        rate_period, burst."""
+        return self._fetch("queue_limited", {})
+
     def paused(self) -> builtins.list[Record]:
         """The pauses in force now: name, paused_at, paused_until, paused_reason,
         paused_by."""
