@@ -131,6 +131,14 @@ def gated_plain(ctx: JobContext, n: int) -> None:
     end(span)
 
 
+@app.job(name="gated.hold", queue="gated")
+def gated_hold(ctx: JobContext, hold: bool = False) -> None:
+    """Holds a slot of the queue for a minute on a first attempt with ``hold``."""
+    span = begin(ctx, "gated")
+    time.sleep(60 if hold and ctx.attempt == 1 else 0.02)
+    end(span)
+
+
 @app.job(name="gated.keyed", queue="gated", concurrency=Concurrency(1, key="{k}"))
 def gated_keyed(ctx: JobContext, k: str) -> None:
     span = begin(ctx, "gated:" + k)
@@ -528,6 +536,51 @@ async def test_a_killed_workers_slots_stay_taken_until_recovery(
     assert job_states(url, held) == {("done", 2): 2}
     assert job_states(url, rest) == {("done", 1): 10}
     await survivor.wait_log("recovered 1 stale worker(s): 2 job(s) requeued")
+
+
+async def test_a_killed_workers_jobs_hold_their_queues_slots_until_recovery(
+    client: Soniq, url: str, fleet: LimitsSpawner
+) -> None:
+    await client.queues.set_limits("gated", concurrency=2)
+    held = await client.enqueue_many("gated.hold", [{"hold": True}] * 2, queue="gated")
+    doomed = fleet.start(url, "--concurrency", "4", SONIQ_HEARTBEAT_TIMEOUT="3")
+    await fleet.until(lambda: spans_started(url, "gated") == 2, 30, "the queue's two slots")
+    rest = await client.enqueue_many("gated.hold", [{}] * 10, queue="gated")
+    survivor = fleet.start(
+        url, "--concurrency", "4", SONIQ_HEARTBEAT_TIMEOUT="3", SONIQ_CLEANUP_INTERVAL="0.5"
+    )
+    await started(fleet, survivor)
+    assert job_states(url, rest) == {("queued", 0): 10}
+
+    doomed.proc.kill()
+    assert await doomed.wait_exit(10) == -signal.SIGKILL
+    last_held: list[datetime] = []
+
+    def recovered() -> bool:
+        at, holding = rows(
+            url,
+            "SELECT statement_timestamp(), count(*) FROM soniq_jobs"
+            " WHERE id = ANY(%s::uuid[]) AND status = 'processing' AND attempts = 1",
+            (held,),
+        )[0]
+        if holding == 2:
+            last_held.append(at)
+            return False
+        return True
+
+    await fleet.until(recovered, 30, "recovery of the dead worker's jobs")
+    assert last_held, "recovered before the first poll"
+    await fleet.until(lambda: all_done_or_retried(url, held, rest), 30, "the queue to finish")
+    # No job of the queue started while the dead attempts held both of its slots.
+    early = rows(
+        url,
+        "SELECT job_id, started FROM spans WHERE key = 'gated' AND NOT (job_id = ANY(%s::uuid[])"
+        " AND attempt = 1) AND started <= %s",
+        (held, last_held[-1]),
+    )
+    assert early == [], (early, last_held[-1])
+    assert max(overlaps(url, "key = 'gated' AND ended IS NOT NULL").values()) <= 2
+    assert job_states(url, rest) == {("done", 1): 10}
 
 
 def all_done_or_retried(url: str, retried: Sequence[str], rest: Sequence[str]) -> bool:
