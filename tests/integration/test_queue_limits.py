@@ -357,3 +357,26 @@ def test_cli_limit_refuses_bad_input_and_writes_nothing(
     assert "SONIQ_INVALID_ARGUMENT" in result.stderr and "soniq: error:" in result.stderr
     listed = soniq("queues", "list", "--json", "--database-url", database_url)
     assert json.loads(listed.output) == []
+
+
+async def test_a_queue_full_by_concurrency_gives_no_wake_up_time_even_when_rated(
+    app: Soniq,
+) -> None:
+    # A queue at its concurrency limit waits for a job to end (which wakes the
+    # workers); only its rate has a time to wake at. Else an idle worker would claim in
+    # a loop.
+    @app.job(name="mail.send", queue="mail")
+    async def send(i: int) -> None: ...
+
+    await app.queues.set_limits("mail", concurrency=1, rate=RateLimit(1, per=3600))
+    await app.enqueue_many(send, [{"i": 1}, {"i": 2}])
+    claim = (
+        "SELECT count(id), max(wake_in) "
+        "FROM soniq_claim_gated(gen_random_uuid(), NULL, NULL, 64, 8)"
+    )
+    ((count, _),) = await rows(app, claim)
+    assert count == 1
+    assert await rows(app, claim) == [(0, None)]  # full, and rated too: no time to wake at
+    await app.queues.set_limits("mail", concurrency=5, rate=RateLimit(1, per=3600))
+    ((count, wake_in),) = await rows(app, claim)
+    assert count == 0 and 3500 < wake_in <= 3600  # held back by its rate alone: wake then

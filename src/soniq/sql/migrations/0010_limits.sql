@@ -260,8 +260,11 @@ BEGIN
                 ELSE min(CASE
                 WHEN a.blocked_until > now() THEN EXTRACT(EPOCH FROM a.blocked_until - now())
                 -- Held back by its rate (not by its concurrency, which frees up when a
-                -- job ends and wakes the workers): when the next start is allowed.
-                WHEN a.rate_n = 0 THEN
+                -- job ends and wakes the workers): when the next start is allowed. A
+                -- key also full by its concurrency waits for a job to end instead.
+                WHEN a.rate_n = 0
+                     AND a.running < CASE WHEN a.missing THEN 1
+                                          ELSE COALESCE(a.concurrency, a.running + 1) END THEN
                     EXTRACT(EPOCH FROM a.tat - now()) - (a.burst - 1) * a.rate_period / a.rate_limit
             END)::float8 END FROM allow AS a),
            COALESCE((SELECT ch.key FROM chosen AS ch ORDER BY ch.ord DESC LIMIT 1), v_tried);
@@ -336,7 +339,7 @@ BEGIN
         FROM soniq_queues AS q
         WHERE q.name = v_queue AND (q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL);
         CONTINUE WHEN NOT FOUND;  -- its limits were cleared meanwhile: the other claims'
-        IF v_q.rate_n = 0 THEN
+        IF v_q.rate_n = 0 AND v_q.running < COALESCE(v_q.concurrency, v_q.running + 1) THEN
             v_wake := LEAST(v_wake, EXTRACT(EPOCH FROM v_q.rate_tat - now())
                                     - (v_q.burst - 1) * v_q.rate_period / v_q.rate_limit);
         END IF;
