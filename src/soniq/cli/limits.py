@@ -110,12 +110,8 @@ def set_limits(
     if as_json:
         emit_json(info.as_dict())
         return
-    concurrency_text = "no limit" if info.concurrency is None else str(info.concurrency)
-    rate_limit = rate_text(info.rate_limit, info.rate_period, info.burst)
-    click.echo(
-        f"Set the limits of group {info.name!r} on all workers: concurrency "
-        f"{concurrency_text}, rate {'no limit' if rate_limit == '-' else rate_limit}."
-    )
+    limits = limits_text(info.concurrency, info.rate_limit, info.rate_period, info.burst)
+    click.echo(f"Set the limits of group {info.name!r} on all workers: {limits}.")
 
 
 @group.command("clear")
@@ -215,6 +211,17 @@ def rate_text(limit: int | None, period: float | None, burst: int = 1) -> str:
     names = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
     text = f"{limit}/{names.get(period, f'{period:g}s')}"
     return text if burst == 1 else f"{text} (burst {burst})"
+
+
+def limits_text(
+    concurrency: int | None, rate_limit: int | None, period: float | None, burst: int = 1
+) -> str:
+    """``concurrency 4, rate 50/s`` (``no limit`` for either one not set)."""
+    rate = rate_text(rate_limit, period, burst)
+    return (
+        f"concurrency {'no limit' if concurrency is None else concurrency}, "
+        f"rate {'no limit' if rate == '-' else rate}"
+    )
 
 
 def group_row(group: Mapping[str, Any]) -> dict[str, Any]:

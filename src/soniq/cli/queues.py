@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from soniq.app import Soniq
-from soniq.cli.limits import parse_rate, rate_text
+from soniq.cli.limits import limits_text, parse_rate, rate_text
 from soniq.cli.output import database_url_option, emit_json, emit_table, fail, json_option
 from soniq.cli.session import with_app
 from soniq.cli.when import parse_end
@@ -189,12 +189,8 @@ def limit(
     if as_json:
         emit_json(info.as_dict())
         return
-    concurrency_text = "no limit" if info.concurrency is None else str(info.concurrency)
-    rate_limit = rate_text(info.rate_limit, info.rate_period, info.burst)
-    click.echo(
-        f"Set the limits of queue {info.name!r} on all workers: concurrency "
-        f"{concurrency_text}, rate {'no limit' if rate_limit == '-' else rate_limit}."
-    )
+    limits = limits_text(info.concurrency, info.rate_limit, info.rate_period, info.burst)
+    click.echo(f"Set the limits of queue {info.name!r} on all workers: {limits}.")
 
 
 @group.command("index")

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from soniq.cli.durations import format_duration
-from soniq.cli.limits import GROUP_COLUMNS, group_row, rate_text
+from soniq.cli.limits import GROUP_COLUMNS, group_row, limits_text
 from soniq.cli.output import database_url_option, emit_json, emit_table, json_option
 from soniq.cli.session import with_app
 
@@ -69,13 +69,10 @@ def status(as_json: bool, database_url: str | None) -> None:
             "row; `soniq queues index` lets them claim past it."
         )
     for queue in report.get("limited_queues", []):
-        concurrency = queue["concurrency"]
-        rate = rate_text(queue["rate_limit"], queue["rate_period"], queue["burst"])
-        click.echo(
-            f"Limited: queue {queue['name']}, concurrency "
-            f"{'no limit' if concurrency is None else concurrency}, "
-            f"rate {'no limit' if rate == '-' else rate}."
+        limits = limits_text(
+            queue["concurrency"], queue["rate_limit"], queue["rate_period"], queue["burst"]
         )
+        click.echo(f"Limited: queue {queue['name']}, {limits}.")
     limits = report.get("limit_groups", [])
     if limits:
         click.echo("")
