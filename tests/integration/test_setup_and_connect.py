@@ -10,7 +10,7 @@ import anyio
 import psycopg
 import pytest
 
-from soniq import Soniq, SoniqError
+from soniq import Concurrency, Soniq, SoniqError
 from soniq.storage.queries import Query, migration_files
 
 TABLES = {
@@ -269,3 +269,37 @@ async def test_the_worker_pool_keeps_the_server_options_of_the_url_and_pgoptions
 
 def _query(sql: str) -> Query:
     return Query(name="probe", text=sql)
+
+
+async def test_upgrading_from_0010_keeps_keyed_jobs_claimable_and_adds_queue_limits(
+    empty_database_url: str,
+) -> None:
+    # A database that the previous release set up: keyed limits (0010), no queue limits.
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE soniq_migrations (version text PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, text in migration_files():
+            if version >= "0011":
+                break
+            await conn.execute(text.encode())
+            await conn.execute("INSERT INTO soniq_migrations (version) VALUES (%s)", (version,))
+        await conn.execute(
+            """INSERT INTO soniq_jobs (id, job_name, args, limit_key) VALUES
+               (gen_random_uuid(), 'old.keyed', '{"n": 1}', 'old.keyed:1'),
+               (gen_random_uuid(), 'old.keyed', '{"n": 2}', 'old.keyed:2')"""
+        )
+    async with Soniq(database_url=empty_database_url) as app:
+        ran: list[int] = []
+
+        @app.job(name="old.keyed", concurrency=Concurrency(1, key="{n}"))
+        async def keyed(n: int) -> None:
+            ran.append(n)
+
+        assert await app.setup() == [v for v in SHIPPED if v >= "0011"]
+        await app.queues.set_limits("default", concurrency=5)
+        assert await app.run_worker(run_once=True) is True
+        assert sorted(ran) == [1, 2]
+        [info] = [q for q in await app.queues.list() if q.name == "default"]
+        assert info.concurrency == 5

@@ -249,7 +249,7 @@ SELECT to_regclass('soniq_migrations') IS NOT NULL AS has_migrations,
 -- name: _queue_open
 -- A fragment, not a query: "the row's queue is not paused now, and has no limits of
 -- its own", for the claims (a column named queue must be in scope). A queue with
--- limits (app.queues.set_limits, migration 0010) is gated: its jobs are claimed by
+-- limits (app.queues.set_limits, migration 0011) is gated: its jobs are claimed by
 -- claim_gated alone, which counts them. Paused and gated queues (soniq_queues) are
 -- read by the claim itself: both lookups are uncorrelated, so they run once per
 -- statement (an initplan and a one-time filter over a table of a few rows), not once
@@ -1345,15 +1345,16 @@ ORDER BY hostname, pid
 
 -- name: claim_limited
 -- Claim up to %(limit)s limited jobs, round-robin over at most %(keys)s keys from
--- just after %(after)s, within each key's concurrency and rate (see the function in
--- migration 0010). The last row has id NULL: the next cursor and when to look again.
+-- just after %(after)s, within each key's concurrency and rate (see the function, in
+-- migration 0011 as it is now). The last row has id NULL: the next cursor and when to
+-- look again.
 SELECT * FROM soniq_claim_limited(%(worker_id)s::uuid, %(queues)s::text[], %(after)s::text,
                                   %(keys)s::int, %(limit)s::int)
 
 -- name: claim_gated
 -- Claim up to %(limit)s jobs of the gated queues (those with limits of their own)
 -- among %(queues)s (NULL: all), each queue within its limits and each keyed job also
--- within its key's (see soniq_claim_gated in migration 0010). The last row has id
+-- within its key's (see soniq_claim_gated in migration 0011). The last row has id
 -- NULL: the keyed claims' next cursor, and when to look again.
 SELECT * FROM soniq_claim_gated(%(worker_id)s::uuid, %(queues)s::text[], %(after)s::text,
                                 %(keys)s::int, %(limit)s::int)

@@ -1,8 +1,8 @@
 """The worker's side of concurrency and rate limits (PostgreSQL only).
 
 Limited jobs (a ``limit_key`` on the row) are outside the global claim's index; the
-worker takes them with a claim of their own, ``soniq_claim_limited`` (migration
-0010), which admits a job only while its key is under its limits and serialises
+worker takes them with a claim of their own, ``soniq_claim_limited`` (migrations
+0010 and 0011), which admits a job only while its key is under its limits and serialises
 admission per key. This module decides when that claim runs and how large it is,
 keeps its round-robin cursor, and knows when a key held back by its rate or a block
 becomes eligible again. The SQL does the counting; nothing here can drift.

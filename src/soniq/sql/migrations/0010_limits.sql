@@ -1,5 +1,4 @@
--- Soniq schema, version 10: concurrency and rate limits per key and per queue,
--- fleet-wide.
+-- Soniq schema, version 10: concurrency and rate limits per key, fleet-wide.
 
 -- A limited job carries its key, '<group>' or '<group>:<value>' (see
 -- soniq.core.limits). NULL, every existing row and every job of a task without
@@ -53,20 +52,6 @@ CREATE TABLE soniq_limit_keys (
     touched_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- A queue's own limits (app.queues.set_limits), on its row of soniq_queues (0009):
--- at most concurrency of its jobs running at once, and at most rate_limit + burst - 1
--- starts in any window of rate_period seconds, whatever their keys. A queue with
--- either limit is gated: the other claims pass its jobs by (they read these columns
--- with the pauses), and soniq_claim_gated admits them. rate_tat is the queue's GCRA
--- state, as soniq_limit_keys.tat is a key's.
-ALTER TABLE soniq_queues
-    ADD COLUMN concurrency integer CHECK (concurrency >= 0),
-    ADD COLUMN rate_limit  integer CHECK (rate_limit > 0),
-    ADD COLUMN rate_period float8  CHECK (rate_period > 0),
-    ADD COLUMN burst       integer NOT NULL DEFAULT 1 CHECK (burst >= 1),
-    ADD COLUMN rate_tat    timestamptz,
-    ADD CONSTRAINT soniq_queues_rate_check CHECK ((rate_limit IS NULL) = (rate_period IS NULL));
-
 -- How many more starts a rate limit allows now (GCRA): at most limit + burst - 1 in
 -- any window of period seconds, one every period/limit seconds once the burst is spent.
 -- The state is one timestamp, and the database clock is the only clock.
@@ -83,24 +68,23 @@ RETURNS integer LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Up to p_keys keys of due limited jobs after p_from, in key order, and no further
--- than p_until (NULL: to the end), of queue p_queue only unless it is NULL: a skip
--- scan of soniq_jobs_limited_idx, one index probe per key however many jobs each key
--- holds (with p_queue, a probe also steps over the keys of other queues, row by row). PL/pgSQL, not SQL, so that its plan
+-- than p_until (NULL: to the end): a skip scan of soniq_jobs_limited_idx, one index
+-- probe per key however many jobs each key holds. PL/pgSQL, not SQL, so that its plan
 -- is cached for the session: a SQL function called this way is planned at every call,
 -- which cost more than the walk itself.
-CREATE FUNCTION soniq_limit_walk(p_from text, p_until text, p_keys integer, p_queue text)
+CREATE FUNCTION soniq_limit_walk(p_from text, p_until text, p_keys integer)
 RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY
     WITH RECURSIVE walk(k, n) AS (
         (SELECT j.limit_key, 1 FROM soniq_jobs AS j
          WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-           AND j.limit_key > p_from AND (p_queue IS NULL OR j.queue = p_queue)
+           AND j.limit_key > p_from
          ORDER BY j.limit_key LIMIT 1)
       UNION ALL
         SELECT (SELECT j.limit_key FROM soniq_jobs AS j
                 WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key IS NOT NULL
-                  AND j.limit_key > w.k AND (p_queue IS NULL OR j.queue = p_queue)
+                  AND j.limit_key > w.k
                 ORDER BY j.limit_key LIMIT 1), w.n + 1
         FROM walk AS w
         WHERE w.k IS NOT NULL AND w.n < p_keys AND (p_until IS NULL OR w.k < p_until)
@@ -120,13 +104,8 @@ $$;
 -- claim committed before the locks were granted; the locks are held until this
 -- transaction commits its own claims. Under REPEATABLE READ or SERIALIZABLE (2) would
 -- see the transaction's first snapshot and over-admit, so the function refuses.
---
--- Jobs of paused queues and of gated ones (with limits of their own) are passed by.
--- p_gate names one gated queue whose keyed jobs to claim instead: soniq_claim_gated
--- calls it so, holding that queue's admission and giving at most its free slots.
 CREATE FUNCTION soniq_claim_limited(p_worker uuid, p_queues text[], p_after text,
-                                    p_keys integer, p_limit integer,
-                                    p_gate text DEFAULT NULL)
+                                    p_keys integer, p_limit integer)
 RETURNS TABLE (id text, job_name text, args jsonb, queue text, priority integer,
                attempt integer, max_attempts integer, scheduled_at timestamptz,
                created_at timestamptz, headers jsonb, limit_key text,
@@ -149,10 +128,10 @@ BEGIN
     END IF;
     -- (1) Candidate keys: from just after the cursor, then from the first key round
     -- to the cursor, each key locked if nobody else holds it.
-    v_cand := ARRAY(SELECT soniq_limit_walk(COALESCE(p_after, ''), NULL, v_walk, p_gate));
+    v_cand := ARRAY(SELECT soniq_limit_walk(COALESCE(p_after, ''), NULL, v_walk));
     IF cardinality(v_cand) < v_walk AND p_after IS NOT NULL THEN
         v_cand := v_cand || ARRAY(
-            SELECT soniq_limit_walk('', p_after, v_walk - cardinality(v_cand), p_gate));
+            SELECT soniq_limit_walk('', p_after, v_walk - cardinality(v_cand)));
     END IF;
     v_tried := v_cand[cardinality(v_cand)];
     SELECT array_agg(k ORDER BY ord) INTO v_keys
@@ -207,13 +186,10 @@ BEGIN
                 WHERE j.status = 'queued' AND NOT j.delayed AND j.limit_key = a.key
                   AND j.scheduled_at <= now()
                   AND (p_queues IS NULL OR j.queue = ANY(p_queues))
-                  AND CASE WHEN p_gate IS NOT NULL THEN j.queue = p_gate
-                      ELSE COALESCE(j.queue <> ALL(ARRAY(
+                  AND COALESCE(j.queue <> ALL(ARRAY(
                           SELECT q.name FROM soniq_queues AS q
-                          WHERE (q.paused_at IS NOT NULL
-                                 AND (q.paused_until IS NULL OR q.paused_until > now()))
-                             OR q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL)), true)
-                      END
+                          WHERE q.paused_at IS NOT NULL
+                            AND (q.paused_until IS NULL OR q.paused_until > now()))), true)
                   AND NOT EXISTS (SELECT FROM soniq_queues AS q
                                   WHERE q.name = '*' AND q.paused_at IS NOT NULL
                                     AND (q.paused_until IS NULL OR q.paused_until > now()))
@@ -260,151 +236,10 @@ BEGIN
                 ELSE min(CASE
                 WHEN a.blocked_until > now() THEN EXTRACT(EPOCH FROM a.blocked_until - now())
                 -- Held back by its rate (not by its concurrency, which frees up when a
-                -- job ends and wakes the workers): when the next start is allowed. A
-                -- key also full by its concurrency waits for a job to end instead.
-                WHEN a.rate_n = 0
-                     AND a.running < CASE WHEN a.missing THEN 1
-                                          ELSE COALESCE(a.concurrency, a.running + 1) END THEN
+                -- job ends and wakes the workers): when the next start is allowed.
+                WHEN a.rate_n = 0 THEN
                     EXTRACT(EPOCH FROM a.tat - now()) - (a.burst - 1) * a.rate_period / a.rate_limit
             END)::float8 END FROM allow AS a),
            COALESCE((SELECT ch.key FROM chosen AS ch ORDER BY ch.ord DESC LIMIT 1), v_tried);
-END
-$$;
-
--- The claim of gated queues' jobs (those with limits of their own), keyed or not, in
--- one round trip, for the queues of p_queues (NULL: all) that are gated and not
--- paused, in a random order (so that one busy gated queue does not always go first).
--- Rows as soniq_claim_limited's, ending with its one row of id NULL (the cursor of
--- the keyed claims made here, and when a queue or key held back by its rate becomes
--- eligible).
---
--- Per queue, as per key: the queue's advisory lock is tried (a queue another claimer
--- is admitting is skipped), then a new statement counts its running jobs, so two
--- workers never both take its last slot. Its free slots go to its jobs without a key
--- and to its keyed jobs (each also within its key's limits) half and half, the first
--- half to either kind at random, and the second half to the other kind and whatever
--- the first left. The running count reads soniq_jobs_worker_idx: every running job
--- of the fleet, a few hundred rows, not the queue's backlog.
-CREATE FUNCTION soniq_claim_gated(p_worker uuid, p_queues text[], p_after text,
-                                  p_keys integer, p_limit integer)
-RETURNS TABLE (id text, job_name text, args jsonb, queue text, priority integer,
-               attempt integer, max_attempts integer, scheduled_at timestamptz,
-               created_at timestamptz, headers jsonb, limit_key text,
-               wake_in float8, cursor_key text)
-LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
-#variable_conflict use_column
-DECLARE
-    v_queue text;
-    v_q record;
-    v_r record;
-    v_left integer := p_limit;   -- slots this call may still fill
-    v_n integer;                 -- slots the queue may fill now
-    v_first integer;
-    v_took integer;
-    v_keyed_first boolean;
-    v_pass integer;
-    v_got integer;
-    v_next float8;
-    v_wake float8;
-    v_cursor text := p_after;
-BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'SONIQ_LIMITS_NEED_READ_COMMITTED: a limited claim needs READ '
-            'COMMITTED (this transaction is %); under a snapshot that spans statements '
-            'it would admit past the limit', current_setting('transaction_isolation')
-            USING ERRCODE = 'P0001';
-    END IF;
-    FOR v_queue IN
-        SELECT q.name FROM soniq_queues AS q
-        WHERE (q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL)
-          AND (p_queues IS NULL OR q.name = ANY(p_queues))
-          AND NOT (q.paused_at IS NOT NULL AND (q.paused_until IS NULL OR q.paused_until > now()))
-          AND NOT EXISTS (SELECT FROM soniq_queues AS a
-                          WHERE a.name = '*' AND a.paused_at IS NOT NULL
-                            AND (a.paused_until IS NULL OR a.paused_until > now()))
-        ORDER BY random()
-    LOOP
-        EXIT WHEN v_left <= 0;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('soniq.queue:' || v_queue, 0));
-        -- A new statement, after the lock: every claim of the queue committed before it
-        -- is counted.
-        SELECT q.concurrency, q.rate_limit, q.rate_period, q.burst, q.rate_tat,
-               (SELECT count(*) FROM soniq_jobs AS r  -- soniq_jobs_worker_idx
-                WHERE r.worker_id IS NOT NULL AND r.status = 'processing'
-                  AND r.queue = q.name)::int AS running,
-               CASE WHEN q.rate_limit IS NULL THEN v_left
-                    ELSE soniq_gcra_allowance(q.rate_tat, q.rate_limit, q.rate_period,
-                                              q.burst, now()) END AS rate_n
-        INTO v_q
-        FROM soniq_queues AS q
-        WHERE q.name = v_queue AND (q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL);
-        CONTINUE WHEN NOT FOUND;  -- its limits were cleared meanwhile: the other claims'
-        IF v_q.rate_n = 0 AND v_q.running < COALESCE(v_q.concurrency, v_q.running + 1) THEN
-            v_wake := LEAST(v_wake, EXTRACT(EPOCH FROM v_q.rate_tat - now())
-                                    - (v_q.burst - 1) * v_q.rate_period / v_q.rate_limit);
-        END IF;
-        v_n := LEAST(v_left, v_q.rate_n,
-                     CASE WHEN v_q.concurrency IS NULL THEN v_left
-                          ELSE GREATEST(0, v_q.concurrency - v_q.running) END);
-        CONTINUE WHEN v_n <= 0;
-        v_first := v_n - v_n / 2;
-        v_keyed_first := random() < 0.5;
-        v_took := 0;
-        FOR v_pass IN 1..2 LOOP
-            EXIT WHEN v_took >= v_n;
-            IF v_keyed_first = (v_pass = 1) THEN
-                FOR v_r IN
-                    SELECT * FROM soniq_claim_limited(
-                        p_worker, ARRAY[v_queue], v_cursor, p_keys,
-                        CASE WHEN v_pass = 1 THEN v_first ELSE v_n - v_took END, v_queue)
-                LOOP
-                    IF v_r.id IS NULL THEN
-                        v_cursor := COALESCE(v_r.cursor_key, v_cursor);
-                        v_wake := LEAST(v_wake, v_r.wake_in);
-                        CONTINUE;
-                    END IF;
-                    id := v_r.id; job_name := v_r.job_name; args := v_r.args;
-                    queue := v_r.queue; priority := v_r.priority; attempt := v_r.attempt;
-                    max_attempts := v_r.max_attempts; scheduled_at := v_r.scheduled_at;
-                    created_at := v_r.created_at; headers := v_r.headers;
-                    limit_key := v_r.limit_key; wake_in := NULL; cursor_key := NULL;
-                    v_took := v_took + 1;
-                    RETURN NEXT;
-                END LOOP;
-            ELSE
-                RETURN QUERY
-                UPDATE soniq_jobs AS j
-                SET status = 'processing', attempts = j.attempts + 1, worker_id = p_worker,
-                    started_at = now(), updated_at = now()
-                WHERE j.id = ANY(ARRAY(
-                    SELECT c.id FROM soniq_jobs AS c
-                    WHERE c.status = 'queued' AND NOT c.delayed AND c.limit_key IS NULL
-                      AND c.scheduled_at <= now() AND c.queue = v_queue
-                    ORDER BY c.priority, c.scheduled_at, c.id
-                    LIMIT CASE WHEN v_pass = 1 THEN v_first ELSE v_n - v_took END
-                    FOR UPDATE SKIP LOCKED))
-                RETURNING j.id::text, j.job_name, j.args, j.queue, j.priority, j.attempts,
-                          j.max_attempts, j.scheduled_at, j.created_at, j.headers,
-                          NULL::text, NULL::float8, NULL::text;
-                GET DIAGNOSTICS v_got = ROW_COUNT;
-                v_took := v_took + v_got;
-            END IF;
-        END LOOP;
-        v_left := v_left - v_took;
-        IF v_took > 0 AND v_q.rate_limit IS NOT NULL THEN
-            UPDATE soniq_queues AS q
-            SET rate_tat = GREATEST(COALESCE(q.rate_tat, now()), now())
-                           + make_interval(secs => v_took * q.rate_period / q.rate_limit)
-            WHERE q.name = v_queue
-            RETURNING EXTRACT(EPOCH FROM q.rate_tat - now())
-                      - (q.burst - 1) * q.rate_period / q.rate_limit INTO v_next;
-            IF v_next > 0 THEN  -- its rate is spent for now: when it allows the next start
-                v_wake := LEAST(v_wake, v_next);
-            END IF;
-        END IF;
-    END LOOP;
-    RETURN QUERY SELECT NULL::text, NULL::text, NULL::jsonb, NULL::text, NULL::int,
-                        NULL::int, NULL::int, NULL::timestamptz, NULL::timestamptz,
-                        NULL::jsonb, NULL::text, v_wake, v_cursor;
 END
 $$;
