@@ -75,6 +75,16 @@ class SoniqSettings(BaseModel):
     limit_keys_per_claim: int = 64
     #: Seconds after which an idle key's rate and block state is pruned.
     limit_key_idle_ttl: float = 3600.0
+    #: Connections of the worker's pool for handler transactions (transactional jobs);
+    #: None: the worker's concurrency.
+    handler_pool_max_size: int | None = None
+    #: idle_in_transaction_session_timeout of handler transactions, in seconds; None:
+    #: the job timeout plus 30 s.
+    handler_tx_idle_timeout: float | None = None
+    #: The least time between two progress writes of one job (ctx.progress), seconds.
+    progress_interval: float = 1.0
+    #: The safety poll of a wait for a job (handle.wait), seconds.
+    wait_poll: float = 2.0
     #: Stamped on every job this process enqueues; None (or "auto"): "<hostname>:<pid>".
     producer_id: str | None = None
     # Observability (see the soniq.observability package).
@@ -157,6 +167,8 @@ class SoniqSettings(BaseModel):
         "metrics_interval",
         "webhook_timeout",
         "limit_key_idle_ttl",
+        "progress_interval",
+        "wait_poll",
     )
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -200,6 +212,20 @@ class SoniqSettings(BaseModel):
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("handler_pool_max_size")
+    @classmethod
+    def _pool_size_or_default(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("handler_tx_idle_timeout")
+    @classmethod
+    def _idle_timeout(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError("must be a positive, finite number of seconds")
         return value
 
     @field_validator("max_retries")

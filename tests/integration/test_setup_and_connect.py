@@ -26,6 +26,7 @@ TABLES = {
     "soniq_queues",
     "soniq_limit_groups",
     "soniq_limit_keys",
+    "soniq_instance",
 }
 #: Every migration this Soniq ships, in order.
 SHIPPED = [version for version, _ in migration_files()]

@@ -74,6 +74,10 @@ ENV_CASES = [
     ("SONIQ_SNOOZE_MAX_SECONDS", "snooze_max_seconds", "3600", 3600.0),
     ("SONIQ_LIMIT_KEYS_PER_CLAIM", "limit_keys_per_claim", "16", 16),
     ("SONIQ_LIMIT_KEY_IDLE_TTL", "limit_key_idle_ttl", "60", 60.0),
+    ("SONIQ_HANDLER_POOL_MAX_SIZE", "handler_pool_max_size", "12", 12),
+    ("SONIQ_HANDLER_TX_IDLE_TIMEOUT", "handler_tx_idle_timeout", "90", 90.0),
+    ("SONIQ_PROGRESS_INTERVAL", "progress_interval", "0.25", 0.25),
+    ("SONIQ_WAIT_POLL", "wait_poll", "5", 5.0),
     ("SONIQ_PRODUCER_ID", "producer_id", " api-1 ", "api-1"),
     ("SONIQ_WEBHOOK_SECRET_KEY", "webhook_secret_key", "k1,k2", SecretStr("k1,k2")),
     ("SONIQ_WEBHOOK_TIMEOUT", "webhook_timeout", "5", 5.0),
@@ -214,6 +218,10 @@ REJECTIONS = [
     ({"SONIQ_SHUTDOWN_TIMEOUT": "inf"}, {}, "SONIQ_SHUTDOWN_TIMEOUT"),
     ({"SONIQ_SHUTDOWN_TIMEOUT": "soon"}, {}, "SONIQ_SHUTDOWN_TIMEOUT"),
     ({"SONIQ_PRUNE_INTERVAL": "nan"}, {}, "SONIQ_PRUNE_INTERVAL"),
+    ({"SONIQ_HANDLER_POOL_MAX_SIZE": "0"}, {}, "SONIQ_HANDLER_POOL_MAX_SIZE"),
+    ({"SONIQ_HANDLER_TX_IDLE_TIMEOUT": "0"}, {}, "SONIQ_HANDLER_TX_IDLE_TIMEOUT"),
+    ({"SONIQ_PROGRESS_INTERVAL": "0"}, {}, "SONIQ_PROGRESS_INTERVAL"),
+    ({"SONIQ_WAIT_POLL": "-1"}, {}, "SONIQ_WAIT_POLL"),
 ]
 
 
