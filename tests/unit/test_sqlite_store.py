@@ -58,6 +58,8 @@ POSTGRES_ONLY = {
     "queue_unconfirmed",
     "worker_control_seen",
     "schema_version",
+    # Events of watched jobs go out on NOTIFY; SQLite waiters poll.
+    "notify_job_events",
     "migrations_applied",
     "listen",
     # Concurrency and rate limits are PostgreSQL only (local workers run limited jobs

@@ -105,6 +105,14 @@ SELECT pg_notify('soniq_new_job', q) FROM unnest(%(queues)s::text[]) AS q
 SELECT pg_notify('soniq_delayed', EXTRACT(EPOCH FROM %(scheduled_at)s::timestamptz - now())::text)
 WHERE %(scheduled_at)s::timestamptz > now()
 
+-- name: notify_job_events
+-- Events of watched jobs (migration 0012), for the processes waiting on them: one
+-- payload of comma-separated "<kind>:<id>" items (s: started, p: progress, r: retrying,
+-- d: done, c: cancelled, x: dead-lettered), which the caller keeps under NOTIFY's
+-- 8,000-byte limit. Only watched jobs send events, so a workload nobody waits on never
+-- takes NOTIFY's commit-time lock.
+SELECT pg_notify('soniq_job_events', %(payload)s)
+
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,

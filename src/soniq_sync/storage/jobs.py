@@ -19,6 +19,27 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
+#: The longest payload one job-events NOTIFY carries (the server's limit is 8,000 bytes).
+MAX_EVENTS_PAYLOAD = 7900
+
+
+def event_payloads(events: Sequence[tuple[str, str]]) -> list[str]:
+    """``(kind, id)`` pairs as NOTIFY payloads of ``kind:id,kind:id...``, each at most
+    ``MAX_EVENTS_PAYLOAD`` bytes (ids are ASCII)."""
+    payloads: list[str] = []
+    items: list[str] = []
+    size = 0
+    for kind, job_id in events:
+        item = f"{kind}:{job_id}"
+        if items and size + 1 + len(item) > MAX_EVENTS_PAYLOAD:
+            payloads.append(",".join(items))
+            items, size = [], 0
+        size += len(item) + (1 if items else 0)
+        items.append(item)
+    if items:
+        payloads.append(",".join(items))
+    return payloads
+
 
 class Jobs:
     """The job rows of ``soniq_jobs`` (and the dead-letter lookups of job APIs)."""
@@ -75,6 +96,17 @@ class Jobs:
         of the worker's own."""
         backend = self._store.backend
         backend.rows(backend.dialect.queries["notify_queues"], {"queues": list(queues)})
+
+    def send_events(self, events: Sequence[tuple[str, str]]) -> None:
+        """Tell the waiters of watched jobs what happened: ``(kind, job id)`` pairs, kind
+        one of ``s p r d c x`` (see ``notify_job_events``), in as few NOTIFYs as fit
+        under the payload limit. Backends without NOTIFY send nothing (waiters poll)."""
+        backend = self._store.backend
+        if not events or not backend.notifies:
+            return
+        query = backend.dialect.queries["notify_job_events"]
+        for payload in event_payloads(events):
+            backend.rows(query, {"payload": payload})
 
     def created_at(self, db: SyncAdapter | None, job_id: str) -> datetime:
         """The stored ``created_at`` of a job, on ``db`` (or the store's own connection)."""
