@@ -48,6 +48,7 @@ SOURCES = {
     "src/soniq/storage/store.py": "src/soniq_sync/storage/store.py",
     "src/soniq/storage/area.py": "src/soniq_sync/storage/area.py",
     "src/soniq/storage/jobs.py": "src/soniq_sync/storage/jobs.py",
+    "src/soniq/storage/completion.py": "src/soniq_sync/storage/completion.py",
     "src/soniq/storage/dead_letters.py": "src/soniq_sync/storage/dead_letters.py",
     "src/soniq/storage/schedules.py": "src/soniq_sync/storage/schedules.py",
     "src/soniq/storage/workers.py": "src/soniq_sync/storage/workers.py",

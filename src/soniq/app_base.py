@@ -12,7 +12,7 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -238,6 +238,8 @@ class AppBase:
         args_model: type[BaseModel] | None = None,
         concurrency: Concurrency | None = None,
         rate_limit: RateLimit | None = None,
+        transactional: bool | Literal["django"] = False,
+        using: str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as a job. Always call it: ``@app.job()``.
 
@@ -246,6 +248,9 @@ class AppBase:
         delay at random between half the computed delay and all of it.
         ``concurrency=Concurrency(n, key=...)`` and ``rate_limit=RateLimit(n, per=...)``
         limit the task fleet-wide, per rendered key (see the flow-control guide).
+        ``transactional=True`` runs the handler in a transaction (``ctx.connection``)
+        that commits the job's "done" with its writes; ``"django"`` runs it in
+        ``transaction.atomic(using=using)`` (see the completion-and-progress guide).
         """
         make_spec = self._spec_maker(
             _func,
@@ -265,6 +270,8 @@ class AppBase:
             args_model=args_model,
             concurrency=concurrency,
             rate_limit=rate_limit,
+            transactional=transactional,
+            using=using,
         )
 
         def register(func: F) -> F:
@@ -355,6 +362,8 @@ class AppBase:
         args_model: type[BaseModel] | None = None,
         concurrency: Concurrency | None = None,
         rate_limit: RateLimit | None = None,
+        transactional: bool | str = False,
+        using: str | None = None,
     ) -> Callable[[Callable[..., Any]], JobSpec]:
         """Check the options of ``@app.job()`` now; build a function's spec later."""
         if _func is not None:
@@ -383,6 +392,8 @@ class AppBase:
                 retry_jitter=retry_jitter,
                 concurrency=concurrency,
                 rate_limit=rate_limit,
+                transactional=transactional,
+                using=using,
             )
 
         return make_spec
@@ -652,6 +663,8 @@ _JOB_OPTIONS = frozenset(
         "args_model",
         "concurrency",
         "rate_limit",
+        "transactional",
+        "using",
     }
 )
 

@@ -9,7 +9,7 @@ from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.errors import COMPLETE_OUTSIDE_HANDLER, INVALID_ARGUMENT, SoniqError
 
 
 class JobStatus(str, enum.Enum):
@@ -47,6 +47,9 @@ class JobContext:
     # with a pending cancel request, shared by every context it hands out and bound
     # with watch_cancel_requests. A context built by hand never sees a request.
     _cancel_requests: ClassVar[AbstractSet[str]] = frozenset()
+    # Likewise: the attempt's soniq.worker.completion.Completion, bound by the worker
+    # on PostgreSQL (bind_completion); None: ctx.complete refuses.
+    _completion: ClassVar[Any] = None
 
     @property
     def cancel_requested(self) -> bool:
@@ -57,6 +60,56 @@ class JobContext:
         then and return (or raise) when it turns True.
         """
         return self.job_id in self._cancel_requests
+
+    async def complete(self, conn: object, result: Any = None) -> None:
+        """Mark this job done inside ``conn``'s open transaction, with ``result``.
+
+        The job's "done" then commits with the handler's own writes on ``conn``, or
+        rolls back with them: exactly once for writes to Soniq's own database. Call
+        it first in the transaction: a stale attempt then fails
+        (``SONIQ_JOB_LEASE_LOST``) before it writes anything, and the job's row stays
+        locked until the commit, so recovery cannot hand it to another worker. Takes
+        the connections ``enqueue(connection=)`` takes (psycopg, asyncpg, SQLAlchemy).
+        A second call on the same transaction does nothing.
+        """
+        await self._completer().complete(conn, result)
+
+    def complete_sync(self, conn: object, result: Any = None) -> None:
+        """:meth:`complete` for a sync handler, on a blocking connection (psycopg,
+        psycopg2, SQLAlchemy ``Session``, Django's connection)."""
+        self._completer().complete_sync(conn, result)
+
+    @property
+    def connection(self) -> Any:
+        """The connection of a ``@app.job(transactional=True)`` job, in the
+        transaction that commits the job's "done" with the handler's writes."""
+        completion = self._completion
+        if completion is None or completion.connection is None:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                f"ctx.connection is only set while a job declared with "
+                f"@app.job(transactional=True) runs, and {self.job_name!r} is not one "
+                "(or its handler returned). Declare it transactional, or open a "
+                "transaction of your own and call ctx.complete(conn).",
+            )
+        return completion.connection
+
+    def _completer(self) -> Any:
+        completion = self._completion
+        if completion is None:
+            raise SoniqError(
+                COMPLETE_OUTSIDE_HANDLER,
+                "ctx.complete() works only inside a handler that a PostgreSQL worker "
+                "runs; this context was built by hand or by a backend that cannot "
+                "complete in a caller's transaction (SQLite, memory).",
+            )
+        return completion
+
+
+def bind_completion(ctx: JobContext, completion: object) -> JobContext:
+    """Give ``ctx`` its attempt's completion (``ctx.complete``, ``ctx.connection``)."""
+    object.__setattr__(ctx, "_completion", completion)
+    return ctx
 
 
 def watch_cancel_requests(ctx: JobContext, requests: AbstractSet[str]) -> JobContext:

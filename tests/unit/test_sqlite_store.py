@@ -60,6 +60,12 @@ POSTGRES_ONLY = {
     "schema_version",
     # Events of watched jobs go out on NOTIFY; SQLite waiters poll.
     "notify_job_events",
+    # Completing a job in a caller's transaction needs PostgreSQL (ctx.complete).
+    "complete_job_in_tx",
+    "instance_matches",
+    "instance_id",
+    "current_transaction",
+    "attempt_state",
     "migrations_applied",
     "listen",
     # Concurrency and rate limits are PostgreSQL only (local workers run limited jobs

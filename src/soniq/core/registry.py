@@ -52,6 +52,11 @@ class JobSpec:
     retry_jitter: bool = False
     #: Concurrency and rate limits (``@app.job(concurrency=..., rate_limit=...)``).
     limits: TaskLimits | None = None
+    #: ``@app.job(transactional=...)``: False; True (Soniq opens a transaction on a
+    #: handler pool and commits "done" with the handler's writes); or "django" (the
+    #: handler runs in ``transaction.atomic(using=...)``, on Django's ``using`` alias).
+    transactional: bool | str = False
+    using: str | None = None
 
     @cached_property
     def defaults(self) -> dict[str, Any]:
@@ -184,6 +189,8 @@ def build_spec(
     retry_jitter: bool = False,
     concurrency: object = None,
     rate_limit: object = None,
+    transactional: object = False,
+    using: object = None,
 ) -> JobSpec:
     """Check every ``@app.job()`` option and build the spec, or raise SoniqError."""
     if not callable(func):
@@ -230,6 +237,7 @@ def build_spec(
     arg_names = frozenset(p.name for p in fillable)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
     limits = task_limits(task_name, concurrency, rate_limit, None if takes_any else arg_names)
+    _check_transactional(where, transactional, using, func, context_param)
     return JobSpec(
         name=task_name,
         func=func,
@@ -250,7 +258,41 @@ def build_spec(
         takes_any=takes_any,
         retry_jitter=retry_jitter,
         limits=limits,
+        transactional=transactional,  # type: ignore[arg-type]  # checked above
+        using=using,  # type: ignore[arg-type]
     )
+
+
+def _check_transactional(
+    where: str,
+    transactional: object,
+    using: object,
+    func: Callable[..., Any],
+    context_param: str | None,
+) -> None:
+    if not (isinstance(transactional, bool) or transactional == "django"):
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: transactional= takes False, True or 'django', got {transactional!r}.",
+        )
+    if using is not None and (transactional != "django" or not isinstance(using, str)):
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: using= names the Django database alias of a transactional='django' "
+            f"job (a string), got using={using!r} with transactional={transactional!r}.",
+        )
+    if transactional == "django" and inspect.iscoroutinefunction(func):
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: transactional='django' runs the handler in Django's "
+            "transaction.atomic(), which is blocking: make the handler a plain def.",
+        )
+    if transactional is True and context_param is None:
+        raise SoniqError(
+            INVALID_JOB_OPTION,
+            f"{where}: a transactional=True handler writes through ctx.connection, so it "
+            "needs a parameter annotated JobContext (e.g. `ctx: JobContext`).",
+        )
 
 
 def check_priority(priority: object, where: str) -> int:

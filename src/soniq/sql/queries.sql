@@ -387,6 +387,37 @@ WHERE j.id = ANY(%(ids)s::uuid[]) AND j.id = d.id AND j.attempts = d.attempt
   AND (j.status = 'processing' OR d.attempt IS NULL)
 RETURNING j.id
 
+-- name: complete_job_in_tx
+-- ctx.complete(conn): this attempt is done, in the caller's transaction on the caller's
+-- connection, so that the job's "done" commits (or rolls back) with the handler's own
+-- writes. Fenced like complete_jobs; the soniq_instance test makes a connection to
+-- another database that has a soniq_jobs row of the same id match nothing. The row
+-- stays locked until that transaction ends, so stale-worker recovery (SKIP LOCKED)
+-- cannot requeue a job whose completion is about to commit. Returns the caller's
+-- transaction id, which tells a second call on the same transaction (a no-op) from
+-- one on another (SONIQ_COMPLETE_TWICE).
+UPDATE soniq_jobs
+SET status = 'done', result = NULLIF(%(result)s::text::jsonb, 'null'::jsonb),
+    finished_at = now(), updated_at = now(), worker_id = NULL
+WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+  AND EXISTS (SELECT 1 FROM soniq_instance WHERE id = %(instance)s::uuid)
+RETURNING txid_current()::text
+
+-- name: instance_matches
+-- Whether the connection's database is the one with this soniq_instance id.
+SELECT EXISTS (SELECT 1 FROM soniq_instance WHERE id = %(instance)s::uuid)
+
+-- name: instance_id
+SELECT id::text FROM soniq_instance
+
+-- name: current_transaction
+-- The id of the connection's open transaction, if it has written anything.
+SELECT txid_current_if_assigned()::text
+
+-- name: attempt_state
+-- See soniq_attempt_state in migration 0012.
+SELECT soniq_attempt_state(%(id)s::uuid, %(attempt)s::int, %(wait_ms)s::int)
+
 -- name: complete_job
 -- complete_jobs for a batch of one, what an idle or limited worker mostly writes. Its
 -- generic plan is its custom plan, so the server plans it once per connection. That of

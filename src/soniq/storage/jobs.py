@@ -210,6 +210,22 @@ class Jobs:
         """End a running job as cancelled (on request)."""
         return await self._settle("cancel_running_job", {"id": job.id, "attempt": job.attempt})
 
+    async def attempt_state(self, job: ClaimedJob, wait: float) -> str:
+        """After its handler completed ``job`` in a transaction of its own: ``done``
+        (committed), ``processing`` (not committed) or ``lost`` (no longer this
+        attempt's). Waits up to ``wait`` seconds for a completing transaction still in
+        flight (the backend's lock-timeout error after that)."""
+        backend = self._store.backend
+        params = {"id": job.id, "attempt": job.attempt, "wait_ms": max(1, int(wait * 1000))}
+        rows = await backend.rows(backend.dialect.queries["attempt_state"], params)
+        return str(rows[0][0])
+
+    async def instance_id(self) -> str:
+        """This database's id (``soniq_instance``), which ``ctx.complete`` checks."""
+        backend = self._store.backend
+        rows = await backend.rows(backend.dialect.queries["instance_id"], {})
+        return str(rows[0][0])
+
     async def bury(
         self, job: ClaimedJob, reason: str | None, error: str | None, traceback: str | None
     ) -> bool:

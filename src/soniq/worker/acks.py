@@ -63,6 +63,12 @@ class Acknowledger:
             self._limited[job.id] = job.queue
         self._pending.set()
 
+    async def committed(self, job: ClaimedJob) -> None:
+        """``job`` was marked done by its handler's own transaction: nothing to write,
+        but a limited job's slot is free (the worker and the fleet are woken)."""
+        if job.limit_key is not None or self.gated(job.queue):
+            await self._freed_slots({job.queue})
+
     async def _freed_slots(self, queues: set[str]) -> None:
         """Limited jobs of ``queues`` left 'processing': wake this worker and the others
         (idle ones wait for this, not for their poll interval)."""

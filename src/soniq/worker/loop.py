@@ -26,7 +26,7 @@ from typing import Any
 from soniq.core.middleware import Middleware
 from soniq.core.registry import JobRegistry, is_builtin_task
 from soniq.core.retry import RetryPolicy, check_retry_policy
-from soniq.errors import INVALID_ARGUMENT, SoniqError
+from soniq.errors import INVALID_ARGUMENT, NOT_SUPPORTED_BY_BACKEND, SoniqError
 from soniq.observability.log_context import CURRENT_JOB
 from soniq.observability.sinks import MetricsSink, check_metrics_sink
 from soniq.observability.worker import (
@@ -37,10 +37,12 @@ from soniq.observability.worker import (
 )
 from soniq.settings import SoniqSettings
 from soniq.storage.backend import PostgresBackend, StorageBackend
+from soniq.storage.handler_pools import HandlerPools
 from soniq.storage.store import Store
 from soniq.worker.acks import Acknowledger
 from soniq.worker.cancels import CancelPoller
 from soniq.worker.claim_ahead import ClaimAhead
+from soniq.worker.completion import Completions
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.limited import LimitedClaims
 from soniq.worker.liveness import Liveness
@@ -512,7 +514,10 @@ class Worker:
         self.outcomes[kind] += 1
         live.stats.record(job, kind, time.perf_counter() - started)
         if isinstance(outcome, Done):
-            live.acks.done(job, outcome.result)  # batched: no I/O here
+            if outcome.committed:
+                await live.acks.committed(job)  # written by the handler's transaction
+            else:
+                live.acks.done(job, outcome.result)  # batched: no I/O here
         else:
             # Shielded so that a shutdown arriving mid-write cannot lose the outcome.
             write = asyncio.ensure_future(live.acks.settle(job, outcome, self._stopping))
@@ -590,6 +595,7 @@ class Worker:
     ) -> AsyncIterator[_Session]:
         """Everything a running worker needs, set up in order and torn down in reverse."""
         settings = self.settings
+        self._check_transactional()
         executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="soniq-job")
         deadlines = Deadlines()
         runner = JobRunner(
@@ -639,6 +645,7 @@ class Worker:
             live.limited.gated = lambda: paused.gated_among(queues)
             acks.gated = lambda queue: queue in paused.gated
         await self._until_connected(db, db.open)
+        pools = await self._completions(db, runner, concurrency)
         await self._until_connected(db, liveness.register)
         if live.paused is not None:
             await self._until_connected(db, live.paused.reload)
@@ -724,8 +731,52 @@ class Worker:
                 await self._shutdown(live, liveness, background, grace)
             finally:
                 executor.shutdown(wait=False, cancel_futures=True)
+                if pools is not None:
+                    await pools.close()
                 await db.close()
                 self._live = None
+
+    def _check_transactional(self) -> None:
+        if isinstance(self.backend, PostgresBackend):
+            return
+        for name in self.registry.names():
+            spec = self.registry.get(name)
+            if spec is not None and spec.transactional:
+                raise SoniqError(
+                    NOT_SUPPORTED_BY_BACKEND,
+                    f"Task {name!r} is transactional, and only a PostgreSQL worker can "
+                    f"commit a job with its handler's writes; this one uses "
+                    f"{self.backend.describe()}. Run it against PostgreSQL, or drop "
+                    "transactional= where it runs elsewhere.",
+                    task_name=name,
+                )
+
+    async def _completions(
+        self, db: Store, runner: JobRunner, concurrency: int
+    ) -> HandlerPools | None:
+        """Let handlers complete their jobs in their own transactions (PostgreSQL):
+        ``ctx.complete``, and the handler pools of transactional jobs."""
+        if not isinstance(self.backend, PostgresBackend):
+            return None
+        settings = self.settings
+        instance: list[str] = []
+
+        async def read() -> None:
+            instance.append(await db.jobs.instance_id())
+
+        await self._until_connected(db, read)
+        pools = HandlerPools(
+            self.backend.url, settings, settings.handler_pool_max_size or concurrency
+        )
+        runner.completions = Completions(
+            db,
+            instance[0],
+            pools,
+            wait=(settings.job_timeout or 300.0),
+            retry_delay=settings.error_retry_delay,
+            closing=self._closing,
+        )
+        return pools
 
     @contextlib.asynccontextmanager
     async def _observed(self) -> AsyncIterator[JobInstruments | None]:

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Done:
-    """Finished; ``result`` is the JSON text of the return value (or None)."""
+    """Finished; ``result`` is the JSON text of the return value (or None).
+
+    ``committed``: the handler's own transaction already wrote it (``ctx.complete``,
+    a transactional job), so there is nothing left to write.
+    """
 
     result: str | None
+    committed: bool = False
 
 
 @dataclass(frozen=True)

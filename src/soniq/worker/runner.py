@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import json
 import logging
 import math
-import re
 import sys
 import time
 import traceback
@@ -25,7 +23,8 @@ from soniq.core.registry import JobRegistry, JobSpec
 from soniq.core.retry import RetryPolicy
 from soniq.observability.log_context import current_job_fields
 from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
-from soniq.types import JobContext, Snooze, watch_cancel_requests
+from soniq.types import JobContext, Snooze, bind_completion, watch_cancel_requests
+from soniq.worker.completion import Completions
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.outcomes import (
     CANCELLED,
@@ -37,6 +36,7 @@ from soniq.worker.outcomes import (
     Retry,
     failure_outcome,
 )
+from soniq.worker.result_json import result_json
 from soniq.worker.retry import next_delay
 
 # The outcomes are re-exported for the modules that import them from here.
@@ -98,6 +98,7 @@ class JobRunner:
         cancel_requests: AbstractSet[str] = frozenset(),
         middleware: Sequence[Middleware] = (),
         retry_policy: RetryPolicy | None = None,
+        completions: Completions | None = None,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -125,6 +126,8 @@ class JobRunner:
                     self._chain(spec)
         #: The app's retry policy; None: each job's own retry options decide.
         self.retry_policy = retry_policy
+        #: Completion in the handler's transaction (PostgreSQL), else None.
+        self.completions = completions
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -144,7 +147,7 @@ class JobRunner:
                     _trace(exc),
                 )
         ctx: JobContext | None = None
-        if spec.context_param is not None or self.middleware:
+        if spec.context_param is not None or self.middleware or spec.transactional:
             ctx = self._context(job)
             if spec.context_param is not None:
                 kwargs[spec.context_param] = ctx
@@ -157,27 +160,61 @@ class JobRunner:
         if self.cancel_requests and job.id in self.cancel_requests:
             return CANCELLED
         started = time.perf_counter()
+        failure: Exception | None = None
+        result: Any = None
         try:
             result = await self._call(spec, kwargs, ctx)
-            if isinstance(result, Snooze):
-                raise result
-        except Snooze as snooze:
-            # (A snooze after a cancel request ends cancelled: see snooze_job.)
-            return Requeue(snooze.delay(self.snooze_max), error=snooze.last_error)
-        except RateLimited as limited:
-            delay = min(limited.retry_after, self.snooze_max)
-            note = f"RATE_LIMITED: retry after {delay:g}s" + (
-                f": {limited.reason}" if limited.reason else ""
-            )
-            return Requeue(delay, error=note, block=delay)
         except Exception as exc:
-            return await self._failed(job, spec, kwargs, exc)
-        if self.after:
-            duration_ms = (time.perf_counter() - started) * 1000.0
-            await run_hooks("after_job", self.after, job.job_name, job.id, duration_ms)
+            failure = exc
+        completion = None if ctx is None else ctx._completion
+        if completion is not None:
+            completion.open = False
+            if completion.began:
+                # The handler completed the job in a transaction: what that transaction
+                # did, not what the handler returned or raised, decides.
+                state = await self.completions.settled(job)  # type: ignore[union-attr]
+                if state == "done":
+                    if failure is not None:
+                        logger.info(
+                            "job %s raised after its transaction committed it done: %r",
+                            job.job_name,
+                            failure,
+                            extra=job.log_extra(),
+                        )
+                    await self._after(job, started)
+                    return Done(completion.result, committed=True)
+                if state == "lost":
+                    return Requeue(0.0)  # fenced out: its write is dropped
+                if failure is None:
+                    failure = NotCommitted()
+        if failure is None and isinstance(result, Snooze):
+            failure = result
+        if failure is not None:
+            return await self._failure(job, spec, kwargs, failure)
+        await self._after(job, started)
         if result is None:
             return _DONE_WITHOUT_RESULT
         return Done(_dump_result(job, result))
+
+    async def _after(self, job: ClaimedJob, started: float) -> None:
+        if self.after:
+            duration_ms = (time.perf_counter() - started) * 1000.0
+            await run_hooks("after_job", self.after, job.job_name, job.id, duration_ms)
+
+    async def _failure(
+        self, job: ClaimedJob, spec: JobSpec, kwargs: dict[str, Any], failure: Exception
+    ) -> Outcome:
+        """The outcome of a handler that raised (or returned) ``failure``."""
+        if isinstance(failure, Snooze):
+            # (A snooze after a cancel request ends cancelled: see snooze_job.)
+            return Requeue(failure.delay(self.snooze_max), error=failure.last_error)
+        if isinstance(failure, RateLimited):
+            delay = min(failure.retry_after, self.snooze_max)
+            note = f"RATE_LIMITED: retry after {delay:g}s" + (
+                f": {failure.reason}" if failure.reason else ""
+            )
+            return Requeue(delay, error=note, block=delay)
+        return await self._failed(job, spec, kwargs, failure)
 
     def _context(self, job: ClaimedJob) -> JobContext:
         ctx = JobContext(
@@ -190,6 +227,8 @@ class JobRunner:
             scheduled_at=job.scheduled_at,
             created_at=job.created_at,
         )
+        if self.completions is not None:
+            bind_completion(ctx, self.completions.new(job))
         return watch_cancel_requests(ctx, self.cancel_requests)
 
     def _chain(self, spec: JobSpec) -> Chain:
@@ -203,11 +242,10 @@ class JobRunner:
 
     def _handler_call(self, spec: JobSpec) -> Chain:
         """The innermost ``call_next``: the handler, a sync one in the worker's threads."""
-        func = spec.func
         if spec.is_async:
 
             async def call_async(ctx: JobContext, kwargs: dict[str, Any]) -> Any:
-                return await func(**kwargs)
+                return await self._body(spec, ctx)(**kwargs)
 
             return call_async
         executor = self.executor
@@ -215,11 +253,19 @@ class JobRunner:
         async def call_sync(ctx: JobContext, kwargs: dict[str, Any]) -> Any:
             loop = asyncio.get_running_loop()
             started: asyncio.Future[None] = loop.create_future()
+            func = self._body(spec, ctx)
             return await loop.run_in_executor(
                 executor, contextvars.copy_context().run, _run_sync, loop, started, func, kwargs
             )
 
         return call_sync
+
+    def _body(self, spec: JobSpec, ctx: JobContext | None) -> Callable[..., Any]:
+        """What runs the handler: itself, or itself inside the transaction that a
+        transactional job's completion commits in."""
+        if not spec.transactional or ctx is None or self.completions is None:
+            return spec.func
+        return self.completions.around(spec, ctx._completion)
 
     async def _call(
         self, spec: JobSpec, kwargs: dict[str, Any], ctx: JobContext | None = None
@@ -229,7 +275,7 @@ class JobRunner:
             # The whole chain runs under the deadline, from the first middleware's start.
             work: Awaitable[Any] = self._chain(spec)(ctx, kwargs)
         elif spec.is_async:
-            work = spec.func(**kwargs)
+            work = self._body(spec, ctx)(**kwargs)
         else:
             loop = asyncio.get_running_loop()
             started: asyncio.Future[None] = loop.create_future()
@@ -241,7 +287,7 @@ class JobRunner:
                 _run_sync,
                 loop,
                 started,
-                spec.func,
+                self._body(spec, ctx),
                 kwargs,
             )
             # The timeout counts from the handler's start, not from the wait for a
@@ -320,6 +366,15 @@ class JobRunner:
         return outcome
 
 
+class NotCommitted(Exception):
+    """The handler called ``ctx.complete`` and returned, but the transaction it
+    completed in did not commit: the job is retried, never acknowledged without its
+    effects."""
+
+    def __init__(self) -> None:
+        super().__init__("ctx.complete() ran in a transaction that did not commit")
+
+
 class JobTimeout(TimeoutError):
     """A handler ran past its timeout."""
 
@@ -372,10 +427,6 @@ def _fits(spec: JobSpec, kwargs: dict[str, Any]) -> bool:
     return True
 
 
-# A JSON escape of NUL: \u0000 after an even number of backslashes (itself unescaped).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
 def _trace(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
@@ -383,12 +434,8 @@ def _trace(exc: BaseException) -> str:
 def _dump_result(job: ClaimedJob, result: Any) -> str | None:
     if result is None:
         return None
-    try:
-        text = json.dumps(result, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = None
-    # jsonb refuses \u0000 anywhere; one such result would fail its whole ack batch.
-    if text is None or ("\\u0000" in text and _JSON_NUL.search(text)):
+    text = result_json(result)
+    if text is None:
         logger.warning(
             "job %s returned a %s that PostgreSQL cannot store as JSON (not JSON, or "
             "text with a NUL character); its result is not stored",
@@ -396,5 +443,4 @@ def _dump_result(job: ClaimedJob, result: Any) -> str | None:
             type(result).__name__,
             extra=job.log_extra(),
         )
-        return None
     return text

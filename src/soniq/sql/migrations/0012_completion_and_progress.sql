@@ -24,3 +24,29 @@ ALTER TABLE soniq_jobs
 ALTER TABLE soniq_dead_letter_jobs
     ADD COLUMN progress jsonb,
     ADD COLUMN watched  boolean NOT NULL DEFAULT false;
+
+-- What became of one attempt whose handler completed it in a transaction of its own
+-- (ctx.complete): 'done' (that transaction committed), 'processing' (it did not: rolled
+-- back, or never committed), or 'lost' (the row is no longer this attempt's). While
+-- the row reads 'processing' to a plain read, a transaction completing it may still be
+-- in flight: the row lock is then waited for, at most p_wait_ms (lock_not_available
+-- after that), and the row read again.
+CREATE FUNCTION soniq_attempt_state(p_id uuid, p_attempt integer, p_wait_ms integer)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_attempts integer;
+BEGIN
+    SELECT status, attempts INTO v_status, v_attempts FROM soniq_jobs WHERE id = p_id;
+    IF v_status = 'processing' AND v_attempts = p_attempt THEN
+        PERFORM set_config('lock_timeout', p_wait_ms::text || 'ms', true);
+        SELECT status, attempts INTO v_status, v_attempts
+        FROM soniq_jobs WHERE id = p_id FOR UPDATE;
+    END IF;
+    IF v_status IS NULL OR v_attempts <> p_attempt OR v_status NOT IN ('done', 'processing')
+    THEN
+        RETURN 'lost';
+    END IF;
+    RETURN v_status;
+END
+$$;
