@@ -24,7 +24,6 @@ from soniq.errors import (
     INVALID_JOB_OPTION,
     JOB_LEASE_LOST,
     NOT_SAME_DATABASE,
-    NOT_SUPPORTED_BY_BACKEND,
 )
 
 BUSINESS = "CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, paid boolean NOT NULL)"
@@ -378,14 +377,37 @@ def test_bad_transactional_options_are_refused() -> None:
     assert err.value.code == INVALID_JOB_OPTION
 
 
-async def test_transactional_jobs_need_a_postgres_worker(tmp_path: Any) -> None:
+async def test_transactional_jobs_are_dead_lettered_by_a_local_worker(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     app = Soniq(database_url=f"sqlite:///{tmp_path}/jobs.db")
 
     @app.job(name="orders.local", transactional=True)
     async def local(ctx: JobContext) -> None: ...
 
     await app.setup()
-    with pytest.raises(SoniqError) as err:
-        await app.run_worker(run_once=True)
-    assert err.value.code == NOT_SUPPORTED_BY_BACKEND
+    job_id = await app.enqueue(local)
+    assert await app.run_worker(run_once=True)
+    job = await app.get_job(job_id)
+    assert job is not None and job["status"] == "dead_letter"
+    assert "only a PostgreSQL worker" in caplog.text
     await app.close()
+
+
+async def test_complete_sync_through_a_sqlalchemy_session(app: Soniq, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+
+    @app.job(name="orders.session")
+    def via_session(order_id: int, ctx: JobContext) -> None:
+        with Session(engine) as session, session.begin():
+            ctx.complete_sync(session, result="session")
+            session.execute(text("INSERT INTO orders VALUES (:i, true)"), {"i": order_id})
+
+    job_id = await app.enqueue(via_session, order_id=6)
+    assert await app.run_worker(run_once=True)
+    engine.dispose()
+    assert await job_row(app, job_id) == ("done", 1, "session")
+    assert await sql(url, "SELECT id FROM orders") == [(6,)]

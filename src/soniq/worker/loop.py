@@ -26,7 +26,7 @@ from typing import Any
 from soniq.core.middleware import Middleware
 from soniq.core.registry import JobRegistry, is_builtin_task
 from soniq.core.retry import RetryPolicy, check_retry_policy
-from soniq.errors import INVALID_ARGUMENT, NOT_SUPPORTED_BY_BACKEND, SoniqError
+from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.observability.log_context import CURRENT_JOB
 from soniq.observability.sinks import MetricsSink, check_metrics_sink
 from soniq.observability.worker import (
@@ -742,13 +742,11 @@ class Worker:
         for name in self.registry.names():
             spec = self.registry.get(name)
             if spec is not None and spec.transactional:
-                raise SoniqError(
-                    NOT_SUPPORTED_BY_BACKEND,
-                    f"Task {name!r} is transactional, and only a PostgreSQL worker can "
-                    f"commit a job with its handler's writes; this one uses "
-                    f"{self.backend.describe()}. Run it against PostgreSQL, or drop "
-                    "transactional= where it runs elsewhere.",
-                    task_name=name,
+                logger.warning(
+                    "task %s is transactional, and only a PostgreSQL worker can commit a "
+                    "job with its handler's writes: on %s its jobs are dead-lettered",
+                    name,
+                    self.backend.describe(),
                 )
 
     async def _completions(

@@ -146,6 +146,11 @@ class JobRunner:
                     f"{type(exc).__name__}: {exc}",
                     _trace(exc),
                 )
+        if spec.transactional and self.completions is None:
+            return Bury(
+                f"Job {job.job_name} is transactional, and only a PostgreSQL worker can "
+                "commit it with its handler's writes."
+            )
         ctx: JobContext | None = None
         if spec.context_param is not None or self.middleware or spec.transactional:
             ctx = self._context(job)
