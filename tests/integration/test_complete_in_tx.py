@@ -411,3 +411,49 @@ async def test_complete_sync_through_a_sqlalchemy_session(app: Soniq, url: str) 
     engine.dispose()
     assert await job_row(app, job_id) == ("done", 1, "session")
     assert await sql(url, "SELECT id FROM orders") == [(6,)]
+
+
+@pytest.mark.parametrize("mode", ["managed", "explicit"])
+async def test_a_timeout_around_the_commit_leaves_done_with_effects_or_failed_without(
+    app: Soniq, url: str, mode: str
+) -> None:
+    """200 jobs whose handler runs for about as long as their timeout, so that the
+    timeout lands before, during or after the commit: each job ends either done with
+    its one business row, or dead-lettered with none, never anything in between."""
+    import random
+
+    @app.job(name="fuzz.managed", transactional=True, timeout=0.05, retries=0)
+    async def managed(order_id: int, pause: float, ctx: JobContext) -> int:
+        await ctx.connection.execute("INSERT INTO orders VALUES (%s, true)", (order_id,))
+        await asyncio.sleep(pause)
+        return order_id
+
+    @app.job(name="fuzz.explicit", timeout=0.05, retries=0)
+    async def explicit(order_id: int, pause: float, ctx: JobContext) -> int:
+        async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+            await ctx.complete(conn, result=order_id)
+            await conn.execute("INSERT INTO orders VALUES (%s, true)", (order_id,))
+            await asyncio.sleep(pause)
+        return order_id
+
+    rng = random.Random(17)
+    handler = managed if mode == "managed" else explicit
+    ids = await app.enqueue_many(
+        handler, [{"order_id": i, "pause": rng.uniform(0.03, 0.07)} for i in range(200)]
+    )
+    assert await app.run_worker(concurrency=16, run_once=True)
+    ends = await sql(
+        url,
+        """SELECT coalesce(j.status, 'dead_letter'), count(o.id)
+           FROM unnest(%s::uuid[]) WITH ORDINALITY AS t(id, n)
+           LEFT JOIN soniq_jobs j ON j.id = t.id
+           LEFT JOIN orders o ON o.id = t.n - 1
+           GROUP BY t.id, j.status""",
+        ids,
+    )
+    assert len(ends) == 200
+    outcomes = {(status, rows) for status, rows in ends}
+    assert outcomes <= {("done", 1), ("dead_letter", 0)}, outcomes
+    assert outcomes == {("done", 1), ("dead_letter", 0)}  # both happened: not vacuous
+    dead = await sql(url, "SELECT count(*) FROM soniq_dead_letter_jobs")
+    assert dead[0][0] == sum(1 for status, _ in ends if status == "dead_letter")
