@@ -55,7 +55,16 @@ class Completion:
     database's ``soniq_instance`` id) and closes it when the handler returns.
     """
 
-    __slots__ = ("attempt", "connection", "instance", "job_id", "open", "result", "xid")
+    __slots__ = (
+        "attempt",
+        "committed",
+        "connection",
+        "instance",
+        "job_id",
+        "open",
+        "result",
+        "xid",
+    )
 
     def __init__(self, job_id: str, attempt: int, instance: str) -> None:
         self.job_id = job_id
@@ -69,6 +78,9 @@ class Completion:
         self.result: str | None = None
         #: The connection of a ``transactional=True`` job (``ctx.connection``).
         self.connection: Any = None
+        #: Soniq committed the completing transaction itself (a transactional job),
+        #: so the row need not be asked.
+        self.committed = False
 
     @property
     def began(self) -> bool:
@@ -252,26 +264,30 @@ class Completions:
 async def _in_transaction(
     pools: HandlerPools, spec: JobSpec, completion: Completion, /, **kwargs: Any
 ) -> Any:
-    async with pools.connection() as conn, conn.transaction():
-        completion.connection = conn
-        try:
-            result = await spec.func(**kwargs)
-            await completion.complete_text(conn, _returned(spec, result))
-        finally:
-            completion.connection = None
+    async with pools.connection() as conn:
+        async with conn.transaction():
+            completion.connection = conn
+            try:
+                result = await spec.func(**kwargs)
+                await completion.complete_text(conn, _returned(spec, result))
+            finally:
+                completion.connection = None
+        completion.committed = True
     return result
 
 
 def _in_transaction_sync(
     pools: HandlerPools, spec: JobSpec, completion: Completion, /, **kwargs: Any
 ) -> Any:
-    with pools.sync_connection() as conn, conn.transaction():
-        completion.connection = conn
-        try:
-            result = spec.func(**kwargs)
-            completion.complete_text_sync(conn, _returned(spec, result))
-        finally:
-            completion.connection = None
+    with pools.sync_connection() as conn:
+        with conn.transaction():
+            completion.connection = conn
+            try:
+                result = spec.func(**kwargs)
+                completion.complete_text_sync(conn, _returned(spec, result))
+            finally:
+                completion.connection = None
+        completion.committed = True
     return result
 
 
@@ -288,6 +304,8 @@ def _in_django_atomic(spec: JobSpec, completion: Completion, /, **kwargs: Any) -
             completion.complete_text_sync(conn, _returned(spec, result))
         finally:
             completion.connection = None
+    # Not marked committed: an outer atomic block (a test's, a middleware's) may still
+    # roll this one back, so the worker asks the row.
     return result
 
 

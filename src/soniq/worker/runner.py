@@ -177,7 +177,10 @@ class JobRunner:
             if completion.began:
                 # The handler completed the job in a transaction: what that transaction
                 # did, not what the handler returned or raised, decides.
-                state = await self.completions.settled(job)  # type: ignore[union-attr]
+                if completion.committed and failure is None:
+                    state = "done"  # Soniq's own COMMIT returned: nothing to ask
+                else:
+                    state = await self.completions.settled(job)  # type: ignore[union-attr]
                 if state == "done":
                     if failure is not None:
                         logger.info(
