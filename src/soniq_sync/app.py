@@ -24,6 +24,7 @@ from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ENQUEUE_CONFLICT,
     INVALID_ARGUMENT,
+    JOB_NOT_CANCELLABLE,
     JOB_NOT_FOUND,
     JOB_NOT_RETRYABLE,
     SCHEMA_MISSING,
@@ -473,10 +474,26 @@ class Soniq(SyncAppBase):
         is interrupted, a sync one can see ``ctx.cancel_requested``. The row ends
         ``cancelled`` when the handler stops, or ``done`` if it finishes anyway. False
         for a finished, cancelled, dead-lettered or unknown job, and for a string that
-        is not a UUID.
+        is not a UUID. A job whose handler's transaction is completing it right now
+        (``ctx.complete``) raises SONIQ_JOB_NOT_CANCELLABLE (``status`` "finishing")
+        after 2 s instead of waiting for that transaction.
         """
         key = job_lookup_key(job_id)
-        return False if key is None else self.store.jobs.cancel(key)
+        if key is None:
+            return False
+        try:
+            return self.store.jobs.cancel(key)
+        except self.backend.errors as exc:
+            if sqlstate(exc) != "55P03":  # lock_not_available
+                raise
+            raise SoniqError(
+                JOB_NOT_CANCELLABLE,
+                f"Job {key} is finishing: the transaction of its handler that completes "
+                "it (ctx.complete) holds it, and it commits or rolls back on its own. "
+                "Look at the job again in a moment.",
+                job_id=key,
+                status="finishing",
+            ) from None
 
     def retry_job(self, job_id: str) -> str:
         """Run a job again; return the id of the job that will run.

@@ -457,3 +457,34 @@ async def test_a_timeout_around_the_commit_leaves_done_with_effects_or_failed_wi
     assert outcomes == {("done", 1), ("dead_letter", 0)}  # both happened: not vacuous
     dead = await sql(url, "SELECT count(*) FROM soniq_dead_letter_jobs")
     assert dead[0][0] == sum(1 for status, _ in ends if status == "dead_letter")
+
+
+async def test_cancel_while_a_completion_commits_reports_finishing_without_hanging(
+    app: Soniq, url: str
+) -> None:
+    from soniq.errors import JOB_NOT_CANCELLABLE
+
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    @app.job(name="orders.slow_commit")
+    async def slow_commit(ctx: JobContext) -> None:
+        async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+            await ctx.complete(conn, result="kept")
+            holding.set()
+            await release.wait()
+
+    job_id = await app.enqueue(slow_commit)
+    worker = asyncio.ensure_future(app.run_worker(run_once=True))
+    await asyncio.wait_for(holding.wait(), 30)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(SoniqError) as err:
+        await app.cancel_job(job_id)
+    assert err.value.code == JOB_NOT_CANCELLABLE
+    assert err.value.details["status"] == "finishing"
+    assert loop.time() - started < 10  # the 2 s lock wait, not the transaction's length
+    release.set()
+    assert await worker
+    assert await job_row(app, job_id) == ("done", 1, "kept")  # completion wins
+    assert await app.cancel_job(job_id) is False  # finished: nothing to cancel

@@ -66,6 +66,7 @@ POSTGRES_ONLY = {
     "instance_id",
     "current_transaction",
     "attempt_state",
+    "set_lock_timeout",
     "migrations_applied",
     "listen",
     # Concurrency and rate limits are PostgreSQL only (local workers run limited jobs

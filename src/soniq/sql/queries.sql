@@ -154,6 +154,10 @@ WHERE id < COALESCE(%(before)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uu
 ORDER BY soniq_jobs.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int
 
+-- name: set_lock_timeout
+-- For the rest of the transaction: a lock wait longer than this fails (55P03).
+SELECT set_config('lock_timeout', %(ms)s::int::text || 'ms', true)
+
 -- name: cancel_job
 -- A queued job is cancelled at once (and counted in soniq_stats). A running one gets a
 -- cancel request: the stamp (the first one is kept), and a NOTIFY on soniq_cancel that

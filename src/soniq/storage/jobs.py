@@ -282,9 +282,19 @@ class Jobs:
         }
         return await self._fetch("list_jobs", params)
 
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel a queued job, or request a running one's cancellation."""
-        return bool(await self._fetch("cancel_job", {"id": job_id}))
+    async def cancel(self, job_id: str, lock_wait: float = 2.0) -> bool:
+        """Cancel a queued job, or request a running one's cancellation.
+
+        On PostgreSQL the row lock is waited for at most ``lock_wait`` seconds (the
+        backend's lock-timeout error after that): a handler's transaction that is
+        completing the job (``ctx.complete``) holds it until its commit."""
+        backend = await self._store.ready()
+        queries = backend.dialect.queries
+        if backend.kind != "postgres":
+            return bool(await backend.rows(queries["cancel_job"], {"id": job_id}))
+        async with backend.transaction() as tx:
+            await tx.execute(queries["set_lock_timeout"], {"ms": int(lock_wait * 1000)})
+            return bool(await tx.fetch(queries["cancel_job"], {"id": job_id}))
 
     async def retry_now(self, job_id: str) -> Record | None:
         """Requeue a cancelled or waiting job now: its ``status``, ``attempts``,

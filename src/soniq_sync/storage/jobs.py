@@ -278,9 +278,19 @@ class Jobs:
         }
         return self._fetch("list_jobs", params)
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a queued job, or request a running one's cancellation."""
-        return bool(self._fetch("cancel_job", {"id": job_id}))
+    def cancel(self, job_id: str, lock_wait: float = 2.0) -> bool:
+        """Cancel a queued job, or request a running one's cancellation.
+
+        On PostgreSQL the row lock is waited for at most ``lock_wait`` seconds (the
+        backend's lock-timeout error after that): a handler's transaction that is
+        completing the job (``ctx.complete``) holds it until its commit."""
+        backend = self._store.ready()
+        queries = backend.dialect.queries
+        if backend.kind != "postgres":
+            return bool(backend.rows(queries["cancel_job"], {"id": job_id}))
+        with backend.transaction() as tx:
+            tx.execute(queries["set_lock_timeout"], {"ms": int(lock_wait * 1000)})
+            return bool(tx.fetch(queries["cancel_job"], {"id": job_id}))
 
     def retry_now(self, job_id: str) -> Record | None:
         """Requeue a cancelled or waiting job now: its ``status``, ``attempts``,
