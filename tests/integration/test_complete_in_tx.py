@@ -25,6 +25,12 @@ from soniq.errors import (
     JOB_LEASE_LOST,
     NOT_SAME_DATABASE,
 )
+from tests.helpers import wait_for
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
 
 BUSINESS = "CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, paid boolean NOT NULL)"
 
@@ -488,3 +494,50 @@ async def test_cancel_while_a_completion_commits_reports_finishing_without_hangi
     assert await worker
     assert await job_row(app, job_id) == ("done", 1, "kept")  # completion wins
     assert await app.cancel_job(job_id) is False  # finished: nothing to cancel
+
+
+async def test_handlers_holding_transactions_never_starve_claims_and_acks(
+    database_url: str, url: str
+) -> None:
+    """Five transactional jobs hold their transactions open while fifty plain jobs
+    pass through the same worker, whose own pool has two connections: the handler
+    transactions are on a pool of their own, so claims and acknowledgements go on."""
+    app = Soniq(database_url=database_url, pool_max_size=2, pool_min_size=1)
+    release = asyncio.Event()
+    holding: list[str] = []
+    ran: list[int] = []
+
+    @app.job(name="orders.hold", transactional=True)
+    async def hold(ctx: JobContext) -> None:
+        await ctx.connection.execute("SELECT 1")
+        holding.append(ctx.job_id)
+        await release.wait()
+
+    @app.job(name="orders.plain")
+    async def plain(i: int) -> None:
+        ran.append(i)
+
+    async def count(name: str) -> int:
+        [(n,)] = await sql(
+            url, "SELECT count(*) FROM soniq_jobs WHERE job_name = %s AND status = 'done'", name
+        )
+        return int(n)
+
+    try:
+        await app.enqueue_many(hold, [{}] * 5)
+        worker = app.worker()
+        run = asyncio.ensure_future(worker.run(concurrency=10))
+        await wait_for(lambda: len(holding) == 5, 30, message="five held transactions")
+        await app.enqueue_many(plain, [{"i": i} for i in range(50)])
+        # Claimed, run and acknowledged while the five still hold their transactions.
+        await wait_for(lambda: count("orders.plain"), 30, message="plain jobs acknowledged")
+        await wait_for(
+            lambda: _equals(count("orders.plain"), 50), 30, message="all 50 acknowledged"
+        )
+        assert len(ran) == 50 and not release.is_set() and await count("orders.hold") == 0
+        release.set()
+        await wait_for(lambda: _equals(count("orders.hold"), 5), 30, message="the held five")
+        worker.stop()
+        await asyncio.wait_for(run, 30)
+    finally:
+        await app.close()
