@@ -763,9 +763,20 @@ class Worker:
             instance.append(await db.jobs.instance_id())
 
         await self._until_connected(db, read)
-        pools = HandlerPools(
-            self.backend.url, settings, settings.handler_pool_max_size or concurrency
-        )
+        size = settings.handler_pool_max_size or concurrency
+        if size < concurrency and any(
+            (spec := self.registry.get(name)) is not None and spec.transactional
+            for name in self.registry.names()
+        ):
+            logger.warning(
+                "SONIQ_HANDLER_POOL_MAX_SIZE is %d, below the worker's concurrency of %d: "
+                "transactional jobs beyond %d at once wait for a connection, and fail "
+                "after SONIQ_CONNECT_TIMEOUT",
+                size,
+                concurrency,
+                size,
+            )
+        pools = HandlerPools(self.backend.url, settings, size)
         runner.completions = Completions(
             db,
             instance[0],
