@@ -25,7 +25,13 @@ from soniq.core.registry import JobRegistry, JobSpec
 from soniq.core.retry import RetryPolicy
 from soniq.observability.log_context import current_job_fields
 from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
-from soniq.types import JobContext, Snooze, watch_cancel_requests
+from soniq.types import (
+    JobContext,
+    ProgressReport,
+    Snooze,
+    report_progress,
+    watch_cancel_requests,
+)
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.outcomes import (
     CANCELLED,
@@ -98,6 +104,7 @@ class JobRunner:
         cancel_requests: AbstractSet[str] = frozenset(),
         middleware: Sequence[Middleware] = (),
         retry_policy: RetryPolicy | None = None,
+        progress: ProgressReport | None = None,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -125,6 +132,9 @@ class JobRunner:
                     self._chain(spec)
         #: The app's retry policy; None: each job's own retry options decide.
         self.retry_policy = retry_policy
+        #: Where ``ctx.progress`` reports go (the worker's progress writer); None: the
+        #: contexts refuse them, as hand-built ones do.
+        self.progress = progress
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -190,6 +200,8 @@ class JobRunner:
             scheduled_at=job.scheduled_at,
             created_at=job.created_at,
         )
+        if self.progress is not None:
+            report_progress(ctx, self.progress)
         return watch_cancel_requests(ctx, self.cancel_requests)
 
     def _chain(self, spec: JobSpec) -> Chain:
