@@ -470,6 +470,54 @@ async def test_stale_recovery_keeps_progress_in_the_dead_letter(
     assert await sql(database_url, "SELECT watched FROM soniq_dead_letter_jobs") == [(True,)]
 
 
+STALL = """
+CREATE TABLE stall (on_ boolean);
+CREATE FUNCTION stall_progress() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM stall) THEN PERFORM pg_sleep(60); END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER stall_progress AFTER UPDATE OF progress ON soniq_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION stall_progress();
+INSERT INTO stall VALUES (true);
+"""
+
+
+async def test_a_flush_lost_to_an_outage_is_written_by_the_next(
+    counted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await sql(counted, STALL)
+    go = asyncio.Event()
+    async with Soniq(database_url=counted, progress_interval=0.05, error_retry_delay=0.1) as app:
+
+        @app.job()
+        async def patient(ctx: JobContext) -> str:
+            await ctx.progress(current=1, total=2, message="before the outage")
+            await go.wait()
+            return "survived"
+
+        job_id = await app.enqueue(patient)
+        async with Running(app):
+            # The flush is stuck in the database; its connection dies there.
+            stuck = await wait_for(
+                lambda: sql(
+                    counted,
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event = 'PgSleep'",
+                ),
+                message="the progress flush to stall",
+            )
+            await sql(counted, "DELETE FROM stall")
+            await sql(counted, "SELECT pg_terminate_backend(%s)", stuck[0][0])
+            # Nothing new was reported: the next flush writes the value kept.
+            await wait_for(lambda: progress_of(app, job_id), message="the value kept")
+            assert await progress_of(app, job_id) == value(1, 2, "before the outage")
+            go.set()
+            await wait_for(lambda: status_is(app, job_id, "done"), message="the job to end")
+        assert await app.get_result(job_id) == "survived"
+    assert any("could not write the progress of 1 job" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 async def test_local_backends_store_progress(backend: str, tmp_path: Path) -> None:
     where: dict[str, Any] = (
