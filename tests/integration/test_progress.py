@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import soniq_sync
 from soniq import JobContext, Soniq
 from soniq.errors import INVALID_ARGUMENT, SoniqError
 from tests.helpers import wait_for
@@ -547,3 +548,20 @@ async def test_local_backends_store_progress(backend: str, tmp_path: Path) -> No
             await wait_for(lambda: status_is(app, bad, "dead_letter"), message="the burial")
         assert await progress_of(app, ok) == value(2, 2, data=["end"])
         assert await progress_of(app, bad) == value(2, 2, data=["end"])
+
+
+def test_the_blocking_app_shows_the_progress_of_sync_handlers(
+    sync_app: soniq_sync.Soniq,
+) -> None:
+    @sync_app.job()
+    def tally(n: int, ctx: JobContext) -> int:
+        for i in range(n):
+            ctx.progress_sync(current=i + 1, total=n, data={"last": i})
+        return n
+
+    job_id = sync_app.enqueue(tally, n=500)
+    assert sync_app.run_worker(run_once=True) is True
+    job = sync_app.get_job(job_id)
+    assert job is not None and job["status"] == "done"
+    assert job["progress"] == value(500, 500, data={"last": 499})
+    assert [j["progress"] for j in sync_app.list_jobs()] == [value(500, 500, data={"last": 499})]
