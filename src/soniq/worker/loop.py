@@ -1,9 +1,9 @@
 """The worker: claim a batch, run it, acknowledge, repeat.
 
 One process, one event loop, up to ``concurrency`` jobs in flight. Background tasks
-keep the worker's heartbeat, listen for new jobs and write completions in batches;
-the loop below only decides when to claim (sized by :class:`ClaimAhead`), and
-:meth:`Worker._fill` is the one place that starts jobs.
+keep the worker's heartbeat, listen for new jobs and write completions (and the
+handlers' progress) in batches; the loop below only decides when to claim (sized by
+:class:`ClaimAhead`), and :meth:`Worker._fill` is the one place that starts jobs.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def _check_number(name: str, value: Any, example: str, *, positive: bool = False
 class ProgressWriter:
     """Keeps the latest value of each running attempt and writes them in batches.
 
-    :meth:`report` is the context's :data:`~soniq.types.ProgressReport` and may be
+    :meth:`report` is the context's :class:`~soniq.types.ProgressReport` and may be
     called from any thread; the rest runs on the worker's event loop, where the writer
     is made.
     """
