@@ -7,7 +7,7 @@ import math
 from collections.abc import Set as AbstractSet
 from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from soniq.errors import COMPLETE_OUTSIDE_HANDLER, INVALID_ARGUMENT, SoniqError
 
@@ -31,7 +31,8 @@ class JobStatus(str, enum.Enum):
 class JobContext:
     """Facts about the running job, given to a handler parameter annotated with it.
 
-    ``cancel_requested`` turns True once ``cancel_job`` has asked this run to stop.
+    ``cancel_requested`` turns True once ``cancel_job`` has asked this run to stop;
+    ``progress`` (``progress_sync`` in sync handlers) reports how far it has got.
     """
 
     job_id: str
@@ -104,6 +105,62 @@ class JobContext:
                 "complete in a caller's transaction (SQLite, memory).",
             )
         return completion
+
+    # -- progress (see soniq.worker.progress) ------------------------------------------
+    # Not a field either: the worker's progress writer, bound with report_progress.
+    # None on a context built by hand, whose progress calls raise.
+    _report_progress: ClassVar[ProgressReport | None] = None
+
+    async def progress(
+        self,
+        current: float | None = None,
+        total: float | None = None,
+        message: str | None = None,
+        data: Any = None,
+    ) -> None:
+        """Report how far the job has got; the latest report wins.
+
+        ``current`` and ``total`` are numbers >= 0 (``total`` > 0; ``current`` may pass
+        it), ``message`` a string, ``data`` any JSON value. Each call replaces the
+        previous value in memory at once; the worker writes the latest one to the job's
+        row at most once per SONIQ_PROGRESS_INTERVAL, and before the job's outcome.
+        Bad input raises ``SoniqError(SONIQ_INVALID_ARGUMENT)``.
+        """
+        self.progress_sync(current, total, message, data)
+
+    def progress_sync(
+        self,
+        current: float | None = None,
+        total: float | None = None,
+        message: str | None = None,
+        data: Any = None,
+    ) -> None:
+        """:meth:`progress` for sync handlers: the same, callable from any thread."""
+        report = self._report_progress
+        if report is None:
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                "ctx.progress() works only on the JobContext a worker gives a running "
+                "handler; this one was built by hand. Run the job through a worker (in "
+                "tests: soniq.testing's drain) to record its progress.",
+                job_id=self.job_id,
+            )
+        report(self.job_id, self.attempt, current, total, message, data)
+
+
+class ProgressReport(Protocol):
+    """What a context hands each progress report to (the worker's progress writer),
+    from the worker's event loop or any of its threads."""
+
+    def __call__(
+        self, job_id: str, attempt: int, current: Any, total: Any, message: Any, data: Any, /
+    ) -> None: ...
+
+
+def report_progress(ctx: JobContext, report: ProgressReport) -> JobContext:
+    """Make ``ctx.progress`` hand its values to ``report``; return ctx (the worker's)."""
+    object.__setattr__(ctx, "_report_progress", report)
+    return ctx
 
 
 def bind_completion(ctx: JobContext, completion: object) -> JobContext:

@@ -30,6 +30,7 @@ JOB_KEYS = {
     "last_error",
     "cancel_requested_at",
     "producer_id",
+    "progress",
 }
 
 

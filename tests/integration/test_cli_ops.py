@@ -120,13 +120,24 @@ def test_jobs_list_pages_with_before(cli: Any, sync_app: Any) -> None:
     error(cli("jobs", "list", "--before", "not-an-id"), "SONIQ_INVALID_JOB_ID")
 
 
-def test_jobs_show(cli: Any, sync_app: Any) -> None:
+def test_jobs_show(cli: Any, sync_app: Any, database_url: str) -> None:
     [job_id] = enqueue(sync_app)
     text = ok(cli("jobs", "show", job_id))
     assert f"id                   {job_id}" in text
     assert "status               queued" in text
+    assert "progress             -" in text
     shown = json.loads(ok(cli("jobs", "show", job_id, "--json")))
     assert (shown["id"], shown["args"], shown["cancel_requested_at"]) == (job_id, {"n": 0}, None)
+    assert shown["progress"] is None
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            'UPDATE soniq_jobs SET progress = \'{"current": 3, "total": 4}\' WHERE id = %s',
+            (job_id,),
+        )
+    # (jsonb keeps keys shortest first.)
+    assert 'progress             {"total": 4, "current": 3}' in ok(cli("jobs", "show", job_id))
+    shown = json.loads(ok(cli("jobs", "show", job_id, "--json")))
+    assert shown["progress"] == {"current": 3, "total": 4}
     error(cli("jobs", "show", str(uuid.uuid4())), "SONIQ_JOB_NOT_FOUND")
     error(cli("jobs", "show", "12"), "SONIQ_INVALID_JOB_ID")
 

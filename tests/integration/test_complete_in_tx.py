@@ -541,3 +541,19 @@ async def test_handlers_holding_transactions_never_starve_claims_and_acks(
         await asyncio.wait_for(run, 30)
     finally:
         await app.close()
+
+
+async def test_progress_reported_before_the_completion_commits_with_it(
+    app: Soniq, url: str
+) -> None:
+    @app.job(name="orders.reported")
+    async def reported(ctx: JobContext) -> None:
+        await ctx.progress(current=3, total=3, message="all pages")
+        async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+            await ctx.complete(conn, result="ok")
+
+    job_id = await app.enqueue(reported)
+    assert await app.run_worker(run_once=True)
+    job = await app.get_job(job_id)
+    assert job is not None and job["status"] == "done"
+    assert job["progress"]["current"] == 3 and job["progress"]["message"] == "all pages"

@@ -148,6 +148,14 @@ def test_enqueue_claim_and_outcomes_match(pair: Pair) -> None:
         ordered=False,
         sqlite_params=SQLITE.completions(batch),
     )
+    # Progress: d's attempt 1 is written (and goes with it to the dead-letter queue);
+    # attempt 7 of c is a zombie's, fenced out.
+    progress = [(d, 1, '{"current": 1, "data": {"k": [1, "x"]}}'), (c, 7, '{"current": 2}')]
+    pg_progress, lite_progress = POSTGRES.completions(progress), SQLITE.completions(progress)
+    pg_progress["values"] = pg_progress.pop("results")
+    lite_progress["values"] = lite_progress.pop("results")
+    written = pair.run("write_progress", pg_progress, sqlite_params=lite_progress)
+    assert written == [{"id": d, "watched": False}]
     pair.run("retry_job", {"id": b, "attempt": 1, "delay": 30.0, "error": "boom"})
     pair.run("cancel_job", {"id": c})
     pair.run("cancel_requests", {"worker_id": WORKER})

@@ -215,7 +215,7 @@ def test_insert_and_get_decode_like_psycopg(store: SqliteStore) -> None:
     assert list(job) == [
         "id", "job_name", "args", "queue", "priority", "status", "attempts", "max_attempts",
         "dedup_key", "scheduled_at", "created_at", "updated_at", "started_at", "finished_at",
-        "worker_id", "result", "last_error", "cancel_requested_at", "producer_id",
+        "worker_id", "result", "last_error", "cancel_requested_at", "producer_id", "progress",
     ]  # fmt: skip
 
 

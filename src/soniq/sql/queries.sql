@@ -116,7 +116,7 @@ SELECT pg_notify('soniq_job_events', %(payload)s)
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error, cancel_requested_at, producer_id
+       worker_id::text, result, last_error, cancel_requested_at, producer_id, progress
 FROM soniq_jobs WHERE id = %(id)s::uuid
 
 -- name: job_created_at
@@ -130,8 +130,8 @@ SELECT id::text, job_name, args, queue, priority, 'dead_letter' AS status, attem
        original_created_at AS created_at, dead_lettered_at AS updated_at,
        started_at, dead_lettered_at AS finished_at,
        NULL::text AS worker_id, NULL::jsonb AS result, last_error,
-       NULL::timestamptz AS cancel_requested_at, NULL::text AS producer_id, reason,
-       resurrection_count
+       NULL::timestamptz AS cancel_requested_at, NULL::text AS producer_id, progress,
+       reason, resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 
 -- name: list_jobs
@@ -143,7 +143,7 @@ FROM soniq_dead_letter_jobs WHERE id = %(id)s::uuid
 -- id::text, a sort of the whole table.)
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id::text, result, last_error, cancel_requested_at, producer_id
+       worker_id::text, result, last_error, cancel_requested_at, producer_id, progress
 FROM soniq_jobs
 WHERE id < COALESCE(%(before)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -400,8 +400,10 @@ RETURNING j.id
 -- cannot requeue a job whose completion is about to commit. Returns the caller's
 -- transaction id, which tells a second call on the same transaction (a no-op) from
 -- one on another (SONIQ_COMPLETE_TWICE).
+-- The attempt's last progress, if it had one still unwritten, is written with it.
 UPDATE soniq_jobs
 SET status = 'done', result = NULLIF(%(result)s::text::jsonb, 'null'::jsonb),
+    progress = COALESCE(%(progress)s::text::jsonb, progress),
     finished_at = now(), updated_at = now(), worker_id = NULL
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
   AND EXISTS (SELECT 1 FROM soniq_instance WHERE id = %(instance)s::uuid)
@@ -433,6 +435,26 @@ SET status = 'done', result = %(result)s::jsonb, finished_at = now(), updated_at
     worker_id = NULL
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id
+
+-- name: write_progress
+-- The latest progress of running attempts (ctx.progress), one statement per flush
+-- across jobs, element i for job i: an array literal of ids and of attempts, and a
+-- JSON array of values. Fenced like an outcome: a zombie attempt (its row requeued
+-- or re-claimed since) matches nothing, and neither does a finished job. The plan
+-- tricks are complete_jobs' (see there): "OR d.attempt IS NULL" keeps the batch
+-- driving, "j.id = ANY(ids)" keeps the generic plan on the primary key. progress is
+-- in no index, so the update can be HOT; updated_at is left alone (the row's state
+-- has not changed). watched: the caller sends "p" events for those rows only.
+UPDATE soniq_jobs AS j
+SET progress = d.p
+FROM ROWS FROM (
+    unnest(%(ids)s::uuid[]),
+    unnest(%(attempts)s::int[]),
+    jsonb_array_elements(%(values)s::jsonb)
+) AS d(id, attempt, p)
+WHERE j.id = ANY(%(ids)s::uuid[]) AND j.id = d.id AND j.attempts = d.attempt
+  AND (j.status = 'processing' OR d.attempt IS NULL)
+RETURNING j.id::text, j.watched
 
 -- name: retry_job
 -- A job whose cancellation was requested (see cancel_job) is not run again: it ends
@@ -485,9 +507,9 @@ WITH moved AS (
 )
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, started_at, limit_key)
+     traceback, original_created_at, started_at, limit_key, progress, watched)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, started_at, limit_key
+       %(error)s, %(traceback)s, created_at, started_at, limit_key, progress, watched
 FROM moved
 RETURNING id
 
@@ -535,10 +557,10 @@ WITH dead AS (
 ), buried AS (
     INSERT INTO soniq_dead_letter_jobs
         (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-         original_created_at, started_at, limit_key)
+         original_created_at, started_at, limit_key, progress, watched)
     SELECT id, job_name, args, queue, priority, attempts, max_attempts,
            'Worker died during the final attempt.', last_error, created_at, started_at,
-           limit_key
+           limit_key, progress, watched
     FROM exhausted
     RETURNING id, queue, job_name
 ), requeued AS (

@@ -11,11 +11,23 @@ from soniq.adapters.base import AsyncAdapter
 
 
 async def complete_in_tx(
-    db: AsyncAdapter, job_id: str, attempt: int, instance: str, result: str | None
+    db: AsyncAdapter,
+    job_id: str,
+    attempt: int,
+    instance: str,
+    result: str | None,
+    progress: str | None = None,
 ) -> str | None:
-    """Mark the attempt done in ``db``'s open transaction; that transaction's id, or
-    None if no row matched (another database, or the attempt no longer holds it)."""
-    params = {"id": job_id, "attempt": attempt, "instance": instance, "result": result}
+    """Mark the attempt done in ``db``'s open transaction (with its last ``progress``,
+    JSON text, if one is pending); that transaction's id, or None if no row matched
+    (another database, or the attempt no longer holds it)."""
+    params = {
+        "id": job_id,
+        "attempt": attempt,
+        "instance": instance,
+        "result": result,
+        "progress": progress,
+    }
     rows = await db.fetch(db.dialect.queries["complete_job_in_tx"], params)
     return str(rows[0][0]) if rows else None
 

@@ -177,7 +177,10 @@ class Acknowledger:
         left to stale-worker recovery.
         """
         if isinstance(outcome, Done):
-            self.done(job, outcome.result)
+            if outcome.committed:
+                await self.committed(job)  # written by the handler's own transaction
+            else:
+                self.done(job, outcome.result)
             return
         name = _NAMES[type(outcome)]
         attempts = 0

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from soniq.core.registry import JobSpec
     from soniq.storage.handler_pools import HandlerPools
     from soniq.storage.store import Store
+    from soniq.worker.progress import ProgressWriter
 
 logger = logging.getLogger("soniq.worker")
 
@@ -63,13 +64,23 @@ class Completion:
         "job_id",
         "open",
         "result",
+        "take_progress",
         "xid",
     )
 
-    def __init__(self, job_id: str, attempt: int, instance: str) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        attempt: int,
+        instance: str,
+        take_progress: Callable[[], str | None] | None = None,
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.instance = instance
+        #: Hands over the attempt's unwritten progress, to commit with the "done"
+        #: (afterwards the row takes no more progress).
+        self.take_progress = take_progress
         #: Whether the handler still runs (a context kept past its handler refuses).
         self.open = True
         #: The transaction that completed the attempt, once ``complete`` ran.
@@ -103,7 +114,9 @@ class Completion:
                 raise self._twice()
             return
         try:
-            xid = await storage.complete_in_tx(db, self.job_id, self.attempt, self.instance, text)
+            xid = await storage.complete_in_tx(
+                db, self.job_id, self.attempt, self.instance, text, self._progress()
+            )
             if xid is None and not await storage.same_instance(db, self.instance):
                 raise self._elsewhere()
         except Exception as exc:
@@ -123,7 +136,9 @@ class Completion:
                 raise self._twice()
             return
         try:
-            xid = sync_storage.complete_in_tx(db, self.job_id, self.attempt, self.instance, text)
+            xid = sync_storage.complete_in_tx(
+                db, self.job_id, self.attempt, self.instance, text, self._progress()
+            )
             if xid is None and not sync_storage.same_instance(db, self.instance):
                 raise self._elsewhere()
         except Exception as exc:
@@ -131,6 +146,9 @@ class Completion:
                 raise self._elsewhere() from exc
             raise
         self._record(xid, text)
+
+    def _progress(self) -> str | None:
+        return None if self.take_progress is None else self.take_progress()
 
     def _check(self, conn: object, result: Any) -> str | None:
         if not self.open:
@@ -207,6 +225,7 @@ class Completions:
         db: Store,
         instance: str,
         pools: HandlerPools,
+        progress: ProgressWriter | None = None,
         *,
         wait: float,
         retry_delay: float,
@@ -215,13 +234,19 @@ class Completions:
         self.db = db
         self.instance = instance
         self.pools = pools
+        self.progress = progress
         self.wait = wait
         self.retry_delay = retry_delay
         self.closing = closing
 
     def new(self, job: ClaimedJob) -> Completion:
         """The completion of ``job``'s current attempt."""
-        return Completion(job.id, job.attempt, self.instance)
+        take = (
+            None
+            if self.progress is None
+            else functools.partial(self.progress.take, job.id, job.attempt)
+        )
+        return Completion(job.id, job.attempt, self.instance, take)
 
     async def settled(self, job: ClaimedJob) -> str:
         """``done``, ``processing`` or ``lost``: what the transaction that completed

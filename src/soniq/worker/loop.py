@@ -1,9 +1,9 @@
 """The worker: claim a batch, run it, acknowledge, repeat.
 
 One process, one event loop, up to ``concurrency`` jobs in flight. Background tasks
-keep the worker's heartbeat, listen for new jobs and write completions in batches;
-the loop below only decides when to claim (sized by :class:`ClaimAhead`), and
-:meth:`Worker._fill` is the one place that starts jobs.
+keep the worker's heartbeat, listen for new jobs and write completions (and the
+handlers' progress) in batches; the loop below only decides when to claim (sized by
+:class:`ClaimAhead`), and :meth:`Worker._fill` is the one place that starts jobs.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ from soniq.worker.completion import Completions
 from soniq.worker.deadlines import Deadlines
 from soniq.worker.limited import LimitedClaims
 from soniq.worker.liveness import Liveness
-from soniq.worker.outcomes import CANCELLED, KINDS, Done, Requeue, failure_outcome
+from soniq.worker.outcomes import CANCELLED, KINDS, Done, Outcome, Requeue, failure_outcome
 from soniq.worker.pauses import PausedQueues
+from soniq.worker.progress import ProgressWriter
 from soniq.worker.promotion import Promoter
 from soniq.worker.runner import ClaimedJob, JobRunner
 from soniq.worker.stats import OutcomeStats
@@ -76,6 +77,7 @@ class _Session:
         "instruments",
         "limited",
         "paused",
+        "progress",
         "promoter",
         "ready",
         "runner",
@@ -94,6 +96,7 @@ class _Session:
         promoter: Promoter,
         stats: OutcomeStats,
         instruments: JobInstruments | None,
+        progress: ProgressWriter,
     ) -> None:
         self.concurrency = concurrency
         #: The store over the worker's own backend for claims and outcomes
@@ -103,6 +106,8 @@ class _Session:
         self.acks = acks
         self.promoter = promoter
         self.stats = stats
+        #: The latest ``ctx.progress`` of running jobs, written in batches.
+        self.progress = progress
         #: Metrics and tracing of each job; None when both are off.
         self.instruments = instruments
         self.ahead = ClaimAhead(concurrency, asyncio.get_running_loop().time)
@@ -513,20 +518,28 @@ class Worker:
         kind = KINDS[type(outcome)]
         self.outcomes[kind] += 1
         live.stats.record(job, kind, time.perf_counter() - started)
-        if isinstance(outcome, Done):
-            if outcome.committed:
-                await live.acks.committed(job)  # written by the handler's transaction
-            else:
-                live.acks.done(job, outcome.result)  # batched: no I/O here
+        if (
+            isinstance(outcome, Done)
+            and not outcome.committed
+            and not live.progress.holds(job.id, job.attempt)
+        ):
+            live.acks.done(job, outcome.result)  # batched: no I/O here
         else:
             # Shielded so that a shutdown arriving mid-write cannot lose the outcome.
-            write = asyncio.ensure_future(live.acks.settle(job, outcome, self._stopping))
+            write = asyncio.ensure_future(self._record(job, outcome, live))
             live.settling[job.id] = write  # dropped in _finished, kept if cancelled
             await asyncio.shield(write)
         # After the outcome is recorded: a sink interrupted by shutdown loses a metric,
         # never the job's outcome.
         if probe is not None:
             await probe.end(outcome)
+
+    async def _record(self, job: ClaimedJob, outcome: Outcome, live: _Session) -> None:
+        """Write a job's outcome, after its last progress (which the row would no
+        longer take once the outcome is written)."""
+        if live.progress.holds(job.id, job.attempt):
+            await live.progress.settle(job.id, job.attempt)
+        await live.acks.settle(job, outcome, self._stopping)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         live = self._live
@@ -598,6 +611,10 @@ class Worker:
         self._check_transactional()
         executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="soniq-job")
         deadlines = Deadlines()
+        # The worker's own claims and outcomes go through a backend of their own (for
+        # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
+        db = Store(self.backend.for_worker())
+        progress = ProgressWriter(db, settings.progress_interval, settings.error_retry_delay)
         runner = JobRunner(
             self.registry,
             self.hooks,
@@ -610,17 +627,15 @@ class Worker:
             cancel_requests=self._cancel_requests,
             middleware=self.middleware,
             retry_policy=self.retry_policy,
+            progress=progress.report,
         )
-        # The worker's own claims and outcomes go through a backend of their own (for
-        # PostgreSQL, a pool that does not wait for the WAL flush; see for_worker).
-        db = Store(self.backend.for_worker())
         promoter = Promoter(db, self.poll_interval, settings.error_retry_delay, self._announced)
         acks = Acknowledger(
             db, settings.error_retry_delay, on_delayed=promoter.expect, on_freed=self._announced
         )
         stats = OutcomeStats(db)
         liveness = Liveness(db, settings, self.id, queues, concurrency)
-        live = _Session(concurrency, db, runner, acks, promoter, stats, instruments)
+        live = _Session(concurrency, db, runner, acks, promoter, stats, instruments, progress)
         self._live = live
         self._cancel_requests.clear()
         if isinstance(self.backend, PostgresBackend):  # the backend that can pause
@@ -645,7 +660,7 @@ class Worker:
             live.limited.gated = lambda: paused.gated_among(queues)
             acks.gated = lambda queue: queue in paused.gated
         await self._until_connected(db, db.open)
-        pools = await self._completions(db, runner, concurrency)
+        pools = await self._completions(db, runner, concurrency, progress)
         await self._until_connected(db, liveness.register)
         if live.paused is not None:
             await self._until_connected(db, live.paused.reload)
@@ -672,6 +687,7 @@ class Worker:
             asyncio.create_task(liveness.run(self._closing)),
             asyncio.create_task(deadlines.run(self._closing)),
             asyncio.create_task(stats.run(self._closing)),
+            asyncio.create_task(progress.run(self._closing)),
             asyncio.create_task(advertiser.run(self._closing)),
             asyncio.create_task(
                 CancelPoller(
@@ -750,7 +766,7 @@ class Worker:
                 )
 
     async def _completions(
-        self, db: Store, runner: JobRunner, concurrency: int
+        self, db: Store, runner: JobRunner, concurrency: int, progress: ProgressWriter
     ) -> HandlerPools | None:
         """Let handlers complete their jobs in their own transactions (PostgreSQL):
         ``ctx.complete``, and the handler pools of transactional jobs."""
@@ -781,6 +797,7 @@ class Worker:
             db,
             instance[0],
             pools,
+            progress,
             wait=(settings.job_timeout or 300.0),
             retry_delay=settings.error_retry_delay,
             closing=self._closing,
@@ -864,6 +881,7 @@ class Worker:
             task.cancel()
         # The acknowledger is not cancelled: it finishes the batch in hand and stops.
         await asyncio.gather(ack_task, *others, return_exceptions=True)
+        await live.progress.close(give_up_after=self.settings.error_retry_delay)
         await live.acks.flush(self._closing, give_up_after=self.settings.error_retry_delay * 2)
         await live.stats.flush()
         with contextlib.suppress(*live.db.unavailable):

@@ -23,7 +23,14 @@ from soniq.core.registry import JobRegistry, JobSpec
 from soniq.core.retry import RetryPolicy
 from soniq.observability.log_context import current_job_fields
 from soniq.storage.records import ClaimedJob as ClaimedJob  # re-export: it moved to storage
-from soniq.types import JobContext, Snooze, bind_completion, watch_cancel_requests
+from soniq.types import (
+    JobContext,
+    ProgressReport,
+    Snooze,
+    bind_completion,
+    report_progress,
+    watch_cancel_requests,
+)
 from soniq.worker.completion import Completions
 from soniq.worker.deadlines import Deadlines, Stop
 from soniq.worker.outcomes import (
@@ -99,6 +106,7 @@ class JobRunner:
         middleware: Sequence[Middleware] = (),
         retry_policy: RetryPolicy | None = None,
         completions: Completions | None = None,
+        progress: ProgressReport | None = None,
     ) -> None:
         self.registry = registry
         self.before = list(hooks.get("before_job", ()))
@@ -128,6 +136,9 @@ class JobRunner:
         self.retry_policy = retry_policy
         #: Completion in the handler's transaction (PostgreSQL), else None.
         self.completions = completions
+        #: Where ``ctx.progress`` reports go (the worker's progress writer); None: the
+        #: contexts refuse them, as hand-built ones do.
+        self.progress = progress
 
     async def run(self, job: ClaimedJob) -> Outcome:
         """Run ``job`` once and say what should happen to its row."""
@@ -237,6 +248,8 @@ class JobRunner:
         )
         if self.completions is not None:
             bind_completion(ctx, self.completions.new(job))
+        if self.progress is not None:
+            report_progress(ctx, self.progress)
         return watch_cancel_requests(ctx, self.cancel_requests)
 
     def _chain(self, spec: JobSpec) -> Chain:

@@ -185,6 +185,17 @@ class Jobs:
             return len(backend.rows(queries["complete_job"], params))
         return len(backend.rows(queries["complete_jobs"], backend.dialect.completions(batch)))
 
+    def write_progress(self, batch: Sequence[Completion]) -> builtins.list[tuple[str, bool]]:
+        """Store the latest progress of running attempts: ``(id, attempt, JSON text)``
+        triples; ``(id, watched)`` of the rows written (those still this attempt's)."""
+        backend = self._store.backend
+        params = backend.dialect.completions(batch)  # the same three parallel arrays
+        params["values"] = params.pop("results")
+        return [
+            (str(row[0]), bool(row[1]))
+            for row in backend.rows(backend.dialect.queries["write_progress"], params)
+        ]
+
     def _settle(self, name: str, params: dict[str, Any]) -> bool:
         backend = self._store.backend
         return bool(backend.rows(backend.dialect.queries[name], params))

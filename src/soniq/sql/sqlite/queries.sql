@@ -79,7 +79,7 @@ SELECT '' AS pg_notify WHERE %(scheduled_at)s > %(now)s
 -- name: get_job
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id, result, last_error, cancel_requested_at, producer_id
+       worker_id, result, last_error, cancel_requested_at, producer_id, progress
 FROM soniq_jobs WHERE id = %(id)s
 
 -- name: job_created_at
@@ -91,7 +91,8 @@ SELECT id, job_name, args, queue, priority, 'dead_letter' AS status, attempts,
        original_created_at AS created_at, dead_lettered_at AS updated_at,
        started_at, dead_lettered_at AS finished_at,
        NULL AS worker_id, NULL AS result, last_error,
-       NULL AS cancel_requested_at, NULL AS producer_id, reason, resurrection_count
+       NULL AS cancel_requested_at, NULL AS producer_id, progress, reason,
+       resurrection_count
 FROM soniq_dead_letter_jobs WHERE id = %(id)s
 
 -- name: list_jobs
@@ -99,7 +100,7 @@ FROM soniq_dead_letter_jobs WHERE id = %(id)s
 -- keyset. since is inclusive, until exclusive, both on created_at.
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
        dedup_key, scheduled_at, created_at, updated_at, started_at, finished_at,
-       worker_id, result, last_error, cancel_requested_at, producer_id
+       worker_id, result, last_error, cancel_requested_at, producer_id, progress
 FROM soniq_jobs
 WHERE (%(before)s IS NULL OR id < %(before)s)
   AND (%(status)s IS NULL OR status = %(status)s)
@@ -237,6 +238,22 @@ SET status = 'done', result = %(result)s, finished_at = %(now)s, updated_at = %(
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
 RETURNING id AS "id [uuid]"
 
+-- name: write_progress
+-- The latest progress of running attempts, fenced like an outcome. ids, attempts and
+-- values are JSON arrays (the dialect encodes them), element i for job i; "->" hands
+-- each value on as JSON text.
+WITH d AS (
+    SELECT i.value AS id, a.value AS attempt, %(values)s -> CAST(i.key AS INTEGER) AS p
+    FROM json_each(%(ids)s) AS i
+    JOIN json_each(%(attempts)s) AS a ON a.key = i.key
+)
+UPDATE soniq_jobs
+SET progress = d.p
+FROM d
+WHERE soniq_jobs.id = d.id AND soniq_jobs.attempts = d.attempt
+  AND soniq_jobs.status = 'processing'
+RETURNING soniq_jobs.id AS id, soniq_jobs.watched AS watched
+
 -- name: retry_job
 -- A job whose cancellation was requested ends cancelled instead of going back.
 UPDATE soniq_jobs
@@ -275,9 +292,11 @@ WHERE worker_id = %(worker_id)s
 -- exactly the row the INSERT copied, and its RETURNING is the result.
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     traceback, original_created_at, started_at, dead_lettered_at, limit_key)
+     traceback, original_created_at, started_at, dead_lettered_at, limit_key, progress,
+     watched)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
-       %(error)s, %(traceback)s, created_at, started_at, %(now)s, limit_key
+       %(error)s, %(traceback)s, created_at, started_at, %(now)s, limit_key, progress,
+       watched
 FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing';
 DELETE FROM soniq_jobs
@@ -327,10 +346,10 @@ ON CONFLICT (minute, queue, job_name) DO UPDATE SET
     cancelled = soniq_stats.cancelled + excluded.cancelled;
 INSERT INTO soniq_dead_letter_jobs
     (id, job_name, args, queue, priority, attempts, max_attempts, reason, last_error,
-     original_created_at, started_at, dead_lettered_at, limit_key)
+     original_created_at, started_at, dead_lettered_at, limit_key, progress, watched)
 SELECT id, job_name, args, queue, priority, attempts, max_attempts,
        'Worker died during the final attempt.', last_error, created_at, started_at,
-       %(now)s, limit_key
+       %(now)s, limit_key, progress, watched
 FROM soniq_jobs
 WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
 DELETE FROM soniq_jobs WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'bury');
