@@ -194,9 +194,10 @@ class StorageBackend(ABC):
         """
 
     def listen(
-        self, channels: Sequence[str]
+        self, channels: Sequence[str], application_name: str | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
-        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+        """A connection of its own LISTENing on ``channels`` (backends that notify),
+        named ``application_name`` in ``pg_stat_activity`` if given."""
         raise BackendUnsupportedError(
             f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
         )
@@ -359,13 +360,20 @@ class PostgresBackend(StorageBackend):
             yield PsycopgAsyncAdapter(conn)
 
     @asynccontextmanager
-    async def listen(self, channels: Sequence[str]) -> AsyncIterator[AsyncIterator[Notification]]:
+    async def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> AsyncIterator[AsyncIterator[Notification]]:
         """An autocommit connection of its own, LISTENing; its notifications as they come.
 
         The connection closes when the block ends. Its errors (a lost connection)
         are in :attr:`unavailable`.
         """
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+        named: dict[str, Any] = {}
+        if application_name is not None:
+            named["application_name"] = application_name
+        async with await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, **named
+        ) as conn:
             listen = self.dialect.queries["listen"]
             for channel in channels:
                 await conn.execute(listen.with_identifiers(channel=channel))

@@ -81,12 +81,14 @@ TIME_COLUMNS = frozenset(
     }
 )
 #: Output columns holding JSON text (Python objects out).
-JSON_COLUMNS = frozenset({"args", "result", "headers", "queues", "worker_queues", "args_schema"})
+JSON_COLUMNS = frozenset(
+    {"args", "result", "headers", "queues", "worker_queues", "args_schema", "progress"}
+)
 #: Output columns holding a REAL that SQLite may hand back as an int (a RETURNING
 #: clause skips the column's REAL affinity for whole numbers).
 FLOAT_COLUMNS = frozenset({"interval_seconds"})
 #: Output columns holding 0/1 (``bool`` out).
-BOOL_COLUMNS = frozenset({"catch_up", "stale"})
+BOOL_COLUMNS = frozenset({"catch_up", "stale", "watched", "expired"})
 
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 

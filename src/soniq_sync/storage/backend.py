@@ -188,8 +188,11 @@ class StorageBackend(ABC):
         Returns how many, or None when ``exclusive`` and another worker is deleting.
         """
 
-    def listen(self, channels: Sequence[str]) -> AbstractContextManager[Iterator[Notification]]:
-        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+    def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> AbstractContextManager[Iterator[Notification]]:
+        """A connection of its own LISTENing on ``channels`` (backends that notify),
+        named ``application_name`` in ``pg_stat_activity`` if given."""
         raise BackendUnsupportedError(
             f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
         )
@@ -352,13 +355,18 @@ class PostgresBackend(StorageBackend):
             yield PsycopgAdapter(conn)
 
     @contextmanager
-    def listen(self, channels: Sequence[str]) -> Iterator[Iterator[Notification]]:
+    def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> Iterator[Iterator[Notification]]:
         """An autocommit connection of its own, LISTENing; its notifications as they come.
 
         The connection closes when the block ends. Its errors (a lost connection)
         are in :attr:`unavailable`.
         """
-        with psycopg.Connection.connect(self.url, autocommit=True) as conn:
+        named: dict[str, Any] = {}
+        if application_name is not None:
+            named["application_name"] = application_name
+        with psycopg.Connection.connect(self.url, autocommit=True, **named) as conn:
             listen = self.dialect.queries["listen"]
             for channel in channels:
                 conn.execute(listen.with_identifiers(channel=channel))
