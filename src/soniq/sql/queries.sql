@@ -123,14 +123,21 @@ SELECT pg_notify('soniq_job_events', %(payload)s)
 -- for the row's lock), is watched by another waiter since the snapshot, or is gone;
 -- job_states reads those again on a fresh snapshot. expired: a done job whose result
 -- is older than SONIQ_RESULT_TTL (see get_result).
+-- Marking a queued row locks it for a moment, and a claim running meanwhile skips it
+-- (SKIP LOCKED) and may find nothing else to do: the queues of the queued rows marked
+-- are woken as an enqueue wakes them. enqueue(watch=True) needs none of this: its
+-- rows are watched already, so they are read, never locked, here.
 WITH marked AS (
     UPDATE soniq_jobs SET watched = true
     WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'processing') AND NOT watched
-    RETURNING id, status, result, last_error, attempts, progress, finished_at
+    RETURNING id, status, result, last_error, attempts, progress, finished_at, queue, delayed
 )
 SELECT id::text, status, result, last_error, attempts, progress, finished_at,
        false AS expired
 FROM marked
+WHERE (SELECT count(pg_notify('soniq_new_job', q.queue))
+       FROM (SELECT DISTINCT queue FROM marked WHERE status = 'queued' AND NOT delayed) AS q
+      ) >= 0
 UNION ALL
 SELECT j.id::text, j.status, j.result, j.last_error, j.attempts, j.progress, j.finished_at,
        j.status = 'done' AND j.finished_at IS NOT NULL
