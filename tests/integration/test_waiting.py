@@ -484,3 +484,38 @@ def test_the_blocking_twin_honours_its_timeout(sync_app: soniq_sync.Soniq) -> No
     assert outcomes[job_id].status == "done"
     kinds = [event.kind for event in handle.events()]
     assert kinds == ["done"]
+
+
+async def test_stale_worker_recovery_tells_the_waiters(app: Soniq, database_url: str) -> None:
+    @app.job(retries=0)
+    async def last_try() -> None: ...
+
+    @app.job(retries=2)
+    async def again() -> None: ...
+
+    buried = await app.enqueue(last_try, watch=True)
+    requeued = await app.enqueue(again, watch=True)
+    plain = await app.enqueue(again)
+    worker_id = "00000000-0000-4000-8000-0000000000aa"
+    await app.store.workers.register(
+        {"id": worker_id, "hostname": "gone", "pid": 1, "queues": None, "concurrency": 4}
+    )
+    assert len(await app.store.jobs.claim(worker_id, None, 10)) == 3
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as spy:
+        await spy.execute(f"LISTEN {CHANNEL}")
+        wait = asyncio.create_task(app.handle(buried).wait(timeout=30))
+        await wait_for(lambda: pending(app) == 1)
+        await spy.execute(
+            "UPDATE soniq_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            (worker_id,),
+        )
+        recovered = await app.store.workers.recover_stale(60)
+        assert (recovered.requeued, recovered.dead_lettered) == (2, 1)
+        heard: set[str] = set()
+        async for note in spy.notifies(timeout=10):
+            heard.update(note.payload.split(","))
+            if len(heard) >= 2:
+                break
+        assert heard == {f"x:{buried}", f"r:{requeued}"}  # not the unwatched one
+        assert plain not in str(heard)
+        assert (await wait).status == "dead_letter"

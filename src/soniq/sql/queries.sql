@@ -592,11 +592,11 @@ SELECT (SELECT count(*) FROM dead)::int AS workers,
        (SELECT pg_notify('soniq_new_job', queue) FROM requeued
         WHERE status = 'queued' LIMIT 1) AS woke,
        -- The events of watched jobs among them ("r", "c" or "x", see notify_job_events),
-       -- which the caller sends; none at all in the usual case.
-       ARRAY(SELECT CASE WHEN status = 'queued' THEN 'r' ELSE 'c' END || ':' || id::text
-             FROM requeued WHERE watched
-             UNION ALL
-             SELECT 'x:' || id::text FROM buried WHERE watched) AS events
+       -- which the caller sends; NULL for none, the usual case.
+       NULLIF(ARRAY(SELECT CASE WHEN status = 'queued' THEN 'r' ELSE 'c' END || ':' || id::text
+                    FROM requeued WHERE watched
+                    UNION ALL
+                    SELECT 'x:' || id::text FROM buried WHERE watched), '{}') AS events
 
 -- ---------------------------------------------------------------------------------
 -- Metrics
