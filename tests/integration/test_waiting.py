@@ -519,3 +519,34 @@ async def test_stale_worker_recovery_tells_the_waiters(app: Soniq, database_url:
         assert heard == {f"x:{buried}", f"r:{requeued}"}  # not the unwatched one
         assert plain not in str(heard)
         assert (await wait).status == "dead_letter"
+
+
+async def test_a_locked_row_holds_up_no_other_wait(app: Soniq, database_url: str) -> None:
+    @app.job()
+    async def value(n: int) -> int:
+        return n
+
+    locked = await app.enqueue(value, n=1)
+    other = await app.enqueue(value, n=2, queue="other")
+    await app.run_worker(run_once=True, queues=["other"])
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        # A long transaction holds the queued job's row (as a handler's might).
+        await holder.execute("SELECT 1 FROM soniq_jobs WHERE id = %s FOR UPDATE", (locked,))
+        wait = asyncio.create_task(app.handle(locked).result(timeout=30))
+        await wait_for(lambda: pending(app) == 1)
+        started = time.monotonic()
+        assert await app.handle(other).result(timeout=5) == 2
+        assert time.monotonic() - started < 1.0  # not stuck behind the lock
+        assert not wait.done()
+        await holder.rollback()
+    # Once the lock is gone the job is marked watched, and its end is heard.
+    await wait_for(lambda: _watched(database_url, locked), message="the job marked")
+    await app.run_worker(run_once=True)
+    assert await wait == 1
+
+
+async def _watched(database_url: str, job_id: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT watched FROM soniq_jobs WHERE id = %s", (job_id,))
+        row = await cur.fetchone()
+        return bool(row and row[0])

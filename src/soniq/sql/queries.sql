@@ -119,21 +119,28 @@ SELECT pg_notify('soniq_job_events', %(payload)s)
 -- a job that finishes in between). A row marked here is returned as the UPDATE left
 -- it, its latest version. The others come from the statement's snapshot: watched
 -- already (so later events are sent) or finished (which stays so), and dead letters.
--- An id with no row here changed under the statement (finished or moved while it waited
--- for the row's lock), is watched by another waiter since the snapshot, or is gone;
--- job_states reads those again on a fresh snapshot. expired: a done job whose result
--- is older than SONIQ_RESULT_TTL (see get_result).
+-- Rows locked now (a claim, an acknowledgement, a handler's transaction) are skipped,
+-- never waited for: waiting could deadlock with a batch that locks rows in another
+-- order, and would hold every wait up behind a long transaction. An id with no row
+-- here was skipped, changed under the statement, or is gone; job_states reads those
+-- again on a fresh snapshot, and the caller marks a live one left unwatched on its
+-- next try. expired: a done job whose result is older than SONIQ_RESULT_TTL (see
+-- get_result).
 -- Marking a queued row locks it for a moment, and a claim running meanwhile skips it
 -- (SKIP LOCKED) and may find nothing else to do: the queues of the queued rows marked
 -- are woken as an enqueue wakes them. enqueue(watch=True) needs none of this: its
 -- rows are watched already, so they are read, never locked, here.
 WITH marked AS (
     UPDATE soniq_jobs SET watched = true
-    WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'processing') AND NOT watched
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM soniq_jobs
+        WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'processing') AND NOT watched
+        FOR UPDATE SKIP LOCKED
+    ))
     RETURNING id, status, result, last_error, attempts, progress, finished_at, queue, delayed
 )
 SELECT id::text, status, result, last_error, attempts, progress, finished_at,
-       false AS expired
+       false AS expired, true AS watched
 FROM marked
 WHERE (SELECT count(pg_notify('soniq_new_job', q.queue))
        FROM (SELECT DISTINCT queue FROM marked WHERE status = 'queued' AND NOT delayed) AS q
@@ -141,13 +148,14 @@ WHERE (SELECT count(pg_notify('soniq_new_job', q.queue))
 UNION ALL
 SELECT j.id::text, j.status, j.result, j.last_error, j.attempts, j.progress, j.finished_at,
        j.status = 'done' AND j.finished_at IS NOT NULL
-       AND j.finished_at <= now() - make_interval(secs => %(ttl)s::float8)
+       AND j.finished_at <= now() - make_interval(secs => %(ttl)s::float8),
+       j.watched
 FROM soniq_jobs AS j
 WHERE j.id = ANY(%(ids)s::uuid[]) AND (j.watched OR j.status NOT IN ('queued', 'processing'))
   AND j.id NOT IN (SELECT id FROM marked)
 UNION ALL
 SELECT d.id::text, 'dead_letter', NULL, COALESCE(d.last_error, d.reason), d.attempts,
-       d.progress, d.dead_lettered_at, false
+       d.progress, d.dead_lettered_at, false, d.watched
 FROM soniq_dead_letter_jobs AS d
 WHERE d.id = ANY(%(ids)s::uuid[])
 
@@ -156,12 +164,13 @@ WHERE d.id = ANY(%(ids)s::uuid[])
 -- soniq_jobs or the dead-letter table (a job is in one or the other in any snapshot).
 SELECT id::text, status, result, last_error, attempts, progress, finished_at,
        status = 'done' AND finished_at IS NOT NULL
-       AND finished_at <= now() - make_interval(secs => %(ttl)s::float8) AS expired
+       AND finished_at <= now() - make_interval(secs => %(ttl)s::float8) AS expired,
+       watched
 FROM soniq_jobs
 WHERE id = ANY(%(ids)s::uuid[])
 UNION ALL
 SELECT id::text, 'dead_letter', NULL, COALESCE(last_error, reason), attempts, progress,
-       dead_lettered_at, false
+       dead_lettered_at, false, watched
 FROM soniq_dead_letter_jobs
 WHERE id = ANY(%(ids)s::uuid[])
 

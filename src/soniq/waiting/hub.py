@@ -17,8 +17,9 @@ Nothing relies on a notification arriving:
 Without LISTEN (SQLite, memory, ``SONIQ_LISTEN_NOTIFY=false``, a pooler in transaction
 mode) the reader polls, backing off from 50 ms up to SONIQ_WAIT_POLL, from 50 ms again
 for each new wait. The reader and the listener start with the first wait and stop
-after a minute without any (and when the app closes). Their statements run on the
-app's pool, one at a time, never on a worker's.
+after a minute without any (and when the app closes). Their statements run one at a
+time on a connection of the hub's own (``StorageBackend.for_waits``), never on the
+app's pool or a worker's.
 
 A wait that ends (answered, timed out or cancelled) unregisters itself.
 ``soniq_sync.waiting.hub`` runs this hub on a thread of its own for blocking apps.
@@ -27,6 +28,7 @@ A wait that ends (answered, timed out or cancelled) unregisters itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -120,8 +122,12 @@ class Subscription:
 class WaitHub:
     """Serves every wait of one app (see the module docstring)."""
 
-    def __init__(self, host: WaitHost) -> None:
+    def __init__(self, host: WaitHost, *, own_reads: bool = True) -> None:
         self._host = host
+        #: Whether reads go through a backend of the hub's own (``for_waits``), made
+        #: and opened on the first read; False: through the host's store.
+        self._own_reads = own_reads
+        self._reads: Store | None = None
         #: Job id -> the waits and streams interested in it.
         self._subs: dict[str, set[_Sub]] = {}
         #: Ids to mark watched and read (new subscriptions), and ids to read again.
@@ -179,6 +185,7 @@ class WaitHub:
             task.cancel()
         if tasks and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_reads()
         for subs in list(self._subs.values()):
             for sub in subs:
                 if isinstance(sub, _Wait) and not sub.future.done():
@@ -234,24 +241,28 @@ class WaitHub:
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
+        next_poll = loop.time() + self._interval()
         while True:
-            settings = self._host.settings
-            interval = settings.wait_poll if self.listening else min(self._poll, settings.wait_poll)
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.TimeoutError:
+            # Jobs a mark skipped (their row was locked) are tried again soon.
+            until = min(next_poll, loop.time() + FIRST_POLL) if self._new else next_poll
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, until - loop.time()))
+            self._wake.clear()
+            if loop.time() >= next_poll:
                 self._dirty.update(self._subs)  # the safety poll: everything, again
                 if not self.listening:
-                    self._poll = min(self._poll * 2, settings.wait_poll)
-            self._wake.clear()
+                    self._poll = min(self._poll * 2, self._host.settings.wait_poll)
+                next_poll = loop.time() + self._interval()
             if not self._subs:
                 self._new.clear()
                 self._dirty.clear()
                 if loop.time() - idle_since >= IDLE_STOP:
-                    self._stop_idle()
+                    await self._stop_idle()
                     return
                 continue
             idle_since = loop.time()
+            if self._poll == FIRST_POLL and not self.listening:
+                next_poll = min(next_poll, loop.time() + FIRST_POLL)  # a new wait: look soon
             new = {i for i in self._new if i in self._subs}
             dirty = {i for i in self._dirty if i in self._subs} - new
             self._new.clear()
@@ -259,19 +270,44 @@ class WaitHub:
             if new or dirty:
                 await self._read(new, dirty)
 
-    def _stop_idle(self) -> None:
-        """Nothing to wait for since a while: free the listener's connection."""
+    def _interval(self) -> float:
+        """Seconds to the next look at every pending job: the safety poll while
+        listening, else the polling backoff."""
+        wait_poll = self._host.settings.wait_poll
+        return wait_poll if self.listening else min(self._poll, wait_poll)
+
+    async def _stop_idle(self) -> None:
+        """Nothing to wait for since a while: free the hub's connections."""
         listener, self._listener, self._reader = self._listener, None, None
         self.listening = False
         if listener is not None:
             listener.cancel()
+        await self._close_reads()
+
+    async def _reads_store(self) -> Store:
+        """Where the reads run: the host's store once it is ready, or over a backend
+        of the hub's own made from it."""
+        if self._reads is None:
+            host = self._host.store
+            await host.ready()  # the app connects and checks its schema first
+            backend = host.backend.for_waits() if self._own_reads else host.backend
+            if backend is not host.backend:
+                await backend.open()
+            self._reads = Store(backend) if backend is not host.backend else host
+        return self._reads
+
+    async def _close_reads(self) -> None:
+        reads, self._reads = self._reads, None
+        if reads is not None and reads is not self._host.store:
+            await reads.close()
 
     async def _read(self, new: set[str], dirty: set[str]) -> None:
         """Read the rows of ``new`` (marking them watched) and ``dirty``; tell their subs."""
-        jobs = self._host.store.jobs
         ttl = result_ttl(self._host.settings)
         store = self._host.store
         try:
+            store = await self._reads_store()
+            jobs = store.jobs
             rows = await jobs.watch(sorted(new), ttl) if new else {}
             if dirty:
                 rows.update(await jobs.states(sorted(dirty), ttl))
@@ -290,7 +326,11 @@ class WaitHub:
             return
         for job_id in new | dirty:
             row = rows.get(job_id)
-            state = None if row is None else JobState.from_row(row)
+            state = None
+            if row is not None:
+                state = JobState.from_row(row)
+                if job_id in new and not row["watched"] and not state.final:
+                    self._new.add(job_id)  # its row was locked: mark it on the next try
             for sub in list(self._subs.get(job_id, ())):
                 sub.seen(job_id, state)
 

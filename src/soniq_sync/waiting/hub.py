@@ -51,7 +51,8 @@ class _Running:
             target=self.loop.run_forever, name="soniq-waits", daemon=True
         )
         self.backend: AsyncStorageBackend = app._worker_backend()
-        self.hub = AsyncWaitHub(_Host(Store(self.backend), app))
+        # The backend is the hub's own already: its reads need no other.
+        self.hub = AsyncWaitHub(_Host(Store(self.backend), app), own_reads=False)
         self.thread.start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
