@@ -550,3 +550,35 @@ async def _watched(database_url: str, job_id: str) -> bool:
         cur = await conn.execute("SELECT watched FROM soniq_jobs WHERE id = %s", (job_id,))
         row = await cur.fetchone()
         return bool(row and row[0])
+
+
+async def test_an_idle_hub_lets_its_connections_go(
+    app: Soniq, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import soniq.waiting.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "IDLE_STOP", 0.2)
+    monkeypatch.setattr(hub_module, "FIRST_POLL", 0.05)
+
+    @app.job()
+    async def value(n: int) -> int:
+        return n
+
+    first = await app.enqueue(value, n=1)
+    await app.run_worker(run_once=True)
+    assert await app.handle(first).result(timeout=10) == 1
+    await wait_for(lambda: listeners(database_url), message="the hub's listener")
+    # Nothing waits: the listener (and the reads' connection) close...
+    await wait_for(
+        lambda: _no_listener(database_url), message="the idle listener closed", timeout=15
+    )
+    # ...and the next wait starts the hub again.
+    second = await app.enqueue(value, n=2)
+    waiting = asyncio.create_task(app.handle(second).result(timeout=10))
+    await wait_for(lambda: listeners(database_url), message="a listener again")
+    await app.run_worker(run_once=True)
+    assert await waiting == 2
+
+
+async def _no_listener(database_url: str) -> bool:
+    return not await listeners(database_url)
