@@ -23,6 +23,9 @@ run interleaved (base, new, then new, base...) and medians are printed.
    return minus the later of the enqueue's return and the handler's end) and enqueue
    to return, p50 and p95, and the number of LISTEN connections (target: one) seen
    while they wait. Target: p50 overhead < 10 ms.
+   **1b.** The acknowledgement statement alone: ``complete_jobs`` with and without
+   its new RETURNING column, alternated on 500-row batches in one process (less
+   moved by the box's load than whole drains).
 3. **Race**: ``--race`` (10,000) iterations of enqueue, then at once wait (timeout
    3 s, safety poll 60 s), four loops side by side: how many timed out (target: none).
 
@@ -68,7 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--waits", type=positive, default=1_000, help="concurrent waits")
     parser.add_argument("--race", type=int, default=10_000, help="race iterations (0: skip)")
     parser.add_argument(
-        "--only", default="drain,waits,race", help="measurements to run (default %(default)s)"
+        "--only",
+        default="drain,complete,waits,race",
+        help="measurements to run (default %(default)s)",
     )
     parser.add_argument(
         "--no-watch",
@@ -134,6 +139,53 @@ async def child_drain(ns: argparse.Namespace, url: str) -> dict[str, Any]:
         "span": last[0] - first[0],
         "wall": wall,
         "events": heard,
+    }
+
+
+async def child_complete(ns: argparse.Namespace, url: str) -> dict[str, Any]:
+    """1b: the acknowledgement statement alone, before and after its one more RETURNING
+    column, alternated on the same table: 500-row batches of claimed rows, each batch
+    completed by one form or the other (medians of ``ROUNDS`` batches each)."""
+    import psycopg
+
+    from soniq import Soniq
+    from soniq.storage.queries import QUERIES
+
+    rounds, size = 200, 500
+    app = Soniq(database_url=url)
+    await app.setup()
+    await app.close()
+    new = QUERIES["complete_jobs"].psycopg
+    old = new.replace(b"RETURNING j.id, j.watched", b"RETURNING j.id")
+    assert old != new, "complete_jobs has no watched column to compare"
+    seconds: dict[str, list[float]] = {"old": [], "new": []}
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for r in range(rounds * 2 + 2):
+            await conn.execute("TRUNCATE soniq_jobs")
+            cur = await conn.execute(
+                "INSERT INTO soniq_jobs (id, job_name, args, queue, priority, max_attempts, "
+                "status, attempts) SELECT gen_random_uuid(), 'bench', '{}', 'default', 100, 1, "
+                "'processing', 1 FROM generate_series(1, %s) RETURNING id::text",
+                (size,),
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+            params = {
+                "ids": "{" + ",".join(ids) + "}",
+                "attempts": "{" + ",".join(["1"] * size) + "}",
+                "results": "[" + ",".join(["null"] * size) + "]",
+            }
+            form = "new" if (r % 2 == 0) ^ (r % 4 < 2) else "old"
+            t0 = time.perf_counter()
+            cur = await conn.execute(new if form == "new" else old, params)
+            rows = await cur.fetchall()
+            if r >= 2:  # the first two warm up
+                seconds[form].append(time.perf_counter() - t0)
+            assert len(rows) == size
+    return {
+        "old_ms": statistics.median(seconds["old"]) * 1000,
+        "new_ms": statistics.median(seconds["new"]) * 1000,
+        "batches": rounds,
+        "size": size,
     }
 
 
@@ -327,6 +379,7 @@ async def child_main(ns: argparse.Namespace) -> dict[str, Any]:
             "waits": child_waits,
             "waits-first": child_waits,
             "race": child_race,
+            "complete": child_complete,
         }[ns.child]
         out = await runner(ns, url)
     finally:
@@ -387,6 +440,14 @@ def parent_main(ns: argparse.Namespace) -> int:
             f"1. drain, nothing watched: base {base:,.0f} jobs/s, new {new:,.0f} jobs/s, "
             f"ratio {new / base:.1%} (paired {paired:.1%}, best rounds {best:.1%}); "
             f"job-event notifications during the new drains: {events}"
+        )
+    if "complete" in only:
+        out = run_child(ns, new_src, "complete")
+        print(
+            f"1b. complete_jobs, {out['size']}-row batches, {out['batches']} each: "
+            f"RETURNING j.id {out['old_ms']:.2f} ms, RETURNING j.id, j.watched "
+            f"{out['new_ms']:.2f} ms ({out['new_ms'] / out['old_ms']:.1%})",
+            flush=True,
         )
     if "waits" in only:
         print_waits(ns, new_src)
