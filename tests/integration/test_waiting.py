@@ -582,3 +582,28 @@ async def test_an_idle_hub_lets_its_connections_go(
 
 async def _no_listener(database_url: str) -> bool:
     return not await listeners(database_url)
+
+
+def test_the_blocking_twin_on_the_memory_backend_and_its_threads() -> None:
+    import threading
+
+    with soniq_sync.Soniq(backend="memory") as app:
+
+        @app.job()
+        def double(n: int) -> int:
+            return 2 * n
+
+        ids = [app.enqueue(double, n=n) for n in range(4)]
+        results: dict[int, int] = {}
+
+        def wait_in_thread(n: int) -> None:
+            results[n] = app.handle(ids[n]).result(timeout=20)
+
+        threads = [threading.Thread(target=wait_in_thread, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        app.run_worker(run_once=True)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results == {n: 2 * n for n in range(4)}
+        assert app._wait_hub is not None and app._wait_hub.pending == 0
