@@ -607,3 +607,25 @@ def test_the_blocking_twin_on_the_memory_backend_and_its_threads() -> None:
             thread.join(timeout=30)
         assert results == {n: 2 * n for n in range(4)}
         assert app._wait_hub is not None and app._wait_hub.pending == 0
+
+
+async def test_closing_the_app_interrupts_pending_waits(app: Soniq) -> None:
+    from soniq.errors import WAIT_INTERRUPTED
+
+    @app.job()
+    async def noop() -> None: ...
+
+    job_id = await app.enqueue(noop)
+    wait = asyncio.create_task(app.handle(job_id).wait())
+    events = app.handle(job_id).events()
+    follow = asyncio.create_task(events.__anext__())
+    await wait_for(lambda: app._wait_hub is not None and app._wait_hub.pending == 1)
+    await app.close()
+    for task in (wait, follow):
+        with pytest.raises(SoniqError) as err:
+            await asyncio.wait_for(task, 10)
+        assert err.value.code == WAIT_INTERRUPTED
+    await events.aclose()
+    # The app reopens on next use, and so do its waits.
+    await app.run_worker(run_once=True)
+    assert (await app.handle(job_id).wait(timeout=10)).status == "done"

@@ -86,6 +86,10 @@ class _Wait:
             if self.first or len(self.states) == len(self.ids):
                 self.future.set_result(None)
 
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
 
 class _Stream:
     """One ``handle.events()`` reader: every state read of its job, in order."""
@@ -94,10 +98,13 @@ class _Stream:
 
     def __init__(self, job_id: str) -> None:
         self.ids = (job_id,)
-        self.queue: asyncio.Queue[JobState | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[JobState | BaseException | None] = asyncio.Queue()
 
     def seen(self, job_id: str, state: JobState | None) -> None:
         self.queue.put_nowait(state)
+
+    def fail(self, exc: BaseException) -> None:
+        self.queue.put_nowait(exc)
 
 
 _Sub = _Wait | _Stream
@@ -111,8 +118,12 @@ class Subscription:
         self._stream = stream
 
     async def next(self) -> JobState | None:
-        """The next reading (None: the job is gone)."""
-        return await self._stream.queue.get()
+        """The next reading (None: the job is gone); raises what failed the hub's read
+        (SONIQ_WAIT_INTERRUPTED when the app closed)."""
+        item = await self._stream.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     def close(self) -> None:
         """Unregister (idempotent)."""
@@ -186,16 +197,14 @@ class WaitHub:
         if tasks and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._close_reads()
+        closed = SoniqError(
+            WAIT_INTERRUPTED,
+            "The app was closed while this wait was pending; the job goes on. Wait again "
+            "once the app is in use again.",
+        )
         for subs in list(self._subs.values()):
             for sub in subs:
-                if isinstance(sub, _Wait) and not sub.future.done():
-                    sub.future.set_exception(
-                        SoniqError(
-                            WAIT_INTERRUPTED,
-                            "The app was closed while this wait was pending; the job goes "
-                            "on. Wait again once the app is in use again.",
-                        )
-                    )
+                sub.fail(closed)
 
     # -- the registry ------------------------------------------------------------------
 
@@ -321,8 +330,7 @@ class WaitHub:
         except Exception as exc:  # schema missing, a bad setting...: the waits fail with it
             for job_id in new | dirty:
                 for sub in list(self._subs.get(job_id, ())):
-                    if isinstance(sub, _Wait) and not sub.future.done():
-                        sub.future.set_exception(exc)
+                    sub.fail(exc)
             return
         for job_id in new | dirty:
             row = rows.get(job_id)
