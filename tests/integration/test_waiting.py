@@ -629,3 +629,21 @@ async def test_closing_the_app_interrupts_pending_waits(app: Soniq) -> None:
     # The app reopens on next use, and so do its waits.
     await app.run_worker(run_once=True)
     assert (await app.handle(job_id).wait(timeout=10)).status == "done"
+
+
+async def test_a_zero_timeout_still_looks_once(app: Soniq) -> None:
+    @app.job()
+    async def value() -> str:
+        return "ready"
+
+    finished = await app.enqueue(value)
+    await app.run_worker(run_once=True)
+    queued = await app.enqueue(value)
+    assert await app.handle(finished).result(timeout=0) == "ready"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await app.handle(queued).wait(timeout=0)
+    assert time.monotonic() - started < 2.0
+    first = await app.wait_many([queued, finished], timeout=0, return_when="first")
+    assert list(first) == [finished]
+    assert pending(app) == 0

@@ -68,15 +68,21 @@ class WaitHost(Protocol):
 class _Wait:
     """One pending wait: for all of its jobs to end, or for the first."""
 
-    __slots__ = ("first", "future", "ids", "states")
+    __slots__ = ("first", "future", "ids", "looked", "states", "unseen")
 
     def __init__(self, ids: Sequence[str], first: bool, future: asyncio.Future[None]) -> None:
         self.ids = ids
         self.first = first
         self.future = future
         self.states: dict[str, JobState] = {}
+        #: The jobs not read yet, and whether each has been read once (or it ended).
+        self.unseen = set(ids)
+        self.looked = asyncio.Event()
 
     def seen(self, job_id: str, state: JobState | None) -> None:
+        self.unseen.discard(job_id)
+        if not self.unseen:
+            self.looked.set()
         if self.future.done():
             return
         if state is None:
@@ -87,6 +93,7 @@ class _Wait:
                 self.future.set_result(None)
 
     def fail(self, exc: BaseException) -> None:
+        self.looked.set()
         if not self.future.done():
             self.future.set_exception(exc)
 
@@ -162,10 +169,20 @@ class WaitHub:
         TimeoutError after ``timeout`` seconds (the jobs go on); JobGone for an id
         that names no job (or one whose result expired: see ``outcome_of``).
         """
-        pending = _Wait(job_ids, first, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        pending = _Wait(job_ids, first, loop.create_future())
         self._add(pending)
         try:
-            await asyncio.wait_for(pending.future, timeout)
+            if timeout is None:
+                await pending.future
+            else:
+                # However short the timeout, each job is read once first: wait(timeout=0)
+                # tells whether it has ended. The read itself gets the connect timeout.
+                deadline = loop.time() + timeout
+                grace = max(timeout, self._host.settings.connect_timeout)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(pending.looked.wait(), grace)
+                await asyncio.wait_for(pending.future, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             raise TimeoutError(
                 f"Job(s) {', '.join(job_ids[:3])}{'...' if len(job_ids) > 3 else ''} did "
