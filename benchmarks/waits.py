@@ -22,7 +22,8 @@ run interleaved (base, new, then new, base...) and medians are printed.
    own, whose jobs return their handler's end time: the waiting overhead (the wait's
    return minus the later of the enqueue's return and the handler's end) and enqueue
    to return, p50 and p95, and the number of LISTEN connections (target: one) seen
-   while they wait. Target: p50 overhead < 10 ms.
+   while they wait; then the same overhead for 200 waits one at a time. Target: p50
+   overhead < 10 ms.
    **1b.** The acknowledgement statement alone: ``complete_jobs`` with and without
    its new RETURNING column, alternated on 500-row batches in one process (less
    moved by the box's load than whole drains).
@@ -52,6 +53,7 @@ HERE: Final = Path(__file__).resolve().parent
 NEW_SRC: Final = HERE.parent / "src"
 RESULT: Final = "RESULT "
 CHILD_TIMEOUT: Final = 900.0
+SEQUENTIAL: Final = 200  # measurement 2's waits one at a time
 SCRIPT: Final = str(Path(__file__).resolve())
 
 
@@ -254,6 +256,14 @@ async def child_waits(ns: argparse.Namespace, url: str) -> dict[str, Any]:
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - started
         await counter
+        # One at a time: what a wait adds when nothing else is going on.
+        alone: list[float] = []
+        for _ in range(SEQUENTIAL):
+            job_id = await app.enqueue(clock, args={"i": -1}, watch=ns.watch)
+            enqueued = time.time()
+            ended = await app.handle(job_id).result(timeout=60)
+            alone.append((time.time() - max(enqueued, float(ended))) * 1000)
+        alone.sort()
     finally:
         worker.terminate()
         await worker.wait()
@@ -271,6 +281,8 @@ async def child_waits(ns: argparse.Namespace, url: str) -> dict[str, Any]:
         "total_p95": total[int(0.95 * len(total)) - 1],
         "listeners_max": max(listening or [0]),
         "listeners_min": min(listening or [0]),
+        "alone_p50": statistics.median(alone),
+        "alone_p95": alone[int(0.95 * len(alone)) - 1],
     }
 
 
@@ -469,7 +481,8 @@ def print_waits(ns: argparse.Namespace, new_src: Path) -> None:
         f"p50 {out['overhead_p50']:.1f} ms, p95 {out['overhead_p95']:.1f} ms; enqueue to "
         f"return p50 {out['total_p50']:.1f} ms, p95 {out['total_p95']:.1f} ms; all in "
         f"{out['wall']:.2f} s; LISTEN connections seen {out['listeners_min']}.."
-        f"{out['listeners_max']}",
+        f"{out['listeners_max']}; one at a time ({SEQUENTIAL}): overhead p50 "
+        f"{out['alone_p50']:.1f} ms, p95 {out['alone_p95']:.1f} ms",
         flush=True,
     )
     out = run_child(ns, new_src, "waits-first")
