@@ -114,7 +114,9 @@ class Soniq(SyncAppBase):
         #: Fleet-wide concurrency and rate limits, set at runtime (PostgreSQL only).
         self.limits = LimitControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
-        self._wait_hub: WaitHub | None = None
+        # Made here, not on first use: threads of a blocking app racing to make it
+        # would each start a hub of their own. It does no I/O until a wait.
+        self._wait_hub = WaitHub(self)
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
 
@@ -604,16 +606,13 @@ class Soniq(SyncAppBase):
         return {key: outcome_of(states[key], key) for key in keys if key in states}
 
     def _waits(self) -> WaitHub:
-        """The app's one hub of waits, made on first use."""
-        if self._wait_hub is None:
-            self._wait_hub = WaitHub(self)
+        """The app's one hub of waits (it starts with the first wait)."""
         return self._wait_hub
 
     def _stop_waits(self) -> None:
-        """Stop the hub (its listener connection); pending waits fail."""
-        hub, self._wait_hub = self._wait_hub, None
-        if hub is not None:
-            hub.close()
+        """Stop the hub (its connections); pending waits fail. The next wait starts it
+        again, on the settings then in force."""
+        self._wait_hub.close()
 
     def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted (False also for

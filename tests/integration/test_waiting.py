@@ -57,8 +57,7 @@ async def listeners(database_url: str) -> list[int]:
 
 def pending(app: Soniq) -> int:
     """Jobs with a registered wait in the app's hub (0 when nothing waits)."""
-    hub = app._wait_hub
-    return 0 if hub is None else hub.pending
+    return app._wait_hub.pending
 
 
 async def test_a_finished_job_is_answered_at_once_with_its_outcome(app: Soniq) -> None:
@@ -187,7 +186,7 @@ async def test_a_thousand_waits_share_one_listen_connection(app: Soniq, database
     ids = await app.enqueue_many(square, [{"n": n} for n in range(1000)])
     waits = [asyncio.create_task(app.handle(i).result(timeout=60)) for i in ids]
     await wait_for(lambda: pending(app) == 1000, message="1000 registered waits")
-    await wait_for(lambda: app._wait_hub is not None and app._wait_hub.listening)
+    await wait_for(lambda: app._wait_hub.listening)
     assert len(await listeners(database_url)) == 1
     async with running(app, concurrency=32):
         results = await asyncio.gather(*waits)
@@ -209,7 +208,7 @@ async def test_a_killed_listener_loses_no_wait(database_url: str) -> None:
         async with running(app):
             wait = asyncio.create_task(app.handle(job_id).result(timeout=30))
             (pid,) = await wait_for(lambda: listeners(database_url), message="a listener")
-            await wait_for(lambda: app._wait_hub is not None and app._wait_hub.listening)
+            await wait_for(lambda: app._wait_hub.listening)
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
                 await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
             # The job ends while the listener is down: its event is lost.
@@ -394,7 +393,7 @@ async def test_bad_input_is_refused_before_any_io(app: Soniq) -> None:
     with pytest.raises(SoniqError) as err:
         app.handle("not-a-uuid")
     assert err.value.code == INVALID_JOB_ID
-    assert app._wait_hub is None or app._wait_hub.pending == 0
+    assert app._wait_hub.pending == 0
     assert await app.wait_many([]) == {}
 
 
@@ -606,7 +605,7 @@ def test_the_blocking_twin_on_the_memory_backend_and_its_threads() -> None:
         for thread in threads:
             thread.join(timeout=30)
         assert results == {n: 2 * n for n in range(4)}
-        assert app._wait_hub is not None and app._wait_hub.pending == 0
+        assert app._wait_hub.pending == 0
 
 
 async def test_closing_the_app_interrupts_pending_waits(app: Soniq) -> None:
@@ -619,7 +618,7 @@ async def test_closing_the_app_interrupts_pending_waits(app: Soniq) -> None:
     wait = asyncio.create_task(app.handle(job_id).wait())
     events = app.handle(job_id).events()
     follow = asyncio.create_task(events.__anext__())
-    await wait_for(lambda: app._wait_hub is not None and app._wait_hub.pending == 1)
+    await wait_for(lambda: app._wait_hub.pending == 1)
     await app.close()
     for task in (wait, follow):
         with pytest.raises(SoniqError) as err:
