@@ -646,3 +646,18 @@ async def test_a_zero_timeout_still_looks_once(app: Soniq) -> None:
     first = await app.wait_many([queued, finished], timeout=0, return_when="first")
     assert list(first) == [finished]
     assert pending(app) == 0
+
+
+async def test_waits_follow_the_app_into_a_memory_backend(app: Soniq) -> None:
+    @app.job()
+    async def where() -> str:
+        return "here"
+
+    on_postgres = await app.enqueue(where)
+    await app.run_worker(run_once=True)
+    assert await app.handle(on_postgres).result(timeout=10) == "here"
+    with app.using_backend("memory"):
+        in_memory = await app.enqueue(where)
+        await app.run_worker(run_once=True)
+        assert await app.handle(in_memory).result(timeout=10) == "here"
+    assert await app.handle(on_postgres).result(timeout=10) == "here"

@@ -36,6 +36,7 @@ from typing import Protocol
 from soniq.errors import WAIT_INTERRUPTED, SoniqError
 from soniq.ops.retention import result_ttl
 from soniq.settings import SoniqSettings
+from soniq.storage.backend import StorageBackend
 from soniq.storage.store import Store
 from soniq.waiting.outcome import JobState, gone
 
@@ -146,6 +147,8 @@ class WaitHub:
         #: and opened on the first read; False: through the host's store.
         self._own_reads = own_reads
         self._reads: Store | None = None
+        #: The host's backend that ``_reads`` was made for.
+        self._reads_of: StorageBackend | None = None
         #: Job id -> the waits and streams interested in it.
         self._subs: dict[str, set[_Sub]] = {}
         #: Ids to mark watched and read (new subscriptions), and ids to read again.
@@ -313,13 +316,16 @@ class WaitHub:
     async def _reads_store(self) -> Store:
         """Where the reads run: the host's store once it is ready, or over a backend
         of the hub's own made from it."""
+        host = self._host.store
+        if self._reads is not None and self._reads_of is not host.backend:
+            await self._close_reads()  # the app is on another backend now (using_backend)
         if self._reads is None:
-            host = self._host.store
             await host.ready()  # the app connects and checks its schema first
             backend = host.backend.for_waits() if self._own_reads else host.backend
             if backend is not host.backend:
                 await backend.open()
             self._reads = Store(backend) if backend is not host.backend else host
+            self._reads_of = host.backend
         return self._reads
 
     async def _close_reads(self) -> None:
