@@ -63,6 +63,7 @@ SOURCES = {
     "src/soniq/storage/webhooks.py": "src/soniq_sync/storage/webhooks.py",
     "src/soniq/webhooks/transport.py": "src/soniq_sync/webhooks/transport.py",
     "src/soniq/webhooks/service.py": "src/soniq_sync/webhooks/service.py",
+    "src/soniq/waiting/handle.py": "src/soniq_sync/waiting/handle.py",
     "src/soniq/app.py": "src/soniq_sync/app.py",
     # The behaviour suite's blocking side; tests/behaviour/sync/conftest.py gives the
     # same fixture names blocking apps.
@@ -129,6 +130,9 @@ MODULES = {
     "soniq.storage.limits": "soniq_sync.storage.limits",
     "soniq.ops.retention": "soniq_sync.ops.retention",
     "soniq.recurring.service": "soniq_sync.recurring.service",
+    # The blocking hub of waits is hand-written (a thread running the async one).
+    "soniq.waiting.hub": "soniq_sync.waiting.hub",
+    "soniq.waiting.handle": "soniq_sync.waiting.handle",
     # For the tests: the public app and its test helpers.
     "soniq": "soniq_sync",
     "soniq.testing": "soniq_sync.testing",

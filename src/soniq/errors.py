@@ -88,6 +88,10 @@ COMPLETE_OUTSIDE_HANDLER = "SONIQ_COMPLETE_OUTSIDE_HANDLER"
 COMPLETE_TWICE = "SONIQ_COMPLETE_TWICE"
 COMPLETE_NEEDS_TRANSACTION = "SONIQ_COMPLETE_NEEDS_TRANSACTION"
 WAIT_IN_HANDLER = "SONIQ_WAIT_IN_HANDLER"
+JOB_FAILED = "SONIQ_JOB_FAILED"
+JOB_CANCELLED = "SONIQ_JOB_CANCELLED"
+JOB_GONE = "SONIQ_JOB_GONE"
+WAIT_INTERRUPTED = "SONIQ_WAIT_INTERRUPTED"
 
 # Development server and demo (soniq dev, soniq demo)
 EMBEDDED_UNAVAILABLE = "SONIQ_EMBEDDED_UNAVAILABLE"
@@ -269,6 +273,66 @@ class WebhookDeliveryError(SoniqError):
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(WEBHOOK_DELIVERY_FAILED, message, **details)
+
+
+class JobFailed(SoniqError):
+    """The awaited job was dead-lettered: it failed its last attempt, or failed in a
+    way that is not retried (``handle.result()``).
+
+    Code ``SONIQ_JOB_FAILED``. ``error`` is the job's last error text, ``job_id`` its
+    id and ``outcome`` the :class:`~soniq.waiting.JobOutcome` that was read.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(JOB_FAILED, message, **details)
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job that failed."""
+        return str(self.details.get("job_id"))
+
+    @property
+    def error(self) -> str | None:
+        """The job's last error (the exception's text), or None if it left none."""
+        error = self.details.get("error")
+        return None if error is None else str(error)
+
+    @property
+    def outcome(self) -> Any:
+        """The job's :class:`~soniq.waiting.JobOutcome` (status ``dead_letter``)."""
+        return self.details.get("outcome")
+
+
+class JobCancelled(SoniqError):
+    """The awaited job was cancelled (``handle.result()``). Code ``SONIQ_JOB_CANCELLED``;
+    ``job_id`` and ``outcome`` as for :class:`JobFailed`."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(JOB_CANCELLED, message, **details)
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job that was cancelled."""
+        return str(self.details.get("job_id"))
+
+    @property
+    def outcome(self) -> Any:
+        """The job's :class:`~soniq.waiting.JobOutcome` (status ``cancelled``)."""
+        return self.details.get("outcome")
+
+
+class JobGone(SoniqError):
+    """The awaited job's outcome can no longer be known: no row has its id (it was
+    pruned or deleted, or never existed), or it finished longer ago than
+    SONIQ_RESULT_TTL, so its result is no longer kept. Code ``SONIQ_JOB_GONE``."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(JOB_GONE, message, **details)
+
+    @property
+    def job_id(self) -> str:
+        """The id that was waited for."""
+        return str(self.details.get("job_id"))
 
 
 def _rebuild(

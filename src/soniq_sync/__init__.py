@@ -22,7 +22,12 @@ from pydantic import BaseModel
 
 from soniq import (
     Concurrency,
+    JobCancelled,
     JobContext,
+    JobEvent,
+    JobFailed,
+    JobGone,
+    JobOutcome,
     JobStatus,
     RateLimit,
     RateLimited,
@@ -33,10 +38,17 @@ from soniq import (
 )
 from soniq.enqueue.plan import Target
 from soniq_sync.app import Soniq
+from soniq_sync.waiting import JobHandle
 
 __all__ = [
     "Concurrency",
+    "JobCancelled",
     "JobContext",
+    "JobEvent",
+    "JobFailed",
+    "JobGone",
+    "JobHandle",
+    "JobOutcome",
     "JobStatus",
     "RateLimit",
     "RateLimited",
@@ -95,6 +107,7 @@ def enqueue(
     unique: bool | None = None,
     dedup_key: str | None = None,
     limit_key: str | None = None,
+    watch: bool = False,
     connection: Any = None,
     **func_kwargs: Any,
 ) -> str:
@@ -108,6 +121,7 @@ def enqueue(
         unique=unique,
         dedup_key=dedup_key,
         limit_key=limit_key,
+        watch=watch,
         connection=connection,
         **func_kwargs,
     )
@@ -123,6 +137,7 @@ def schedule(
     unique: bool | None = None,
     dedup_key: str | None = None,
     limit_key: str | None = None,
+    watch: bool = False,
     connection: Any = None,
     **func_kwargs: Any,
 ) -> str:
@@ -136,6 +151,7 @@ def schedule(
         unique=unique,
         dedup_key=dedup_key,
         limit_key=limit_key,
+        watch=watch,
         connection=connection,
         **func_kwargs,
     )
@@ -150,6 +166,7 @@ def enqueue_many(
     scheduled_at: datetime | None = None,
     unique: bool | None = None,
     limit_key: str | None = None,
+    watch: bool = False,
     connection: Any = None,
 ) -> list[str]:
     """``Soniq.enqueue_many`` on the default app: one job per item, ids in order."""
@@ -161,5 +178,6 @@ def enqueue_many(
         scheduled_at=scheduled_at,
         unique=unique,
         limit_key=limit_key,
+        watch=watch,
         connection=connection,
     )

@@ -19,7 +19,14 @@ from soniq.app_runtime import AppRuntime
 from soniq.core.registry import is_builtin_task
 from soniq.core.retry import RetryPolicy
 from soniq.enqueue.ids import new_job_ids
-from soniq.enqueue.plan import JobRow, Target, check_args_list, plan_rows, run_at_to_datetime
+from soniq.enqueue.plan import (
+    JobRow,
+    Target,
+    check_args_list,
+    check_watch,
+    plan_rows,
+    run_at_to_datetime,
+)
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ENQUEUE_CONFLICT,
@@ -36,6 +43,7 @@ from soniq.ops.filters import check_page, job_id_param, job_lookup_key, time_ran
 from soniq.ops.results import result_validator
 from soniq.storage.urls import storage_kind
 from soniq.types import JobStatus
+from soniq.waiting.outcome import JobOutcome, check_return_when, check_wait, outcome_of
 from soniq_sync._acompat import Lock, call_hook
 from soniq_sync.adapters import SyncAdapter, sync_adapter
 from soniq_sync.app_base import SyncAppBase
@@ -47,6 +55,8 @@ from soniq_sync.recurring.service import Scheduler
 from soniq_sync.storage.backend import StorageBackend
 from soniq_sync.storage.factory import make_backend
 from soniq_sync.storage.store import Store
+from soniq_sync.waiting.handle import JobHandle
+from soniq_sync.waiting.hub import WaitHub
 
 if TYPE_CHECKING:  # apart: the blocking twin keeps this one
     from soniq_sync.webhooks.service import WebhookService
@@ -105,6 +115,9 @@ class Soniq(SyncAppBase):
         #: Fleet-wide concurrency and rate limits, set at runtime (PostgreSQL only).
         self.limits = LimitControl(self.store, self.settings)
         self._webhooks: WebhookService | None = None
+        # Made here, not on first use: threads of a blocking app racing to make it
+        # would each start a hub of their own. It does no I/O until a wait.
+        self._wait_hub = WaitHub(self)
         # Last: a plugin's install(app) sees a complete app.
         self._install_plugins(plugins, autoload_plugins)
 
@@ -223,6 +236,7 @@ class Soniq(SyncAppBase):
         hooks and middleware may change again.
         """
         self.scheduler.stop()
+        self._stop_waits()
         self._stop_plugins()
         # Under the init lock: a close landing mid-initialisation would otherwise leave
         # the app marked ready with a pool that is not open.
@@ -252,6 +266,7 @@ class Soniq(SyncAppBase):
         not, see :mod:`soniq.app_config`).
         """
         fresh = load_settings(database_url, enqueue_validation, settings)
+        self._stop_waits()
         with self._init_lock:
             old = self._swap_runtime(fresh)
         if old.backend is not None:
@@ -282,6 +297,7 @@ class Soniq(SyncAppBase):
         unique: bool | None = None,
         dedup_key: str | None = None,
         limit_key: str | None = None,
+        watch: bool = False,
         connection: Any = None,
     ) -> str: ...
     @overload
@@ -295,6 +311,7 @@ class Soniq(SyncAppBase):
         unique: bool | None = None,
         dedup_key: str | None = None,
         limit_key: str | None = None,
+        watch: bool = False,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str: ...
@@ -309,6 +326,7 @@ class Soniq(SyncAppBase):
         unique: bool | None = None,
         dedup_key: str | None = None,
         limit_key: str | None = None,
+        watch: bool = False,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str:
@@ -319,9 +337,12 @@ class Soniq(SyncAppBase):
         aware datetime, or a ``timedelta`` or seconds from now. With ``connection=``
         the row is written in that connection's open transaction and commits with it.
         ``limit_key`` replaces the key the task's concurrency/rate limits would render.
+        ``watch=True`` marks the job watched: its events go out at once for the waiters
+        of ``app.handle(job_id)`` (a wait marks a job watched anyway; see the guide).
         """
         plan = self._plan(target, args, func_kwargs, priority, queue, scheduled_at, unique)
         row = plan.row(func_kwargs if plan.by_keywords else args, dedup_key, limit_key=limit_key)
+        row.watched = check_watch(watch)
         if self._instruments is None:
             return self._write(row, connection)
         with self._instruments.enqueuing([row]):
@@ -351,6 +372,7 @@ class Soniq(SyncAppBase):
         unique: bool | None = None,
         dedup_key: str | None = None,
         limit_key: str | None = None,
+        watch: bool = False,
         connection: Any = None,
         **func_kwargs: Any,
     ) -> str:
@@ -364,6 +386,7 @@ class Soniq(SyncAppBase):
             unique=unique,
             dedup_key=dedup_key,
             limit_key=limit_key,
+            watch=watch,
             connection=connection,
             **func_kwargs,
         )
@@ -378,6 +401,7 @@ class Soniq(SyncAppBase):
         scheduled_at: datetime | timedelta | float | None = None,
         unique: bool | None = None,
         limit_key: str | None = None,
+        watch: bool = False,
         connection: Any = None,
     ) -> list[str]:
         """Queue one job per item of ``args_list``; return their ids in the same order.
@@ -385,10 +409,14 @@ class Soniq(SyncAppBase):
         All rows are checked before any is written, and they are written by one
         statement (COPY, or a single INSERT when deduplicating), so all or none land.
         An error about a bad item names it: ``details["index"]`` and the message.
+        ``watch=True`` marks every job watched (as for ``enqueue``).
         """
         plan = self._plan(target, None, {}, priority, queue, scheduled_at, unique)
+        watched = check_watch(watch)
         items = check_args_list(args_list, plan.resolved.name)
         rows = plan_rows(plan, items, new_job_ids(len(items)), limit_key)
+        for row in rows if watched else ():
+            row.watched = True
         if not rows:
             return []
         if self._instruments is None:
@@ -554,6 +582,55 @@ class Soniq(SyncAppBase):
             return result
         return validate(result, key)
 
+    # -- waiting --------------------------------------------------------------------
+
+    def handle(self, job_id: str, *, result_model: type[Any] | None = None) -> JobHandle:
+        """A :class:`~soniq.waiting.JobHandle` to wait for the job's outcome; no I/O.
+
+        ``handle.wait(timeout=30)`` gives its outcome, ``await
+        handle.result(...)`` its result (or raises JobFailed, JobCancelled, JobGone,
+        TimeoutError), ``async for event in handle.events()`` its steps. With
+        ``result_model`` the result comes back validated as that type (see
+        ``get_result``). A string that is not a UUID raises SONIQ_INVALID_JOB_ID.
+        """
+        validate = None if result_model is None else result_validator(result_model)
+        return JobHandle(self._waits(), job_id_param(job_id), validate)
+
+    def wait_many(
+        self,
+        job_ids: Iterable[str],
+        timeout: float | None = None,
+        *,
+        return_when: str = "all",
+        allow_in_handler: bool = False,
+    ) -> dict[str, JobOutcome]:
+        """Wait for several jobs: ``return_when="all"`` (every one ended) or
+        ``"first"`` (at least one). Their outcomes by id, in the order given (for
+        ``"first"``, those that had ended). TimeoutError after ``timeout`` seconds
+        (the jobs go on); JobGone if one of them is gone (see ``handle.wait``).
+        """
+        if isinstance(job_ids, (str, bytes)):
+            raise SoniqError(
+                INVALID_ARGUMENT,
+                "wait_many() takes a list of job ids; for one job use app.handle(job_id).",
+            )
+        keys = list(dict.fromkeys(job_id_param(job_id) for job_id in job_ids))
+        first = check_return_when(return_when)
+        limit = check_wait(timeout, allow_in_handler, "app.wait_many()")
+        if not keys:
+            return {}
+        states = self._waits().wait(keys, limit, first)
+        return {key: outcome_of(states[key], key) for key in keys if key in states}
+
+    def _waits(self) -> WaitHub:
+        """The app's one hub of waits (it starts with the first wait)."""
+        return self._wait_hub
+
+    def _stop_waits(self) -> None:
+        """Stop the hub (its connections); pending waits fail. The next wait starts it
+        again, on the settings then in force."""
+        self._wait_hub.close()
+
     def delete_job(self, job_id: str) -> bool:
         """Delete a job row whatever its status; True if one was deleted (False also for
         a string that is not a UUID)."""
@@ -701,7 +778,9 @@ def _insert_many(store: Store, adapter: SyncAdapter, rows: list[JobRow]) -> list
     """Write a batch in one statement (COPY without dedup keys or headers); ids in order."""
     first = rows[0]
     # COPY writes the columns every row shares; limited rows each have their own key.
-    if first.dedup_key is None and first.headers is None and first.limit_key is None:
+    # Watched rows take the INSERT too, so that COPY (the common batch) stays as it was.
+    plain = first.dedup_key is None and first.headers is None and first.limit_key is None
+    if plain and not first.watched:
         shared: tuple[object, ...] = (
             first.job_name,
             first.queue,

@@ -28,7 +28,7 @@ from soniq.errors import (
 from tests.helpers import wait_for
 
 
-async def _equals(value: Any, expected: int) -> bool:
+async def _equals(value: Any, expected: object) -> bool:
     return bool(await value == expected)
 
 
@@ -557,3 +557,38 @@ async def test_progress_reported_before_the_completion_commits_with_it(
     job = await app.get_job(job_id)
     assert job is not None and job["status"] == "done"
     assert job["progress"]["current"] == 3 and job["progress"]["message"] == "all pages"
+
+
+async def test_a_wait_on_a_job_completed_in_its_transaction_hears_the_commit(
+    database_url: str, url: str
+) -> None:
+    """With a safety poll of a minute, only the event sent in the handler's own
+    transaction (delivered at its commit) can end the wait in time."""
+    app = Soniq(database_url=database_url, wait_poll=60)
+    release = asyncio.Event()
+
+    @app.job(name="orders.watched")
+    async def watched(ctx: JobContext) -> None:
+        await release.wait()
+        async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+            await ctx.complete(conn, result="heard")
+
+    try:
+        job_id = await app.enqueue(watched, watch=True)
+        worker = app.worker()
+        run = asyncio.ensure_future(worker.run(concurrency=2))
+        waiting = asyncio.ensure_future(app.handle(job_id).result(timeout=20))
+        await wait_for(
+            lambda: _equals(_status(url, job_id), "processing"), 20, message="the job to start"
+        )
+        release.set()
+        assert await waiting == "heard"
+        worker.stop()
+        await asyncio.wait_for(run, 30)
+    finally:
+        await app.close()
+
+
+async def _status(url: str, job_id: str) -> Any:
+    [(status,)] = await sql(url, "SELECT status FROM soniq_jobs WHERE id = %s", job_id)
+    return status

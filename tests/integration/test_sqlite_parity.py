@@ -315,4 +315,4 @@ def test_uuid_outputs_match(pair: Pair) -> None:
     pair.run("insert_job_plain", j)
     pair.run("claim_jobs", {"worker_id": WORKER, "queues": None, "limit": 1})
     theirs = pair.run("snooze_job", {"id": j["id"], "attempt": 1, "delay": 0.0})
-    assert theirs == [{"id": uuid.UUID(j["id"])}]
+    assert theirs == [{"id": uuid.UUID(j["id"]), "watched": False, "status": "queued"}]

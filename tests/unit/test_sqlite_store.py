@@ -335,7 +335,7 @@ def test_complete_jobs_is_fenced_by_attempt(store: SqliteStore) -> None:
     done = store.rows(
         QUERIES["complete_jobs"], {"ids": [a, b], "attempts": [1, 1], "results": '["s", 2]'}
     )
-    assert done == [(uuid.UUID(b),)]
+    assert done == [(uuid.UUID(b), False)]  # and whether it is watched (no)
     assert get(store, b)["result"] == 2
     assert (
         store.rows(QUERIES["complete_jobs"], {"ids": "[]", "attempts": "[]", "results": "[]"}) == []
@@ -348,7 +348,7 @@ def test_retry_snooze_and_cancel_running(store: SqliteStore) -> None:
     fence = {"id": job, "attempt": 1}
     assert store.rows(QUERIES["retry_job"], {**fence, "attempt": 2, "delay": 0, "error": "x"}) == []
     assert store.rows(QUERIES["retry_job"], {**fence, "delay": 60.0, "error": "boom"}) == [
-        (uuid.UUID(job),)
+        (uuid.UUID(job), False, "queued")
     ]
     row = get(store, job)
     assert row["status"] == "queued" and row["last_error"] == "boom"
@@ -356,13 +356,13 @@ def test_retry_snooze_and_cancel_running(store: SqliteStore) -> None:
     store.fetch(QUERIES["testing_make_due"], {"queues": None})
     claim(store)
     assert store.rows(QUERIES["snooze_job"], {"id": job, "attempt": 2, "delay": 0}) == [
-        (uuid.UUID(job),)
+        (uuid.UUID(job), False, "queued")
     ]
     assert get(store, job)["attempts"] == 1
     claim(store)
     assert store.rows(QUERIES["cancel_running_job"], {"id": job, "attempt": 1}) == []
     assert store.rows(QUERIES["cancel_running_job"], {"id": job, "attempt": 2}) == [
-        (uuid.UUID(job),)
+        (uuid.UUID(job), False)
     ]
     assert get(store, job)["status"] == "cancelled"
 
@@ -371,7 +371,7 @@ def test_cancel_request_reaches_the_worker_and_ends_the_retry(store: SqliteStore
     job = enqueue(store)
     claim(store)
     (row,) = store.fetch(QUERIES["cancel_job"], {"id": job})
-    assert row == {"id": job, "status": "processing", "woke": ""}
+    assert row == {"id": job, "status": "processing", "woke": "", "watched": False}
     stamp = get(store, job)["cancel_requested_at"]
     store.fetch(QUERIES["cancel_job"], {"id": job})
     assert get(store, job)["cancel_requested_at"] == stamp  # the first request is kept
@@ -380,7 +380,7 @@ def test_cancel_request_reaches_the_worker_and_ends_the_retry(store: SqliteStore
     assert get(store, job)["status"] == "cancelled"
     queued = enqueue(store)
     assert store.fetch(QUERIES["cancel_job"], {"id": queued}) == [
-        {"id": queued, "status": "cancelled", "woke": None}
+        {"id": queued, "status": "cancelled", "woke": None, "watched": False}
     ]
     assert store.fetch(QUERIES["cancel_job"], {"id": queued}) == []
 
@@ -392,7 +392,9 @@ def test_dead_letter_job_moves_the_fenced_row(store: SqliteStore) -> None:
     assert store.rows(QUERIES["dead_letter_job"], {**bury, "attempt": 9}) == []
     assert get(store, job)["status"] == "processing"
     started_at = get(store, job)["started_at"]
-    assert store.rows(QUERIES["dead_letter_job"], {**bury, "attempt": 1}) == [(uuid.UUID(job),)]
+    assert store.rows(QUERIES["dead_letter_job"], {**bury, "attempt": 1}) == [
+        (uuid.UUID(job), False)
+    ]
     assert store.fetch(QUERIES["get_job"], {"id": job}) == []
     (dead,) = store.fetch(QUERIES["get_dead_letter_job"], {"id": job})
     assert dead["status"] == "dead_letter" and dead["reason"] == "Exhausted"
@@ -412,10 +414,16 @@ def test_workers_heartbeat_and_stale_recovery(store: SqliteStore) -> None:
     last_started_at = get(store, last)["started_at"]
     store.fetch(QUERIES["cancel_job"], {"id": stopping})
     assert store.fetch(QUERIES["recover_stale_workers"], {"timeout": 3600}) == [
-        {"workers": 0, "requeued": 0, "dead_lettered": 0, "woke": None}
+        {"workers": 0, "requeued": 0, "dead_lettered": 0, "woke": None, "events": None}
     ]
     (found,) = store.fetch(QUERIES["recover_stale_workers"], {"timeout": -1})
-    assert found == {"workers": 1, "requeued": 2, "dead_lettered": 1, "woke": ""}
+    assert found == {
+        "workers": 1,
+        "requeued": 2,
+        "dead_lettered": 1,
+        "woke": "",
+        "events": None,  # no NOTIFY on SQLite: waiters poll
+    }
     assert get(store, retried)["status"] == "queued"
     assert get(store, retried)["last_error"] == "Worker stopped heartbeating during this attempt."
     assert get(store, stopping)["status"] == "cancelled"

@@ -63,4 +63,5 @@ def bulk_insert_params(ids: Sequence[str], args: Sequence[str], shared: Shared) 
         "scheduled_at": rest[0] if rest else None,
         "headers": None,
         "producer_id": producer_id,
+        "watched": False,
     }

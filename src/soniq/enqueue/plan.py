@@ -24,6 +24,7 @@ from soniq.enqueue.producer import process_producer_id
 from soniq.enqueue.task_ref import TaskRef
 from soniq.errors import (
     ARGS_CONFLICT,
+    INVALID_ARGUMENT,
     INVALID_DEDUP_KEY,
     INVALID_SCHEDULE,
     INVALID_TARGET,
@@ -64,6 +65,8 @@ class JobRow:
     producer_id: str | None = None
     #: The concurrency/rate limit key it counts against (soniq.core.limits), or None.
     limit_key: str | None = None
+    #: Someone will wait for it (``enqueue(watch=True)``): its events are sent.
+    watched: bool = False
 
     def params(self) -> dict[str, Any]:
         """The named parameters of the ``insert_job`` query."""
@@ -79,6 +82,7 @@ class JobRow:
             "headers": self.headers,
             "producer_id": self.producer_id,
             "limit_key": self.limit_key,
+            "watched": self.watched,
         }
 
 
@@ -280,6 +284,15 @@ def _summarise(exc: ValidationError) -> str:
 def _field(error: Mapping[str, Any]) -> str:
     """The dotted path of the value a pydantic error is about ("" for the whole)."""
     return ".".join(str(p) for p in error["loc"])
+
+
+def check_watch(watch: object) -> bool:
+    """``enqueue(watch=)``: True or False (anything else is refused, nothing written)."""
+    if isinstance(watch, bool):
+        return watch
+    raise SoniqTypeError(
+        INVALID_ARGUMENT, f"watch= must be True or False, got {watch!r}.", option="watch"
+    )
 
 
 def check_args_list(args_list: object, name: object) -> list[Any]:

@@ -13,13 +13,13 @@
 WITH ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed, producer_id, limit_key)
+         delayed, producer_id, limit_key, watched)
     VALUES (
         %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
         %(max_attempts)s::int, %(dedup_key)s::text,
         COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
         COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text,
-        %(limit_key)s::text
+        %(limit_key)s::text, COALESCE(%(watched)s::boolean, false)
     )
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -36,14 +36,14 @@ FROM ins
 -- NOTIFY rides in the FROM clause (pg_notify returns one empty row) instead of a CTE
 -- with RETURNING, which costs the server about 10 us less per row. A delayed job wakes
 -- no worker: it tells them on soniq_delayed in how many seconds it falls due, so that
--- they promote it then (soniq.worker.promotion).
+-- they promote it then (soniq.worker.promotion). watched: enqueue(watch=True).
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, headers, delayed,
-     producer_id, limit_key)
+     producer_id, limit_key, watched)
 SELECT %(id)s::uuid, %(job_name)s, %(args)s::text::jsonb, %(queue)s, %(priority)s::int,
        %(max_attempts)s::int, COALESCE(%(scheduled_at)s::timestamptz, now()),
        %(headers)s::text::jsonb, COALESCE(%(scheduled_at)s::timestamptz > now(), false),
-       %(producer_id)s::text, %(limit_key)s::text
+       %(producer_id)s::text, %(limit_key)s::text, COALESCE(%(watched)s::boolean, false)
 FROM pg_notify(
     CASE WHEN %(scheduled_at)s::timestamptz > now() THEN 'soniq_delayed' ELSE 'soniq_new_job' END,
     CASE WHEN %(scheduled_at)s::timestamptz > now()
@@ -52,9 +52,8 @@ FROM pg_notify(
 )
 
 -- name: insert_jobs
--- enqueue_many with dedup keys, trace headers or limit keys (which COPY does not
--- write): one
--- statement, so every row is written or none is. Rows whose key is already queued (or
+-- enqueue_many with dedup keys, trace headers, limit keys or watch=True (which COPY
+-- does not write): one statement, so every row is written or none is. Rows whose key is already queued (or
 -- repeats earlier in the batch) are skipped; the caller looks their ids up with
 -- find_queued_duplicates. Every row of a batch shares its headers.
 WITH batch AS (
@@ -64,11 +63,11 @@ WITH batch AS (
 ), ins AS (
     INSERT INTO soniq_jobs
         (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at, headers,
-         delayed, producer_id, limit_key)
+         delayed, producer_id, limit_key, watched)
     SELECT id, %(job_name)s, args, %(queue)s, %(priority)s::int, %(max_attempts)s::int,
            dedup_key, COALESCE(%(scheduled_at)s::timestamptz, now()), %(headers)s::text::jsonb,
            COALESCE(%(scheduled_at)s::timestamptz > now(), false), %(producer_id)s::text,
-           limit_key
+           limit_key, COALESCE(%(watched)s::boolean, false)
     FROM batch ORDER BY n
     ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
     DO NOTHING
@@ -112,6 +111,68 @@ WHERE %(scheduled_at)s::timestamptz > now()
 -- 8,000-byte limit. Only watched jobs send events, so a workload nobody waits on never
 -- takes NOTIFY's commit-time lock.
 SELECT pg_notify('soniq_job_events', %(payload)s)
+
+-- name: watch_jobs
+-- A wait for jobs (soniq.waiting), run after its process LISTENs on soniq_job_events:
+-- mark the live ones watched, so that their every later event is sent, and read their
+-- state in the same round trip (BullMQ's race: a check made before subscribing misses
+-- a job that finishes in between). A row marked here is returned as the UPDATE left
+-- it, its latest version. The others come from the statement's snapshot: watched
+-- already (so later events are sent) or finished (which stays so), and dead letters.
+-- Rows locked now (a claim, an acknowledgement, a handler's transaction) are skipped,
+-- never waited for: waiting could deadlock with a batch that locks rows in another
+-- order, and would hold every wait up behind a long transaction. An id with no row
+-- here was skipped, changed under the statement, or is gone; job_states reads those
+-- again on a fresh snapshot, and the caller marks a live one left unwatched on its
+-- next try. expired: a done job whose result is older than SONIQ_RESULT_TTL (see
+-- get_result).
+-- Marking a queued row locks it for a moment, and a claim running meanwhile skips it
+-- (SKIP LOCKED) and may find nothing else to do: the queues of the queued rows marked
+-- are woken as an enqueue wakes them. enqueue(watch=True) needs none of this: its
+-- rows are watched already, so they are read, never locked, here.
+WITH marked AS (
+    UPDATE soniq_jobs SET watched = true
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM soniq_jobs
+        WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'processing') AND NOT watched
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, status, result, last_error, attempts, progress, finished_at, queue, delayed
+)
+SELECT id::text, status, result, last_error, attempts, progress, finished_at,
+       false AS expired, true AS watched
+FROM marked
+WHERE (SELECT count(pg_notify('soniq_new_job', q.queue))
+       FROM (SELECT DISTINCT queue FROM marked WHERE status = 'queued' AND NOT delayed) AS q
+      ) >= 0
+UNION ALL
+SELECT j.id::text, j.status, j.result, j.last_error, j.attempts, j.progress, j.finished_at,
+       j.status = 'done' AND j.finished_at IS NOT NULL
+       AND j.finished_at <= now() - make_interval(secs => %(ttl)s::float8),
+       j.watched
+FROM soniq_jobs AS j
+WHERE j.id = ANY(%(ids)s::uuid[]) AND (j.watched OR j.status NOT IN ('queued', 'processing'))
+  AND j.id NOT IN (SELECT id FROM marked)
+UNION ALL
+SELECT d.id::text, 'dead_letter', NULL, COALESCE(d.last_error, d.reason), d.attempts,
+       d.progress, d.dead_lettered_at, false, d.watched
+FROM soniq_dead_letter_jobs AS d
+WHERE d.id = ANY(%(ids)s::uuid[])
+
+-- name: job_states
+-- What waiters re-read after an event or at their safety poll: each job's state, from
+-- soniq_jobs or the dead-letter table (a job is in one or the other in any snapshot).
+SELECT id::text, status, result, last_error, attempts, progress, finished_at,
+       status = 'done' AND finished_at IS NOT NULL
+       AND finished_at <= now() - make_interval(secs => %(ttl)s::float8) AS expired,
+       watched
+FROM soniq_jobs
+WHERE id = ANY(%(ids)s::uuid[])
+UNION ALL
+SELECT id::text, 'dead_letter', NULL, COALESCE(last_error, reason), attempts, progress,
+       dead_lettered_at, false, watched
+FROM soniq_dead_letter_jobs
+WHERE id = ANY(%(ids)s::uuid[])
 
 -- name: get_job
 SELECT id::text, job_name, args, queue, priority, status, attempts, max_attempts,
@@ -172,7 +233,7 @@ WITH changed AS (
                                    ELSE cancel_requested_at END,
         updated_at = now()
     WHERE id = %(id)s::uuid AND status IN ('queued', 'processing')
-    RETURNING id, status, queue, job_name
+    RETURNING id, status, queue, job_name, watched
 ), counted AS (
     INSERT INTO soniq_stats AS s (minute, queue, job_name, cancelled)
     SELECT date_trunc('minute', now()), queue, job_name, 1 FROM changed
@@ -180,7 +241,8 @@ WITH changed AS (
     ON CONFLICT (minute, queue, job_name) DO UPDATE SET cancelled = s.cancelled + 1
 )
 SELECT id::text, status,
-       CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke
+       CASE WHEN status = 'processing' THEN pg_notify('soniq_cancel', id::text) END AS woke,
+       watched
 FROM changed
 
 -- name: retry_job_now
@@ -389,7 +451,7 @@ FROM ROWS FROM (
 ) AS d(id, attempt, result)
 WHERE j.id = ANY(%(ids)s::uuid[]) AND j.id = d.id AND j.attempts = d.attempt
   AND (j.status = 'processing' OR d.attempt IS NULL)
-RETURNING j.id
+RETURNING j.id, j.watched
 
 -- name: complete_job_in_tx
 -- ctx.complete(conn): this attempt is done, in the caller's transaction on the caller's
@@ -400,14 +462,21 @@ RETURNING j.id
 -- cannot requeue a job whose completion is about to commit. Returns the caller's
 -- transaction id, which tells a second call on the same transaction (a no-op) from
 -- one on another (SONIQ_COMPLETE_TWICE).
--- The attempt's last progress, if it had one still unwritten, is written with it.
-UPDATE soniq_jobs
-SET status = 'done', result = NULLIF(%(result)s::text::jsonb, 'null'::jsonb),
-    progress = COALESCE(%(progress)s::text::jsonb, progress),
-    finished_at = now(), updated_at = now(), worker_id = NULL
-WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
-  AND EXISTS (SELECT 1 FROM soniq_instance WHERE id = %(instance)s::uuid)
-RETURNING txid_current()::text
+-- The attempt's last progress, if it had one still unwritten, is written with it. A
+-- watched job's "d" event is sent in the caller's transaction, so that it is delivered
+-- at its commit, and never for a completion that rolls back.
+WITH done AS (
+    UPDATE soniq_jobs
+    SET status = 'done', result = NULLIF(%(result)s::text::jsonb, 'null'::jsonb),
+        progress = COALESCE(%(progress)s::text::jsonb, progress),
+        finished_at = now(), updated_at = now(), worker_id = NULL
+    WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
+      AND EXISTS (SELECT 1 FROM soniq_instance WHERE id = %(instance)s::uuid)
+    RETURNING id, watched
+)
+SELECT txid_current()::text,
+       CASE WHEN watched THEN pg_notify('soniq_job_events', 'd:' || id::text) END
+FROM done
 
 -- name: instance_matches
 -- Whether the connection's database is the one with this soniq_instance id.
@@ -434,7 +503,7 @@ UPDATE soniq_jobs
 SET status = 'done', result = %(result)s::jsonb, finished_at = now(), updated_at = now(),
     worker_id = NULL
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id
+RETURNING id, watched
 
 -- name: write_progress
 -- The latest progress of running attempts (ctx.progress), one statement per flush
@@ -466,7 +535,7 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     scheduled_at = now() + make_interval(secs => %(delay)s::float8),
     delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
-RETURNING id
+RETURNING id, watched, status
 
 -- name: snooze_job
 -- Back to the queue without spending the attempt (also used for jobs interrupted by
@@ -480,7 +549,7 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     scheduled_at = now() + make_interval(secs => %(delay)s::float8),
     delayed = %(delay)s::float8 > 0
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
-RETURNING id
+RETURNING id, watched, status
 
 -- name: cancel_running_job
 -- The handler stopped after a cancel request. Fenced by the attempt like every other
@@ -488,7 +557,7 @@ RETURNING id
 UPDATE soniq_jobs
 SET status = 'cancelled', finished_at = now(), updated_at = now(), worker_id = NULL
 WHERE id = %(id)s::uuid AND attempts = %(attempt)s::int AND status = 'processing'
-RETURNING id
+RETURNING id, watched
 
 -- name: cancel_requests
 -- Cancel requests for the jobs a worker holds, for when no NOTIFY reached it (polling
@@ -511,7 +580,7 @@ INSERT INTO soniq_dead_letter_jobs
 SELECT id, job_name, args, queue, priority, attempts, max_attempts, %(reason)s,
        %(error)s, %(traceback)s, created_at, started_at, limit_key, progress, watched
 FROM moved
-RETURNING id
+RETURNING id, watched
 
 -- name: register_worker
 INSERT INTO soniq_workers (id, hostname, pid, queues, concurrency)
@@ -562,7 +631,7 @@ WITH dead AS (
            'Worker died during the final attempt.', last_error, created_at, started_at,
            limit_key, progress, watched
     FROM exhausted
-    RETURNING id, queue, job_name
+    RETURNING id, queue, job_name, watched
 ), requeued AS (
     -- A job whose cancellation was requested ends cancelled instead, even on its last
     -- attempt: a dead letter would invite replaying what somebody chose to stop.
@@ -574,7 +643,7 @@ WITH dead AS (
     FROM lost
     WHERE j.id = lost.id
       AND (j.attempts < j.max_attempts OR j.cancel_requested_at IS NOT NULL)
-    RETURNING j.id, j.queue, j.job_name, j.status
+    RETURNING j.id, j.queue, j.job_name, j.status, j.watched
 ), counted AS (
     -- The attempts that died, in soniq_stats as the worker would have counted them:
     -- retried, cancelled or dead. Keys in order, as every stats upsert takes them.
@@ -594,7 +663,13 @@ SELECT (SELECT count(*) FROM dead)::int AS workers,
        (SELECT count(*) FROM requeued)::int AS requeued,
        (SELECT count(*) FROM buried)::int AS dead_lettered,
        (SELECT pg_notify('soniq_new_job', queue) FROM requeued
-        WHERE status = 'queued' LIMIT 1) AS woke
+        WHERE status = 'queued' LIMIT 1) AS woke,
+       -- The events of watched jobs among them ("r", "c" or "x", see notify_job_events),
+       -- which the caller sends; NULL for none, the usual case.
+       NULLIF(ARRAY(SELECT CASE WHEN status = 'queued' THEN 'r' ELSE 'c' END || ':' || id::text
+                    FROM requeued WHERE watched
+                    UNION ALL
+                    SELECT 'x:' || id::text FROM buried WHERE watched), '{}') AS events
 
 -- ---------------------------------------------------------------------------------
 -- Metrics

@@ -186,6 +186,11 @@ class StorageBackend(ABC):
     def for_worker(self) -> StorageBackend:
         """The backend a worker writes its claims and outcomes through."""
 
+    def for_waits(self) -> StorageBackend:
+        """The backend an app's waits for jobs read through (``soniq.waiting.hub``):
+        this one, unless the backend has a pool that the app's own calls share."""
+        return self
+
     @abstractmethod
     async def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
         """Delete up to ``limit`` jobs finished before ``cutoff``, oldest first.
@@ -194,9 +199,10 @@ class StorageBackend(ABC):
         """
 
     def listen(
-        self, channels: Sequence[str]
+        self, channels: Sequence[str], application_name: str | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
-        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+        """A connection of its own LISTENing on ``channels`` (backends that notify),
+        named ``application_name`` in ``pg_stat_activity`` if given."""
         raise BackendUnsupportedError(
             f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
         )
@@ -359,13 +365,20 @@ class PostgresBackend(StorageBackend):
             yield PsycopgAsyncAdapter(conn)
 
     @asynccontextmanager
-    async def listen(self, channels: Sequence[str]) -> AsyncIterator[AsyncIterator[Notification]]:
+    async def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> AsyncIterator[AsyncIterator[Notification]]:
         """An autocommit connection of its own, LISTENing; its notifications as they come.
 
         The connection closes when the block ends. Its errors (a lost connection)
         are in :attr:`unavailable`.
         """
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+        named: dict[str, Any] = {}
+        if application_name is not None:
+            named["application_name"] = application_name
+        async with await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, **named
+        ) as conn:
             listen = self.dialect.queries["listen"]
             for channel in channels:
                 await conn.execute(listen.with_identifiers(channel=channel))
@@ -380,6 +393,13 @@ class PostgresBackend(StorageBackend):
         at worst it runs again. Enqueues keep full durability on the app's pool.
         """
         return PostgresBackend(self.url, self.settings, durable=False, name="soniq-worker")
+
+    def for_waits(self) -> PostgresBackend:
+        """One connection of the waits' own: their reads never queue behind a burst of
+        enqueues for the app's pool, nor hold one of its connections. They run one at
+        a time, whatever the number of waits."""
+        single = self.settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 1})
+        return PostgresBackend(self.url, single, name="soniq-waits")
 
     async def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
         """One batch in a transaction, under the sweep's advisory lock if ``exclusive``.

@@ -10,6 +10,7 @@ worker's backend as it is; the app's methods make the app's backend ready first.
 from __future__ import annotations
 
 import builtins
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,11 @@ from soniq.storage.records import ClaimedJob, Completion, LimitedClaim, Promoted
 
 if TYPE_CHECKING:
     from soniq.storage.area import StoreAccess
+    from soniq.storage.backend import StorageBackend
 
 Record = dict[str, Any]
+
+logger = logging.getLogger("soniq.waiting")
 
 #: The longest payload one job-events NOTIFY carries (the server's limit is 8,000 bytes).
 MAX_EVENTS_PAYLOAD = 7900
@@ -43,6 +47,23 @@ def event_payloads(events: Sequence[tuple[str, str]]) -> list[str]:
     if items:
         payloads.append(",".join(items))
     return payloads
+
+
+async def send_job_events(backend: StorageBackend, events: Sequence[tuple[str, str]]) -> None:
+    """``store.jobs.send_events`` on ``backend`` (for the areas that write events too).
+
+    The events are a courtesy to waiters, who re-read the rows and poll as well: a
+    database that is unreachable now loses them with a warning, never the outcome
+    that was written before them.
+    """
+    if not events or not backend.notifies:
+        return
+    query = backend.dialect.queries["notify_job_events"]
+    try:
+        for payload in event_payloads(events):
+            await backend.rows(query, {"payload": payload})
+    except backend.unavailable as exc:
+        logger.warning("could not send %d job event(s) (%s)", len(events), str(exc).strip())
 
 
 class Jobs:
@@ -105,12 +126,7 @@ class Jobs:
         """Tell the waiters of watched jobs what happened: ``(kind, job id)`` pairs, kind
         one of ``s p r d c x`` (see ``notify_job_events``), in as few NOTIFYs as fit
         under the payload limit. Backends without NOTIFY send nothing (waiters poll)."""
-        backend = self._store.backend
-        if not events or not backend.notifies:
-            return
-        query = backend.dialect.queries["notify_job_events"]
-        for payload in event_payloads(events):
-            await backend.rows(query, {"payload": payload})
+        await send_job_events(self._store.backend, events)
 
     async def created_at(self, db: AsyncAdapter | None, job_id: str) -> datetime:
         """The stored ``created_at`` of a job, on ``db`` (or the store's own connection)."""
@@ -179,15 +195,19 @@ class Jobs:
         )
         return _limited_claim(columns, rows)
 
-    async def complete(self, batch: Sequence[Completion]) -> int:
-        """Mark the claimed attempts in ``batch`` done; how many were still this worker's."""
+    async def complete(self, batch: Sequence[Completion]) -> tuple[int, builtins.list[str]]:
+        """Mark the claimed attempts in ``batch`` done: how many were still this
+        worker's, and the ids of the watched ones among them (whose waiters the caller
+        tells with :meth:`send_events`; usually none)."""
         backend = self._store.backend
         queries = backend.dialect.queries
         if len(batch) == 1:
             ((job_id, attempt, result),) = batch
             params = {"id": job_id, "attempt": attempt, "result": result}
-            return len(await backend.rows(queries["complete_job"], params))
-        return len(await backend.rows(queries["complete_jobs"], backend.dialect.completions(batch)))
+            rows = await backend.rows(queries["complete_job"], params)
+        else:
+            rows = await backend.rows(queries["complete_jobs"], backend.dialect.completions(batch))
+        return len(rows), [str(row[0]) for row in rows if row[1]]
 
     async def write_progress(self, batch: Sequence[Completion]) -> builtins.list[tuple[str, bool]]:
         """Store the latest progress of running attempts: ``(id, attempt, JSON text)``
@@ -200,26 +220,38 @@ class Jobs:
             for row in await backend.rows(backend.dialect.queries["write_progress"], params)
         ]
 
-    async def _settle(self, name: str, params: dict[str, Any]) -> bool:
+    async def _settle(self, name: str, params: dict[str, Any], event: str | None) -> bool:
+        """Run an outcome's statement (``RETURNING id, watched[, status]``). A watched
+        job's waiters are told ``event`` (None: nothing), or ``c`` if the job ended
+        cancelled instead (its cancellation had been requested)."""
         backend = self._store.backend
-        return bool(await backend.rows(backend.dialect.queries[name], params))
+        rows = await backend.rows(backend.dialect.queries[name], params)
+        if rows and rows[0][1]:
+            row = rows[0]
+            kind = "c" if len(row) > 2 and row[2] == "cancelled" else event
+            if kind is not None:
+                await send_job_events(backend, [(kind, str(row[0]))])
+        return bool(rows)
 
     async def retry(self, job: ClaimedJob, delay: float, error: str | None) -> bool:
         """Back to the queue after ``delay`` seconds, the attempt spent; False if the
         attempt was no longer this worker's (the same for the outcomes below)."""
         params = {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
-        return await self._settle("retry_job", params)
+        return await self._settle("retry_job", params, "r")
 
     async def requeue(self, job: ClaimedJob, delay: float, error: str | None = None) -> bool:
         """Back to the queue after ``delay`` seconds without spending the attempt;
         ``error`` replaces ``last_error`` (None keeps it)."""
+        # A job put off tells nobody; one that ended cancelled on request does.
         return await self._settle(
-            "snooze_job", {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error}
+            "snooze_job",
+            {"id": job.id, "attempt": job.attempt, "delay": delay, "error": error},
+            None,
         )
 
     async def cancelled(self, job: ClaimedJob) -> bool:
         """End a running job as cancelled (on request)."""
-        return await self._settle("cancel_running_job", {"id": job.id, "attempt": job.attempt})
+        return await self._settle("cancel_running_job", {"id": job.id, "attempt": job.attempt}, "c")
 
     async def attempt_state(self, job: ClaimedJob, wait: float) -> str:
         """After its handler completed ``job`` in a transaction of its own: ``done``
@@ -248,7 +280,7 @@ class Jobs:
             "error": error,
             "traceback": traceback,
         }
-        return await self._settle("dead_letter_job", params)
+        return await self._settle("dead_letter_job", params, "x")
 
     async def promote_due(self, limit: int) -> Promoted:
         """Move up to ``limit`` delayed jobs now due into the claim."""
@@ -294,18 +326,26 @@ class Jobs:
         return await self._fetch("list_jobs", params)
 
     async def cancel(self, job_id: str, lock_wait: float = 2.0) -> bool:
-        """Cancel a queued job, or request a running one's cancellation.
+        """Cancel a queued job, or request a running one's cancellation (a watched
+        queued job's waiters are told; a running one's hear when it stops).
 
         On PostgreSQL the row lock is waited for at most ``lock_wait`` seconds (the
         backend's lock-timeout error after that): a handler's transaction that is
         completing the job (``ctx.complete``) holds it until its commit."""
         backend = await self._store.ready()
         queries = backend.dialect.queries
+        params = {"id": job_id}
         if backend.kind != "postgres":
-            return bool(await backend.rows(queries["cancel_job"], {"id": job_id}))
-        async with backend.transaction() as tx:
-            await tx.execute(queries["set_lock_timeout"], {"ms": int(lock_wait * 1000)})
-            return bool(await tx.fetch(queries["cancel_job"], {"id": job_id}))
+            rows = await backend.fetch(queries["cancel_job"], params)
+        else:
+            async with backend.transaction() as tx:
+                await tx.execute(queries["set_lock_timeout"], {"ms": int(lock_wait * 1000)})
+                found = await tx.fetch(queries["cancel_job"], params)
+                names = ("id", "status", "woke", "watched")
+                rows = [dict(zip(names, row, strict=True)) for row in found]
+        if rows and rows[0]["watched"] and rows[0]["status"] == "cancelled":
+            await send_job_events(self._store.backend, [("c", job_id)])
+        return bool(rows)
 
     async def retry_now(self, job_id: str) -> Record | None:
         """Requeue a cancelled or waiting job now: its ``status``, ``attempts``,
@@ -317,6 +357,23 @@ class Jobs:
         """``(found, result)`` of a done job whose result is younger than ``ttl`` s."""
         rows = await self._fetch("get_result", {"id": job_id, "ttl": ttl})
         return (True, rows[0]["result"]) if rows else (False, None)
+
+    async def watch(self, job_ids: Sequence[str], ttl: float) -> dict[str, Record]:
+        """Mark the live jobs among ``job_ids`` watched and read every one's state (see
+        ``watch_jobs``): id -> row of ``id``, ``status``, ``result``, ``last_error``,
+        ``attempts``, ``progress``, ``finished_at`` and ``expired`` (a done job older
+        than ``ttl`` s). An id left out has no row: the job is gone."""
+        params = {"ids": list(job_ids), "ttl": ttl}
+        found = {row["id"]: row for row in await self._fetch("watch_jobs", params)}
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:  # changed under the statement, or gone: read again, afresh
+            found.update(await self.states(missing, ttl))
+        return found
+
+    async def states(self, job_ids: Sequence[str], ttl: float) -> dict[str, Record]:
+        """The state of each of ``job_ids``, as :meth:`watch` reads it, without marking."""
+        rows = await self._fetch("job_states", {"ids": list(job_ids), "ttl": ttl})
+        return {row["id"]: row for row in rows}
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job row whatever its status."""

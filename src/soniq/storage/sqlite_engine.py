@@ -88,7 +88,7 @@ JSON_COLUMNS = frozenset(
 #: clause skips the column's REAL affinity for whole numbers).
 FLOAT_COLUMNS = frozenset({"interval_seconds"})
 #: Output columns holding 0/1 (``bool`` out).
-BOOL_COLUMNS = frozenset({"catch_up", "stale", "watched"})
+BOOL_COLUMNS = frozenset({"catch_up", "stale", "watched", "expired"})
 
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 

@@ -107,11 +107,12 @@ class Store:
         return self._host.backend.session()
 
     def listen(
-        self, channels: Sequence[str]
+        self, channels: Sequence[str], application_name: str | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
         """A connection of its own that LISTENs on ``channels``; its notifications.
 
         PostgreSQL only (see ``StorageBackend.notifies``). Connection errors are
-        ``unavailable`` ones.
+        ``unavailable`` ones. ``application_name`` names the connection in
+        ``pg_stat_activity`` (None: the URL's, or the server's default).
         """
-        return self._host.backend.listen(channels)
+        return self._host.backend.listen(channels, application_name)

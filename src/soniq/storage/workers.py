@@ -9,6 +9,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from soniq.storage.jobs import send_job_events
 from soniq.storage.records import QueueGauge, Recovered, records
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ class Workers:
         columns, rows = await backend.named_rows(
             backend.dialect.queries["recover_stale_workers"], {"timeout": timeout}
         )
+        # The events of the watched jobs among those recovered ("kind:id"; usually none).
+        events = rows[0][columns.index("events")] or []
+        pairs = [item.split(":", 1) for item in events]
+        await send_job_events(backend, [(kind, job_id) for kind, job_id in pairs])
         return records(Recovered, columns, rows)[0]
 
     async def cancel_requests(self, worker_id: str) -> builtins.list[str]:

@@ -113,7 +113,7 @@ class Acknowledger:
         while self._done:
             batch, self._done = self._done[:MAX_BATCH], self._done[MAX_BATCH:]
             try:
-                written = await self.store.jobs.complete(batch)
+                written, watched = await self.store.jobs.complete(batch)
             except self.store.unavailable as exc:
                 self._done[:0] = batch  # keep them: nothing finished is forgotten
                 if deadline is not None and loop.time() >= deadline:
@@ -149,6 +149,8 @@ class Acknowledger:
                 self._done[:0] = batch  # cancelled: keep them for the shutdown flush
                 raise
             else:
+                if watched:  # after the commit: the waiters re-read the rows
+                    await self.store.jobs.send_events([("d", job_id) for job_id in watched])
                 if written < len(batch):
                     logger.warning(
                         "%d finished job(s) had been taken over by another worker (this "

@@ -181,6 +181,11 @@ class StorageBackend(ABC):
     def for_worker(self) -> StorageBackend:
         """The backend a worker writes its claims and outcomes through."""
 
+    def for_waits(self) -> StorageBackend:
+        """The backend an app's waits for jobs read through (``soniq.waiting.hub``):
+        this one, unless the backend has a pool that the app's own calls share."""
+        return self
+
     @abstractmethod
     def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
         """Delete up to ``limit`` jobs finished before ``cutoff``, oldest first.
@@ -188,8 +193,11 @@ class StorageBackend(ABC):
         Returns how many, or None when ``exclusive`` and another worker is deleting.
         """
 
-    def listen(self, channels: Sequence[str]) -> AbstractContextManager[Iterator[Notification]]:
-        """A connection of its own LISTENing on ``channels`` (backends that notify)."""
+    def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> AbstractContextManager[Iterator[Notification]]:
+        """A connection of its own LISTENing on ``channels`` (backends that notify),
+        named ``application_name`` in ``pg_stat_activity`` if given."""
         raise BackendUnsupportedError(
             f"{self.describe()} has no LISTEN/NOTIFY; its workers poll.", backend=self.kind
         )
@@ -352,13 +360,18 @@ class PostgresBackend(StorageBackend):
             yield PsycopgAdapter(conn)
 
     @contextmanager
-    def listen(self, channels: Sequence[str]) -> Iterator[Iterator[Notification]]:
+    def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> Iterator[Iterator[Notification]]:
         """An autocommit connection of its own, LISTENing; its notifications as they come.
 
         The connection closes when the block ends. Its errors (a lost connection)
         are in :attr:`unavailable`.
         """
-        with psycopg.Connection.connect(self.url, autocommit=True) as conn:
+        named: dict[str, Any] = {}
+        if application_name is not None:
+            named["application_name"] = application_name
+        with psycopg.Connection.connect(self.url, autocommit=True, **named) as conn:
             listen = self.dialect.queries["listen"]
             for channel in channels:
                 conn.execute(listen.with_identifiers(channel=channel))
@@ -373,6 +386,13 @@ class PostgresBackend(StorageBackend):
         at worst it runs again. Enqueues keep full durability on the app's pool.
         """
         return PostgresBackend(self.url, self.settings, durable=False, name="soniq-worker")
+
+    def for_waits(self) -> PostgresBackend:
+        """One connection of the waits' own: their reads never queue behind a burst of
+        enqueues for the app's pool, nor hold one of its connections. They run one at
+        a time, whatever the number of waits."""
+        single = self.settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 1})
+        return PostgresBackend(self.url, single, name="soniq-waits")
 
     def prune_batch(self, cutoff: datetime, limit: int, *, exclusive: bool) -> int | None:
         """One batch in a transaction, under the sweep's advisory lock if ``exclusive``.

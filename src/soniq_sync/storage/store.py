@@ -98,10 +98,13 @@ class Store:
         """An adapter for a statement or two that need no transaction around them."""
         return self._host.backend.session()
 
-    def listen(self, channels: Sequence[str]) -> AbstractContextManager[Iterator[Notification]]:
+    def listen(
+        self, channels: Sequence[str], application_name: str | None = None
+    ) -> AbstractContextManager[Iterator[Notification]]:
         """A connection of its own that LISTENs on ``channels``; its notifications.
 
         PostgreSQL only (see ``StorageBackend.notifies``). Connection errors are
-        ``unavailable`` ones.
+        ``unavailable`` ones. ``application_name`` names the connection in
+        ``pg_stat_activity`` (None: the URL's, or the server's default).
         """
-        return self._host.backend.listen(channels)
+        return self._host.backend.listen(channels, application_name)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from soniq.storage.records import QueueGauge, Recovered, records
+from soniq_sync.storage.jobs import send_job_events
 
 if TYPE_CHECKING:
     from soniq_sync.storage.area import StoreAccess
@@ -50,6 +51,10 @@ class Workers:
         columns, rows = backend.named_rows(
             backend.dialect.queries["recover_stale_workers"], {"timeout": timeout}
         )
+        # The events of the watched jobs among those recovered ("kind:id"; usually none).
+        events = rows[0][columns.index("events")] or []
+        pairs = [item.split(":", 1) for item in events]
+        send_job_events(backend, [(kind, job_id) for kind, job_id in pairs])
         return records(Recovered, columns, rows)[0]
 
     def cancel_requests(self, worker_id: str) -> builtins.list[str]:

@@ -19,11 +19,12 @@
 -- name: insert_job
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed, producer_id, limit_key)
+     created_at, updated_at, headers, delayed, producer_id, limit_key, watched)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     %(dedup_key)s, COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s,
+    COALESCE(%(watched)s, 0)
 )
 ON CONFLICT (job_name, dedup_key) WHERE status = 'queued' AND dedup_key IS NOT NULL
 DO NOTHING
@@ -32,11 +33,12 @@ RETURNING id AS id, '' AS pg_notify
 -- name: insert_job_plain
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, scheduled_at, created_at,
-     updated_at, headers, delayed, producer_id, limit_key)
+     updated_at, headers, delayed, producer_id, limit_key, watched)
 VALUES (
     %(id)s, %(job_name)s, %(args)s, %(queue)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s
+    COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, %(limit_key)s,
+    COALESCE(%(watched)s, 0)
 )
 
 -- name: insert_jobs
@@ -44,10 +46,10 @@ VALUES (
 -- true" keeps SQLite from reading ON CONFLICT as a join constraint of the SELECT.
 INSERT INTO soniq_jobs
     (id, job_name, args, queue, priority, max_attempts, dedup_key, scheduled_at,
-     created_at, updated_at, headers, delayed, producer_id, limit_key)
+     created_at, updated_at, headers, delayed, producer_id, limit_key, watched)
 SELECT i.value, %(job_name)s, a.value, %(queue)s, %(priority)s, %(max_attempts)s, d.value,
        COALESCE(%(scheduled_at)s, %(now)s), %(now)s, %(now)s, %(headers)s,
-       COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, l.value
+       COALESCE(%(scheduled_at)s > %(now)s, 0), %(producer_id)s, l.value, COALESCE(%(watched)s, 0)
 FROM json_each(%(ids)s) AS i
 JOIN json_each(%(args)s) AS a ON a.key = i.key
 JOIN json_each(%(dedup_keys)s) AS d ON d.key = i.key
@@ -75,6 +77,38 @@ SELECT '' AS pg_notify FROM json_each(%(queues)s)
 -- name: notify_delayed
 -- Nobody listens: the row pg_notify gives when the jobs are for later.
 SELECT '' AS pg_notify WHERE %(scheduled_at)s > %(now)s
+
+-- name: watch_jobs
+-- One writer at a time: mark the live jobs watched, then read them all (job_states).
+-- Nothing is notified on SQLite; the mark keeps the rows' meaning the same as on
+-- PostgreSQL.
+UPDATE soniq_jobs SET watched = 1
+WHERE id IN (SELECT value FROM json_each(%(ids)s))
+  AND status IN ('queued', 'processing') AND watched = 0;
+SELECT id, status, result, last_error, attempts, progress, finished_at,
+       status = 'done' AND finished_at IS NOT NULL
+       AND finished_at <= %(now)s - %(ttl)s AS expired,
+       watched
+FROM soniq_jobs
+WHERE id IN (SELECT value FROM json_each(%(ids)s))
+UNION ALL
+SELECT id, 'dead_letter', NULL, COALESCE(last_error, reason), attempts, progress,
+       dead_lettered_at, 0, watched
+FROM soniq_dead_letter_jobs
+WHERE id IN (SELECT value FROM json_each(%(ids)s))
+
+-- name: job_states
+SELECT id, status, result, last_error, attempts, progress, finished_at,
+       status = 'done' AND finished_at IS NOT NULL
+       AND finished_at <= %(now)s - %(ttl)s AS expired,
+       watched
+FROM soniq_jobs
+WHERE id IN (SELECT value FROM json_each(%(ids)s))
+UNION ALL
+SELECT id, 'dead_letter', NULL, COALESCE(last_error, reason), attempts, progress,
+       dead_lettered_at, 0, watched
+FROM soniq_dead_letter_jobs
+WHERE id IN (SELECT value FROM json_each(%(ids)s))
 
 -- name: get_job
 SELECT id, job_name, args, queue, priority, status, attempts, max_attempts,
@@ -128,7 +162,8 @@ SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
                                ELSE cancel_requested_at END,
     updated_at = %(now)s
 WHERE id = %(id)s AND status IN ('queued', 'processing')
-RETURNING id AS id, status AS status, CASE WHEN status = 'processing' THEN '' END AS woke
+RETURNING id AS id, status AS status, CASE WHEN status = 'processing' THEN '' END AS woke,
+          watched AS watched
 
 -- name: retry_job_now
 -- app.retry_job: a cancelled job goes back to the queue due now, with at least one
@@ -228,7 +263,7 @@ SET status = 'done', result = d.result, finished_at = %(now)s, updated_at = %(no
 FROM d
 WHERE soniq_jobs.id = d.id AND soniq_jobs.attempts = d.attempt
   AND soniq_jobs.status = 'processing'
-RETURNING soniq_jobs.id AS "id [uuid]"
+RETURNING soniq_jobs.id AS "id [uuid]", soniq_jobs.watched AS watched
 
 -- name: complete_job
 -- complete_jobs for a batch of one (as on PostgreSQL, where it saves a plan per call).
@@ -236,7 +271,7 @@ UPDATE soniq_jobs
 SET status = 'done', result = %(result)s, finished_at = %(now)s, updated_at = %(now)s,
     worker_id = NULL
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id AS "id [uuid]"
+RETURNING id AS "id [uuid]", watched AS watched
 
 -- name: write_progress
 -- The latest progress of running attempts, fenced like an outcome. ids, attempts and
@@ -262,7 +297,7 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     worker_id = NULL, last_error = %(error)s, updated_at = %(now)s,
     scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id AS "id [uuid]"
+RETURNING id AS "id [uuid]", watched AS watched, status AS status
 
 -- name: snooze_job
 -- Back to the queue without spending the attempt, unless cancellation was requested.
@@ -274,13 +309,13 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled
     worker_id = NULL, updated_at = %(now)s, last_error = COALESCE(%(error)s, last_error),
     scheduled_at = round(%(now)s + %(delay)s, 6), delayed = %(delay)s > 0
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id AS "id [uuid]"
+RETURNING id AS "id [uuid]", watched AS watched, status AS status
 
 -- name: cancel_running_job
 UPDATE soniq_jobs
 SET status = 'cancelled', finished_at = %(now)s, updated_at = %(now)s, worker_id = NULL
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id AS "id [uuid]"
+RETURNING id AS "id [uuid]", watched AS watched
 
 -- name: cancel_requests
 SELECT id FROM soniq_jobs
@@ -301,7 +336,7 @@ FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing';
 DELETE FROM soniq_jobs
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'processing'
-RETURNING id AS "id [uuid]"
+RETURNING id AS "id [uuid]", watched AS watched
 
 -- name: register_worker
 INSERT INTO soniq_workers (id, hostname, pid, queues, concurrency, started_at, last_heartbeat)
@@ -364,7 +399,8 @@ SELECT (SELECT count(*) FROM temp.soniq_scratch WHERE tag = 'worker') AS workers
        (SELECT count(*) FROM temp.soniq_scratch WHERE tag = 'bury') AS dead_lettered,
        (SELECT '' FROM soniq_jobs
         WHERE id IN (SELECT id FROM temp.soniq_scratch WHERE tag = 'requeue')
-          AND status = 'queued' LIMIT 1) AS woke
+          AND status = 'queued' LIMIT 1) AS woke,
+       NULL AS events
 
 -- ---------------------------------------------------------------------------------
 -- Metrics
