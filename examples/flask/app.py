@@ -67,6 +67,21 @@ def create_app(database_url: str | None = None) -> Flask:
             abort(404)
         return order.as_dict()
 
+    @app.get("/orders/<int:order_id>/confirmation")
+    def wait_for_confirmation(order_id: int) -> tuple[dict[str, Any], int]:
+        """Wait (blocking, up to ?timeout= seconds) for the order's confirmation job,
+        named by ?job_id=: 200 with the order once it is done, 504 if it is not yet
+        (the job goes on)."""
+        job_id = request.args["job_id"]
+        try:
+            soniq_sync.handle(job_id).result(timeout=float(request.args.get("timeout", 10)))
+        except TimeoutError:
+            return {"job_id": job_id, "status": "pending"}, 504
+        order = db.session.get(Order, order_id)
+        if order is None:
+            abort(404)
+        return order.as_dict(), 200
+
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create the shop's tables (run `soniq setup` for Soniq's)."""

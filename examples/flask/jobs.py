@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import soniq_sync
+from soniq import JobContext
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
@@ -25,16 +27,19 @@ def engine() -> Engine:
 
 
 @soniq_sync.job(name="shop.confirm_order", queue="orders", retries=3)
-def confirm_order(order_id: int) -> None:
+def confirm_order(order_id: int, ctx: JobContext) -> dict[str, Any]:
     """Confirm an order. A real shop would email the customer here, too.
 
-    Delivery is at least once, so this must be safe to run twice: setting a flag is.
-    A plain ``def`` handler runs in one of the worker's threads, so blocking database
-    calls are fine.
+    The job completes in the same transaction as the flag it sets
+    (``ctx.complete_sync``), so the order is confirmed exactly when the job is done:
+    a crash in between can leave neither half. A plain ``def`` handler runs in one of
+    the worker's threads, so blocking database calls are fine.
     """
     with Session(engine()) as session, session.begin():
+        ctx.complete_sync(session, result={"confirmed": order_id})  # first: the fence
         order = session.get(Order, order_id)
         if order is None:
             # Cannot happen for a job enqueued with the order: they commit together.
             raise LookupError(f"order {order_id} does not exist")
         order.confirmed = True
+    return {"confirmed": order_id}

@@ -60,9 +60,11 @@ __all__ = [
     "default_app",
     "enqueue",
     "enqueue_many",
+    "handle",
     "job",
     "schedule",
     "task_ref",
+    "wait_many",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -180,4 +182,23 @@ def enqueue_many(
         limit_key=limit_key,
         watch=watch,
         connection=connection,
+    )
+
+
+def handle(job_id: str, *, result_model: type[Any] | None = None) -> JobHandle:
+    """``Soniq.handle`` on the default app: wait for a job's outcome, blocking
+    (``soniq_sync.handle(job_id).result(timeout=10)`` in a view)."""
+    return default_app().handle(job_id, result_model=result_model)
+
+
+def wait_many(
+    job_ids: Iterable[str],
+    timeout: float | None = None,
+    *,
+    return_when: str = "all",
+    allow_in_handler: bool = False,
+) -> dict[str, JobOutcome]:
+    """``Soniq.wait_many`` on the default app."""
+    return default_app().wait_many(
+        job_ids, timeout, return_when=return_when, allow_in_handler=allow_in_handler
     )

@@ -135,3 +135,40 @@ def test_a_worker_confirms_the_order(
 
     assert table(database_url, "SELECT status FROM soniq_jobs") == [("done",)]
     assert client.get(f"/orders/{order_id}").get_json()["confirmed"] is True
+
+
+def test_a_route_waits_for_the_confirmation_and_honours_its_timeout(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    import time
+
+    body = client.post("/orders", json={"item": "tea", "quantity": 1}).get_json()
+    order_id, job_id = body["order"]["id"], body["job_id"]
+    # No worker yet: the route gives up after its timeout and says so.
+    started = time.monotonic()
+    response = client.get(f"/orders/{order_id}/confirmation?job_id={job_id}&timeout=0.5")
+    assert response.status_code == 504 and response.get_json()["status"] == "pending"
+    assert 0.5 <= time.monotonic() - started < 10
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONIQ_")}
+    env.update(SONIQ_DATABASE_URL=database_url, SONIQ_JOBS_MODULES="jobs")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "soniq", "worker"],
+            cwd=EXAMPLE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        response = client.get(f"/orders/{order_id}/confirmation?job_id={job_id}&timeout=30")
+        assert response.status_code == 200, log.read_text(errors="replace")
+        assert response.get_json()["confirmed"] is True
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert table(database_url, "SELECT status, result FROM soniq_jobs") == [
+        ("done", {"confirmed": order_id})
+    ]

@@ -53,3 +53,24 @@ def test_complete_sync_on_djangos_connection_commits_with_the_atomic_block(
     assert outside.order_exists(ok)
     assert settled(outside, boom_id, worker) == ("dead_letter", None)
     assert not outside.order_exists(boom)
+
+
+def test_a_view_waits_for_its_job_and_honours_its_timeout(outside: Outside, worker: Worker) -> None:
+    import time
+
+    from django.test import Client
+
+    client = Client()
+    ref = uuid.uuid4().hex
+    response = client.get(f"/charge/{ref}/")
+    assert response.status_code == 200, worker.describe()
+    job_id, result = response.content.decode().split()
+    assert result == ref and outside.order_exists(ref)
+    assert outside.job(job_id) is not None  # the job the view enqueued, done
+    # No worker serves "parked": the wait gives up after its timeout, the job stays.
+    started = time.monotonic()
+    response = client.get(f"/charge/{uuid.uuid4().hex}/?queue=parked&timeout=0.5")
+    assert response.status_code == 504
+    assert 0.5 <= time.monotonic() - started < 10
+    parked = outside.job(response.content.decode())
+    assert parked is not None

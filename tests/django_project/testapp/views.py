@@ -18,3 +18,15 @@ def place_order(request: HttpRequest, ref: str) -> HttpResponse:
     if request.GET.get("fail"):
         raise RuntimeError("the view failed after enqueueing")
     return HttpResponse(f"{job_id} {result.id}")
+
+
+def charge_and_wait(request: HttpRequest, ref: str) -> HttpResponse:
+    """Enqueue a job and wait for its result within the request, blocking: 504 when
+    it does not finish within ``?timeout=`` seconds (the job goes on)."""
+    queue = request.GET.get("queue", "default")
+    job_id = soniq_sync.enqueue("testapp.charge_atomic", args={"ref": ref}, queue=queue, watch=True)
+    try:
+        result = soniq_sync.handle(job_id).result(timeout=float(request.GET.get("timeout", 20)))
+    except TimeoutError:
+        return HttpResponse(job_id, status=504)
+    return HttpResponse(f"{job_id} {result}")
