@@ -632,15 +632,25 @@ class Soniq(AppBase):
 
     # -- waiting --------------------------------------------------------------------
 
-    def handle(self, job_id: str, *, result_model: type[Any] | None = None) -> JobHandle:
+    def handle(
+        self,
+        job_id: str,
+        *,
+        result_model: type[Any] | None = None,
+        ref: TaskRef[Any] | None = None,
+    ) -> JobHandle:
         """A :class:`~soniq.waiting.JobHandle` to wait for the job's outcome; no I/O.
 
         ``await handle.wait(timeout=30)`` gives its outcome, ``await
         handle.result(...)`` its result (or raises JobFailed, JobCancelled, JobGone,
         TimeoutError), ``async for event in handle.events()`` its steps. With
         ``result_model`` the result comes back validated as that type (see
-        ``get_result``). A string that is not a UUID raises SONIQ_INVALID_JOB_ID.
+        ``get_result``); ``ref``, a :func:`task_ref` declared with ``result_model=``,
+        gives its model instead. A string that is not a UUID raises
+        SONIQ_INVALID_JOB_ID.
         """
+        if result_model is None and ref is not None:
+            result_model = ref.result_model
         validate = None if result_model is None else result_validator(result_model)
         return JobHandle(self._waits(), job_id_param(job_id), validate)
 

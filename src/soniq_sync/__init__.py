@@ -185,10 +185,12 @@ def enqueue_many(
     )
 
 
-def handle(job_id: str, *, result_model: type[Any] | None = None) -> JobHandle:
+def handle(
+    job_id: str, *, result_model: type[Any] | None = None, ref: TaskRef[Any] | None = None
+) -> JobHandle:
     """``Soniq.handle`` on the default app: wait for a job's outcome, blocking
     (``soniq_sync.handle(job_id).result(timeout=10)`` in a view)."""
-    return default_app().handle(job_id, result_model=result_model)
+    return default_app().handle(job_id, result_model=result_model, ref=ref)
 
 
 def wait_many(

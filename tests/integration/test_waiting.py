@@ -661,3 +661,36 @@ async def test_waits_follow_the_app_into_a_memory_backend(app: Soniq) -> None:
         await app.run_worker(run_once=True)
         assert await app.handle(in_memory).result(timeout=10) == "here"
     assert await app.handle(on_postgres).result(timeout=10) == "here"
+
+
+async def test_a_task_ref_with_a_result_model_gives_a_typed_result(app: Soniq) -> None:
+    from pydantic import BaseModel
+
+    from soniq import task_ref
+    from soniq.errors import INVALID_ARGUMENT, RESULT_INVALID
+
+    class Rendered(BaseModel):
+        url: str
+        pages: int
+
+    @app.job(name="docs.render")
+    async def render(doc: int) -> dict[str, Any]:
+        return {"url": f"/docs/{doc}.pdf", "pages": doc}
+
+    @app.job(name="docs.broken")
+    async def broken(doc: int) -> dict[str, Any]:
+        return {"url": None}
+
+    ref = task_ref("docs.render", result_model=Rendered)
+    broken_ref = task_ref("docs.broken", result_model=Rendered)
+    assert "result_model=" in repr(ref)
+    ok = await app.enqueue(ref, args={"doc": 3})
+    bad = await app.enqueue(broken_ref, args={"doc": 1})
+    await app.run_worker(run_once=True)
+    assert await app.handle(ok, ref=ref).result(timeout=10) == Rendered(url="/docs/3.pdf", pages=3)
+    with pytest.raises(SoniqError) as err:
+        await app.handle(bad, ref=broken_ref).result(timeout=10)
+    assert err.value.code == RESULT_INVALID
+    with pytest.raises(SoniqError) as err:
+        task_ref("docs.render", result_model=object())
+    assert err.value.code == INVALID_ARGUMENT

@@ -173,6 +173,7 @@ def test_task_ref_is_frozen_slotted_hashable_with_default_queue() -> None:
         "default_queue",
         "concurrency",
         "rate_limit",
+        "result_model",
     )
     with pytest.raises(AttributeError):
         ref.name = "other"  # type: ignore[misc]

@@ -30,6 +30,9 @@ class TaskRef(Generic[ArgsT]):
     #: this stub stores the same limit key (see soniq.core.limits).
     concurrency: Concurrency | None = None
     rate_limit: RateLimit | None = None
+    #: What the task returns, for ``app.handle(job_id, ref=...)`` to validate its
+    #: result against (a pydantic model, or any type pydantic validates).
+    result_model: Any = None
 
     def __repr__(self) -> str:
         # The limits show only when set, so a plain ref reads as it always has.
@@ -42,6 +45,8 @@ class TaskRef(Generic[ArgsT]):
             parts.append(f"concurrency={self.concurrency!r}")
         if self.rate_limit is not None:
             parts.append(f"rate_limit={self.rate_limit!r}")
+        if self.result_model is not None:
+            parts.append(f"result_model={self.result_model!r}")
         return f"TaskRef({', '.join(parts)})"
 
     def limits(self) -> TaskLimits | None:
@@ -63,6 +68,7 @@ def task_ref(
     *,
     concurrency: Concurrency | None = None,
     rate_limit: RateLimit | None = None,
+    result_model: Any = None,
 ) -> TaskRef[ArgsT]: ...
 @overload
 def task_ref(
@@ -72,6 +78,7 @@ def task_ref(
     *,
     concurrency: Concurrency | None = None,
     rate_limit: RateLimit | None = None,
+    result_model: Any = None,
 ) -> TaskRef[Any]: ...
 def task_ref(
     name: str,
@@ -80,11 +87,14 @@ def task_ref(
     *,
     concurrency: Concurrency | None = None,
     rate_limit: RateLimit | None = None,
+    result_model: Any = None,
 ) -> TaskRef[Any]:
     """Declare a task by name. The name is checked now, so a typo fails at import.
 
     ``concurrency=`` and ``rate_limit=`` repeat the handler's limits, so that jobs
     enqueued through this ref carry the same limit key as the handler's own.
+    ``result_model=`` is what the task returns: ``app.handle(job_id, ref=this)``
+    validates the result against it.
     """
     check_task_name(name)
     if args_model is not None and not (
@@ -101,8 +111,13 @@ def task_ref(
         default_queue=_check_default_queue(default_queue, name),
         concurrency=concurrency,
         rate_limit=rate_limit,
+        result_model=result_model,
     )
     ref.limits()  # checked now, like the name
+    if result_model is not None:
+        from soniq.ops.results import result_validator
+
+        result_validator(result_model)  # a type pydantic can validate, checked now
     return ref
 
 
