@@ -18,6 +18,9 @@ each round); medians are printed. The measurements:
    psycopg ``AsyncConnectionPool`` of 64), concurrency 64: jobs/s, a figure only.
 4. **Mixed**: the drain of ``--jobs`` plain jobs while as many managed transactional
    jobs share the queue; the plain jobs' rate is printed beside measurement 1's.
+5. **The box's ceiling**: psycopg alone, 64 tasks on a pool of 64, each doing BEGIN,
+   a one-row UPDATE, COMMIT (and, beside it, the UPDATE alone in autocommit): what a
+   transaction per job can reach here at all, to read measurement 2 against.
 
 A drain's rate is its jobs over the span from the first handler's start to the last
 handler's end. The script prints figures and the load average; it never fails on a
@@ -152,6 +155,47 @@ async def child(ns: argparse.Namespace) -> dict[str, Any]:
         await scratch.drop_all()
 
 
+async def ceiling(ns: argparse.Namespace) -> dict[str, Any]:
+    """Transactions per second of psycopg alone (measurement 5)."""
+    from psycopg_pool import AsyncConnectionPool
+    from support import Scratch
+
+    scratch = Scratch(ns.database_url)
+    url = await scratch.create()
+    rates: dict[str, Any] = {}
+    try:
+        pool = AsyncConnectionPool(
+            url, min_size=64, max_size=64, kwargs={"autocommit": True}, open=False
+        )
+        await pool.open(wait=True)
+        async with pool.connection() as conn:
+            await conn.execute("CREATE TABLE bench (id int PRIMARY KEY, n int NOT NULL)")
+            await conn.execute("INSERT INTO bench SELECT g, 0 FROM generate_series(1, 64) g")
+        for mode in ("transaction", "autocommit"):
+            done = 0
+
+            async def loop(i: int, mode: str = mode) -> None:
+                nonlocal done
+                while done < ns.tx_jobs:
+                    async with pool.connection() as conn:
+                        if mode == "transaction":
+                            async with conn.transaction():
+                                await conn.execute(
+                                    "UPDATE bench SET n = n + 1 WHERE id = %s", (i + 1,)
+                                )
+                        else:
+                            await conn.execute("UPDATE bench SET n = n + 1 WHERE id = %s", (i + 1,))
+                    done += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(loop(i) for i in range(64)))
+            rates[mode] = done / (time.perf_counter() - t0)
+        await pool.close()
+    finally:
+        await scratch.drop_all()
+    return rates
+
+
 async def _drain(conn: Any) -> Any:
     """The notifications already received on ``conn``, without waiting for more."""
     gen = conn.notifies(timeout=0.5)
@@ -186,7 +230,7 @@ def run_child(ns: argparse.Namespace, src: Path, scenario: str) -> dict[str, Any
 def main() -> int:
     ns = parse_args()
     if ns.child:
-        out = asyncio.run(child(ns))
+        out = asyncio.run(ceiling(ns) if ns.child == "ceiling" else child(ns))
         print(RESULT + json.dumps(out), flush=True)
         return 0
     from support import loadavg
@@ -198,6 +242,7 @@ def main() -> int:
     managed: list[float] = []
     explicit: list[float] = []
     mixed: list[float] = []
+    raw: list[dict[str, float]] = []
     for round_no in range(ns.rounds):
         pair = [("base", ns.base_src), ("new", ns.new_src)]
         if round_no % 2:
@@ -220,6 +265,12 @@ def main() -> int:
             f"round {round_no + 1} mixed: plain {out['plain']:,.0f} jobs/s beside "
             f"transactional {out['tx']:,.0f} jobs/s"
         )
+        out = run_child(ns, ns.new_src, "ceiling")
+        raw.append(out)
+        print(
+            f"round {round_no + 1} psycopg alone: {out['transaction']:,.0f} transactions/s, "
+            f"{out['autocommit']:,.0f} autocommit UPDATEs/s"
+        )
     med = statistics.median
     print()
     print(
@@ -230,6 +281,11 @@ def main() -> int:
     print(f"2. managed transactional no-op: {med(managed):,.0f} jobs/s (gate 2,500)")
     print(f"3. explicit ctx.complete on an own pool: {med(explicit):,.0f} jobs/s")
     print(f"4. plain jobs beside transactional ones: {med(mixed):,.0f} jobs/s")
+    print(
+        f"5. psycopg alone at 64: {med([r['transaction'] for r in raw]):,.0f} transactions/s "
+        f"(BEGIN, UPDATE, COMMIT), {med([r['autocommit'] for r in raw]):,.0f} autocommit "
+        "UPDATEs/s"
+    )
     print(f"load average at end: {loadavg()}")
     return 0
 
