@@ -32,7 +32,7 @@ from soniq.errors import (
 from soniq.storage import completion as storage
 from soniq.storage.records import ClaimedJob
 from soniq.types import Snooze
-from soniq.worker.result_json import result_json
+from soniq.worker.result_json import result_json, returned_json
 from soniq.worker.stopping import nap
 
 if TYPE_CHECKING:
@@ -339,13 +339,4 @@ def _returned(spec: JobSpec, result: Any) -> str | None:
     raises instead, so that nothing commits and the job runs again later."""
     if isinstance(result, Snooze):
         raise result
-    if result is None:
-        return None
-    text = result_json(result)
-    if text is None:
-        logger.warning(
-            "job %s returned a %s that PostgreSQL cannot store as JSON; its result is not stored",
-            spec.name,
-            type(result).__name__,
-        )
-    return text
+    return returned_json(result, spec.name)

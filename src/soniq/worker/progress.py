@@ -31,7 +31,7 @@ from typing import Any
 
 from soniq.errors import INVALID_ARGUMENT, SoniqError
 from soniq.storage.store import Store
-from soniq.worker.result_json import _JSON_NUL  # the NUL rule job results follow
+from soniq.worker.result_json import has_nul_escape  # the NUL rule job results follow
 from soniq.worker.stopping import nap
 
 logger = logging.getLogger("soniq.worker")
@@ -77,7 +77,7 @@ def encode_progress(attempt: int, current: Any, total: Any, message: Any, data: 
             f"numbers, booleans, None), got {type(data).__name__}: {exc}. Pass plain data.",
         ) from None
     # jsonb refuses \u0000 anywhere (as in job results).
-    if "\\u0000" in text and _JSON_NUL.search(text):
+    if has_nul_escape(text):
         where = "message" if message is not None and "\x00" in message else "data"
         raise SoniqError(
             INVALID_ARGUMENT,

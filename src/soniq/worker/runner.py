@@ -43,7 +43,7 @@ from soniq.worker.outcomes import (
     Retry,
     failure_outcome,
 )
-from soniq.worker.result_json import result_json
+from soniq.worker.result_json import returned_json
 from soniq.worker.retry import next_delay
 
 # The outcomes are re-exported for the modules that import them from here.
@@ -213,7 +213,7 @@ class JobRunner:
         await self._after(job, started)
         if result is None:
             return _DONE_WITHOUT_RESULT
-        return Done(_dump_result(job, result))
+        return Done(returned_json(result, job.job_name, job.log_extra()))
 
     async def _after(self, job: ClaimedJob, started: float) -> None:
         if self.after:
@@ -450,18 +450,3 @@ def _fits(spec: JobSpec, kwargs: dict[str, Any]) -> bool:
 
 def _trace(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def _dump_result(job: ClaimedJob, result: Any) -> str | None:
-    if result is None:
-        return None
-    text = result_json(result)
-    if text is None:
-        logger.warning(
-            "job %s returned a %s that PostgreSQL cannot store as JSON (not JSON, or "
-            "text with a NUL character); its result is not stored",
-            job.job_name,
-            type(result).__name__,
-            extra=job.log_extra(),
-        )
-    return text
