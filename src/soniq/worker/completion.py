@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("soniq.worker")
 
-#: SQLSTATE of a missing table: the connection's database has no Soniq schema.
-_UNDEFINED_TABLE = "42P01"
 #: SQLSTATE of a lock wait past lock_timeout.
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -108,47 +106,26 @@ class Completion:
 
     async def complete_text(self, conn: object, text: str | None) -> None:
         """:meth:`complete` with the result already as JSON text (or None)."""
-        db = async_adapter(conn)
-        if self.xid is not None:
-            if await storage.transaction_id(db) != self.xid:
-                raise self._twice()
-            return
-        try:
-            xid = await storage.complete_in_tx(
-                db, self.job_id, self.attempt, self.instance, text, self._progress()
-            )
-            if xid is None and not await storage.same_instance(db, self.instance):
-                raise self._elsewhere()
-        except Exception as exc:
-            if sqlstate(exc) == _UNDEFINED_TABLE:
-                raise self._elsewhere() from exc
-            raise
-        self._record(xid, text)
+        self._record(
+            await storage.complete_attempt(async_adapter(conn), *self._attempt(text)), text
+        )
 
     def complete_text_sync(self, conn: object, text: str | None) -> None:
         """:meth:`complete_text` on a blocking connection."""
         from soniq_sync.adapters import sync_adapter
         from soniq_sync.storage import completion as sync_storage
 
-        db = sync_adapter(conn)
-        if self.xid is not None:
-            if sync_storage.transaction_id(db) != self.xid:
-                raise self._twice()
-            return
-        try:
-            xid = sync_storage.complete_in_tx(
-                db, self.job_id, self.attempt, self.instance, text, self._progress()
-            )
-            if xid is None and not sync_storage.same_instance(db, self.instance):
-                raise self._elsewhere()
-        except Exception as exc:
-            if sqlstate(exc) == _UNDEFINED_TABLE:
-                raise self._elsewhere() from exc
-            raise
-        self._record(xid, text)
+        self._record(sync_storage.complete_attempt(sync_adapter(conn), *self._attempt(text)), text)
 
-    def _progress(self) -> str | None:
-        return None if self.take_progress is None else self.take_progress()
+    def _attempt(
+        self, text: str | None
+    ) -> tuple[str, int, str, str | None, str | None, str | None]:
+        """The arguments of ``complete_attempt``; the unwritten progress is handed over
+        only by the call that writes the "done"."""
+        progress = (
+            None if self.xid is not None or self.take_progress is None else self.take_progress()
+        )
+        return self.job_id, self.attempt, self.instance, text, progress, self.xid
 
     def _check(self, conn: object, result: Any) -> str | None:
         if not self.open:
@@ -179,8 +156,13 @@ class Completion:
             )
         return text
 
-    def _record(self, xid: str | None, text: str | None) -> None:
-        if xid is None:
+    def _record(self, completed: tuple[storage.Completed, str | None], text: str | None) -> None:
+        outcome, xid = completed
+        if outcome == "twice":
+            raise self._twice()
+        if outcome == "elsewhere":
+            raise self._elsewhere()
+        if outcome == "lost":
             raise SoniqError(
                 JOB_LEASE_LOST,
                 f"Job {self.job_id}: attempt {self.attempt} no longer holds the job (it "
@@ -190,8 +172,9 @@ class Completion:
                 job_id=self.job_id,
                 attempt=self.attempt,
             )
-        self.xid = xid
-        self.result = text
+        if outcome == "done":
+            self.xid = xid
+            self.result = text
 
     def _twice(self) -> SoniqError:
         return SoniqError(

@@ -5,20 +5,36 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from soniq.adapters.sqlstate import sqlstate
 from soniq_sync.adapters.base import SyncAdapter
 
+#: What :func:`complete_attempt` found: ``done`` (this call wrote it), ``again`` (an
+#: earlier call did, on this same transaction), ``twice`` (an earlier call did, on
+#: another), ``lost`` (the attempt no longer holds its row), ``elsewhere`` (the
+#: connection points at another database).
+Completed = Literal["done", "again", "twice", "lost", "elsewhere"]
 
-def complete_in_tx(
+#: SQLSTATE of a missing table: the connection's database has no Soniq schema.
+_UNDEFINED_TABLE = "42P01"
+
+
+def complete_attempt(
     db: SyncAdapter,
     job_id: str,
     attempt: int,
     instance: str,
     result: str | None,
-    progress: str | None = None,
-) -> str | None:
-    """Mark the attempt done in ``db``'s open transaction (with its last ``progress``,
-    JSON text, if one is pending); that transaction's id, or None if no row matched
-    (another database, or the attempt no longer holds it)."""
+    progress: str | None,
+    done_in: str | None,
+) -> tuple[Completed, str | None]:
+    """Mark the attempt done in ``db``'s open transaction, with its ``result`` and its
+    last unwritten ``progress`` (JSON texts, or None), unless an earlier call did
+    (``done_in``: that call's transaction). What happened, and the id of the
+    transaction that completed the attempt."""
+    if done_in is not None:
+        return ("again", done_in) if _transaction_id(db) == done_in else ("twice", None)
     params = {
         "id": job_id,
         "attempt": attempt,
@@ -26,17 +42,24 @@ def complete_in_tx(
         "result": result,
         "progress": progress,
     }
-    rows = db.fetch(db.dialect.queries["complete_job_in_tx"], params)
-    return str(rows[0][0]) if rows else None
+    try:
+        rows = db.fetch(db.dialect.queries["complete_job_in_tx"], params)
+        if rows:
+            return "done", str(rows[0][0])
+        return ("lost", None) if _same_instance(db, instance) else ("elsewhere", None)
+    except Exception as exc:
+        if sqlstate(exc) == _UNDEFINED_TABLE:
+            return "elsewhere", None
+        raise
 
 
-def same_instance(db: SyncAdapter, instance: str) -> bool:
+def _same_instance(db: SyncAdapter, instance: str) -> bool:
     """Whether ``db`` points at the database whose ``soniq_instance`` id is ``instance``."""
     rows = db.fetch(db.dialect.queries["instance_matches"], {"instance": instance})
     return bool(rows and rows[0][0])
 
 
-def transaction_id(db: SyncAdapter) -> str | None:
+def _transaction_id(db: SyncAdapter) -> str | None:
     """The id of ``db``'s open transaction, or None if it has not written yet."""
     rows = db.fetch(db.dialect.queries["current_transaction"], {})
     return None if not rows or rows[0][0] is None else str(rows[0][0])
