@@ -133,6 +133,10 @@ class JobRegistry:
         groups = {s.limits.group: s.limits.declared() for s in self._by_name.values() if s.limits}
         return [groups[name] for name in sorted(groups)]
 
+    def transactional(self) -> list[str]:
+        """The names of the tasks declared ``transactional=``, sorted."""
+        return sorted(name for name, spec in self._by_name.items() if spec.transactional)
+
     def get(self, name: str) -> JobSpec | None:
         """The spec registered under ``name``, or None."""
         return self._by_name.get(name)

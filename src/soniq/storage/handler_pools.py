@@ -31,18 +31,24 @@ class HandlerPools:
 
     def __init__(self, url: str, settings: SoniqSettings, max_size: int) -> None:
         self.url = url
-        self.settings = settings
-        self.max_size = max_size
         idle = settings.handler_tx_idle_timeout
         if idle is None:
             idle = (settings.job_timeout or 300.0) + 30.0
         # A handler stuck between statements cannot hold its job row's lock for ever:
         # the server ends its session, the transaction rolls back, the job is retried.
-        self._kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "options": _with_options(
-                url, f"-c idle_in_transaction_session_timeout={int(idle * 1000)}"
-            ),
+        # Both pools alike: opened empty, up to max_size, failing a wait for a
+        # connection after the connect timeout.
+        self._options: dict[str, Any] = {
+            "min_size": 0,
+            "max_size": max_size,
+            "timeout": settings.connect_timeout,
+            "open": False,
+            "kwargs": {
+                "autocommit": True,
+                "options": _with_options(
+                    url, f"-c idle_in_transaction_session_timeout={int(idle * 1000)}"
+                ),
+            },
         }
         self._async: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._sync: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -57,15 +63,7 @@ class HandlerPools:
             async with self._opening:
                 pool = self._async
                 if pool is None:
-                    pool = AsyncConnectionPool(
-                        self.url,
-                        min_size=0,
-                        max_size=self.max_size,
-                        kwargs=self._kwargs,
-                        timeout=self.settings.connect_timeout,
-                        open=False,
-                        name="soniq-handlers",
-                    )
+                    pool = AsyncConnectionPool(self.url, name="soniq-handlers", **self._options)
                     await pool.open()
                     self._async = pool
         asked = cancels_asked()
@@ -85,13 +83,7 @@ class HandlerPools:
     def _open_sync(self) -> ConnectionPool[psycopg.Connection[Any]]:
         # Handler threads may race to open it: the first one in keeps its pool.
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.url,
-            min_size=0,
-            max_size=self.max_size,
-            kwargs=self._kwargs,
-            timeout=self.settings.connect_timeout,
-            open=False,
-            name="soniq-handlers-sync",
+            self.url, name="soniq-handlers-sync", **self._options
         )
         pool.open()
         with self._sync_opening:

@@ -755,15 +755,13 @@ class Worker:
     def _check_transactional(self) -> None:
         if isinstance(self.backend, PostgresBackend):
             return
-        for name in self.registry.names():
-            spec = self.registry.get(name)
-            if spec is not None and spec.transactional:
-                logger.warning(
-                    "task %s is transactional, and only a PostgreSQL worker can commit a "
-                    "job with its handler's writes: on %s its jobs are dead-lettered",
-                    name,
-                    self.backend.describe(),
-                )
+        for name in self.registry.transactional():
+            logger.warning(
+                "task %s is transactional, and only a PostgreSQL worker can commit a "
+                "job with its handler's writes: on %s its jobs are dead-lettered",
+                name,
+                self.backend.describe(),
+            )
 
     async def _completions(
         self, db: Store, runner: JobRunner, concurrency: int, progress: ProgressWriter
@@ -780,10 +778,7 @@ class Worker:
 
         await self._until_connected(db, read)
         size = settings.handler_pool_max_size or concurrency
-        if size < concurrency and any(
-            (spec := self.registry.get(name)) is not None and spec.transactional
-            for name in self.registry.names()
-        ):
+        if size < concurrency and self.registry.transactional():
             logger.warning(
                 "SONIQ_HANDLER_POOL_MAX_SIZE is %d, below the worker's concurrency of %d: "
                 "transactional jobs beyond %d at once wait for a connection, and fail "

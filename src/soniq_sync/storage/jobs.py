@@ -331,15 +331,14 @@ class Jobs:
         backend = self._store.ready()
         queries = backend.dialect.queries
         params = {"id": job_id}
+        # Rows of (id, status, woke, watched).
         if backend.kind != "postgres":
-            rows = backend.fetch(queries["cancel_job"], params)
+            rows = backend.rows(queries["cancel_job"], params)
         else:
             with backend.transaction() as tx:
                 tx.execute(queries["set_lock_timeout"], {"ms": int(lock_wait * 1000)})
-                found = tx.fetch(queries["cancel_job"], params)
-                names = ("id", "status", "woke", "watched")
-                rows = [dict(zip(names, row, strict=True)) for row in found]
-        if rows and rows[0]["watched"] and rows[0]["status"] == "cancelled":
+                rows = tx.fetch(queries["cancel_job"], params)
+        if rows and rows[0][3] and rows[0][1] == "cancelled":
             send_job_events(self._store.backend, [("c", job_id)])
         return bool(rows)
 
