@@ -85,19 +85,13 @@ SELECT '' AS pg_notify WHERE %(scheduled_at)s > %(now)s
 UPDATE soniq_jobs SET watched = 1
 WHERE id IN (SELECT value FROM json_each(%(ids)s))
   AND status IN ('queued', 'processing') AND watched = 0;
-SELECT id, status, result, last_error, attempts, progress, finished_at,
-       status = 'done' AND finished_at IS NOT NULL
-       AND finished_at <= %(now)s - %(ttl)s AS expired,
-       watched
-FROM soniq_jobs
-WHERE id IN (SELECT value FROM json_each(%(ids)s))
-UNION ALL
-SELECT id, 'dead_letter', NULL, COALESCE(last_error, reason), attempts, progress,
-       dead_lettered_at, 0, watched
-FROM soniq_dead_letter_jobs
-WHERE id IN (SELECT value FROM json_each(%(ids)s))
+-- include: _job_states
 
 -- name: job_states
+-- include: _job_states
+
+-- name: _job_states
+-- The state of each job of %(ids)s, waiting or dead-lettered (see soniq.waiting).
 SELECT id, status, result, last_error, attempts, progress, finished_at,
        status = 'done' AND finished_at IS NOT NULL
        AND finished_at <= %(now)s - %(ttl)s AS expired,
